@@ -1,0 +1,39 @@
+"""Resampling every source of a mixture to a common size (MORE's source balancing, SPEC section 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+__all__ = ["resample_indices", "resample_sources"]
+
+
+def resample_indices(num_rows: int, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `target` rows drawn from `num_rows`, as the MORE reference balances its sources.
+
+    A larger source is cut: `target` distinct rows, drawn without replacement. A smaller source is over-sampled from
+    repeated copies: every row appears `target // num_rows` times, plus `target % num_rows` distinct extra rows.
+    """
+    if num_rows <= 0:
+        raise ValueError("Cannot resample an empty source.")
+    if target <= 0:
+        raise ValueError(f"The target size must be positive, got {target}.")
+    copies, remainder = divmod(target, num_rows)
+    extra = rng.permutation(num_rows)[:remainder]
+    return np.concatenate([np.tile(np.arange(num_rows), copies), np.sort(extra)])
+
+
+def resample_sources(source_ids: Sequence[int], target: int, seed: int) -> np.ndarray:
+    """Row indices that resample every source (rows sharing a source id) of a data set to `target` rows.
+
+    Deterministic for a seed; sources are processed in increasing id order, each row index refers to `source_ids`.
+    """
+    source_ids = np.asarray(source_ids)
+    rng = np.random.default_rng(seed)
+    selected = []
+    for source in np.unique(source_ids):
+        rows = np.flatnonzero(source_ids == source)
+        selected.append(rows[resample_indices(len(rows), target, rng)])
+    return np.concatenate(selected) if selected else np.zeros(0, dtype=np.int64)

