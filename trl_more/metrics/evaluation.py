@@ -1,0 +1,276 @@
+"""Scoring preference data with a reward model, and the per-source table of accuracy, calibration and reward margins."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .calibration import DEFAULT_OUTLIER_THRESHOLD, as_margins, preference_metrics
+from .temperature import reward_temperature
+
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+__all__ = ["RewardEvaluation", "evaluate_reward_model"]
+
+TRUNCATION_MODES = ("keep_end", "keep_start")
+AVERAGED_METRICS = ("preference_accuracy", "ece", "ace", "mce")
+
+
+@dataclass
+class RewardEvaluation:
+    """Metrics of a reward model per source, with the raw reward margins they were computed from.
+
+    Attributes:
+        metrics: `{source: preference_metrics(...)}`: `num_pairs`, `preference_accuracy`, `ece`, `ace`, `mce`,
+            `margin_mean`, `margin_std` and the outlier statistics (see `trl_more.metrics.preference_metrics`).
+        margins: `{source: array of r(chosen) - r(rejected)}`, in the order of the source's rows, already divided by
+            `temperature`.
+        n_bins: bins of the calibration errors.
+        outlier_threshold: reward differences beyond +-this count as outliers.
+        temperature: the temperature the rewards were divided by (1.0 when none was applied).
+    """
+
+    metrics: dict[str, dict[str, float]]
+    margins: dict[str, np.ndarray]
+    n_bins: int = 10
+    outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD
+    temperature: float = 1.0
+
+    @classmethod
+    def from_margins(
+        cls,
+        margins: Mapping[str, Any],
+        n_bins: int = 10,
+        outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
+        temperature: float = 1.0,
+    ) -> RewardEvaluation:
+        """The table of `{source: margins}` (already divided by `temperature`, which is only recorded)."""
+        if not margins:
+            raise ValueError("No sources given: pass at least one `{source: margins}` entry.")
+        margins = {str(source): as_margins(values) for source, values in margins.items()}
+        metrics = {source: preference_metrics(values, n_bins, outlier_threshold) for source, values in margins.items()}
+        return cls(metrics, margins, n_bins, outlier_threshold, temperature)
+
+    def average(self) -> dict[str, float]:
+        """Unweighted mean over the sources of accuracy, ECE, ACE and MCE (how the paper averages its sources)."""
+        return {key: float(np.mean([row[key] for row in self.metrics.values()])) for key in AVERAGED_METRICS}
+
+    def to_dict(self, include_margins: bool = True) -> dict[str, Any]:
+        """Plain Python types only (JSON-ready); a NaN (e.g. the mean of no outliers) becomes `None`."""
+        result = {
+            "n_bins": self.n_bins,
+            "outlier_threshold": self.outlier_threshold,
+            "temperature": self.temperature,
+            "sources": {source: {k: _plain(v) for k, v in row.items()} for source, row in self.metrics.items()},
+            "average": self.average(),
+        }
+        if include_margins:
+            result["margins"] = {source: values.tolist() for source, values in self.margins.items()}
+        return result
+
+    def to_json(self, path: str | Path | None = None, include_margins: bool = True) -> str:
+        """The `to_dict` result as JSON text, also written to `path` when given."""
+        text = json.dumps(self.to_dict(include_margins), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RewardEvaluation:
+        """Read back a result saved with `to_json(path)` (which must include the margins)."""
+        data = json.loads(Path(path).read_text())
+        if "margins" not in data:
+            raise ValueError(f"{path} holds no reward margins; save it with `to_json(path, include_margins=True)`.")
+        return cls.from_margins(data["margins"], data["n_bins"], data["outlier_threshold"], data["temperature"])
+
+    def to_markdown(self) -> str:
+        """A Markdown table, one row per source (and their average when there are several)."""
+        threshold = f"{self.outlier_threshold:g}"
+        header = [
+            "source",
+            "pairs",
+            "accuracy (%)",
+            "ECE",
+            "ACE",
+            "MCE",
+            "margin mean",
+            "margin std",
+            f"margins > +{threshold}: n (mean)",
+            f"margins < -{threshold}: n (mean)",
+        ]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for source, row in self.metrics.items():
+            cells = [
+                source,
+                str(row["num_pairs"]),
+                f"{100 * row['preference_accuracy']:.2f}",
+                f"{row['ece']:.4f}",
+                f"{row['ace']:.4f}",
+                f"{row['mce']:.4f}",
+                f"{row['margin_mean']:.3f}",
+                f"{row['margin_std']:.3f}",
+                _outlier_cell(row["positive_outliers"], row["positive_outlier_mean"]),
+                _outlier_cell(row["negative_outliers"], row["negative_outlier_mean"]),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        if len(self.metrics) > 1:
+            mean = self.average()
+            cells = ["average", "", f"{100 * mean['preference_accuracy']:.2f}"]
+            cells += [f"{mean[key]:.4f}" for key in ("ece", "ace", "mce")] + [""] * 4
+            lines.append("| " + " | ".join(cells) + " |")
+        notes = f"ECE/ACE/MCE with {self.n_bins} bins over both orderings of every pair"
+        if self.temperature != 1.0:
+            notes += f"; rewards divided by the temperature {self.temperature:.4g}"
+        return "\n".join(lines) + f"\n\n{notes}.\n"
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _outlier_cell(count: int, mean: float) -> str:
+    return f"{count} ({mean:.2f})" if count else "0"
+
+
+def evaluate_reward_model(
+    model: PreTrainedModel,
+    processing_class: PreTrainedTokenizerBase,
+    datasets: Mapping[str, Dataset] | Dataset,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    truncation_mode: str = "keep_end",
+    n_bins: int = 10,
+    outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
+    temperature: float | None = None,
+    show_progress: bool = True,
+) -> RewardEvaluation:
+    """Score every pair of every source with a reward model and tabulate accuracy, calibration and reward margins.
+
+    Pairs are tokenized exactly as `trl.RewardTrainer` tokenizes them (any of TRL's preference formats: explicit or
+    implicit prompt, standard or conversational; already tokenized `chosen_ids`/`rejected_ids` are used as they are)
+    and padded by TRL's preference collator, so the scores equal what the trainer sees. Batches are sorted by length
+    (longest first, so an out-of-memory error shows at once) and run under `torch.no_grad()` in eval mode.
+
+    Args:
+        model: a sequence-classification reward model with one output (`num_labels=1`).
+        processing_class: its tokenizer (with a chat template for conversational data).
+        datasets: `{source: Dataset}` (e.g. a `DatasetDict` of test splits), or one `Dataset` (source `"eval"`).
+        batch_size: pairs per forward pass (each pass holds 2 * batch_size sequences).
+        max_length: if set, longer sequences are truncated to this many tokens (no pair is dropped).
+        truncation_mode: `"keep_end"` keeps the last tokens (where the reward is read), `"keep_start"` the first.
+        n_bins: bins of the calibration errors.
+        outlier_threshold: reward differences beyond +-this count as outliers.
+        temperature: rewards are divided by it; `None` uses `model.config.reward_temperature` when a temperature was
+            stored with `trl_more.metrics.set_reward_temperature`, else 1.
+        show_progress: show a progress bar per source.
+
+    Returns:
+        A `RewardEvaluation`: `.metrics[source]`, `.margins[source]`, `.to_dict()`, `.to_json()`, `.to_markdown()`.
+    """
+    import torch
+
+    if isinstance(datasets, Mapping):
+        datasets = dict(datasets)
+    elif hasattr(datasets, "column_names"):
+        datasets = {"eval": datasets}
+    else:
+        raise TypeError(f"`datasets` must be a dict of `{{source: Dataset}}` or a Dataset, not {type(datasets)}.")
+    if not datasets:
+        raise ValueError("`datasets` is empty: give at least one `{source: Dataset}` entry.")
+    if truncation_mode not in TRUNCATION_MODES:
+        raise ValueError(f"`truncation_mode` must be one of {TRUNCATION_MODES}, got {truncation_mode!r}.")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
+    temperature = reward_temperature(model) if temperature is None else float(temperature)
+    if not temperature > 0:
+        raise ValueError(f"The temperature must be positive, got {temperature}.")
+
+    collator = _preference_collator(model, processing_class)
+    was_training = model.training
+    model.eval()
+    margins = {}
+    try:
+        with torch.no_grad():
+            for source, dataset in datasets.items():
+                if len(dataset) == 0:
+                    raise ValueError(f"Source {source!r} has no pairs.")
+                chosen, rejected = _tokenized_pairs(dataset, processing_class, str(source))
+                if max_length is not None:
+                    keep = slice(-max_length, None) if truncation_mode == "keep_end" else slice(0, max_length)
+                    chosen, rejected = [ids[keep] for ids in chosen], [ids[keep] for ids in rejected]
+                margins[source] = _score(model, collator, chosen, rejected, batch_size, source, show_progress)
+    finally:
+        model.train(was_training)
+    return RewardEvaluation.from_margins(
+        {source: values / temperature for source, values in margins.items()}, n_bins, outlier_threshold, temperature
+    )
+
+
+def _preference_collator(model: PreTrainedModel, processing_class: PreTrainedTokenizerBase):
+    """TRL's preference collator, padding with the id the model takes for padding (it reads the last other token)."""
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    config = model.config.get_text_config()
+    pad_token_id = config.pad_token_id
+    if pad_token_id is None:  # as `trl.RewardTrainer` does: the tokenizer's pad token, else its eos token
+        pad_token_id = processing_class.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = processing_class.eos_token_id
+        if pad_token_id is None:
+            raise ValueError("Neither the model config nor the tokenizer defines a pad or eos token to pad with.")
+        config.pad_token_id = pad_token_id  # sequence-classification models need it to find the last token
+    return DataCollatorForPreference(pad_token_id=pad_token_id)
+
+
+def _tokenized_pairs(
+    dataset: Dataset, processing_class: PreTrainedTokenizerBase, name: str
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of the chosen and rejected sequences, from `trl.RewardTrainer`'s own preprocessing."""
+    from trl import RewardTrainer
+
+    # `_prepare_dataset` reads no trainer state, only `args.dataset_num_proc` and `args.max_length`; calling it
+    # directly keeps the evaluation tokenization identical to training (EOS handling, prompts, chat templates).
+    args = SimpleNamespace(dataset_num_proc=None, max_length=None)
+    tokenized = RewardTrainer._prepare_dataset(None, dataset, processing_class, args, name)
+    return tokenized["chosen_ids"], tokenized["rejected_ids"]
+
+
+def _score(
+    model: PreTrainedModel,
+    collator,
+    chosen: list[list[int]],
+    rejected: list[list[int]],
+    batch_size: int,
+    source: str,
+    show_progress: bool,
+) -> np.ndarray:
+    lengths = np.array([max(len(c), len(r)) for c, r in zip(chosen, rejected)])
+    order = np.argsort(-lengths, kind="stable")
+    device = next(model.parameters()).device
+    margins = np.empty(len(order), dtype=np.float64)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
+        rows = order[start : start + batch_size]
+        batch = collator([{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in rows])
+        logits = model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), use_cache=False
+        ).logits
+        if logits.ndim != 2 or logits.shape[1] != 1:
+            raise ValueError(
+                f"A reward model has one output per sequence (`num_labels=1`); got {tuple(logits.shape)}."
+            )
+        rewards_chosen, rewards_rejected = logits.float().squeeze(-1).chunk(2)
+        margins[rows] = (rewards_chosen - rewards_rejected).cpu().numpy()
+    return margins
