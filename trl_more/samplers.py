@@ -58,7 +58,9 @@ class SourceGroupedSampler(Sampler[int]):
         needed = self.num_batches * self.per_source
         streams = []
         for rows in self.rows_by_source:
-            cycles = [rows[torch.randperm(len(rows), generator=generator)] for _ in range(math.ceil(needed / len(rows)))]
+            cycles = [
+                rows[torch.randperm(len(rows), generator=generator)] for _ in range(math.ceil(needed / len(rows)))
+            ]
             streams.append(torch.cat(cycles)[:needed].view(self.num_batches, self.per_source))
         # (num_batches, K, per_source) -> one flat stream, batch after batch, source after source within a batch.
         yield from torch.stack(streams, dim=1).flatten().tolist()

@@ -61,7 +61,7 @@ _SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|s
 _BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _trained_tokenizer(kind: str, vocab_size: int) -> Tokenizer:
     if kind == "bpe":
         tokenizer = Tokenizer(models.BPE())
@@ -82,7 +82,9 @@ def _trained_tokenizer(kind: str, vocab_size: int) -> Tokenizer:
             vocab_size=vocab_size, special_tokens=_BERT_SPECIAL_TOKENS, show_progress=False
         )
     else:
-        raise ValueError(f"Unknown tokenizer kind {kind!r}; use 'bpe' (decoders) or 'wordpiece' (BERT-style encoders).")
+        raise ValueError(
+            f"Unknown tokenizer kind {kind!r}; use 'bpe' (decoders) or 'wordpiece' (BERT-style encoders)."
+        )
     tokenizer.train_from_iterator(_CORPUS.split("\n"), trainer=trainer)
     if kind == "wordpiece":
         cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")

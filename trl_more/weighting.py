@@ -44,7 +44,8 @@ class MinNormSourceWeighting:
             self.moving_gradients = torch.zeros_like(gradients)
         self.moving_gradients = self.moving_gradients.to(gradients.device)
         self.moving_gradients.mul_(1.0 - self.momentum).add_(gradients, alpha=self.momentum)
-        normalized = normalize_gradients(self.moving_gradients, losses.detach().float(), self.normalization)
+        # Normalised in float64, like the solve, so that e.g. unit vectors are unit to round-off.
+        normalized = normalize_gradients(self.moving_gradients.double(), losses.detach().double(), self.normalization)
         return min_norm_weights(normalized)
 
     def state_dict(self) -> dict:

@@ -111,7 +111,9 @@ class MORERewardConfig(RewardConfig):
         if not 0.0 < self.lambda_momentum <= 1.0:
             raise ValueError(f"`lambda_momentum` must be in (0, 1], got {self.lambda_momentum}.")
         if self.samples_per_source is not None and self.samples_per_source <= 0:
-            raise ValueError(f"`samples_per_source` must be a positive integer or None, got {self.samples_per_source}.")
+            raise ValueError(
+                f"`samples_per_source` must be a positive integer or None, got {self.samples_per_source}."
+            )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -321,7 +321,9 @@ class MORERewardTrainer(RewardTrainer):
         # Trainer evaluates a dict of eval sets one by one with the prefix `eval_<name>`; remember it so that the
         # metrics collected in `compute_loss` get the same prefix instead of overwriting each other.
         self._eval_metric_prefix = metric_key_prefix
-        return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        return super().evaluate(
+            eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         dataset_name = self._eval_metric_prefix.removeprefix("eval").lstrip("_")

@@ -1,0 +1,255 @@
+"""MORERewardTrainer: parity with trl.RewardTrainer, lambda, data handling, errors, and exact resumption."""
+
+import os
+
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, concatenate_datasets
+from trl import RewardConfig, RewardTrainer
+
+from trl_more import MORERewardConfig, MORERewardTrainer
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+
+
+SOURCES = ("polite", "concise", "factual")
+
+
+def config(tmp_path, **overrides):
+    defaults = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=6,
+        max_steps=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        bf16=False,
+        save_strategy="no",
+        gradient_checkpointing=False,
+        seed=0,
+    )
+    defaults.update(overrides)
+    return MORERewardConfig(**defaults)
+
+
+def trainer_for(tmp_path, train_dataset=None, architecture="qwen2", **overrides):
+    tokenizer = tiny_tokenizer("wordpiece" if architecture == "bert" else "bpe")
+    return MORERewardTrainer(
+        model=tiny_reward_model(architecture, tokenizer),
+        args=config(tmp_path, **overrides),
+        train_dataset=train_dataset if train_dataset is not None else toy_preference_sources(12),
+        processing_class=tokenizer,
+    )
+
+
+def logged(trainer, key):
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
+def test_uniform_weighting_matches_trl_reward_trainer_on_the_same_batches(tmp_path):
+    more = trainer_for(tmp_path / "more", reweighting="uniform")
+    order = list(more._get_train_sampler())
+    tokenizer = more.processing_class
+    plain_dataset = concatenate_datasets(list(toy_preference_sources(12).values())).select(order)
+    plain = RewardTrainer(
+        model=tiny_reward_model("qwen2", tokenizer),
+        args=RewardConfig(
+            **{k: v for k, v in config(tmp_path / "plain").to_dict().items() if k in ("output_dir",)},
+            per_device_train_batch_size=6,
+            max_steps=4,
+            learning_rate=1e-3,
+            logging_steps=1,
+            report_to="none",
+            bf16=False,
+            save_strategy="no",
+            gradient_checkpointing=False,
+            seed=0,
+            train_sampling_strategy="sequential",
+        ),
+        train_dataset=plain_dataset,
+        processing_class=tokenizer,
+    )
+    more.train()
+    plain.train()
+    assert logged(more, "loss") == pytest.approx(logged(plain, "loss"), abs=1e-6)
+    for (name, p_more), (_, p_plain) in zip(more.model.named_parameters(), plain.model.named_parameters()):
+        torch.testing.assert_close(p_more, p_plain, atol=1e-6, rtol=0, msg=name)
+    assert logged(more, "lambda/polite") == pytest.approx([1 / 3] * 4)
+
+
+@pytest.mark.parametrize("normalization", ["l2", "none", "loss", "loss+"])
+def test_more_weights_are_a_distribution_that_depends_on_the_normalization(tmp_path, normalization):
+    trainer = trainer_for(tmp_path, gradient_normalization=normalization, max_steps=3)
+    trainer.train()
+    weights = torch.tensor([logged(trainer, f"lambda/{name}") for name in SOURCES])  # (K, steps)
+    torch.testing.assert_close(weights.sum(0), torch.ones(3), atol=1e-6, rtol=0)
+    assert torch.all(weights >= 0)
+    assert not torch.allclose(weights, torch.full_like(weights, 1 / 3), atol=1e-3)
+    for name in SOURCES:
+        assert len(logged(trainer, f"loss/{name}")) == 3 and len(logged(trainer, f"accuracy/{name}")) == 3
+
+
+def test_two_sources_with_l2_normalization_give_equal_weights(tmp_path):
+    trainer = trainer_for(
+        tmp_path, toy_preference_sources(12, sources=("polite", "factual")), per_device_train_batch_size=4
+    )
+    trainer.train()
+    assert logged(trainer, "lambda/polite") == pytest.approx([0.5] * 4, abs=1e-9)
+
+
+def test_source_column_of_names_ints_or_class_labels(tmp_path):
+    mixed = concatenate_datasets(
+        [dataset.add_column("source", [name] * len(dataset)) for name, dataset in toy_preference_sources(6).items()]
+    )
+    as_ints = mixed.map(lambda row: {"source": SOURCES.index(row["source"])})
+    as_labels = as_ints.cast_column("source", ClassLabel(names=list(SOURCES)))
+    for dataset, names in [(mixed, sorted(SOURCES)), (as_ints, ["0", "1", "2"]), (as_labels, list(SOURCES))]:
+        trainer = trainer_for(tmp_path, dataset, max_steps=1)
+        assert trainer.source_names == names
+        trainer.train()
+        assert f"lambda/{names[0]}" in trainer.state.log_history[0]
+
+
+def test_single_source_behaves_exactly_like_reward_trainer(tmp_path):
+    dataset = toy_preference_sources(12)["polite"]
+    more = trainer_for(tmp_path / "more", dataset.add_column("source", ["polite"] * len(dataset)), max_steps=3)
+    tokenizer = more.processing_class
+    plain = RewardTrainer(
+        model=tiny_reward_model("qwen2", tokenizer),
+        args=RewardConfig(
+            str(tmp_path / "plain"),
+            per_device_train_batch_size=6,
+            max_steps=3,
+            learning_rate=1e-3,
+            logging_steps=1,
+            report_to="none",
+            bf16=False,
+            save_strategy="no",
+            gradient_checkpointing=False,
+            seed=0,
+        ),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    more.train()
+    plain.train()
+    assert more.num_sources == 1 and not any(key.startswith("lambda/") for key in more.state.log_history[0])
+    assert logged(more, "loss") == logged(plain, "loss")
+
+
+def test_resampling_gives_every_source_the_same_size(tmp_path):
+    sources = toy_preference_sources(12)
+    sources["polite"] = sources["polite"].select(range(5))
+    trainer = trainer_for(tmp_path, sources, samples_per_source=8, max_steps=1)
+    counts = torch.bincount(torch.tensor(trainer.train_dataset["source_id"]))
+    assert counts.tolist() == [8, 8, 8]
+
+
+def test_long_pairs_are_reported_per_source_or_truncated(tmp_path, caplog):
+    trainer = trainer_for(tmp_path, max_length=14, max_steps=1, truncation_mode="keep_end")
+    assert len(trainer.train_dataset) == 36
+    assert max(len(ids) for ids in trainer.train_dataset["rejected_ids"]) == 14
+
+    with caplog.at_level("WARNING"):
+        trainer = trainer_for(tmp_path, max_length=55, max_steps=1)
+    lengths = [
+        max(len(c), len(r)) for c, r in zip(trainer.train_dataset["chosen_ids"], trainer.train_dataset["rejected_ids"])
+    ]
+    assert max(lengths) <= 55 and len(trainer.train_dataset) == 36 - 8
+    assert "were dropped" in caplog.text and "concise: 8 of 12" in caplog.text
+
+
+def test_a_source_emptied_by_max_length_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"leaves no pairs for source\(s\) \['concise'\]"):
+        trainer_for(tmp_path, max_length=50)
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="has no `source` column"):
+        trainer_for(tmp_path, toy_preference_sources(6)["polite"], samples_per_source=4)
+    empty = toy_preference_sources(6)
+    empty["concise"] = empty["concise"].select([])
+    with pytest.raises(ValueError, match="Source 'concise' has no rows"):
+        trainer_for(tmp_path, empty)
+    with pytest.raises(ValueError, match="Unknown `gradient_normalization` 'l1'"):
+        config(tmp_path, gradient_normalization="l1")
+    with pytest.raises(ValueError, match=r"not a multiple of the number of sources \(3\)"):
+        trainer_for(tmp_path, per_device_train_batch_size=4)
+    mixed = concatenate_datasets([d.add_column("source", [n] * len(d)) for n, d in toy_preference_sources(6).items()])
+    with pytest.raises(ValueError, match="`IterableDataset` with a `source` column"):
+        trainer_for(tmp_path, mixed.to_iterable_dataset())
+
+
+def test_eval_sets_keyed_by_source_get_distinct_metric_names(tmp_path):
+    sources = toy_preference_sources(6)
+    trainer = trainer_for(tmp_path, sources, max_steps=1)
+    trainer.train()
+    metrics = trainer.evaluate({"polite": sources["polite"], "factual": sources["factual"]})
+    assert {"eval_polite_loss", "eval_factual_loss"} <= set(metrics)
+    logged_keys = set().union(*(entry.keys() for entry in trainer.state.log_history))
+    assert {"eval_polite_accuracy", "eval_factual_accuracy"} <= logged_keys
+    assert "eval_accuracy" not in logged_keys
+
+
+class StopAfter:
+    """Stands in for a crash: ends training right after the checkpoint of `step` is written."""
+
+    def __new__(cls, step):
+        from transformers import TrainerCallback
+
+        class _Stop(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    control.should_training_stop = True
+
+        return _Stop()
+
+
+@pytest.mark.parametrize("architecture", ["qwen2", "bert"])
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture):
+    options = dict(max_steps=6, save_strategy="steps", save_steps=3, lambda_momentum=0.5, architecture=architecture)
+    full = trainer_for(tmp_path / "full", **options)
+    full.train()
+
+    interrupted = trainer_for(tmp_path / "resumed", **options)
+    interrupted.add_callback(StopAfter(3))
+    interrupted.train()
+    assert interrupted.state.global_step == 3
+    checkpoint = tmp_path / "resumed" / "checkpoint-3"
+    assert (checkpoint / "more_state_rank0.pt").is_file()
+
+    resumed = trainer_for(tmp_path / "resumed", **options)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for name in SOURCES:
+        assert logged(resumed, f"lambda/{name}")[-3:] == pytest.approx(logged(full, f"lambda/{name}")[-3:], abs=1e-6)
+    for (name, p_full), (_, p_resumed) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        torch.testing.assert_close(p_resumed, p_full, atol=1e-6, rtol=0, msg=name)
+
+    # Without the saved moving averages the trajectory differs: the state file is what makes resumption exact.
+    os.remove(checkpoint / "more_state_rank0.pt")
+    restarted = trainer_for(tmp_path / "resumed", **options)
+    restarted.train(resume_from_checkpoint=str(checkpoint))
+    assert logged(restarted, "lambda/polite")[-3] != pytest.approx(logged(full, "lambda/polite")[-3], abs=1e-6)
+
+
+def test_plain_reward_config_gets_more_defaults(tmp_path):
+    tokenizer = tiny_tokenizer()
+    args = RewardConfig(str(tmp_path), per_device_train_batch_size=6, max_steps=1, report_to="none", bf16=False)
+    trainer = MORERewardTrainer(
+        model=tiny_reward_model("qwen2", tokenizer),
+        args=args,
+        train_dataset=toy_preference_sources(6),
+        processing_class=tokenizer,
+    )
+    assert isinstance(trainer.args, MORERewardConfig) and trainer.args.reweighting == "more"
+    assert trainer.args.per_device_train_batch_size == 6
+    trainer.train()
+
+
+def test_dict_and_column_inputs_train_on_the_same_pairs(tmp_path):
+    sources = toy_preference_sources(6)
+    as_dict = trainer_for(tmp_path, sources, max_steps=1)
+    column = concatenate_datasets([d.add_column("source", [n] * len(d)) for n, d in sources.items()])
+    as_column = trainer_for(tmp_path, column, max_steps=1)
+    assert as_dict.source_names == list(SOURCES)
+    assert sorted(as_dict.train_dataset["chosen_ids"]) == sorted(as_column.train_dataset["chosen_ids"])
+    assert isinstance(as_dict.train_dataset, Dataset)
