@@ -32,5 +32,5 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .solvers import min_norm_weights
-    from .trainer import MORERewardConfig, MORERewardTrainer
+    from .solvers import min_norm_weights  # noqa: F401
+    from .trainer import MORERewardConfig, MORERewardTrainer  # noqa: F401
