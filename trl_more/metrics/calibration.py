@@ -35,7 +35,7 @@ DEFAULT_OUTLIER_THRESHOLD = 5.0
 def as_margins(margins: Any) -> np.ndarray:
     """The margins as a 1-D float64 array; accepts tensors (any device), arrays, lists, or a column of shape (N, 1)."""
     if hasattr(margins, "detach"):  # a torch tensor, converted without importing torch
-        margins = margins.detach().float().cpu().numpy()
+        margins = margins.detach().cpu().double().numpy()
     array = np.asarray(margins, dtype=np.float64)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]

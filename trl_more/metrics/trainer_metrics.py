@@ -86,7 +86,7 @@ def _pair_rewards(predictions: Any) -> np.ndarray:
     if isinstance(predictions, list):  # eval_do_concat_batches=False: one array per batch
         predictions = np.concatenate([_pair_rewards(batch) for batch in predictions])
     if hasattr(predictions, "detach"):
-        predictions = predictions.detach().float().cpu().numpy()
+        predictions = predictions.detach().cpu().double().numpy()
     predictions = np.asarray(predictions, dtype=np.float64)
     if predictions.ndim != 2 or predictions.shape[1] != 2:
         raise ValueError(
