@@ -1,0 +1,58 @@
+"""The one text format every converted source shares, and the columns of the converted data sets.
+
+Every source is rendered as an Anthropic-HH style transcript, so that a reward model sees one format whatever the
+source: the prompt is the conversation so far, `"\\n\\nHuman: ...\\n\\nAssistant: ...\\n\\nHuman: ...\\n\\nAssistant:"`,
+ending with the assistant tag, and each response starts with the space that follows the tag (`" Sure, ..."`), so that
+`prompt + chosen` is the full transcript (TRL's reward trainer concatenates them exactly so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+__all__ = [
+    "ASSISTANT_TAG",
+    "HUMAN_TAG",
+    "PREFERENCE_COLUMNS",
+    "RATING_TEXT_COLUMNS",
+    "SOURCE_COLUMN",
+    "render_dialogue",
+    "render_response",
+]
+
+HUMAN_TAG = "\n\nHuman:"
+ASSISTANT_TAG = "\n\nAssistant:"
+
+# Column naming the source of every example (the default `source_column` of `MORERewardConfig`).
+SOURCE_COLUMN = "source"
+# Columns of a converted preference source (TRL's explicit-prompt standard preference format plus the source).
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected", SOURCE_COLUMN)
+# Text columns of a converted rating source; one float column per objective follows.
+RATING_TEXT_COLUMNS = ("prompt", "response", SOURCE_COLUMN)
+
+_ROLE_TAGS = {
+    "human": HUMAN_TAG,
+    "user": HUMAN_TAG,
+    "prompter": HUMAN_TAG,
+    "assistant": ASSISTANT_TAG,
+}
+
+
+def render_dialogue(turns: Sequence[tuple[str, str]]) -> str:
+    """The prompt for the next assistant reply: every `(role, text)` turn after its tag, then the assistant tag.
+
+    Roles are `"human"`, `"user"` or `"prompter"` (rendered `Human:`) and `"assistant"`; any other role is a
+    `ValueError`, because this format has no place for it (e.g. a system message).
+    """
+    parts = []
+    for role, text in turns:
+        if role not in _ROLE_TAGS:
+            raise ValueError(f"unsupported role {role!r} (the transcript format has {sorted(_ROLE_TAGS)})")
+        parts.append(f"{_ROLE_TAGS[role]} {text.strip()}")
+    return "".join(parts) + ASSISTANT_TAG
+
+
+def render_response(text: str) -> str:
+    """A response as it follows the assistant tag: one space, then the text without surrounding whitespace."""
+    return f" {text.strip()}"

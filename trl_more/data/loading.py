@@ -1,0 +1,257 @@
+"""Loading a known preference or rating source by name, from the Hub or from local files, converted to TRL's format.
+
+Example:
+    >>> from trl_more.data import load_preference_source
+    >>> helpful, report = load_preference_source("hh-helpful", split="test")  # Anthropic/hh-rlhf, helpful-base
+    >>> local, report = load_preference_source("hh-helpful", path="../shared/data/hh_rlhf/helpful-base.test.jsonl.gz")
+    >>> print(report)  # rows read, pairs, and every row that was not converted, by reason, with examples
+"""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from .conversion import ConvertedSource
+from .hh_rlhf import convert_hh_rlhf
+from .oasst import convert_oasst
+from .ratings import convert_helpsteer, convert_topical_chat
+from .summarize import convert_summarize
+from .ultrafeedback import convert_ultrafeedback
+from .webgpt import convert_webgpt
+
+
+__all__ = [
+    "KNOWN_SOURCES",
+    "SourceSpec",
+    "default_source_label",
+    "known_source_names",
+    "load_preference_source",
+    "read_records",
+]
+
+# Script-based Hub datasets cannot be loaded by `datasets>=4`; the Hub's automatic Parquet export of them can.
+_PARQUET_EXPORT = "refs/convert/parquet"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a known source lives on the Hub and which converter turns its rows into TRL's format.
+
+    Attributes:
+        converter: Function `(rows, source=..., on_invalid=..., **options) -> ConvertedSource`.
+        hub_id: Hub dataset id, or `None` for a source that is only available as a local file.
+        description: One line for listings.
+        hub_config: Hub configuration name, if any.
+        data_dir: Hub data directory, if any (HH-RLHF's subsets).
+        revision: Hub revision to load.
+        split_names: Hub split name for each split name a user may give (e.g. `{"test": "validation"}`).
+        aliases: Other names of the source (e.g. its Hub id).
+    """
+
+    converter: Callable[..., ConvertedSource]
+    hub_id: str | None
+    description: str
+    hub_config: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    split_names: Mapping[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+
+KNOWN_SOURCES: dict[str, SourceSpec] = {
+    "hh-helpful": SourceSpec(
+        convert_hh_rlhf, "Anthropic/hh-rlhf", "HH-RLHF helpful-base transcript pairs", data_dir="helpful-base"
+    ),
+    "hh-harmless": SourceSpec(
+        convert_hh_rlhf, "Anthropic/hh-rlhf", "HH-RLHF harmless-base transcript pairs", data_dir="harmless-base"
+    ),
+    "hh-rlhf": SourceSpec(
+        convert_hh_rlhf,
+        "Anthropic/hh-rlhf",
+        "HH-RLHF transcript pairs, any subset via data_dir (default: all preference subsets)",
+        aliases=("Anthropic/hh-rlhf",),
+    ),
+    "oasst1": SourceSpec(
+        convert_oasst,
+        "OpenAssistant/oasst1",
+        "OpenAssistant ranked sibling replies (flat messages or nested trees); option languages",
+        split_names={"test": "validation"},
+        aliases=("OpenAssistant/oasst1",),
+    ),
+    "webgpt": SourceSpec(
+        convert_webgpt,
+        "openai/webgpt_comparisons",
+        "WebGPT answer comparisons (train split only); option ties='drop'|'both'",
+        revision=_PARQUET_EXPORT,
+        aliases=("openai/webgpt_comparisons",),
+    ),
+    "summarize": SourceSpec(
+        convert_summarize,
+        "openai/summarize_from_feedback",
+        "OpenAI TL;DR summary comparisons (config comparisons)",
+        hub_config="comparisons",
+        revision=_PARQUET_EXPORT,
+        split_names={"test": "validation"},
+        aliases=("openai/summarize_from_feedback",),
+    ),
+    "ultrafeedback": SourceSpec(
+        convert_ultrafeedback,
+        "trl-lib/ultrafeedback_binarized",
+        "UltraFeedback binarized (conversational or plain-text layouts)",
+        aliases=("trl-lib/ultrafeedback_binarized", "HuggingFaceH4/ultrafeedback_binarized"),
+    ),
+    "helpsteer": SourceSpec(
+        convert_helpsteer,
+        "nvidia/HelpSteer",
+        "HelpSteer ratings (5 attributes, 0-4) for multi-objective regression",
+        split_names={"test": "validation"},
+        aliases=("nvidia/HelpSteer",),
+    ),
+    "topical-chat": SourceSpec(
+        convert_topical_chat,
+        None,
+        "Topical-Chat USR ratings (6 attributes), local file only; option include_knowledge",
+    ),
+}
+
+_NAMES = {alias: name for name, spec in KNOWN_SOURCES.items() for alias in (name, *spec.aliases)}
+
+
+def known_source_names() -> list[str]:
+    """Every name `load_preference_source` accepts (short names and Hub ids)."""
+    return sorted(_NAMES)
+
+
+def default_source_label(name: str, data_dir: str | None = None) -> str:
+    """The `source` column value of a source loaded without an explicit label: its name, plus `/<data_dir>`."""
+    return f"{name}/{data_dir}" if data_dir else name
+
+
+def _spec(name: str) -> SourceSpec:
+    if name not in _NAMES:
+        listing = "\n".join(f"  {known}: {spec.description}" for known, spec in KNOWN_SOURCES.items())
+        aliases = ", ".join(alias for alias in sorted(_NAMES) if alias not in KNOWN_SOURCES)
+        raise ValueError(f"Unknown preference source {name!r}. Known sources:\n{listing}\nAlso accepted: {aliases}.")
+    return KNOWN_SOURCES[_NAMES[name]]
+
+
+def _check_options(name: str, converter: Callable[..., ConvertedSource], options: Mapping[str, Any]) -> None:
+    accepted = [
+        parameter
+        for parameter in inspect.signature(converter).parameters
+        if parameter not in ("rows", "source", "on_invalid")
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for source {name!r}; its options are: {', '.join(accepted) or 'none'}."
+        )
+
+
+def load_preference_source(
+    name: str,
+    path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    split: str = "train",
+    *,
+    source: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
+    on_invalid: str = "drop",
+    **options: Any,
+) -> ConvertedSource:
+    """Load a known source and convert it: preference pairs (`prompt`, `chosen`, `rejected`, `source`) or, for rating
+    sets, rated responses (`prompt`, `response`, `source`, one float column per objective).
+
+    Args:
+        name: A known source (`known_source_names()`: e.g. `"hh-helpful"`, `"oasst1"`, `"webgpt"`, `"summarize"`,
+            `"ultrafeedback"`, `"helpsteer"`, `"topical-chat"`) or its Hub id (e.g. `"Anthropic/hh-rlhf"`).
+        path: Local file(s) to read instead of the Hub: `.json` (a list of records, or JSON lines), `.jsonl`,
+            `.jsonl.gz`, `.json.gz` or `.parquet`, in the source's raw schema.
+        split: Hub split (`"test"` is mapped to the source's held-out split name, e.g. `"validation"`); ignored
+            with `path`.
+        source: Value of the `source` column; defaults to `name` (with `/<data_dir>` when a `data_dir` is given).
+        data_dir: Hub data directory, overriding the source's own (e.g. `"helpful-online"` with `"hh-rlhf"`).
+        revision: Hub revision, overriding the source's default.
+        on_invalid: `"drop"` or `"raise"` for rows that cannot be converted; either way they are counted in the
+            report, with examples.
+        **options: Options of the source's converter (e.g. `languages` for OASST, `ties` for WebGPT).
+
+    Returns:
+        A `ConvertedSource` named tuple `(dataset, report)`.
+    """
+    spec = _spec(name)
+    _check_options(name, spec.converter, options)
+    if source is None:
+        source = default_source_label(name, data_dir)
+    if path is not None:
+        if data_dir is not None or revision is not None:
+            raise ValueError(
+                f"`data_dir` and `revision` select Hub files; they cannot apply to the local path {path}."
+            )
+        rows = read_records(path)
+    elif spec.hub_id is None:
+        raise ValueError(f"Source {name!r} has no Hub copy: give the `path` of a local file.")
+    else:
+        rows = datasets.load_dataset(
+            spec.hub_id,
+            spec.hub_config,
+            data_dir=data_dir or spec.data_dir,
+            revision=revision or spec.revision,
+            split=spec.split_names.get(split, split),
+        )
+    return spec.converter(rows, source=source, on_invalid=on_invalid, **options)
+
+
+def read_records(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """The records of one or several local files (json, jsonl, jsonl.gz, json.gz, parquet), in order.
+
+    Relative paths are resolved against the current directory; `~` and `$VARIABLES` are expanded.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    records: list[dict[str, Any]] = []
+    for entry in paths:
+        file = Path(os.path.expandvars(os.path.expanduser(os.fspath(entry))))
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"No file {file} (relative paths are resolved against the current directory, {Path.cwd()})."
+            )
+        suffix = file.name.lower()
+        if suffix.endswith(".parquet"):
+            import pyarrow.parquet
+
+            records.extend(pyarrow.parquet.read_table(file).to_pylist())
+        elif suffix.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
+            records.extend(_read_json(file))
+        else:
+            raise ValueError(
+                f"Unsupported file type: {file.name}. Use .json, .jsonl, .jsonl.gz, .json.gz or .parquet."
+            )
+    return records
+
+
+def _read_json(file: Path) -> list[dict[str, Any]]:
+    name = file.name.lower()
+    with (gzip.open if name.endswith(".gz") else open)(file, "rt", encoding="utf-8") as handle:
+        text = handle.read()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return _json_lines(text)
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError:  # a .json file holding JSON lines
+        return _json_lines(text)
+    if not isinstance(content, list):
+        raise ValueError(f"{file} holds a JSON {type(content).__name__}; expected a list of records or JSON lines.")
+    return content
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,428 @@
+"""A K-source mixture: every source converted, split into train and test, optionally resampled, and summarised.
+
+The train split is what `MORERewardTrainer` (or `trl.RewardTrainer`) takes as `train_dataset`: one `Dataset` with
+`prompt`, `chosen`, `rejected` and a `source` column naming each pair's source. The same mixture can be declared in a
+YAML file (see recipes/mixtures/) and loaded with `load_mixture`.
+
+Example:
+    >>> from trl_more.data import mix_sources
+    >>> mixture = mix_sources(
+    ...     [
+    ...         {"name": "hh-helpful", "path": "../shared/data/hh_rlhf/helpful-base.test.jsonl.gz"},
+    ...         {"name": "hh-harmless", "path": "../shared/data/hh_rlhf/harmless-base.test.jsonl.gz"},
+    ...     ],
+    ...     test_size=0.2,
+    ...     samples_per_source=1000,
+    ... )
+    >>> print(mixture.summary)  # pairs read, dropped, train/test sizes and mean lengths, per source
+    >>> trainer = MORERewardTrainer(model, args, train_dataset=mixture.train, eval_dataset=mixture.test_by_source())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import yaml
+from datasets import Dataset, DatasetDict, Value, concatenate_datasets
+
+from .conversion import ConversionReport, check_on_invalid
+from .formats import SOURCE_COLUMN
+from .loading import default_source_label, load_preference_source
+from .resampling import resample_indices
+
+
+__all__ = [
+    "MixtureConfig",
+    "MixtureSummary",
+    "SourceConfig",
+    "SourceMixture",
+    "SourceSummary",
+    "load_mixture",
+    "mix_sources",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceConfig:
+    """One source of a mixture.
+
+    Attributes:
+        name: A known source name or Hub id (see `trl_more.data.known_source_names()`).
+        path: Local file(s) in the source's raw schema; `None` loads from the Hub.
+        split: Hub split to load (ignored with `path`).
+        label: Value of the `source` column; defaults to `name` (with `/<data_dir>` when `data_dir` is set).
+        data_dir: Hub data directory, overriding the source's own.
+        revision: Hub revision, overriding the source's own.
+        test_path: Local file(s) holding this source's held-out pairs. Then nothing is carved out of the train data.
+        test_split: Hub split holding this source's held-out pairs (e.g. `"test"`). Same effect as `test_path`.
+        test_size: For this source, overrides the mixture's `test_size`. With a held-out split (`test_path` or
+            `test_split`) it selects from that split instead (a fraction of it, or at most that many pairs), and
+            `None` keeps all of it.
+        options: Options of the source's converter (e.g. `{"languages": "en"}` for OASST, `{"ties": "both"}` for
+            WebGPT).
+    """
+
+    name: str
+    path: str | list[str] | None = None
+    split: str = "train"
+    label: str | None = None
+    data_dir: str | None = None
+    revision: str | None = None
+    test_path: str | list[str] | None = None
+    test_split: str | None = None
+    test_size: float | int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.label is None:
+            self.label = default_source_label(self.name, self.data_dir)
+        if self.test_path is not None and self.test_split is not None:
+            raise ValueError(f"Source {self.label!r}: give `test_path` or `test_split`, not both.")
+        if self.test_size is not None:
+            _check_test_size(self.test_size, f"source {self.label!r}")
+        if not isinstance(self.options, Mapping):
+            raise ValueError(f"Source {self.label!r}: `options` must be a mapping, got {self.options!r}.")
+
+    @property
+    def has_held_out_split(self) -> bool:
+        return self.test_path is not None or self.test_split is not None
+
+
+@dataclass
+class MixtureConfig:
+    """A K-source mixture, as declared in Python or in a YAML file (`MixtureConfig.from_yaml`).
+
+    Attributes:
+        sources: The sources, each a `SourceConfig` (in YAML: a mapping of its fields, or just a name).
+        samples_per_source: If set, resample every source's train split to exactly this many pairs (SPEC section 1:
+            a larger source is cut without replacement, a smaller one repeated whole then topped up with distinct
+            rows). `None` keeps natural sizes.
+        test_size: Held-out pairs carved out of each source that has no held-out split of its own: a fraction in
+            [0, 1) or a count. Sources with `test_path` or `test_split` use their own `test_size` instead.
+        seed: Seed of the train/test split and of the resampling. Each source draws from its own stream seeded by
+            `(seed, label)`, so adding a source does not change the others.
+        on_invalid: `"drop"` or `"raise"` for rows that cannot be converted (always counted in the reports).
+    """
+
+    sources: list[SourceConfig]
+    samples_per_source: int | None = None
+    test_size: float | int = 0.1
+    seed: int = 0
+    on_invalid: str = "drop"
+
+    def __post_init__(self):
+        self.sources = [_as_source_config(entry, f"sources[{index}]") for index, entry in enumerate(self.sources)]
+        if not self.sources:
+            raise ValueError("A mixture needs at least one source.")
+        labels = [source.label for source in self.sources]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"Several sources are labelled {repeated}; give each a distinct `label`.")
+        if self.samples_per_source is not None and (
+            isinstance(self.samples_per_source, bool)
+            or not isinstance(self.samples_per_source, int)
+            or self.samples_per_source <= 0
+        ):
+            raise ValueError(
+                f"`samples_per_source` must be a positive integer or None, got {self.samples_per_source!r}."
+            )
+        _check_test_size(self.test_size, "the mixture")
+        check_on_invalid(self.on_invalid)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str = "the mixture config") -> MixtureConfig:
+        """Build from a mapping (e.g. parsed YAML); an unknown key is an error that names it."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{origin} must be a mapping with a `sources` list, got {type(data).__name__}.")
+        _check_keys(cls, data, origin)
+        if not isinstance(data.get("sources"), list):
+            raise ValueError(f"{origin} needs a `sources` list.")
+        sources = [
+            _as_source_config(entry, f"{origin}, sources[{index}]") for index, entry in enumerate(data["sources"])
+        ]
+        return cls(**{**data, "sources": sources})
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> MixtureConfig:
+        """Read a YAML mixture file (see recipes/mixtures/). Relative data paths in it are resolved against the
+        current directory when the sources are loaded."""
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(yaml.safe_load(handle), origin=os.fspath(path))
+
+
+def _check_keys(cls: type, data: Mapping[str, Any], origin: str) -> None:
+    known = [item.name for item in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            raise ValueError(f"Unknown key {key!r} in {origin}; the known keys are: {', '.join(known)}.")
+
+
+def _as_source_config(entry: SourceConfig | Mapping[str, Any] | str, origin: str) -> SourceConfig:
+    if isinstance(entry, SourceConfig):
+        return entry
+    if isinstance(entry, str):
+        return SourceConfig(name=entry)
+    if isinstance(entry, Mapping):
+        _check_keys(SourceConfig, entry, origin)
+        if "name" not in entry:
+            raise ValueError(f"{origin} has no `name` (a known source name or Hub id).")
+        return SourceConfig(**entry)
+    raise ValueError(f"{origin} must be a source name or a mapping of SourceConfig fields, got {entry!r}.")
+
+
+def _check_test_size(test_size: Any, where: str) -> None:
+    valid_fraction = isinstance(test_size, float) and 0.0 <= test_size < 1.0
+    valid_count = isinstance(test_size, int) and not isinstance(test_size, bool) and test_size >= 0
+    if not (valid_fraction or valid_count):
+        raise ValueError(
+            f"`test_size` of {where} must be a fraction in [0, 1) or a non-negative count, got {test_size!r}."
+        )
+
+
+def _test_count(test_size: float | int, num_rows: int) -> int:
+    return round(test_size * num_rows) if isinstance(test_size, float) else test_size
+
+
+@dataclass
+class SourceSummary:
+    """Counts and mean lengths (characters) of one source of a mixture.
+
+    `rows_read`, `invalid` and `skipped` count raw rows as the converter saw them; `examples` the converted pairs
+    (or rated responses) of the training pool; `train` the pairs left for training after the test split, and
+    `train_resampled` after resampling (`None` without it); `test` the held-out pairs. Mean lengths are over the
+    training pool; `mean_response_chars` averages chosen and rejected (or the rated responses).
+    """
+
+    source: str
+    rows_read: int
+    invalid: int
+    skipped: int
+    examples: int
+    train: int
+    train_resampled: int | None
+    test: int
+    mean_prompt_chars: float
+    mean_response_chars: float
+    mean_chosen_chars: float | None
+    mean_rejected_chars: float | None
+
+
+@dataclass
+class MixtureSummary:
+    """Per-source summary of a mixture; `str()` gives a table."""
+
+    sources: list[SourceSummary]
+
+    def __str__(self) -> str:
+        resampled = any(row.train_resampled is not None for row in self.sources)
+        pairs = all(row.mean_chosen_chars is not None for row in self.sources)
+        columns: list[tuple[str, list[Any]]] = [
+            ("source", [row.source for row in self.sources]),
+            ("read", [row.rows_read for row in self.sources]),
+            ("invalid", [row.invalid for row in self.sources]),
+            ("skipped", [row.skipped for row in self.sources]),
+            ("examples", [row.examples for row in self.sources]),
+            ("train", [row.train for row in self.sources]),
+        ]
+        if resampled:
+            columns.append(("resampled", [row.train_resampled for row in self.sources]))
+        columns.append(("test", [row.test for row in self.sources]))
+        columns.append(("prompt chars", [round(row.mean_prompt_chars) for row in self.sources]))
+        if pairs:
+            columns.append(("chosen chars", [round(row.mean_chosen_chars) for row in self.sources]))
+            columns.append(("rejected chars", [round(row.mean_rejected_chars) for row in self.sources]))
+        else:
+            columns.append(("response chars", [round(row.mean_response_chars) for row in self.sources]))
+        widths = [max(len(title), *(len(str(value)) for value in values)) for title, values in columns]
+        table = [[title for title, _ in columns]]
+        table += [[str(values[position]) for _, values in columns] for position in range(len(self.sources))]
+        lines = []
+        for cells in table:
+            label, *numbers = cells
+            lines.append(
+                "  ".join([label.ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(numbers, widths[1:])])
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class SourceMixture:
+    """The result of `mix_sources` / `load_mixture`.
+
+    Attributes:
+        train: Training pairs of every source, concatenated in source order, with the `source` column.
+        test: Held-out pairs of every source, likewise.
+        summary: Per-source counts and mean lengths (`print(mixture.summary)`).
+        reports: The `ConversionReport` of every loaded split, keyed by source label (`"<label> (test)"` for a
+            held-out split loaded on its own).
+    """
+
+    train: Dataset
+    test: Dataset
+    summary: MixtureSummary
+    reports: dict[str, ConversionReport]
+
+    def as_dataset_dict(self) -> DatasetDict:
+        """`DatasetDict({"train": ..., "test": ...})`, e.g. to save or push the mixture."""
+        return DatasetDict({"train": self.train, "test": self.test})
+
+    def test_by_source(self) -> dict[str, Dataset]:
+        """The test split as `{source: Dataset}`, e.g. as `eval_dataset` to get metrics per source."""
+        names = list(dict.fromkeys(self.test[SOURCE_COLUMN]))
+        return {name: self.test.filter(lambda row, name=name: row[SOURCE_COLUMN] == name) for name in names}
+
+    def __str__(self) -> str:
+        return str(self.summary)
+
+
+def mix_sources(
+    sources: Sequence[SourceConfig | Mapping[str, Any] | str],
+    *,
+    samples_per_source: int | None = None,
+    test_size: float | int = 0.1,
+    seed: int = 0,
+    on_invalid: str = "drop",
+) -> SourceMixture:
+    """Load K sources, split each into train and test, optionally resample each train split, and concatenate.
+
+    Args:
+        sources: Each a `SourceConfig`, a mapping of its fields, or a known source name (loaded from the Hub).
+        samples_per_source, test_size, seed, on_invalid: As in `MixtureConfig`.
+
+    Returns:
+        A `SourceMixture` with `train`, `test`, `summary` and `reports`. All sources must be of one kind: preference
+        pairs, or rating sets (whose objective columns are united, NaN where a set has no such rating).
+    """
+    return load_mixture(
+        MixtureConfig(
+            sources=list(sources),
+            samples_per_source=samples_per_source,
+            test_size=test_size,
+            seed=seed,
+            on_invalid=on_invalid,
+        )
+    )
+
+
+def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
+    """Build the mixture a `MixtureConfig` (or a YAML file of one) declares; see `mix_sources`."""
+    if not isinstance(config, MixtureConfig):
+        config = MixtureConfig.from_yaml(config)
+    train_parts, test_parts, rows, reports = [], [], [], {}
+    for source in config.sources:
+        converted = load_preference_source(
+            source.name,
+            source.path,
+            source.split,
+            source=source.label,
+            data_dir=source.data_dir,
+            revision=source.revision,
+            on_invalid=config.on_invalid,
+            **source.options,
+        )
+        pool = converted.dataset
+        reports[source.label] = converted.report
+        if len(pool) == 0:
+            raise ValueError(f"Source {source.label!r} has no examples after conversion:\n{converted.report}")
+        rng = np.random.default_rng([config.seed, zlib.crc32(source.label.encode())])
+        if source.has_held_out_split:
+            held_out = load_preference_source(
+                source.name,
+                source.test_path,
+                source.test_split or source.split,
+                source=source.label,
+                data_dir=source.data_dir,
+                revision=source.revision,
+                on_invalid=config.on_invalid,
+                **source.options,
+            )
+            reports[f"{source.label} (test)"] = held_out.report
+            train, test = pool, _subsample(held_out.dataset, source.test_size, rng)
+        else:
+            train, test = _split(
+                pool, config.test_size if source.test_size is None else source.test_size, rng, source.label
+            )
+        natural_train = len(train)
+        if config.samples_per_source is not None:
+            train = train.select(resample_indices(natural_train, config.samples_per_source, rng))
+        train_parts.append(train)
+        test_parts.append(test)
+        rows.append(
+            _summarise(source.label, converted.report, pool, natural_train, config.samples_per_source, len(test))
+        )
+    mixture = SourceMixture(
+        train=_concatenate(train_parts), test=_concatenate(test_parts), summary=MixtureSummary(rows), reports=reports
+    )
+    logger.info(f"Source mixture:\n{mixture.summary}")
+    return mixture
+
+
+def _split(pool: Dataset, test_size: float | int, rng: np.random.Generator, label: str) -> tuple[Dataset, Dataset]:
+    num_test = _test_count(test_size, len(pool))
+    if num_test >= len(pool):
+        raise ValueError(
+            f"`test_size={test_size}` holds out {num_test} of the {len(pool)} pairs of source {label!r}, leaving none "
+            "to train on; lower it."
+        )
+    order = rng.permutation(len(pool))
+    return pool.select(np.sort(order[num_test:])), pool.select(np.sort(order[:num_test]))
+
+
+def _subsample(held_out: Dataset, test_size: float | int | None, rng: np.random.Generator) -> Dataset:
+    if test_size is None:
+        return held_out
+    num_test = min(_test_count(test_size, len(held_out)), len(held_out))
+    return held_out.select(np.sort(rng.permutation(len(held_out))[:num_test]))
+
+
+def _mean_chars(texts: list[str]) -> float:
+    return float(np.mean([len(text) for text in texts])) if texts else math.nan
+
+
+def _summarise(
+    label: str, report: ConversionReport, pool: Dataset, train: int, resampled: int | None, test: int
+) -> SourceSummary:
+    is_pairs = "chosen" in pool.column_names
+    chosen = _mean_chars(pool["chosen"]) if is_pairs else None
+    rejected = _mean_chars(pool["rejected"]) if is_pairs else None
+    return SourceSummary(
+        source=label,
+        rows_read=report.rows_read,
+        invalid=report.num_invalid,
+        skipped=report.num_skipped,
+        examples=len(pool),
+        train=train,
+        train_resampled=resampled,
+        test=test,
+        mean_prompt_chars=_mean_chars(pool["prompt"]),
+        mean_response_chars=(chosen + rejected) / 2 if is_pairs else _mean_chars(pool["response"]),
+        mean_chosen_chars=chosen,
+        mean_rejected_chars=rejected,
+    )
+
+
+def _concatenate(parts: list[Dataset]) -> Dataset:
+    """Concatenate sources of one kind; rating sets get the union of their objective columns (NaN where missing)."""
+    if len({"chosen" in part.column_names for part in parts}) > 1:
+        raise ValueError(
+            "The mixture mixes preference sources (prompt/chosen/rejected) with rating sets (prompt/response/ratings); "
+            "mix each kind separately."
+        )
+    columns = list(dict.fromkeys(column for part in parts for column in part.column_names))
+    aligned = []
+    for part in parts:
+        for column in columns:
+            if column not in part.column_names:
+                part = part.add_column(column, [math.nan] * len(part), feature=Value("float64"))
+        aligned.append(part.select_columns(columns))
+    return concatenate_datasets(aligned)
