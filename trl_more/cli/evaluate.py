@@ -1,0 +1,243 @@
+"""`trl-more evaluate`: score preference sources with a saved reward model; write the metrics table and the plots.
+
+Example:
+    trl-more evaluate --model runs/more-pythia --output_dir runs/more-pythia/evaluation \\
+        --sources hh-helpful=../shared/data/hh_rlhf/helpful-base.test.jsonl.gz mine=data/my_pairs.jsonl \\
+        --calibration_sources held_out=data/held_out_pairs.jsonl
+
+Writes `metrics.json` (metrics per source, their average, and the raw reward margins; reload it with
+`RewardEvaluation.from_json`), `metrics.md`, `reliability.png`, `reward_differences.png`, and `lambda.png` when the
+model folder holds the log of a MORE training run. With `--calibration_sources` it also fits a temperature on those
+pairs and writes `temperature.json` and the calibrated table and diagram (`*_calibrated.*`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from trl import TrlParser
+
+from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, evaluate_reward_model, fit_temperature
+from ..metrics.evaluation import TRUNCATION_MODES
+
+
+@dataclass
+class EvaluateConfig:
+    r"""
+    Options of `trl-more evaluate`.
+
+    Parameters:
+        model (`str`):
+            Folder of a saved reward model (`AutoModelForSequenceClassification` with one output) and its tokenizer.
+        sources (`list[str]`):
+            Preference sources to score, each as `NAME=PATH` or `NAME`. With a known source name (see
+            `trl_more.data.known_source_names()`, e.g. `hh-helpful`, `oasst1`, `webgpt`), `PATH` is a local file in
+            that source's raw format, converted by `trl_more.data.load_preference_source`, and a bare `NAME` loads
+            the source's `split` from the Hub (or its cache). Any other `NAME` labels a local file already in TRL's
+            preference format (`chosen`/`rejected`, with or without `prompt`, plain text or conversational). Files:
+            `.json`, `.jsonl`, `.jsonl.gz`, `.json.gz` or `.parquet`.
+        output_dir (`str`, *optional*, defaults to `"evaluation"`):
+            Folder for the table, the plots and (with `save_calibrated_model`) the calibrated model.
+        split (`str`, *optional*, defaults to `"test"`):
+            Split of the known sources given without a path.
+        max_pairs_per_source (`int` or `None`, *optional*, defaults to `None`):
+            Score only the first this many pairs of every source (a quick look); `None` scores them all.
+        batch_size (`int`, *optional*, defaults to `8`):
+            Pairs per forward pass.
+        max_length (`int` or `None`, *optional*, defaults to `None`):
+            Truncate longer sequences to this many tokens (no pair is dropped); `None` keeps them whole.
+        truncation_mode (`str`, *optional*, defaults to `"keep_end"`):
+            `keep_end` keeps the last `max_length` tokens (where the reward is read), `keep_start` the first.
+        n_bins (`int`, *optional*, defaults to `10`):
+            Bins of the calibration errors (ECE, ACE, MCE).
+        outlier_threshold (`float`, *optional*, defaults to `5.0`):
+            Reward differences beyond +-this count as outliers.
+        calibration_sources (`list[str]`, *optional*, defaults to `[]`):
+            Held-out pairs (same syntax as `sources`) to fit a temperature on; the evaluation sources are then also
+            reported with their rewards divided by it.
+        save_calibrated_model (`bool`, *optional*, defaults to `False`):
+            With `calibration_sources`, save the model and tokenizer to `<output_dir>/calibrated_model` with the
+            temperature in `config.reward_temperature` (apply it as `rewards / config.reward_temperature`).
+        plots (`bool`, *optional*, defaults to `True`):
+            Draw the PNG plots (needs matplotlib: `pip install trl-more[plots]`).
+        dtype (`str`, *optional*, defaults to `"float32"`):
+            Dtype to load the model in (`float32`, `bfloat16`, `float16` or `auto`).
+        device (`str` or `None`, *optional*, defaults to `None`):
+            Device to score on; `None` picks `cuda` when available, else `cpu`.
+    """
+
+    model: str = field(metadata={"help": "Folder of a saved reward model and its tokenizer."})
+    sources: list[str] = field(
+        metadata={
+            "help": "Sources to score: NAME=PATH (a known source's raw file, or any other label for a file in TRL's "
+            "preference format) or a known source NAME (loaded from the Hub split `--split`)."
+        }
+    )
+    output_dir: str = field(default="evaluation", metadata={"help": "Folder for the table and the plots."})
+    split: str = field(default="test", metadata={"help": "Split of the known sources given without a path."})
+    max_pairs_per_source: int | None = field(
+        default=None, metadata={"help": "Score only the first this many pairs of every source."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Pairs per forward pass."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Truncate longer sequences to this many tokens (no pair is dropped)."}
+    )
+    truncation_mode: str = field(
+        default="keep_end",
+        metadata={"help": "keep_end (the end, where the reward is read) or keep_start.", "choices": TRUNCATION_MODES},
+    )
+    n_bins: int = field(default=10, metadata={"help": "Bins of the calibration errors."})
+    outlier_threshold: float = field(
+        default=DEFAULT_OUTLIER_THRESHOLD, metadata={"help": "Reward differences beyond +-this are outliers."}
+    )
+    calibration_sources: list[str] = field(
+        default_factory=list, metadata={"help": "Held-out pairs to fit a temperature on (same syntax as --sources)."}
+    )
+    save_calibrated_model: bool = field(
+        default=False,
+        metadata={"help": "Save the model with the fitted temperature to <output_dir>/calibrated_model."},
+    )
+    plots: bool = field(default=True, metadata={"help": "Draw the PNG plots (needs matplotlib)."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Dtype to load the model in.", "choices": ["float32", "bfloat16", "float16", "auto"]},
+    )
+    device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
+
+    def __post_init__(self):
+        if self.save_calibrated_model and not self.calibration_sources:
+            raise ValueError("`--save_calibrated_model` needs `--calibration_sources` to fit the temperature on.")
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser(EvaluateConfig, prog=prog, description=__doc__.split("\n\n")[0])
+
+
+def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> dict:
+    """`{label: Dataset}` in TRL's preference format from `NAME=PATH` / `NAME` specifications (see `EvaluateConfig`)."""
+    from datasets import Dataset
+
+    from ..data import known_source_names, load_preference_source, read_records
+
+    known = set(known_source_names())
+    parsed = [spec.partition("=") for spec in specs]
+    for spec, (name, has_path, path) in zip(specs, parsed):
+        if not name or (has_path and not path):
+            raise ValueError(f"Bad source {spec!r}: write NAME=PATH, or a known source NAME.")
+    names = [name for name, _, _ in parsed]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"Source(s) {repeated} given twice; give every source its own name.")
+    sources = {}
+    for name, has_path, path in parsed:
+        if name in known:
+            dataset, report = load_preference_source(name, path=path or None, split=split)
+            if report.num_invalid or report.num_skipped:
+                print(report)
+        elif has_path:
+            dataset = Dataset.from_list(read_records(path))
+        else:
+            raise ValueError(
+                f"{name!r} is not a known source ({', '.join(sorted(known))}); give a local file as {name}=PATH."
+            )
+        columns = set(dataset.column_names)
+        if not ({"chosen", "rejected"} <= columns or {"chosen_ids", "rejected_ids"} <= columns):
+            raise ValueError(
+                f"Source {name!r} has columns {sorted(columns)}, not preference pairs: it needs `chosen` and "
+                "`rejected` (with or without `prompt`), in TRL's preference format."
+            )
+        if max_pairs is not None and len(dataset) > max_pairs:
+            print(f"{name}: scoring the first {max_pairs} of {len(dataset)} pairs (--max_pairs_per_source).")
+            dataset = dataset.select(range(max_pairs))
+        sources[name] = dataset
+    return sources
+
+
+def main(config: EvaluateConfig) -> RewardEvaluation:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..metrics import set_reward_temperature
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    eval_sources = load_sources(config.sources, config.split, config.max_pairs_per_source)
+    calibration_sources = load_sources(config.calibration_sources, config.split)
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
+    model = AutoModelForSequenceClassification.from_pretrained(config.model, dtype=dtype).to(device)
+    if model.config.num_labels != 1:
+        raise ValueError(
+            f"{config.model} has {model.config.num_labels} outputs; a reward model has one (`num_labels=1`)."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+
+    def evaluate(sources: dict, temperature: float | None = None) -> RewardEvaluation:
+        return evaluate_reward_model(
+            model,
+            tokenizer,
+            sources,
+            batch_size=config.batch_size,
+            max_length=config.max_length,
+            truncation_mode=config.truncation_mode,
+            n_bins=config.n_bins,
+            outlier_threshold=config.outlier_threshold,
+            temperature=temperature,
+        )
+
+    result = evaluate(eval_sources)
+    _write(result, output_dir, "", config.plots)
+    if config.plots:
+        _plot_training_log(Path(config.model), output_dir)
+    print(result.to_markdown())
+
+    if calibration_sources:
+        held_out = evaluate(calibration_sources)
+        fit = fit_temperature(np.concatenate(list(held_out.margins.values())), config.n_bins)
+        (output_dir / "temperature.json").write_text(json.dumps(asdict(fit), indent=2) + "\n")
+        temperature = result.temperature * fit.temperature  # the model's stored temperature, refined
+        calibrated = RewardEvaluation.from_margins(
+            {source: margins / fit.temperature for source, margins in result.margins.items()},
+            config.n_bins,
+            config.outlier_threshold,
+            temperature,
+        )
+        _write(calibrated, output_dir, "_calibrated", config.plots)
+        print(
+            f"Temperature {temperature:.4g} fitted on {fit.num_pairs} held-out pairs: ECE there "
+            f"{fit.ece_before:.4f} -> {fit.ece_after:.4f}, accuracy unchanged at {100 * fit.accuracy:.2f}%.\n"
+        )
+        print(calibrated.to_markdown())
+        if config.save_calibrated_model:
+            set_reward_temperature(model, temperature)
+            model.save_pretrained(output_dir / "calibrated_model")
+            tokenizer.save_pretrained(output_dir / "calibrated_model")
+    print(f"Results written to {output_dir}")
+    return result
+
+
+def _write(result: RewardEvaluation, output_dir: Path, suffix: str, plots: bool) -> None:
+    result.to_json(output_dir / f"metrics{suffix}.json")
+    (output_dir / f"metrics{suffix}.md").write_text(result.to_markdown())
+    if plots:
+        from ..plots import plot_reliability_diagrams, plot_reward_differences
+
+        plot_reliability_diagrams(result, output_dir / f"reliability{suffix}.png", n_bins=result.n_bins)
+        if not suffix:  # dividing by a temperature only rescales the boxes
+            plot_reward_differences(result, output_dir / "reward_differences.png")
+
+
+def _plot_training_log(model_dir: Path, output_dir: Path) -> None:
+    """lambda per source over training, when the model folder is the output of a MORE training run."""
+    from ..plots import LAMBDA_PREFIX, load_log_history, plot_lambda_history
+
+    try:
+        history = load_log_history(model_dir)
+    except FileNotFoundError:
+        return
+    if any(key.startswith(LAMBDA_PREFIX) for entry in history for key in entry):
+        plot_lambda_history(history, output_dir / "lambda.png")
