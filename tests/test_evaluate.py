@@ -157,6 +157,8 @@ def test_cli_evaluate_end_to_end_on_a_saved_model(tmp_path, model, tokenizer):
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    history = [{"lambda/polite": 0.5, "lambda/concise": 0.5, "step": 1}, {"lambda/polite": 0.7, "lambda/concise": 0.3}]
+    (model_dir / "trainer_state.json").write_text(json.dumps({"log_history": history}))  # a MORE run's log
     toy = toy_preference_sources(9, seed=4)
     files = {name: write_jsonl(tmp_path / f"{name}.jsonl", toy[name]) for name in toy}
     # The random model prefers the polite responses; a quarter of the held-out pairs swapped makes it wrong there.
@@ -181,6 +183,7 @@ def test_cli_evaluate_end_to_end_on_a_saved_model(tmp_path, model, tokenizer):
     assert (out / "metrics.md").read_text().startswith("| source |")
     assert png_size(out / "reliability.png") == (1050, 350)
     assert png_size(out / "reward_differences.png") == (600, 450)
+    assert png_size(out / "lambda.png") == (700, 400)
 
     fit = json.loads((out / "temperature.json").read_text())
     assert fit["accuracy"] == 0.75 and fit["num_pairs"] == 40
