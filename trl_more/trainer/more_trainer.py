@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.logging import get_logger
+from accelerate.utils import DistributedType
 from datasets import Dataset, IterableDataset
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_utils import EvalPrediction
@@ -150,6 +151,12 @@ class MORERewardTrainer(RewardTrainer):
             peft_config=peft_config,
         )
 
+        if self.accelerator.num_processes > 1 and self.accelerator.distributed_type == DistributedType.NO:
+            raise ValueError(
+                f"{self.accelerator.num_processes} processes were launched but accelerate runs without a distributed "
+                "backend, so gradients and lambda would not be shared between them. On CPU, set `use_cpu=True` "
+                "(DDP over gloo) or, with DeepSpeed, `ddp_backend='gloo'`."
+            )
         self._eval_metric_prefix = "eval"
         self._head_capture: RewardHeadInputCapture | None = None
         self._weighting: MinNormSourceWeighting | None = None

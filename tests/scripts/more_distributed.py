@@ -1,0 +1,94 @@
+"""MORE training under `accelerate launch` (DDP or DeepSpeed ZeRO-3), recording the lambda every rank computes.
+
+Writes `<output_dir>/lambda_rank<r>.json` (the weights each rank solved for at every step) and, with `--check_zero3`,
+asserts on every step that the reward head weight is really partitioned (shape (0,) outside a gather).
+"""
+
+import argparse
+import json
+import os
+
+from transformers import TrainerCallback
+
+from trl_more import MORERewardConfig, MORERewardTrainer
+from trl_more.reward_head import find_reward_head
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.weighting import MinNormSourceWeighting
+
+
+class RecordingWeighting(MinNormSourceWeighting):
+    """The trainer's weighting, also keeping every solution it returns."""
+
+    def __init__(self, weighting: MinNormSourceWeighting):
+        self.__dict__.update(weighting.__dict__)
+        self.solved = []
+
+    def __call__(self, gradients, losses):
+        weights = super().__call__(gradients, losses)
+        self.solved.append(weights.tolist())
+        return weights
+
+
+class AssertHeadPartitioned(TrainerCallback):
+    def __init__(self, head):
+        self.head, self.checked = head, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        weight = self.head.weight
+        assert weight.numel() == 0 and hasattr(weight, "ds_id"), f"head weight not partitioned: {weight.shape}"
+        self.checked += 1
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=3)
+    parser.add_argument("--max_steps", type=int, default=3)
+    parser.add_argument("--check_zero3", action="store_true")
+    options = parser.parse_args()
+
+    tokenizer = tiny_tokenizer()
+    # Built before the training arguments: once a DeepSpeed ZeRO-3 config exists, transformers initialises new
+    # models partitioned (zero.Init), with different random weights than the single-process reference run.
+    model = tiny_reward_model("qwen2", tokenizer, seed=3)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    args = MORERewardConfig(
+        output_dir=options.output_dir,
+        per_device_train_batch_size=options.per_device_train_batch_size,
+        max_steps=options.max_steps,
+        learning_rate=1e-3,
+        logging_steps=1,
+        lambda_momentum=0.7,
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        # CPU multi-process training: DDP needs `use_cpu` (accelerate's MULTI_CPU), ZeRO needs the gloo backend.
+        use_cpu=distributed and not options.check_zero3,
+        ddp_backend="gloo" if distributed else None,
+        seed=0,
+    )
+    trainer = MORERewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=toy_preference_sources(12),
+        processing_class=tokenizer,
+    )
+    trainer._weighting = RecordingWeighting(trainer._weighting)
+    callback = None
+    if options.check_zero3:
+        callback = AssertHeadPartitioned(find_reward_head(trainer.model))
+        trainer.add_callback(callback)
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    record = {"lambda": trainer._weighting.solved, "world_size": trainer.accelerator.num_processes}
+    if callback is not None:
+        record["partition_checks"] = callback.checked
+    with open(os.path.join(options.output_dir, f"lambda_rank{rank}.json"), "w") as file:
+        json.dump(record, file)
+    trainer.save_model(os.path.join(options.output_dir, "final"))
+    trainer.accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

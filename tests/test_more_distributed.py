@@ -1,0 +1,78 @@
+"""MORE under two processes on CPU: DDP over gloo and DeepSpeed ZeRO-3 with the reward head really partitioned.
+
+Each test launches `tests/scripts/more_distributed.py` with `accelerate launch` and compares what every rank solved
+for with a single-process run on the same global batches (per-device batch 3 on 2 ranks = batch 6 on 1 process).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+
+pytestmark = pytest.mark.distributed
+
+SCRIPT = Path(__file__).parent / "scripts" / "more_distributed.py"
+ZERO3_CONFIG = Path(__file__).parent / "configs" / "zero3_cpu.json"
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+
+def run(command, output_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return [json.loads((output_dir / f"lambda_rank{rank}.json").read_text()) for rank in range(2)]
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("single")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--output_dir", str(output_dir), "--per_device_train_batch_size", "6"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    record = json.loads((output_dir / "lambda_rank0.json").read_text())
+    return record, output_dir
+
+
+def load_scores(model_dir):
+    from trl_more.testing import tiny_tokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    batch = tiny_tokenizer()(
+        ["Human: hi Assistant: hello", "Human: a joke? Assistant: no"], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def assert_same_run(ranks, single_process, output_dir):
+    record, single_dir = single_process
+    assert [rank["world_size"] for rank in ranks] == [2, 2] and record["world_size"] == 1
+    assert ranks[0]["lambda"] == ranks[1]["lambda"]  # identical on every rank, bit for bit
+    assert len(record["lambda"]) == 3
+    torch.testing.assert_close(torch.tensor(ranks[0]["lambda"]), torch.tensor(record["lambda"]), atol=1e-5, rtol=0)
+    assert not torch.allclose(torch.tensor(record["lambda"]), torch.tensor(1 / 3))  # MORE really reweighted
+    torch.testing.assert_close(load_scores(output_dir / "final"), load_scores(single_dir / "final"), atol=1e-5, rtol=0)
+
+
+def test_ddp_lambda_is_identical_on_both_ranks_and_equals_single_process(tmp_path, single_process):
+    ranks = run([*LAUNCH, "--multi_gpu", str(SCRIPT), "--output_dir", str(tmp_path)], tmp_path)
+    assert_same_run(ranks, single_process, tmp_path)
+
+
+def test_zero3_with_partitioned_head_equals_single_process_and_saves(tmp_path, single_process):
+    ranks = run(
+        [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
+         "--output_dir", str(tmp_path), "--check_zero3"],
+        tmp_path,
+    )  # fmt: skip
+    assert [rank["partition_checks"] for rank in ranks] == [3, 3]  # the head weight had shape (0,) at every step
+    assert_same_run(ranks, single_process, tmp_path)
