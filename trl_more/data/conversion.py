@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from datasets import Dataset, Features, Value
+from datasets.utils.tqdm import tqdm
 
 from .formats import PREFERENCE_COLUMNS, RATING_TEXT_COLUMNS, SOURCE_COLUMN
 
@@ -123,6 +124,13 @@ class _ExampleBuilder:
         self.columns: dict[str, list] = {name: [] for name in features if name != SOURCE_COLUMN}
         self.report = ConversionReport(source=source)
 
+    def read(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Yield `("row <index>", row)` for every raw row, counted for the report, with a progress bar on a terminal."""
+        description = f"Converting {self.report.source}"
+        for index, row in enumerate(tqdm(rows, desc=description, unit=" rows", disable=None, leave=False)):
+            self.report.rows_read += 1
+            yield f"row {index}", row
+
     def invalid(self, reason: str, where: str, **fields: Any) -> None:
         """Count a row that cannot be converted."""
         self._count(self.report.invalid, reason, where, fields)
@@ -146,8 +154,7 @@ class _ExampleBuilder:
             values.append(row[name])
         self.report.examples += 1
 
-    def finish(self, rows_read: int) -> ConvertedSource:
-        self.report.rows_read = rows_read
+    def finish(self) -> ConvertedSource:
         if self.report.num_invalid and self.on_invalid == "raise":
             raise InvalidRowsError(self.report)
         if self.report.num_invalid:
@@ -191,7 +198,7 @@ class RatingsBuilder(_ExampleBuilder):
         self.scales = dict(scales)
 
     def add(self, where: str, prompt: str, response: str, ratings: Mapping[str, Any]) -> None:
-        """Add a rated response, or count it as invalid: empty prompt or response, no rating, a rating off its scale."""
+        """Add a rated response, or count it as invalid: empty prompt or response, no rating, a rating off scale."""
         fields = {"prompt": prompt, "response": response, **ratings}
         values = {}
         for name, (low, high) in self.scales.items():

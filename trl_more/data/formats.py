@@ -1,7 +1,7 @@
 """The one text format every converted source shares, and the columns of the converted data sets.
 
 Every source is rendered as an Anthropic-HH style transcript, so that a reward model sees one format whatever the
-source: the prompt is the conversation so far, `"\\n\\nHuman: ...\\n\\nAssistant: ...\\n\\nHuman: ...\\n\\nAssistant:"`,
+source: the prompt is the conversation so far, `"\\n\\nHuman: ...\\n\\nAssistant: ...\\n\\nHuman: ...\\n\\nAssistant:"`
 ending with the assistant tag, and each response starts with the space that follows the tag (`" Sure, ..."`), so that
 `prompt + chosen` is the full transcript (TRL's reward trainer concatenates them exactly so).
 """

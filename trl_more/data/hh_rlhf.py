@@ -9,10 +9,10 @@ transcript has an extra turn, or a `Human:` inside a reply without the blank lin
 common prefix of both transcripts up to the last `"\\n\\nAssistant:"` they share; the responses keep the rest of
 each transcript. These pairs are kept and counted in the report's notes.
 
-An empty final reply is kept: in HH it is a real annotated outcome (in harmless-base the annotator preferred saying
-nothing to a harmful answer; in helpful-base the empty reply is always the rejected one). With these rules the
-test splits give 2,352 helpful pairs (2,354 rows, 2 with identical transcripts) and 2,312 harmless pairs, the
-sizes the MORE paper reports.
+An empty final reply is kept (`keep_empty_responses=True`): in HH it is a real annotated outcome (in the
+harmless-base test split the 4 empty replies are all chosen, saying nothing beating a harmful answer; in
+helpful-base the 4 are all rejected). With these rules the test splits give 2,352 helpful pairs (2,354 rows, 2 with
+identical transcripts) and 2,312 harmless pairs, the test sizes the MORE paper reports.
 """
 
 from __future__ import annotations
@@ -59,11 +59,8 @@ def convert_hh_rlhf(
         keep_empty_responses: Keep pairs whose chosen or rejected reply is empty (see the module docstring).
     """
     builder = PreferencePairsBuilder(source, on_invalid)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
+    for where, row in builder.read(rows):
         chosen, rejected = row.get("chosen"), row.get("rejected")
-        where = f"row {index}"
         if not isinstance(chosen, str) or not isinstance(rejected, str):
             builder.invalid("missing chosen or rejected transcript", where, chosen=chosen, rejected=rejected)
             continue
@@ -83,6 +80,6 @@ def convert_hh_rlhf(
                 rejected=rejected_response,
             )
         if keep_empty_responses and chosen != rejected and not (chosen_response.strip() and rejected_response.strip()):
-            builder.note("empty reply kept (an annotated outcome)", where, prompt=prompt[-60:])
+            builder.note("empty reply kept (an annotated outcome)", where, prompt=prompt)
         builder.add(where, prompt, chosen_response, rejected_response, allow_empty_response=keep_empty_responses)
-    return builder.finish(rows_read)
+    return builder.finish()

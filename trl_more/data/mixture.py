@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow.compute
 import yaml
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 
@@ -278,8 +279,10 @@ class SourceMixture:
 
     def test_by_source(self) -> dict[str, Dataset]:
         """The test split as `{source: Dataset}`, e.g. as `eval_dataset` to get metrics per source."""
-        names = list(dict.fromkeys(self.test[SOURCE_COLUMN]))
-        return {name: self.test.filter(lambda row, name=name: row[SOURCE_COLUMN] == name) for name in names}
+        return {
+            name: self.test.filter(lambda row, name=name: row[SOURCE_COLUMN] == name)
+            for name in self.test.unique(SOURCE_COLUMN)
+        }
 
     def __str__(self) -> str:
         return str(self.summary)
@@ -385,16 +388,17 @@ def _subsample(held_out: Dataset, test_size: float | int | None, rng: np.random.
     return held_out.select(np.sort(rng.permutation(len(held_out))[:num_test]))
 
 
-def _mean_chars(texts: list[str]) -> float:
-    return float(np.mean([len(text) for text in texts])) if texts else math.nan
+def _mean_chars(dataset: Dataset, column: str) -> float:
+    mean = pyarrow.compute.mean(pyarrow.compute.utf8_length(dataset.with_format("arrow")[column])).as_py()
+    return math.nan if mean is None else float(mean)
 
 
 def _summarise(
     label: str, report: ConversionReport, pool: Dataset, train: int, resampled: int | None, test: int
 ) -> SourceSummary:
     is_pairs = "chosen" in pool.column_names
-    chosen = _mean_chars(pool["chosen"]) if is_pairs else None
-    rejected = _mean_chars(pool["rejected"]) if is_pairs else None
+    chosen = _mean_chars(pool, "chosen") if is_pairs else None
+    rejected = _mean_chars(pool, "rejected") if is_pairs else None
     return SourceSummary(
         source=label,
         rows_read=report.rows_read,
@@ -404,8 +408,8 @@ def _summarise(
         train=train,
         train_resampled=resampled,
         test=test,
-        mean_prompt_chars=_mean_chars(pool["prompt"]),
-        mean_response_chars=(chosen + rejected) / 2 if is_pairs else _mean_chars(pool["response"]),
+        mean_prompt_chars=_mean_chars(pool, "prompt"),
+        mean_response_chars=(chosen + rejected) / 2 if is_pairs else _mean_chars(pool, "response"),
         mean_chosen_chars=chosen,
         mean_rejected_chars=rejected,
     )
@@ -415,8 +419,8 @@ def _concatenate(parts: list[Dataset]) -> Dataset:
     """Concatenate sources of one kind; rating sets get the union of their objective columns (NaN where missing)."""
     if len({"chosen" in part.column_names for part in parts}) > 1:
         raise ValueError(
-            "The mixture mixes preference sources (prompt/chosen/rejected) with rating sets (prompt/response/ratings); "
-            "mix each kind separately."
+            "The mixture mixes preference sources (prompt/chosen/rejected) with rating sets "
+            "(prompt/response/ratings); mix each kind separately."
         )
     columns = list(dict.fromkeys(column for part in parts for column in part.column_names))
     aligned = []

@@ -75,16 +75,14 @@ def convert_oasst(
         languages = [languages]
     by_id: dict[str, dict[str, Any]] = {}
     replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
+    for where, row in builder.read(rows):
         for message in _flat_messages(row):
             if (
                 not message.get("message_id")
                 or message.get("role") is None
                 or not isinstance(message.get("text"), str)
             ):
-                builder.invalid("message without message_id, role or text", f"row {index}", **message)
+                builder.invalid("message without message_id, role or text", where, **message)
                 continue
             by_id[message["message_id"]] = message
             if message.get("parent_id") is not None:
@@ -119,4 +117,4 @@ def convert_oasst(
                         continue
                 chosen, rejected = sorted((first, second), key=lambda message: message["rank"])
                 builder.add(where, prompt, render_response(chosen["text"]), render_response(rejected["text"]))
-    return builder.finish(rows_read)
+    return builder.finish()

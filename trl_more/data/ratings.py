@@ -53,16 +53,14 @@ def convert_helpsteer(
             rating at all (a single missing rating is kept as NaN).
     """
     builder = RatingsBuilder(source, RATING_SCALES["helpsteer"], on_invalid)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
+    for where, row in builder.read(rows):
         builder.add(
-            f"row {index}",
+            where,
             render_dialogue([("human", row.get("prompt") or "")]),
             render_response(row.get("response") or ""),
             {f"helpsteer-{name}": row.get(name) for name in HELPSTEER_ATTRIBUTES},
         )
-    return builder.finish(rows_read)
+    return builder.finish()
 
 
 def convert_topical_chat(
@@ -84,9 +82,7 @@ def convert_topical_chat(
         include_knowledge: Start the prompt with the knowledge fact.
     """
     builder = RatingsBuilder(source, RATING_SCALES["topical-chat"], on_invalid)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
+    for where, row in builder.read(rows):
         history = [turn.strip() for turn in (row.get("source") or "").strip().split("\n")]
         turns = [
             ("human" if (len(history) - position) % 2 else "assistant", turn) for position, turn in enumerate(history)
@@ -97,9 +93,9 @@ def convert_topical_chat(
             prompt = f"Knowledge: {knowledge}{prompt}"
         scores = row.get("scores") or {}
         builder.add(
-            f"row {index}",
+            where,
             prompt,
             render_response(row.get("system_output") or ""),
             {f"topical-chat-{name}": scores.get(name) for name in TOPICAL_CHAT_SCALES},
         )
-    return builder.finish(rows_read)
+    return builder.finish()

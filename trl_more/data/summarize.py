@@ -43,10 +43,7 @@ def convert_summarize(
             or 1, and with an empty summary.
     """
     builder = PreferencePairsBuilder(source, on_invalid)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
-        where = f"row {index}"
+    for where, row in builder.read(rows):
         request = summary_request(row.get("info") or {})
         summaries, choice = row.get("summaries") or [], row.get("choice")
         if request is None:
@@ -62,4 +59,4 @@ def convert_summarize(
             render_response(texts[choice]),
             render_response(texts[1 - choice]),
         )
-    return builder.finish(rows_read)
+    return builder.finish()

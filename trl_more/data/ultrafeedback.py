@@ -52,10 +52,7 @@ def convert_ultrafeedback(
             responses.
     """
     builder = PreferencePairsBuilder(source, on_invalid)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
-        where = f"row {index}"
+    for where, row in builder.read(rows):
         prompt, chosen, rejected = row.get("prompt"), row.get("chosen"), row.get("rejected")
         if isinstance(chosen, str) and isinstance(rejected, str) and isinstance(prompt, str):
             turns, chosen_text, rejected_text = [("human", prompt)], chosen, rejected
@@ -76,4 +73,4 @@ def convert_ultrafeedback(
             builder.invalid(str(error), where, prompt=prompt)
             continue
         builder.add(where, rendered_prompt, render_response(chosen_text), render_response(rejected_text))
-    return builder.finish(rows_read)
+    return builder.finish()

@@ -38,10 +38,7 @@ def convert_webgpt(
     if ties not in TIE_POLICIES:
         raise ValueError(f"Unknown `ties` policy {ties!r}; choose one of {', '.join(map(repr, TIE_POLICIES))}.")
     builder = PreferencePairsBuilder(source, on_invalid)
-    rows_read = 0
-    for index, row in enumerate(rows):
-        rows_read += 1
-        where = f"row {index}"
+    for where, row in builder.read(rows):
         question = (row.get("question") or {}).get("full_text")
         answers = (row.get("answer_0"), row.get("answer_1"))
         scores = (row.get("score_0"), row.get("score_1"))
@@ -63,4 +60,4 @@ def convert_webgpt(
             builder.add(where, prompt, first, second)
         else:
             builder.add(where, prompt, second, first)
-    return builder.finish(rows_read)
+    return builder.finish()
