@@ -236,3 +236,10 @@ def test_cli_rejects_files_that_are_not_preference_pairs(tmp_path):
     path.write_text(json.dumps({"prompt": "hi", "response": "hello", "score": 3}) + "\n")
     with pytest.raises(ValueError, match="chosen"):
         load_sources([f"ratings={path}"], split="test")
+
+
+def test_plain_text_pairs_need_an_eos_token(model):
+    tokenizer = tiny_tokenizer()
+    tokenizer.eos_token = None
+    with pytest.raises(ValueError, match="EOS token"):
+        evaluate_reward_model(model, tokenizer, toy_preference_sources(2)["polite"], show_progress=False)

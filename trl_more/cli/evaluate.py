@@ -63,6 +63,9 @@ class EvaluateConfig:
             temperature in `config.reward_temperature` (apply it as `rewards / config.reward_temperature`).
         plots (`bool`, *optional*, defaults to `True`):
             Draw the PNG plots (needs matplotlib: `pip install trl-more[plots]`).
+        eos_token (`str` or `None`, *optional*, defaults to `None`):
+            EOS token to set on the tokenizer when it has none (e.g. `[SEP]` for BERT-style encoders), as
+            `RewardConfig.eos_token` does in training: TRL appends it to plain-text pairs.
         dtype (`str`, *optional*, defaults to `"float32"`):
             Dtype to load the model in (`float32`, `bfloat16`, `float16` or `auto`).
         device (`str` or `None`, *optional*, defaults to `None`):
@@ -101,6 +104,9 @@ class EvaluateConfig:
         metadata={"help": "Save the model with the fitted temperature to <output_dir>/calibrated_model."},
     )
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots (needs matplotlib)."})
+    eos_token: str | None = field(
+        default=None, metadata={"help": "EOS token to set on the tokenizer (e.g. [SEP]), as in RewardConfig."}
+    )
     dtype: str = field(
         default="float32",
         metadata={"help": "Dtype to load the model in.", "choices": ["float32", "bfloat16", "float16", "auto"]},
@@ -134,9 +140,7 @@ def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> 
     sources = {}
     for name, has_path, path in parsed:
         if name in known:
-            dataset, report = load_preference_source(name, path=path or None, split=split)
-            if report.num_invalid or report.num_skipped:
-                print(report)
+            dataset = load_preference_source(name, path=path or None, split=split).dataset  # logs rows it drops
         elif has_path:
             dataset = Dataset.from_list(read_records(path))
         else:
@@ -175,6 +179,10 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
             f"{config.model} has {model.config.num_labels} outputs; a reward model has one (`num_labels=1`)."
         )
     tokenizer = AutoTokenizer.from_pretrained(config.model)
+    if config.eos_token is not None:
+        if config.eos_token not in tokenizer.get_vocab():
+            raise ValueError(f"`--eos_token {config.eos_token}` is not in the vocabulary of {config.model}.")
+        tokenizer.eos_token = config.eos_token
 
     def evaluate(sources: dict, temperature: float | None = None) -> RewardEvaluation:
         return evaluate_reward_model(

@@ -239,7 +239,14 @@ def _tokenized_pairs(
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of the chosen and rejected sequences, from `trl.RewardTrainer`'s own preprocessing."""
     from trl import RewardTrainer
+    from trl.data_utils import is_conversational
 
+    if processing_class.eos_token is None and not is_conversational(dataset[0]):
+        raise ValueError(
+            f"The tokenizer has no EOS token, which `trl.RewardTrainer` appends to plain-text pairs (source {name!r}). "
+            "Set the one the model was trained with, e.g. `tokenizer.eos_token = '[SEP]'` for a BERT-style encoder "
+            "(`RewardConfig(eos_token=...)` in training, `--eos_token` for `trl-more evaluate`)."
+        )
     # `_prepare_dataset` reads no trainer state, only `args.dataset_num_proc` and `args.max_length`; calling it
     # directly keeps the evaluation tokenization identical to training (EOS handling, prompts, chat templates).
     args = SimpleNamespace(dataset_num_proc=None, max_length=None)
