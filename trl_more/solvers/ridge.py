@@ -1,0 +1,234 @@
+"""Closed-form ridge regression of several objectives at once, for every regularisation strength at once.
+
+Stage 1 of the multi-objective reward model (SPEC section 3) fits a linear layer on frozen features, one objective at
+a time, choosing the ridge strength alpha per objective from a grid by validation MSE. Refitting for every alpha and
+every objective (what a loop of `sklearn.linear_model.Ridge` fits does) repeats the same expensive work: with the
+eigendecomposition of the feature covariance X^T X = V diag(s) V^T (or of the Gram matrix X X^T when there are fewer
+rows than features), the solution for any alpha and any target column is
+
+    w(alpha) = V diag(1 / (s + alpha)) V^T X^T y,
+
+so one decomposition serves the whole grid and all objectives that are labelled on the same rows. Objectives with
+missing labels (NaN) are fitted on their labelled rows only: one decomposition per distinct pattern of labelled rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+__all__ = ["DEFAULT_ALPHAS", "RidgeFit", "fit_ridge", "ridge_path"]
+
+# The reference's grid: 1e-4, 1e-3, ..., 1e4.
+DEFAULT_ALPHAS = tuple(float(10.0**exponent) for exponent in range(-4, 5))
+
+
+@dataclass
+class RidgeFit:
+    """Ridge regression layer chosen per objective by validation MSE.
+
+    Attributes:
+        weights: (k, d) weights, laid out like `torch.nn.Linear.weight` (predictions are `features @ weights.T`).
+        intercepts: (k,) intercepts; zeros when fitted without intercept.
+        alphas: (k,) ridge strength chosen for every objective.
+        alpha_grid: (n_alphas,) the grid that was searched.
+        validation_mse: (n_alphas, k) validation MSE of every objective for every alpha, on its labelled rows.
+        objective_names: names of the k objectives, when given.
+    """
+
+    weights: np.ndarray
+    intercepts: np.ndarray
+    alphas: np.ndarray
+    alpha_grid: np.ndarray
+    validation_mse: np.ndarray
+    objective_names: list[str] | None = None
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predictions (n, k) for features (n, d)."""
+        return np.asarray(features, dtype=np.float64) @ self.weights.T + self.intercepts
+
+    @property
+    def best_validation_mse(self) -> np.ndarray:
+        """(k,) validation MSE at the chosen alpha of every objective."""
+        return self.validation_mse.min(axis=0)
+
+
+class _RidgeEigensystem:
+    """One eigendecomposition of the (centred) features of a set of rows, solving any alpha and target in closed form.
+
+    Stores `basis` (d, r), `eigenvalues` (r,) and the projected targets `b` (r, k) so that the coefficients for alpha
+    are `basis @ (b / (eigenvalues + alpha)[:, None])`.
+    """
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray, fit_intercept: bool):
+        self.feature_mean = features.mean(axis=0) if fit_intercept else np.zeros(features.shape[1])
+        self.target_mean = targets.mean(axis=0) if fit_intercept else np.zeros(targets.shape[1])
+        features = features - self.feature_mean
+        targets = targets - self.target_mean
+        num_rows, num_features = features.shape
+        if num_rows < num_features:
+            # (X^T X + a I)^-1 X^T = X^T (X X^T + a I)^-1: decompose the smaller n x n Gram matrix.
+            eigenvalues, vectors = np.linalg.eigh(features @ features.T)
+            self.basis = features.T @ vectors
+            self.projected_targets = vectors.T @ targets
+        else:
+            eigenvalues, vectors = np.linalg.eigh(features.T @ features)
+            self.basis = vectors
+            self.projected_targets = vectors.T @ (features.T @ targets)
+        self.eigenvalues = np.clip(eigenvalues, 0.0, None)  # round-off can make zero eigenvalues slightly negative
+
+    def coefficients(self, alphas: np.ndarray) -> np.ndarray:
+        """(n_alphas, d, k) coefficients."""
+        scaled = self.projected_targets[None] / (self.eigenvalues[None, :, None] + alphas[:, None, None])
+        return np.einsum("dr,ark->adk", self.basis, scaled)
+
+    def intercepts(self, coefficients: np.ndarray) -> np.ndarray:
+        """(n_alphas, k) intercepts of the coefficients."""
+        return self.target_mean[None] - np.einsum("d,adk->ak", self.feature_mean, coefficients)
+
+    def predict(self, alphas: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(n_alphas, m, k) predictions for features (m, d), without forming the coefficients."""
+        projected = (features - self.feature_mean) @ self.basis
+        scaled = self.projected_targets[None] / (self.eigenvalues[None, :, None] + alphas[:, None, None])
+        return np.einsum("mr,ark->amk", projected, scaled) + self.target_mean
+
+
+def _check_inputs(
+    features: np.ndarray, targets: np.ndarray, name: str, objective_names: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    features = np.asarray(features, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    if features.ndim != 2 or targets.ndim != 2 or features.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"The {name} features must be (n, d) and the targets (n, k) with the same n, got {features.shape} and "
+            f"{targets.shape}."
+        )
+    if not np.isfinite(features).all():
+        raise ValueError(f"The {name} features contain NaN or infinite values; only targets may be missing (NaN).")
+    if np.isinf(targets).any():
+        raise ValueError(f"The {name} targets contain infinite values; mark missing labels with NaN.")
+    if objective_names is not None and len(objective_names) != targets.shape[1]:
+        raise ValueError(f"Got {len(objective_names)} objective names for {targets.shape[1]} target columns.")
+    return features, targets
+
+
+def _check_alphas(alphas: Sequence[float]) -> np.ndarray:
+    alphas = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    if alphas.size == 0 or not (alphas > 0).all():
+        raise ValueError(f"Ridge strengths must be a non-empty list of positive numbers, got {alphas.tolist()}.")
+    return alphas
+
+
+def _mask_groups(
+    targets: np.ndarray, name: str, objective_names: Sequence[str] | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Groups of objectives labelled on exactly the same rows: [(row mask, objective indices), ...]."""
+    labelled = ~np.isnan(targets)
+    empty = np.flatnonzero(~labelled.any(axis=0))
+    if empty.size:
+        names = [objective_names[i] for i in empty] if objective_names is not None else empty.tolist()
+        raise ValueError(
+            f"Objective(s) {names} have no labels in the {name} set; every objective needs labelled rows there. "
+            "Remove the objective or add rated examples for it."
+        )
+    patterns, inverse = np.unique(labelled.T, axis=0, return_inverse=True)
+    return [(patterns[g], np.flatnonzero(inverse.reshape(-1) == g)) for g in range(len(patterns))]
+
+
+def ridge_path(
+    features: np.ndarray,
+    targets: np.ndarray,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    fit_intercept: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge solutions of every target column for every alpha.
+
+    Minimises ||X w + c - y||^2 + alpha ||w||^2 for each column y of `targets` over its labelled (non-NaN) rows; the
+    intercept c is zero unless `fit_intercept` (then it is not penalised, as in scikit-learn).
+
+    Args:
+        features: (n, d) features.
+        targets: (n, k) targets, NaN where a row is not labelled for an objective.
+        alphas: ridge strengths (positive).
+        fit_intercept: also fit an unpenalised intercept per objective.
+
+    Returns:
+        coefficients (n_alphas, k, d) and intercepts (n_alphas, k).
+    """
+    features, targets = _check_inputs(features, targets, "training", None)
+    alphas = _check_alphas(alphas)
+    coefficients = np.zeros((alphas.size, targets.shape[1], features.shape[1]))
+    intercepts = np.zeros((alphas.size, targets.shape[1]))
+    for rows, objectives in _mask_groups(targets, "training", None):
+        system = _RidgeEigensystem(features[rows], targets[rows][:, objectives], fit_intercept)
+        group_coefficients = system.coefficients(alphas)
+        coefficients[:, objectives] = group_coefficients.transpose(0, 2, 1)
+        intercepts[:, objectives] = system.intercepts(group_coefficients)
+    return coefficients, intercepts
+
+
+def fit_ridge(
+    train_features: np.ndarray,
+    train_targets: np.ndarray,
+    validation_features: np.ndarray,
+    validation_targets: np.ndarray,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    fit_intercept: bool = False,
+    objective_names: Sequence[str] | None = None,
+) -> RidgeFit:
+    """Fit every objective by ridge regression, choosing its alpha from `alphas` by validation MSE.
+
+    Each objective is fitted on the training rows where it is labelled and validated on the validation rows where it
+    is labelled (NaN marks a missing label). Ties between alphas go to the smallest. The returned weights are the
+    training-set solutions at the chosen alphas.
+
+    Raises:
+        ValueError: if an objective has no label in the training set or in the validation set, if features contain
+            NaN, or if shapes or alphas are invalid.
+    """
+    train_features, train_targets = _check_inputs(train_features, train_targets, "training", objective_names)
+    validation_features, validation_targets = _check_inputs(
+        validation_features, validation_targets, "validation", objective_names
+    )
+    if (
+        validation_features.shape[1] != train_features.shape[1]
+        or validation_targets.shape[1] != train_targets.shape[1]
+    ):
+        raise ValueError(
+            f"Training data is {train_features.shape[1]} features x {train_targets.shape[1]} objectives but the "
+            f"validation data is {validation_features.shape[1]} x {validation_targets.shape[1]}."
+        )
+    _mask_groups(validation_targets, "validation", objective_names)  # every objective needs validation labels
+    alphas = _check_alphas(alphas)
+    num_objectives = train_targets.shape[1]
+    validation_labelled = ~np.isnan(validation_targets)
+    validation_mse = np.zeros((alphas.size, num_objectives))
+    weights = np.zeros((num_objectives, train_features.shape[1]))
+    intercepts = np.zeros(num_objectives)
+    chosen = np.zeros(num_objectives, dtype=int)
+    for rows, objectives in _mask_groups(train_targets, "training", objective_names):
+        system = _RidgeEigensystem(train_features[rows], train_targets[rows][:, objectives], fit_intercept)
+        predictions = system.predict(alphas, validation_features)  # (n_alphas, m, group size)
+        for position, objective in enumerate(objectives):
+            labelled = validation_labelled[:, objective]
+            errors = predictions[:, labelled, position] - validation_targets[labelled, objective]
+            validation_mse[:, objective] = (errors**2).mean(axis=1)
+        chosen[objectives] = validation_mse[:, objectives].argmin(axis=0)
+        for position, objective in enumerate(objectives):
+            alpha = alphas[chosen[objective] : chosen[objective] + 1]
+            coefficients = system.coefficients(alpha)[:, :, position : position + 1]
+            weights[objective] = coefficients[0, :, 0]
+            intercepts[objective] = system.intercepts(coefficients)[0, 0]
+    return RidgeFit(
+        weights=weights,
+        intercepts=intercepts,
+        alphas=alphas[chosen],
+        alpha_grid=alphas,
+        validation_mse=validation_mse,
+        objective_names=list(objective_names) if objective_names is not None else None,
+    )
