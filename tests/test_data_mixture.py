@@ -281,7 +281,7 @@ def test_unknown_yaml_keys_are_named(tmp_path):
 
 
 def test_mixture_trains_a_more_reward_model(hh_sources, tmp_path):
-    mixture = mix_sources([*hh_sources, WEBGPT], samples_per_source=8, test_size=0.1, seed=0)
+    mixture = mix_sources([*hh_sources, {**WEBGPT, "test_size": 1}], samples_per_source=8, test_size=4, seed=0)
     tokenizer = tiny_tokenizer("bpe")
     args = MORERewardConfig(
         output_dir=str(tmp_path),
@@ -299,6 +299,7 @@ def test_mixture_trains_a_more_reward_model(hh_sources, tmp_path):
         model=tiny_reward_model("qwen2", tokenizer),
         args=args,
         train_dataset=mixture.train,
+        eval_dataset=mixture.test_by_source(),
         processing_class=tokenizer,
     )
     assert trainer.source_names == ["hh-harmless", "hh-helpful", "webgpt"]
@@ -307,3 +308,5 @@ def test_mixture_trains_a_more_reward_model(hh_sources, tmp_path):
     logged = trainer.state.log_history[0]
     assert {"lambda/hh-helpful", "lambda/hh-harmless", "lambda/webgpt"} <= set(logged)
     assert sum(logged[f"lambda/{name}"] for name in trainer.source_names) == pytest.approx(1.0)
+    metrics = trainer.evaluate()  # one evaluation per source of the held-out split
+    assert {"eval_hh-helpful_accuracy", "eval_hh-harmless_accuracy", "eval_webgpt_accuracy"} <= set(metrics)

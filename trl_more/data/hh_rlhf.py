@@ -31,16 +31,21 @@ __all__ = ["convert_hh_rlhf", "split_transcripts"]
 def split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str] | None:
     """`(prompt, chosen_response, rejected_response)` split at the last `"\\n\\nAssistant:"` both transcripts share,
     or `None` when they share none."""
-    common = os.path.commonprefix([chosen, rejected])
-    tag = common.rfind(ASSISTANT_TAG)
-    if tag < 0:
-        return None
-    end = tag + len(ASSISTANT_TAG)
+    prompt = _own_prompt(chosen)
+    if prompt and _own_prompt(rejected) == prompt:  # the usual case, without a character-by-character scan
+        end = len(prompt)
+    else:
+        tag = os.path.commonprefix([chosen, rejected]).rfind(ASSISTANT_TAG)
+        if tag < 0:
+            return None
+        end = tag + len(ASSISTANT_TAG)
     return chosen[:end], chosen[end:], rejected[end:]
 
 
 def _own_prompt(transcript: str) -> str:
-    return transcript[: transcript.rfind(ASSISTANT_TAG) + len(ASSISTANT_TAG)]
+    """The transcript up to and including its last `"\\n\\nAssistant:"` (empty without one)."""
+    tag = transcript.rfind(ASSISTANT_TAG)
+    return transcript[: tag + len(ASSISTANT_TAG)] if tag >= 0 else ""
 
 
 def convert_hh_rlhf(
@@ -72,7 +77,7 @@ def convert_hh_rlhf(
             builder.invalid("chosen and rejected share no assistant turn", where, chosen=chosen, rejected=rejected)
             continue
         prompt, chosen_response, rejected_response = split
-        if chosen != rejected and _own_prompt(chosen) != _own_prompt(rejected):
+        if not prompt == _own_prompt(chosen) == _own_prompt(rejected):
             builder.note(
                 "transcripts continue differently: prompt = common prefix up to the last shared '\\n\\nAssistant:'",
                 where,
