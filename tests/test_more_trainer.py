@@ -253,3 +253,14 @@ def test_dict_and_column_inputs_train_on_the_same_pairs(tmp_path):
     assert as_dict.source_names == list(SOURCES)
     assert sorted(as_dict.train_dataset["chosen_ids"]) == sorted(as_column.train_dataset["chosen_ids"])
     assert isinstance(as_dict.train_dataset, Dataset)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "bert"])
+def test_gradient_checkpointing_gives_the_same_run(tmp_path, architecture):
+    plain = trainer_for(tmp_path / "plain", architecture=architecture, max_steps=3)
+    checkpointed = trainer_for(tmp_path / "gc", architecture=architecture, max_steps=3, gradient_checkpointing=True)
+    plain.train()
+    checkpointed.train()
+    assert checkpointed.model.is_gradient_checkpointing
+    for name in SOURCES:
+        assert logged(checkpointed, f"lambda/{name}") == pytest.approx(logged(plain, f"lambda/{name}"), abs=1e-6)
