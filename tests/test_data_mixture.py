@@ -9,6 +9,7 @@ import pytest
 
 from trl_more import MORERewardConfig, MORERewardTrainer
 from trl_more.data import (
+    RATING_SCALES,
     MixtureConfig,
     SourceConfig,
     known_source_names,
@@ -185,6 +186,13 @@ def test_rating_sets_mix_with_the_union_of_their_objectives(shared_data):
         ],
         test_size=0.5,
     )
+    assert mixture.train.column_names == [
+        "prompt",
+        "response",
+        *RATING_SCALES["helpsteer"],
+        *RATING_SCALES["topical-chat"],
+        "source",
+    ]
     rows = mixture.train.to_list() + mixture.test.to_list()
     assert len(rows) == 2 + 360
     for row in rows:

@@ -422,7 +422,8 @@ def _concatenate(parts: list[Dataset]) -> Dataset:
             "The mixture mixes preference sources (prompt/chosen/rejected) with rating sets "
             "(prompt/response/ratings); mix each kind separately."
         )
-    columns = list(dict.fromkeys(column for part in parts for column in part.column_names))
+    columns = list(dict.fromkeys(name for part in parts for name in part.column_names))
+    columns = [column for column in columns if column != SOURCE_COLUMN] + [SOURCE_COLUMN]
     aligned = []
     for part in parts:
         for column in columns:
