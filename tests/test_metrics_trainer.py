@@ -138,8 +138,9 @@ DISTRIBUTED_SCRIPT = textwrap.dedent(
     tokenizer = tiny_tokenizer()
     trainer = RewardTrainer(
         model=tiny_reward_model("qwen2", tokenizer, seed=3),
+        # CPU multi-process: torchrun via `--multi_gpu`, then accelerate's MULTI_CPU through `use_cpu` and gloo.
         args=RewardConfig(output_dir=sys.argv[1], per_device_eval_batch_size=3, report_to="none", bf16=False,
-                          use_cpu=True, disable_tqdm=True),
+                          use_cpu=True, ddp_backend="gloo", disable_tqdm=True),
         train_dataset=toy_preference_sources(6)["polite"],
         eval_dataset=dict(toy_preference_sources(10, seed=1)),
         processing_class=tokenizer,
@@ -158,7 +159,7 @@ def test_two_processes_with_a_padded_last_batch_give_the_single_process_numbers(
     # 10 pairs, 2 processes x 3 pairs per step: the last step holds 4 real pairs and 2 duplicates that accelerate adds.
     script, output = tmp_path / "evaluate.py", tmp_path / "results.json"
     script.write_text(DISTRIBUTED_SCRIPT)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu"]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     command += [str(script), str(tmp_path / "out"), str(output)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
