@@ -161,7 +161,8 @@ def evaluate_reward_model(
     Pairs are tokenized exactly as `trl.RewardTrainer` tokenizes them (any of TRL's preference formats: explicit or
     implicit prompt, standard or conversational; already tokenized `chosen_ids`/`rejected_ids` are used as they are)
     and padded by TRL's preference collator, so the scores equal what the trainer sees. Batches are sorted by length
-    (longest first, so an out-of-memory error shows at once) and run under `torch.no_grad()` in eval mode.
+    (longest first, so an out-of-memory error shows at once) and run under `torch.no_grad()` in eval mode. Like
+    `trl.RewardTrainer`, a model config without a `pad_token_id` gets the tokenizer's pad (else EOS) token id.
 
     Args:
         model: a sequence-classification reward model with one output (`num_labels=1`).
