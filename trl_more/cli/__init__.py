@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "reward": ("trl_more.cli.reward", "train a reward model on a source mixture (MORE or MultiTask)"),
     "evaluate": ("trl_more.cli.evaluate", "score preference sources: accuracy, ECE, reward margins, plots"),
+    "rjs": ("trl_more.cli.rjs", "rejection-sampling fine-tuning (RJS/RAFT) of a policy against reward models"),
 }
 
 

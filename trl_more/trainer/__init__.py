@@ -2,6 +2,8 @@
 
 from .more_config import MORERewardConfig
 from .more_trainer import MORERewardTrainer
+from .rejection_sampling_config import RejectionSamplingConfig
+from .rejection_sampling_trainer import RejectionSamplingTrainer
 
 
-__all__ = ["MORERewardConfig", "MORERewardTrainer"]
+__all__ = ["MORERewardConfig", "MORERewardTrainer", "RejectionSamplingConfig", "RejectionSamplingTrainer"]

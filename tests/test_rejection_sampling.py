@@ -1,0 +1,434 @@
+"""RejectionSamplingTrainer end to end on CPU (one process), its files and resumption, the recipe and its configs."""
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import GenerationMixin, TrainerCallback
+
+from trl_more.trainer import RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more.trainer.rejection_sampling_trainer import IterationStore
+
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = Dataset.from_dict(
+    {
+        "prompt": [
+            "Human: How do I bake bread at home? Assistant:",
+            "Human: Can you tell me a joke? Assistant:",
+            "Human: What is the capital of France? Assistant:",
+            "Human: At what temperature does water boil? Assistant:",
+            "Human: Write a short summary of the article. Assistant:",
+            "Human: What is the answer to the question? Assistant:",
+        ]
+    }
+)
+
+
+def _config(output_dir, **overrides):
+    settings = {
+        "num_iterations": 2,
+        "prompts_per_iteration": 3,
+        "num_samples_per_prompt": 4,
+        "max_new_tokens": 8,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-3,
+        "gradient_checkpointing": False,
+        "bf16": False,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "seed": 0,
+    }
+    settings.update(overrides)
+    return RejectionSamplingConfig(str(output_dir), **settings)
+
+
+def _trainer(output_dir, callbacks=None, response_filter=None, **overrides):
+    from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    return RejectionSamplingTrainer(
+        tiny_causal_lm("qwen2", tokenizer),
+        tiny_reward_model("llama", tokenizer, seed=1),
+        args=_config(output_dir, **overrides),
+        train_dataset=PROMPTS,
+        processing_class=tokenizer,
+        reward_processing_classes=tokenizer,
+        response_filter=response_filter,
+        callbacks=callbacks,
+    )
+
+
+@contextmanager
+def _counting_generate_calls():
+    calls = []
+    original = GenerationMixin.generate
+
+    def counting(self, *args, **kwargs):
+        calls.append(tuple(kwargs["input_ids"].shape))
+        return original(self, *args, **kwargs)
+
+    GenerationMixin.generate = counting
+    try:
+        yield calls
+    finally:
+        GenerationMixin.generate = original
+
+
+def _samples(output_dir, iteration):
+    return IterationStore(output_dir).read(iteration)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_config_sizes_the_run_and_refuses_settings_that_would_break_it(tmp_path):
+    config = _config(tmp_path, num_iterations=3, num_epochs_per_iteration=2)
+    assert config.num_train_epochs == 6
+    for overrides, message in [
+        ({"max_steps": 10}, "max_steps"),
+        ({"packing": True}, "packing"),
+        ({"dataloader_persistent_workers": True, "dataloader_num_workers": 1}, "persistent"),
+        ({"train_sampling_strategy": "group_by_length"}, "train_sampling_strategy"),
+        ({"selection": "random"}, "Unknown `selection`"),
+        ({"ensemble": "max"}, "Unknown `ensemble`"),
+        ({"top_fraction": 0.0}, "top_fraction"),
+        ({"num_samples_per_prompt": 0}, "num_samples_per_prompt"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _config(tmp_path, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# End to end: one run, several checks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("rjs")
+    trainer = _trainer(output_dir)
+    before = {name: parameter.detach().clone() for name, parameter in trainer.model.named_parameters()}
+    with _counting_generate_calls() as calls:
+        trainer.train()
+    return trainer, output_dir, before, calls
+
+
+def test_every_iteration_writes_its_samples_and_selections(finished_run):
+    trainer, output_dir, _, calls = finished_run
+    assert len(calls) == 2  # one batched generate call per iteration (3 prompts x 4 samples)
+    assert calls[0][0] == 3 * 4
+    for iteration, prompt_indices in ((0, [0, 1, 2]), (1, [3, 4, 5])):
+        folder = Path(output_dir) / f"iteration-{iteration:02d}"
+        assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "samples.jsonl", "selected.jsonl"]
+        samples = _samples(output_dir, iteration)
+        assert [(s["prompt_index"], s["sample_index"]) for s in samples] == [
+            (index, sample) for index in prompt_indices for sample in range(4)
+        ]
+        selected = [json.loads(line) for line in (folder / "selected.jsonl").read_text().splitlines()]
+        assert [(s["prompt_index"], s["response"]) for s in selected] == [
+            (s["prompt_index"], s["response"]) for s in samples if s["selected"]
+        ]
+        assert not list(Path(output_dir).glob("*.tmp"))
+
+
+def test_the_selected_response_of_every_prompt_has_the_highest_reward(finished_run):
+    _, output_dir, _, _ = finished_run
+    for iteration in (0, 1):
+        samples = _samples(output_dir, iteration)
+        for prompt_index in {s["prompt_index"] for s in samples}:
+            own = [s for s in samples if s["prompt_index"] == prompt_index]
+            chosen = [s for s in own if s["selected"]]
+            assert len(chosen) == 1
+            assert chosen[0]["reward"] == max(s["reward"] for s in own)
+
+
+def test_stored_rewards_are_the_reward_models_scores_of_the_decoded_text(finished_run):
+    trainer, output_dir, _, _ = finished_run
+    tokenizer = trainer.reward_scorer.tokenizers[0]
+    reward_model = trainer.reward_models[0]
+    for sample in _samples(output_dir, 1)[:5]:
+        assert sample["response"] == trainer.processing_class.decode(sample["response_ids"], skip_special_tokens=True)
+        ids = tokenizer(sample["prompt"] + sample["response"])["input_ids"]
+        with torch.no_grad():
+            expected = reward_model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+        assert sample["reward"] == pytest.approx(expected, abs=1e-4)
+        assert sample["rewards"] == [sample["reward"]]
+
+
+def test_training_examples_are_prompt_plus_response_with_the_prompt_masked(finished_run):
+    trainer, output_dir, _, _ = finished_run
+    dataset = trainer.train_dataset
+    assert len(dataset) == 4  # 3 selected responses, rounded up to the batch size 2
+    selected = [s for s in _samples(output_dir, 1) if s["selected"]]
+    assert len(dataset.examples) == 3
+    for example, sample in zip(dataset.examples, selected):
+        prompt_ids = trainer.prompt_ids[sample["prompt_index"]]
+        assert example["input_ids"] == prompt_ids + sample["response_ids"]
+        assert example["labels"] == [-100] * len(prompt_ids) + sample["response_ids"]
+    assert dataset[3] == {"input_ids": [trainer.processing_class.pad_token_id], "labels": [-100]}
+
+
+def test_the_policy_is_trained_and_the_metrics_are_logged(finished_run):
+    trainer, _, before, _ = finished_run
+    changed = [
+        name for name, parameter in trainer.model.named_parameters() if not torch.equal(parameter, before[name])
+    ]
+    assert len(changed) == len(before)
+    assert trainer.state.global_step == 4  # 2 iterations x 4 examples / batch 2
+    logged = [entry for entry in trainer.state.log_history if "rjs/reward_mean" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert entry["rjs/reward_selected_mean"] >= entry["rjs/reward_mean"]
+        assert entry["rjs/reward_max"] >= entry["rjs/reward_selected_mean"]
+        assert entry["rjs/num_selected"] == 3
+        assert entry["rjs/fraction_filtered"] == 0
+        assert 0 < entry["rjs/distinct_2"] <= 1
+        assert 1 <= entry["rjs/response_length"] <= 8
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Selection variants
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_top_fraction_respects_the_filter_and_the_minimum_reward(tmp_path):
+    def odd_length_only(prompt, response):
+        assert prompt in PROMPTS["prompt"]
+        return len(response) % 2 == 1
+
+    trainer = _trainer(
+        tmp_path,
+        response_filter=odd_length_only,
+        num_iterations=1,
+        selection="top_fraction",
+        top_fraction=0.5,
+        min_reward=-0.05,
+    )
+    assert len(trainer.train_dataset) == 6  # ceil(0.5 * 3 * 4)
+    trainer.train()
+    samples = _samples(tmp_path, 0)
+    eligible = [s for s in samples if len(s["response"]) % 2 == 1 and s["reward"] >= -0.05]
+    expected = sorted(eligible, key=lambda s: -s["reward"])[:6]
+    assert {(s["prompt_index"], s["sample_index"]) for s in samples if s["selected"]} == {
+        (s["prompt_index"], s["sample_index"]) for s in expected
+    }
+    metrics = json.loads((tmp_path / "iteration-00" / "metrics.json").read_text())
+    assert metrics["rjs/fraction_filtered"] == pytest.approx(1 - len(eligible) / len(samples))
+    assert metrics["rjs/num_selected"] == len(expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files, crashes and resumption
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_an_iteration_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    store = IterationStore(tmp_path)
+    sample = {"prompt_index": 0, "sample_index": 0, "prompt": "p", "response": "r", "reward": 1.0, "selected": True}
+    import trl_more.trainer.rejection_sampling_trainer as module
+
+    original = module._write_jsonl
+    written = []
+
+    def crash_on_second_file(path, rows):
+        written.append(path)
+        if len(written) == 2:
+            raise OSError("disk full")
+        original(path, rows)
+
+    monkeypatch.setattr(module, "_write_jsonl", crash_on_second_file)
+    with pytest.raises(OSError):
+        store.write(0, [sample], {})
+    assert not store.is_complete(0) and not store.path(0).exists()
+    monkeypatch.setattr(module, "_write_jsonl", original)
+    store.write(0, [sample], {"rjs/reward_mean": 1.0})  # the stale temporary folder is replaced
+    assert store.is_complete(0) and store.read(0) == [sample]
+    assert not store.path(0).with_name("iteration-00.tmp").exists()
+
+
+class _CrashAtIteration(TrainerCallback):
+    """Simulates a crash right after an iteration's files are written, before training on them."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if round(state.epoch or 0) == self.iteration:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_resumed_run_reuses_written_iterations_instead_of_generating_again(tmp_path):
+    crashing = _trainer(tmp_path, callbacks=[_CrashAtIteration(1)], save_strategy="epoch")
+    with pytest.raises(RuntimeError, match="simulated crash"), _counting_generate_calls() as calls:
+        crashing.train()
+    assert len(calls) == 2  # iterations 0 and 1 were generated
+    assert IterationStore(tmp_path).is_complete(1)
+    written = (tmp_path / "iteration-01" / "samples.jsonl").read_bytes()
+    checkpoint = tmp_path / "checkpoint-2"  # saved at the end of iteration 0
+    assert checkpoint.is_dir()
+
+    resumed = _trainer(tmp_path, save_strategy="no")
+    with _counting_generate_calls() as calls:
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert calls == []  # iteration 1 comes from its files
+    assert resumed.state.global_step == 4
+    assert (tmp_path / "iteration-01" / "samples.jsonl").read_bytes() == written
+    selected = [s for s in _samples(tmp_path, 1) if s["selected"]]
+    assert [example["input_ids"] for example in resumed.train_dataset.examples] == [
+        resumed.prompt_ids[s["prompt_index"]] + s["response_ids"] for s in selected
+    ]
+
+    # Restarted from scratch in the same folder, the run also reuses both iterations.
+    restarted = _trainer(tmp_path, save_strategy="no")
+    with _counting_generate_calls() as calls:
+        restarted.train()
+    assert calls == []
+
+
+def test_files_from_other_settings_are_not_reused(tmp_path):
+    IterationStore(tmp_path).write(
+        0,
+        [{"prompt_index": 0, "sample_index": 0, "prompt": "", "response": "", "reward": 0.0, "selected": True}],
+        {},
+    )
+    trainer = _trainer(tmp_path, num_iterations=1)
+    with pytest.raises(ValueError, match="different prompts"):
+        trainer.train()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_get_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="`prompt` column"):
+        _trainer_with_dataset(tmp_path, Dataset.from_dict({"text": ["a"]}))
+    with pytest.raises(ValueError, match="exceeds the 1 usable prompts"):
+        _trainer_with_dataset(tmp_path, Dataset.from_dict({"prompt": ["a"]}))
+    with pytest.raises(ValueError, match="max_prompt_length"):
+        _trainer_with_dataset(tmp_path, PROMPTS, max_prompt_length=2)
+
+
+def _trainer_with_dataset(output_dir, dataset, **overrides):
+    from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    return RejectionSamplingTrainer(
+        tiny_causal_lm("qwen2", tokenizer),
+        tiny_reward_model("qwen2", tokenizer),
+        args=_config(output_dir, **overrides),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        reward_processing_classes=tokenizer,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The Alpaca recipe and its accelerate configs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_the_smoke_recipe_runs_end_to_end(shared_data, tmp_path):
+    import runpy
+
+    recipe = runpy.run_path(str(REPO / "recipes" / "rjs_alpaca.py"))
+    hh = shared_data / "hh_rlhf"
+    trainer = recipe["main"](
+        [
+            "--smoke",
+            "--output_dir",
+            str(tmp_path),
+            "--prompt_sources",
+            f"hh-helpful={hh / 'helpful-base.test.jsonl.gz'}",
+            f"hh-harmless={hh / 'harmless-base.test.jsonl.gz'}",
+        ]
+    )
+    args = trainer.args
+    assert (args.num_iterations, args.prompts_per_iteration, args.num_samples_per_prompt) == (2, 8, 4)
+    for iteration in (0, 1):
+        samples = _samples(tmp_path, iteration)
+        assert len(samples) == 8 * 4
+        assert all(s["prompt"].startswith("Below is an instruction that describes a task.") for s in samples)
+        assert all(s["prompt"].endswith("\n\n### Response:") for s in samples)
+    assert all(
+        prompt.startswith("\n\nHuman: ") and prompt.endswith("\n\nAssistant:") for prompt in trainer.reward_prompts
+    )
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them(tmp_path):
+    import runpy
+
+    recipe = runpy.run_path(str(REPO / "recipes" / "rjs_alpaca.py"))
+    from trl_more.cli import rjs
+
+    parser = rjs.make_parser()
+    parser.set_defaults(**recipe["PAPER_DEFAULTS"])
+    config = tmp_path / "override.yaml"
+    config.write_text("num_iterations: 5\nselection: top_fraction\n")
+    script, training, model = parser.parse_args_and_config(
+        [
+            "--model_name_or_path",
+            "alpaca",
+            "--reward_model_path",
+            "rm1",
+            "rm2",
+            "--config",
+            str(config),
+            "--temperature",
+            "0.85",
+            "--use_cpu",
+        ]  # bf16 is accepted on CPU only with use_cpu
+    )
+    assert (training.num_samples_per_prompt, training.temperature, training.top_p) == (4, 0.85, 1.0)
+    assert (training.num_iterations, training.selection) == (5, "top_fraction")
+    assert script.prompt_template == "alpaca" and script.reward_prompt_format == "hh"
+    assert script.reward_model_path == ["rm1", "rm2"]
+    assert model.model_name_or_path == "alpaca" and training.bf16
+    assert rjs.alpaca_prompt("Name a color.") == (
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+        "\n\n### Instruction:\nName a color.\n\n### Response:"
+    )
+    assert rjs.alpaca_prompt("Translate.", "Bonjour").split("\n\n")[1:3] == [
+        "### Instruction:\nTranslate.",
+        "### Input:\nBonjour",
+    ]
+    assert rjs.first_human_turn("\n\nHuman: Hi there\n\nAssistant: Hello\n\nHuman: Bye\n\nAssistant:") == "Hi there"
+
+
+@pytest.mark.parametrize(
+    "name, distributed_type, num_processes, zero_stage, offload_optimizer",
+    [
+        ("deepspeed_zero3.yaml", "DEEPSPEED", 8, 3, "none"),
+        ("deepspeed_zero2_offload.yaml", "DEEPSPEED", 8, 2, "cpu"),
+        ("deepspeed_zero3_cpu_test.yaml", "DEEPSPEED", 2, 3, None),
+        ("single_gpu.yaml", "NO", 1, None, None),
+        ("cpu.yaml", "NO", 1, None, None),
+    ],
+)
+def test_accelerate_configs_build_their_plugins(name, distributed_type, num_processes, zero_stage, offload_optimizer):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DeepSpeedPlugin
+
+    config = load_config_from_file(str(REPO / "recipes" / "accelerate_configs" / name))
+    assert (config.distributed_type, config.num_processes) == (distributed_type, num_processes)
+    if zero_stage is None:
+        return
+    options = dict(config.deepspeed_config)
+    if "deepspeed_config_file" in options:
+        plugin = DeepSpeedPlugin(hf_ds_config=str(REPO / options["deepspeed_config_file"]))
+        assert plugin.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] == 0
+    else:
+        options.pop("deepspeed_multinode_launcher")
+        plugin = DeepSpeedPlugin(**options)
+        offload = plugin.deepspeed_config["zero_optimization"]["offload_optimizer"]["device"]
+        assert offload == offload_optimizer
+    assert plugin.zero_stage == zero_stage

@@ -1,0 +1,173 @@
+"""Reward ensembles, selection, and scoring (prompt, response) pairs with sequence-classification reward models."""
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from trl_more.rewards import (
+    RewardModelScorer,
+    align_pad_token,
+    combine_rewards,
+    max_selected,
+    prepare_reward_model,
+    reward_model_text,
+    select_samples,
+)
+from trl_more.testing import tiny_reward_model, tiny_tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Ensembles
+# ---------------------------------------------------------------------------------------------------------------------
+
+FIXED = torch.tensor([[1.0, 3.0], [2.0, 2.0], [0.0, 4.0], [-1.0, 1.0]])
+
+
+def test_ensemble_modes_give_the_documented_values():
+    assert combine_rewards(FIXED, "mean").tolist() == [2.0, 2.0, 2.0, 0.0]
+    assert combine_rewards(FIXED, "min").tolist() == [1.0, 2.0, 0.0, -1.0]
+    # Population standard deviation of two values is |r1 - r2| / 2: 1, 0, 2, 1.
+    assert combine_rewards(FIXED, "mean_minus_std").tolist() == [1.0, 2.0, 0.0, -1.0]
+    assert combine_rewards(FIXED, "mean_minus_std", std_coef=0.5).tolist() == [1.5, 2.0, 1.0, -0.5]
+    three = torch.tensor([[1.0, 2.0, 6.0]])  # mean 3, population std sqrt(14/3)
+    assert combine_rewards(three, "mean_minus_std", 2.0).item() == pytest.approx(3 - 2 * (14 / 3) ** 0.5)
+
+
+@pytest.mark.parametrize("mode", ["mean", "min", "mean_minus_std"])
+def test_every_ensemble_mode_of_one_model_is_its_reward(mode):
+    rewards = torch.tensor([[0.5], [-2.0]])
+    assert combine_rewards(rewards, mode, std_coef=3.0).tolist() == [0.5, -2.0]
+
+
+def test_ensemble_rejects_bad_shapes_and_modes():
+    with pytest.raises(ValueError, match="num_samples, num_models"):
+        combine_rewards(torch.zeros(3))
+    with pytest.raises(ValueError, match="Unknown ensemble mode 'max'"):
+        combine_rewards(FIXED, "max")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------------------------------------
+
+PROMPTS = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+REWARDS = [0.1, 0.9, 0.5, 0.3, 0.3, -1.0, 2.0, 1.5, 0.0]
+
+
+def test_best_per_prompt_takes_each_prompts_highest_eligible_reward():
+    everything = [True] * len(REWARDS)
+    assert select_samples(PROMPTS, REWARDS, everything) == [1, 3, 6]  # a tie goes to the earlier sample (3, not 4)
+    filtered = [True, False, True, True, True, True, False, False, False]
+    assert select_samples(PROMPTS, REWARDS, filtered) == [2, 3]  # prompt 2 has no eligible sample
+
+
+def test_top_fraction_takes_the_best_of_the_whole_set():
+    everything = [True] * len(REWARDS)
+    # ceil(0.34 * 9) = 4 samples: 2.0, 1.5, 0.9, 0.5
+    assert select_samples(PROMPTS, REWARDS, everything, "top_fraction", 0.34) == [1, 2, 6, 7]
+    assert max_selected("top_fraction", 3, 3, 0.34) == 4
+    # The count is a fraction of all samples: filtering never pulls worse samples in.
+    only_two = [False, True, False, False, False, False, False, True, False]
+    assert select_samples(PROMPTS, REWARDS, only_two, "top_fraction", 0.34) == [1, 7]
+    assert max_selected("best_per_prompt", 3, 3) == 3
+    assert max_selected("top_fraction", 2048, 4, 0.25) == 2048
+
+
+def test_selection_rejects_mismatched_inputs_and_unknown_strategies():
+    with pytest.raises(ValueError, match="same length"):
+        select_samples([0, 1], [0.0], [True, True])
+    with pytest.raises(ValueError, match="Unknown selection 'random'"):
+        select_samples([0], [0.0], [True], "random")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def decoder_reward_model():
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model("qwen2", tokenizer, seed=3).eval()
+    return model, tokenizer
+
+
+def _reference_reward(model, tokenizer, text, last_tokens=None):
+    ids = tokenizer(text)["input_ids"]
+    ids = ids[-last_tokens:] if last_tokens else ids
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+
+PAIRS = [
+    ("Human: hi Assistant:", " Hello!"),
+    ("Human: How do I bake bread at home? Assistant:", " Mix flour, water, salt and yeast, then bake it."),
+    ("Human: joke? Assistant:", " Why did the scarecrow win an award? Because he was outstanding in his field."),
+    ("Human: capital? Assistant:", " Paris."),
+    ("Human: boil? Assistant:", ""),
+]
+
+
+@pytest.mark.parametrize("sort_by_length", [True, False])
+def test_batched_scores_equal_one_pair_at_a_time(decoder_reward_model, sort_by_length):
+    model, tokenizer = decoder_reward_model
+    scorer = RewardModelScorer([model], [tokenizer], batch_size=2, sort_by_length=sort_by_length)
+    scores = scorer.score([prompt for prompt, _ in PAIRS], [response for _, response in PAIRS])
+    expected = [_reference_reward(model, tokenizer, prompt + response) for prompt, response in PAIRS]
+    assert scores.per_model.shape == (len(PAIRS), 1)
+    assert scores.combined.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_long_inputs_keep_their_end(decoder_reward_model):
+    model, tokenizer = decoder_reward_model
+    prompt, response = PAIRS[2]
+    assert len(tokenizer(prompt + response)["input_ids"]) > 12
+    scores = RewardModelScorer([model], [tokenizer], max_length=12).score([prompt], [response])
+    assert scores.combined.item() == pytest.approx(
+        _reference_reward(model, tokenizer, prompt + response, 12), abs=1e-5
+    )
+
+
+def test_ensemble_of_models_with_different_tokenizers(decoder_reward_model):
+    decoder, bpe = decoder_reward_model
+    wordpiece = tiny_tokenizer("wordpiece")
+    encoder = tiny_reward_model("bert", wordpiece, seed=4).eval()
+    prompts, responses = [prompt for prompt, _ in PAIRS], [response for _, response in PAIRS]
+    scorer = RewardModelScorer([decoder, encoder], [bpe, wordpiece], ensemble="min", batch_size=3)
+    scores = scorer.score(prompts, responses)
+    encoder_alone = RewardModelScorer([encoder], [wordpiece], batch_size=1).score(prompts, responses).combined
+    decoder_alone = [_reference_reward(decoder, bpe, prompt + response) for prompt, response in PAIRS]
+    assert scores.per_model[:, 0].tolist() == pytest.approx(decoder_alone, abs=1e-5)
+    assert scores.per_model[:, 1].tolist() == pytest.approx(encoder_alone.tolist(), abs=1e-5)
+    assert scores.combined.tolist() == pytest.approx(scores.per_model.min(dim=1).values.tolist())
+
+
+def test_conversational_prompts_use_the_reward_models_chat_template(decoder_reward_model):
+    model, tokenizer = decoder_reward_model
+    conversation = [{"role": "user", "content": "How do I bake bread?"}]
+    text = reward_model_text(conversation, "Knead and bake.", tokenizer)
+    assert text == "<|user|>How do I bake bread?<|end|><|assistant|>Knead and bake.<|end|>"
+    assert reward_model_text("Human: hi Assistant:", " Hello", tokenizer) == "Human: hi Assistant: Hello"
+    score = RewardModelScorer([model], [tokenizer]).score([conversation], ["Knead and bake."]).combined.item()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        assert score == pytest.approx(model(input_ids=torch.tensor([ids])).logits[0, 0].item(), abs=1e-5)
+    no_template = tiny_tokenizer("wordpiece")
+    with pytest.raises(ValueError, match="no chat template"):
+        reward_model_text(conversation, "Knead and bake.", no_template)
+
+
+def test_reward_models_are_prepared_frozen_with_a_pad_token():
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model("llama", tokenizer)
+    tokenizer.pad_token = None
+    model.config.pad_token_id = None
+    align_pad_token(model, tokenizer)
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert model.config.pad_token_id == tokenizer.eos_token_id
+    model.train()
+    prepared = prepare_reward_model(model, Accelerator(cpu=True))
+    assert not prepared.training
+    assert not any(parameter.requires_grad for parameter in prepared.parameters())
+    with pytest.raises(ValueError, match="one tokenizer per model"):
+        RewardModelScorer([model], [])

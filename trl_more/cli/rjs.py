@@ -1,0 +1,193 @@
+"""`trl-more rjs`: rejection-sampling fine-tuning (RJS / RAFT) of a policy against one or several reward models.
+
+Example:
+    accelerate launch --config_file recipes/accelerate_configs/deepspeed_zero3.yaml -m trl_more.cli rjs \\
+        --model_name_or_path my-org/alpaca-7b --reward_model_path runs/more-llama-7b \\
+        --prompt_sources hh-helpful hh-harmless --output_dir runs/rjs-alpaca
+
+Prompts are the first human turn of every conversation of the prompt sources (deduplicated, shuffled with `--seed`),
+shown to the policy in `--prompt_template` and to the reward model in `--reward_prompt_format`. Every option of
+`RejectionSamplingConfig` (iterations, samples per prompt, selection, generation, training) and of TRL's
+`ModelConfig` (dtype, PEFT) is a flag, and `--config file.yaml` sets any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import ModelConfig, TrlParser, get_peft_config
+
+from ..trainer.rejection_sampling_config import RejectionSamplingConfig
+
+
+# SPEC section 4: the Alpaca instruction template, without and with an input.
+ALPACA_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:"
+)
+ALPACA_TEMPLATE_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+    "response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n"
+    "### Response:"
+)
+PROMPT_TEMPLATES = ("alpaca", "hh", "chat")
+REWARD_PROMPT_FORMATS = ("hh", "chat", "policy")
+
+
+def alpaca_prompt(instruction: str, input: str | None = None) -> str:
+    """An instruction (and optional input) in the Alpaca template the Alpaca models were fine-tuned with."""
+    if input:
+        return ALPACA_TEMPLATE_WITH_INPUT.format(instruction=instruction, input=input)
+    return ALPACA_TEMPLATE.format(instruction=instruction)
+
+
+@dataclass
+class RejectionSamplingScriptArguments:
+    r"""
+    Data and reward-model options of `trl-more rjs` (the training options are `RejectionSamplingConfig`'s, the policy
+    options TRL's `ModelConfig`'s).
+
+    Parameters:
+        reward_model_path (`list[str]`):
+            One or several sequence-classification reward models (folders or Hub ids), e.g. a MORE reward model;
+            several are combined by `--ensemble`.
+        prompt_sources (`list[str]`, *optional*, defaults to `["hh-helpful", "hh-harmless"]`):
+            Preference sources whose conversations give the prompts, as for `trl-more evaluate`: a known source `NAME`
+            (loaded from the Hub split `--prompt_split`) or `NAME=PATH` (a local file in the source's raw format, e.g.
+            `hh-helpful=../shared/data/hh_rlhf/helpful-base.test.jsonl.gz`).
+        prompt_split (`str`, *optional*, defaults to `"train"`):
+            Hub split of the sources given without a path.
+        max_prompts (`int` or `None`, *optional*, defaults to `None`):
+            Keep only this many prompts (after deduplication and shuffling).
+        prompt_template (`str`, *optional*, defaults to `"alpaca"`):
+            How the policy sees a question: `alpaca` (the Alpaca instruction template), `hh` (`"\n\nHuman: {q}\n\n
+            Assistant:"`) or `chat` (a user message, rendered with the policy's chat template).
+        reward_prompt_format (`str`, *optional*, defaults to `"hh"`):
+            How the reward model sees the question before the response: `hh` (the HH transcript format MORE reward
+            models are trained on), `chat` (a user message, with the reward model's chat template) or `policy` (the
+            policy's prompt, unchanged).
+        filter_degenerate (`bool`, *optional*, defaults to `True`):
+            Never select empty responses or responses dominated by one repeated word or character.
+    """
+
+    reward_model_path: list[str] = field(
+        metadata={"help": "Reward model folder(s) or Hub id(s); several: an ensemble."}
+    )
+    prompt_sources: list[str] = field(
+        default_factory=lambda: ["hh-helpful", "hh-harmless"],
+        metadata={"help": "Prompt sources: known source NAME (Hub) or NAME=PATH (local raw file)."},
+    )
+    prompt_split: str = field(default="train", metadata={"help": "Hub split of sources given without a path."})
+    max_prompts: int | None = field(default=None, metadata={"help": "Keep only this many prompts."})
+    prompt_template: str = field(
+        default="alpaca", metadata={"help": "How the policy sees a question.", "choices": list(PROMPT_TEMPLATES)}
+    )
+    reward_prompt_format: str = field(
+        default="hh",
+        metadata={"help": "How the reward model sees the question.", "choices": list(REWARD_PROMPT_FORMATS)},
+    )
+    filter_degenerate: bool = field(default=True, metadata={"help": "Never select empty or repetitive responses."})
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser(
+        (RejectionSamplingScriptArguments, RejectionSamplingConfig, ModelConfig),
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+    )
+
+
+def first_human_turn(prompt: str | list[dict[str, Any]]) -> str:
+    """The opening question of a conversation: the first `Human:` turn of a transcript, or the first user message."""
+    from ..data import ASSISTANT_TAG, HUMAN_TAG
+
+    if isinstance(prompt, list):
+        return next(message["content"] for message in prompt if message["role"] == "user").strip()
+    start = prompt.find(HUMAN_TAG)
+    if start < 0:
+        return prompt.strip()
+    start += len(HUMAN_TAG)
+    end = prompt.find(ASSISTANT_TAG, start)
+    return prompt[start : end if end >= 0 else None].strip()
+
+
+def format_prompts(questions: list[str], prompt_template: str, reward_prompt_format: str):
+    """A prompt dataset (`prompt` for the policy, `reward_prompt` for the reward model) from plain questions."""
+    from datasets import Dataset
+
+    from ..data import ASSISTANT_TAG, HUMAN_TAG
+
+    def render(question: str, style: str):
+        if style == "alpaca":
+            return alpaca_prompt(question)
+        if style == "hh":
+            return f"{HUMAN_TAG} {question}{ASSISTANT_TAG}"
+        return [{"role": "user", "content": question}]
+
+    prompts = [render(question, prompt_template) for question in questions]
+    if reward_prompt_format == "policy":
+        reward_prompts = prompts
+    else:
+        reward_prompts = [render(question, reward_prompt_format) for question in questions]
+    return Dataset.from_dict({"prompt": prompts, "reward_prompt": reward_prompts})
+
+
+def load_prompts(script_args: RejectionSamplingScriptArguments, seed: int):
+    """The deduplicated, shuffled prompt dataset of `script_args`' sources."""
+    import random
+
+    from .evaluate import load_sources
+
+    questions = []
+    for dataset in load_sources(script_args.prompt_sources, script_args.prompt_split).values():
+        questions.extend(first_human_turn(prompt) for prompt in dataset["prompt"])
+    questions = [question for question in dict.fromkeys(questions) if question]  # keeps first occurrences, in order
+    random.Random(seed).shuffle(questions)
+    if script_args.max_prompts is not None:
+        questions = questions[: script_args.max_prompts]
+    return format_prompts(questions, script_args.prompt_template, script_args.reward_prompt_format)
+
+
+def main(
+    script_args: RejectionSamplingScriptArguments, training_args: RejectionSamplingConfig, model_args: ModelConfig
+):
+    from transformers import AutoTokenizer
+
+    from ..generation import is_degenerate_response
+    from ..trainer import RejectionSamplingTrainer
+
+    if model_args.model_name_or_path is None:
+        raise ValueError("Give the policy with `--model_name_or_path`.")
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    training_args.model_init_kwargs = model_init_kwargs
+    if training_args.reward_model_init_kwargs is None and model_args.dtype is not None:
+        training_args.reward_model_init_kwargs = {"dtype": model_args.dtype}
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    prompts = load_prompts(script_args, training_args.seed)
+    trainer = RejectionSamplingTrainer(
+        model=model_args.model_name_or_path,
+        reward_models=script_args.reward_model_path,
+        args=training_args,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        response_filter=(lambda _, response: not is_degenerate_response(response))
+        if script_args.filter_degenerate
+        else None,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
+    return trainer

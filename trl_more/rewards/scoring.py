@@ -1,0 +1,188 @@
+"""Scoring (prompt, response) pairs with one or several sequence-classification reward models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from trl.models.utils import prepare_deepspeed
+from trl.trainer.utils import pad
+
+from ..generation.batching import length_sorted_batches
+from .ensemble import combine_rewards
+
+
+Prompt = str | list[dict[str, Any]]
+
+
+class RewardScores(NamedTuple):
+    """Rewards of a set of samples: `per_model` has shape (num_samples, num_models), `combined` (num_samples,)."""
+
+    per_model: torch.Tensor
+    combined: torch.Tensor
+
+
+def reward_model_text(prompt: Prompt, response: str, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The text a reward model reads for a (prompt, response) pair.
+
+    A plain-text prompt is concatenated with the response, as TRL's `RewardTrainer` does for explicit-prompt data. A
+    conversational prompt (a list of `{"role", "content"}` messages) gets the response as a final assistant message
+    and is rendered with the reward model's own chat template, so a reward model with another template than the
+    policy reads the conversation in its own format.
+    """
+    if isinstance(prompt, str):
+        return prompt + response
+    if not tokenizer.chat_template:
+        raise ValueError(
+            "The prompt is conversational but the reward model's tokenizer has no chat template. Give the reward "
+            "model a tokenizer with a chat template, or give plain-text prompts in the reward model's format."
+        )
+    return tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": response}], tokenize=False)
+
+
+def load_reward_model(
+    name_or_path: str, model_init_kwargs: dict[str, Any] | None = None
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """A sequence-classification reward model and its tokenizer from a local folder or the Hub."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **(model_init_kwargs or {}))
+    return model, tokenizer
+
+
+def align_pad_token(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Give the tokenizer a pad token (its eos token if it has none) and tell the model which one it is.
+
+    Decoder reward models read the reward at the last token that is not padding, found through
+    `config.pad_token_id`, so the two must agree.
+    """
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("The reward model's tokenizer has neither a pad token nor an eos token; set a pad token.")
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def prepare_reward_model(model: nn.Module, accelerator: Accelerator) -> nn.Module:
+    """The reward model ready for inference on this process: frozen, in eval mode, placed as training requires.
+
+    Under DeepSpeed it becomes an inference engine (TRL's `prepare_deepspeed`): partitioned across processes under
+    ZeRO-3 (a model loaded after the DeepSpeed config exists is already partitioned by `zero.Init` and cannot be used
+    without it), replicated otherwise. Without DeepSpeed it is moved to the device and not wrapped for training.
+    """
+    model.requires_grad_(False)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return prepare_deepspeed(model, accelerator)
+    model = accelerator.prepare_model(model, evaluation_mode=True, device_placement=True)
+    return model.eval()
+
+
+class RewardModelScorer:
+    """Scores (prompt, response) pairs with one or several sequence-classification reward models.
+
+    Each model reads the pairs through its own tokenizer (and chat template, for conversational prompts): the
+    response text is decoded from the policy's tokens and re-tokenized, so the reward model may use another tokenizer
+    and template than the policy. The reward is `logits[:, 0]`, which covers scalar reward models (TRL's
+    `RewardTrainer`, MORE) and multi-objective models that return a (batch, 1) score. Pairs are scored in
+    length-sorted batches; inputs longer than `max_length` lose their beginning (the reward is read at the end).
+    The number of forward passes depends only on the number of pairs, so processes scoring equally many pairs stay in
+    step under ZeRO-3.
+
+    Args:
+        models: Reward models, already prepared (see `prepare_reward_model`).
+        tokenizers: The tokenizer of each model, with a pad token matching `model.config.pad_token_id`.
+        ensemble: How several models' rewards are combined (see `combine_rewards`).
+        std_coef: The k of `"mean_minus_std"`.
+        batch_size: Pairs per forward pass.
+        max_length: Token limit of a reward-model input; `None` for none.
+        device: Where the inputs go (the models' device).
+        sort_by_length: Batch pairs of similar length together (on by default; off only for benchmarks).
+        show_progress: Show a progress bar over the batches.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        tokenizers: Sequence[PreTrainedTokenizerBase],
+        ensemble: str = "mean",
+        std_coef: float = 1.0,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        device: torch.device | str = "cpu",
+        sort_by_length: bool = True,
+        show_progress: bool = False,
+    ):
+        if len(models) == 0 or len(models) != len(tokenizers):
+            raise ValueError(
+                f"Give at least one reward model and one tokenizer per model; got {len(models)} models and "
+                f"{len(tokenizers)} tokenizers."
+            )
+        for tokenizer in tokenizers:
+            if tokenizer.pad_token_id is None:
+                raise ValueError("Every reward tokenizer needs a pad token; see `align_pad_token`.")
+        self.models = list(models)
+        self.tokenizers = list(tokenizers)
+        self.ensemble = ensemble
+        self.std_coef = std_coef
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+        self.sort_by_length = sort_by_length
+        self.show_progress = show_progress
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> RewardScores:
+        """Rewards of every (prompts[i], responses[i]) pair, per model and combined."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} responses.")
+        per_model = torch.stack(
+            [
+                self._score_with(model, tokenizer, prompts, responses)
+                for model, tokenizer in zip(self.models, self.tokenizers)
+            ],
+            dim=1,
+        )
+        return RewardScores(per_model, combine_rewards(per_model, self.ensemble, self.std_coef))
+
+    @torch.no_grad()
+    def _score_with(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        prompts: Sequence[Prompt],
+        responses: Sequence[str],
+    ) -> torch.Tensor:
+        texts = [reward_model_text(prompt, response, tokenizer) for prompt, response in zip(prompts, responses)]
+        # A chat template already writes the special tokens; plain text gets them from the tokenizer.
+        add_special_tokens = not (prompts and not isinstance(prompts[0], str))
+        with _truncation_side(tokenizer, "left"):
+            input_ids = tokenizer(
+                texts,
+                add_special_tokens=add_special_tokens,
+                truncation=self.max_length is not None,
+                max_length=self.max_length,
+            )["input_ids"]
+        rewards = torch.empty(len(texts), dtype=torch.float32)
+        batches = length_sorted_batches([len(ids) for ids in input_ids], self.batch_size, sort=self.sort_by_length)
+        for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
+            sequences = [torch.tensor(input_ids[index], dtype=torch.long) for index in batch]
+            inputs = pad(sequences, padding_value=tokenizer.pad_token_id, padding_side="right")
+            attention_mask = pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right")
+            logits = model(input_ids=inputs.to(self.device), attention_mask=attention_mask.to(self.device)).logits
+            rewards[batch] = logits[:, 0].float().cpu()
+        return rewards
+
+
+@contextmanager
+def _truncation_side(tokenizer: PreTrainedTokenizerBase, side: str):
+    previous = tokenizer.truncation_side
+    tokenizer.truncation_side = side
+    try:
+        yield
+    finally:
+        tokenizer.truncation_side = previous

@@ -1,0 +1,617 @@
+"""Rejection-sampling fine-tuning (RJS / RAFT) on TRL's `SFTTrainer`, as one `train()` call.
+
+How the iterations fit into one training run
+--------------------------------------------
+DeepSpeed ZeRO-3 engines do not survive a second `train()` or a new Trainer, so the whole run is one `train()` call
+and one engine, and an iteration is a Trainer epoch (or `num_epochs_per_iteration` of them):
+
+- The training set is an `IterationDataset` of fixed length `L`: the most responses an iteration can select (the
+  number of prompts for best-per-prompt, `ceil(top_fraction * prompts * samples)` for top-fraction), rounded up to a
+  multiple of `per_device_train_batch_size * num_processes`. Trainer sizes the learning-rate schedule from it once:
+  `num_iterations * num_epochs_per_iteration` epochs of `L` examples.
+- At the start of the first epoch of iteration i, a callback (the first one to run) makes the trainer produce
+  iteration i: every process generates and scores its shard of the iteration's prompts, the samples of all processes
+  are gathered, every process selects the same responses from them (a deterministic function of the gathered
+  samples), the main process writes them to `output_dir/iteration-XX/`, and every process fills the dataset with the
+  same tokenized examples. Slots the selection leaves empty hold a one-token example whose label is -100: it adds
+  nothing to the loss or to the token count the loss is normalised by.
+- Accelerate's prepared dataloader shards *indices*: all processes draw the same permutation of `range(L)` (a
+  synchronised seed) and each takes its own batches of it, without wrap-around because `L` is a multiple of the
+  global batch. Since the dataset content is identical on every process, every selected response is trained on by
+  exactly one process, once per epoch. The dataloader reads the dataset lazily, in the training process, after the
+  callback has run; with `dataloader_num_workers > 0` the workers are started after it too (persistent workers are
+  refused by the config).
+
+Generation, scoring and the distributed traps
+---------------------------------------------
+- The iteration's prompts are sorted by length and dealt round-robin to the processes; a process with one prompt
+  fewer repeats one (`shard_for_process`), so every process calls `generate` and the reward models equally often
+  with equally many prompts (under ZeRO-3 transformers synchronises the decoding steps and the reward models gather
+  their parameters layer by layer; a process that stopped early would deadlock the others). Outputs of repeated
+  prompts are dropped before gathering, so every prompt is generated, scored and selected exactly once, whatever the
+  number of prompts and processes.
+- The transformers backend unwraps the model once per generation round (TRL's `unwrap_model_for_generation`: one
+  gather of the ZeRO-3 parameters, gradient checkpointing off); prompts are left-padded and batched by length, KV
+  cache on.
+- Reward models are prepared for inference as TRL's GRPO does (`prepare_deepspeed` under DeepSpeed, partitioned
+  under ZeRO-3; `prepare_model(evaluation_mode=True)` otherwise). They read decoded text, re-tokenized with their own
+  tokenizer and template.
+
+Files and resumption
+--------------------
+`output_dir/iteration-XX/` holds `samples.jsonl` (every sample: prompt, response, its token ids, per-model and
+combined rewards, whether the filter kept it, whether it was selected), `selected.jsonl` (the selected prompt/response
+pairs) and `metrics.json`. The folder is written under a temporary name and renamed when complete, before training
+on it, so a crash leaves no partial folder; when a run restarts (with or without `resume_from_checkpoint`), completed
+iterations are read back instead of generated again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DistributedType, broadcast_object_list, gather_object
+from datasets import Dataset
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from trl import SFTTrainer
+
+from ..generation import (
+    GenerationBackend,
+    SamplingSettings,
+    TransformersGenerationBackend,
+    VLLMGenerationBackend,
+    distinct_n,
+    shard_for_process,
+)
+from ..rewards import (
+    RewardModelScorer,
+    align_pad_token,
+    load_reward_model,
+    max_selected,
+    prepare_reward_model,
+    select_samples,
+)
+from .rejection_sampling_config import RejectionSamplingConfig
+
+
+logger = get_logger(__name__)
+
+Prompt = str | list[dict[str, Any]]
+ResponseFilter = Callable[[Prompt, str], bool]
+
+
+class IterationDataset(torch.utils.data.Dataset):
+    """The current iteration's tokenized training examples, padded to a fixed length with examples that carry no loss.
+
+    The length never changes, so the Trainer can size the run once; the content is replaced at every iteration.
+    """
+
+    def __init__(self, length: int, pad_token_id: int):
+        self.length = length
+        self.filler = {"input_ids": [pad_token_id], "labels": [-100]}
+        self.examples: list[dict[str, list[int]]] = []
+
+    def set_examples(self, examples: list[dict[str, list[int]]]) -> None:
+        if len(examples) > self.length:
+            raise ValueError(f"{len(examples)} examples do not fit an iteration of {self.length}.")
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.examples[index] if index < len(self.examples) else self.filler
+
+
+class IterationStore:
+    """`output_dir/iteration-XX/` folders, each written whole (temporary name, then rename) or not at all."""
+
+    SAMPLES = "samples.jsonl"
+    SELECTED = "selected.jsonl"
+    METRICS = "metrics.json"
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.output_dir = Path(output_dir)
+
+    def path(self, iteration: int) -> Path:
+        return self.output_dir / f"iteration-{iteration:02d}"
+
+    def is_complete(self, iteration: int) -> bool:
+        return (self.path(iteration) / self.SAMPLES).is_file()
+
+    def write(self, iteration: int, samples: list[dict[str, Any]], metrics: dict[str, float]) -> Path:
+        final = self.path(iteration)
+        staging = final.with_name(final.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)  # left over by a crash while writing
+        staging.mkdir(parents=True)
+        _write_jsonl(staging / self.SAMPLES, samples)
+        selected = [
+            {key: sample[key] for key in ("prompt_index", "sample_index", "prompt", "response", "reward")}
+            for sample in samples
+            if sample["selected"]
+        ]
+        _write_jsonl(staging / self.SELECTED, selected)
+        (staging / self.METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+        staging.rename(final)  # atomic: the folder appears complete or not at all
+        return final
+
+    def read(self, iteration: int) -> list[dict[str, Any]]:
+        with open(self.path(iteration) / self.SAMPLES, encoding="utf-8") as file:
+            return [json.loads(line) for line in file if line.strip()]
+
+
+class _IterationBoundary(TrainerCallback):
+    """Makes the trainer produce an iteration's examples before the first epoch of that iteration starts."""
+
+    def __init__(self, trainer: RejectionSamplingTrainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        updates_per_epoch = -(-len(train_dataloader) // args.gradient_accumulation_steps)
+        epoch = state.global_step // updates_per_epoch
+        self.trainer.prepare_iteration(epoch // args.num_epochs_per_iteration)
+
+
+class RejectionSamplingTrainer(SFTTrainer):
+    """
+    Rejection-sampling fine-tuning (RJS, RAFT): sample several responses per prompt from the current policy, score
+    them with one or several reward models, keep the best, fine-tune on them with the loss on the response tokens only
+    (L = -E log pi(y_best | x)), repeat. See the module docstring for how the iterations run inside one `train()` call
+    and one DeepSpeed engine.
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
+
+    >>> prompts = Dataset.from_dict({"prompt": ["\\n\\nHuman: How do I bake bread?\\n\\nAssistant:"]})
+    >>> trainer = RejectionSamplingTrainer(
+    ...     model="Qwen/Qwen2.5-0.5B-Instruct",
+    ...     reward_models="my-org/my-reward-model",
+    ...     args=RejectionSamplingConfig("Qwen2.5-0.5B-RJS", num_iterations=2, prompts_per_iteration=1),
+    ...     train_dataset=prompts,
+    ... )
+    >>> trainer.train()
+    ```
+
+    Args:
+        model (`str` or [`~transformers.PreTrainedModel`] or [`~peft.PeftModel`]):
+            The policy, as for [`~trl.SFTTrainer`].
+        reward_models (`str`, `PreTrainedModel`, or a list of them):
+            Sequence-classification reward model(s), as paths or instances. The reward is `logits[:, 0]`. Several
+            models are combined by `args.ensemble`.
+        args ([`RejectionSamplingConfig`], *optional*):
+            Configuration.
+        train_dataset ([`~datasets.Dataset`]):
+            The prompts: a `prompt` column of plain text (the policy's template already applied) or of conversations
+            (lists of messages, rendered with the policy's chat template). An optional `reward_prompt` column gives the
+            prompt as the reward model should read it (e.g. the raw question in the reward model's format, when the
+            policy sees it inside an instruction template); the reward model reads `reward_prompt + response` (or the
+            conversation plus the response, with its own chat template).
+        eval_dataset: As for [`~trl.SFTTrainer`] (prompt-completion data, e.g. reference responses).
+        processing_class ([`~transformers.PreTrainedTokenizerBase`], *optional*):
+            The policy's tokenizer.
+        reward_processing_classes (tokenizer or list of tokenizers, *optional*):
+            One per reward model; loaded from the reward model's path when `None`.
+        response_filter (`Callable[[prompt, response], bool]`, *optional*):
+            Returns `False` for responses that must never be selected (e.g. degenerate ones); the prompt is the
+            dataset's `prompt` value, the response the decoded text.
+        callbacks, optimizers, optimizer_cls_and_kwargs, peft_config, quantization_config:
+            As for [`~trl.SFTTrainer`].
+    """
+
+    _tag_names = ["trl", "sft", "trl-more", "rejection-sampling"]
+    _name = "Rejection Sampling"
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        reward_models: str | nn.Module | Sequence[str | nn.Module],
+        args: RejectionSamplingConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        reward_processing_classes: PreTrainedTokenizerBase | Sequence[PreTrainedTokenizerBase | None] | None = None,
+        response_filter: ResponseFilter | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
+        optimizer_cls_and_kwargs: tuple[type[torch.optim.Optimizer], dict[str, Any]] | None = None,
+        peft_config=None,
+        quantization_config=None,
+    ):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = RejectionSamplingConfig(f"{model_name.split('/')[-1]}-RJS")
+        elif not isinstance(args, RejectionSamplingConfig):
+            raise TypeError(
+                f"`args` must be a RejectionSamplingConfig, got {type(args).__name__}: the run needs the rejection "
+                "sampling settings (iterations, samples per prompt, selection) to size its schedule."
+            )
+        prompts, reward_prompts = _read_prompts(train_dataset)
+        # Reward models are loaded before the policy is wrapped but after `args` exists, so that under ZeRO-3 they are
+        # partitioned by `zero.Init` like the policy.
+        reward_models, reward_tokenizers = _load_reward_models(
+            reward_models, reward_processing_classes, args.reward_model_init_kwargs
+        )
+
+        # SFTTrainer wants a dataset it can prepare; this one-row prompt-completion set only fixes the data format
+        # (prompt-completion, hence the completion-only loss by default). It is replaced right after.
+        placeholder = Dataset.from_dict({"prompt": [""], "completion": [""]})
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=placeholder,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+            peft_config=peft_config,
+            quantization_config=quantization_config,
+        )
+        if self._is_vlm:
+            raise ValueError("RejectionSamplingTrainer samples text only; pass a tokenizer as `processing_class`.")
+        _check_process_layout(self.accelerator)
+
+        self._set_prompts(prompts, reward_prompts)
+        self.response_filter = response_filter
+        self.eos_token_ids = self._eos_token_ids()
+
+        global_batch = args.per_device_train_batch_size * self.accelerator.num_processes
+        capacity = max_selected(
+            args.selection, args.prompts_per_iteration, args.num_samples_per_prompt, args.top_fraction
+        )
+        self.train_dataset = IterationDataset(
+            -(-capacity // global_batch) * global_batch, self._tokenizer.pad_token_id
+        )
+
+        for reward_model, tokenizer in zip(reward_models, reward_tokenizers):
+            align_pad_token(reward_model, tokenizer)
+        self.reward_models = [prepare_reward_model(reward_model, self.accelerator) for reward_model in reward_models]
+        self.reward_scorer = RewardModelScorer(
+            self.reward_models,
+            reward_tokenizers,
+            ensemble=args.ensemble,
+            std_coef=args.ensemble_std_coef,
+            batch_size=args.reward_batch_size,
+            max_length=args.reward_max_length,
+            device=self.accelerator.device,
+        )
+        self.generation_backend = self._make_generation_backend()
+        self.iteration_store = IterationStore(args.output_dir)
+        self.current_iteration: int | None = None
+        # First in line, so that every other callback's `on_epoch_begin` already sees the iteration's data.
+        self.callback_handler.callbacks.insert(0, _IterationBoundary(self))
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Set-up
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def _set_prompts(self, prompts: list[Prompt], reward_prompts: list[Prompt]) -> None:
+        prompt_ids = [self._tokenize_prompt(prompt) for prompt in prompts]
+        limit = self.args.max_prompt_length
+        kept = [index for index, ids in enumerate(prompt_ids) if limit is None or len(ids) <= limit]
+        if len(kept) < len(prompts):
+            logger.warning(
+                f"{len(prompts) - len(kept)} of {len(prompts)} prompts are longer than max_prompt_length={limit} "
+                "tokens and are left out."
+            )
+        if len(kept) < self.args.prompts_per_iteration:
+            raise ValueError(
+                f"`prompts_per_iteration={self.args.prompts_per_iteration}` exceeds the {len(kept)} usable prompts of "
+                "`train_dataset`: lower it, give more prompts, or raise `max_prompt_length`."
+            )
+        self.prompts = [prompts[index] for index in kept]
+        self.reward_prompts = [reward_prompts[index] for index in kept]
+        self.prompt_ids = [prompt_ids[index] for index in kept]
+        self.prompt_texts = [self._render_prompt(prompt) for prompt in self.prompts]
+
+    def _render_prompt(self, prompt: Prompt) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        return self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+    def _tokenize_prompt(self, prompt: Prompt) -> list[int]:
+        # The same tokenization SFTTrainer applies to the prompt of a prompt-completion example.
+        if isinstance(prompt, str):
+            return self._tokenizer(text=prompt)["input_ids"]
+        encoded = self._tokenizer.apply_chat_template(
+            prompt, tokenize=True, add_generation_prompt=True, return_dict=True
+        )
+        return encoded["input_ids"]
+
+    def _eos_token_ids(self) -> set[int]:
+        eos_ids = {self._tokenizer.eos_token_id}
+        configured = self.model.generation_config.eos_token_id
+        eos_ids.update(configured if isinstance(configured, list) else [configured])
+        return {token_id for token_id in eos_ids if token_id is not None}
+
+    def _make_generation_backend(self) -> GenerationBackend:
+        args = self.args
+        settings = SamplingSettings(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            repetition_penalty=args.repetition_penalty,
+        )
+        if args.generation_backend == "vllm":
+            return VLLMGenerationBackend(
+                self.model,
+                self.accelerator,
+                settings,
+                eos_token_ids=self.eos_token_ids,
+                gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                max_model_length=args.vllm_max_model_length,
+                seed=args.seed,
+            )
+        return TransformersGenerationBackend(
+            self.accelerator,
+            settings,
+            pad_token_id=self._tokenizer.pad_token_id,
+            eos_token_ids=self.eos_token_ids,
+            batch_size=args.generation_batch_size,
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # One iteration: generate, score, select (or read back), then fill the training set
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def iteration_prompt_indices(self, iteration: int) -> list[int]:
+        """Positions in the prompt dataset of iteration `iteration`'s prompts (wrapping around at its end)."""
+        size = self.args.prompts_per_iteration
+        return [(iteration * size + offset) % len(self.prompts) for offset in range(size)]
+
+    def prepare_iteration(self, iteration: int) -> None:
+        """Make the training set hold iteration `iteration`'s selected responses (collective: every process calls it)."""
+        if iteration == self.current_iteration:
+            return
+        reuse = [self.iteration_store.is_complete(iteration) if self.accelerator.is_main_process else None]
+        if broadcast_object_list(reuse, from_process=0)[0]:
+            samples = [self._read_iteration(iteration) if self.accelerator.is_main_process else None]
+            samples = broadcast_object_list(samples, from_process=0)[0]
+            logger.info(f"Iteration {iteration}: reusing {self.iteration_store.path(iteration)}.")
+            metrics = iteration_metrics(samples)
+        else:
+            samples = self._sample_iteration(iteration)
+            metrics = iteration_metrics(samples)
+            if self.accelerator.is_main_process:
+                self.iteration_store.write(iteration, samples, metrics)
+        for name, value in metrics.items():
+            self._metrics["train"][name].append(value)
+        logger.info(f"Iteration {iteration}: " + ", ".join(f"{name}={value:.4g}" for name, value in metrics.items()))
+        self.train_dataset.set_examples(self._training_examples(iteration, samples))
+        self.current_iteration = iteration
+
+    def _read_iteration(self, iteration: int) -> list[dict[str, Any]]:
+        samples = self.iteration_store.read(iteration)
+        expected = sorted(self.iteration_prompt_indices(iteration))
+        found = sorted({sample["prompt_index"] for sample in samples})
+        per_prompt = len(samples) / max(len(found), 1)
+        if found != sorted(set(expected)) or per_prompt != self.args.num_samples_per_prompt:
+            raise ValueError(
+                f"{self.iteration_store.path(iteration)} holds {len(found)} prompts with {per_prompt:g} samples each, "
+                f"not the {len(expected)} prompts x {self.args.num_samples_per_prompt} samples this run would generate "
+                "(different prompts, `prompts_per_iteration` or `num_samples_per_prompt`). Use a new `output_dir`, or "
+                "delete the iteration folders to generate them again."
+            )
+        return samples
+
+    def _sample_iteration(self, iteration: int) -> list[dict[str, Any]]:
+        """Every sample of the iteration, from all processes, in prompt order, with `selected` set."""
+        args = self.args
+        indices = self.iteration_prompt_indices(iteration)
+        positions, num_real = shard_for_process(
+            [len(self.prompt_ids[index]) for index in indices],
+            self.accelerator.num_processes,
+            self.accelerator.process_index,
+        )
+        local_indices = [indices[position] for position in positions]
+        completions = self.generation_backend.generate(
+            self.model_wrapped, [self.prompt_ids[index] for index in local_indices], args.num_samples_per_prompt
+        )
+        pairs = [
+            (index, sample, ids)
+            for index, samples in zip(local_indices, completions)
+            for sample, ids in enumerate(samples)
+        ]
+        responses = [self._tokenizer.decode(ids, skip_special_tokens=True) for _, _, ids in pairs]
+        with self.accelerator.autocast():
+            scores = self.reward_scorer.score([self.reward_prompts[index] for index, _, _ in pairs], responses)
+
+        local_samples = []
+        num_real_pairs = num_real * args.num_samples_per_prompt  # the rest answer repeated prompts: dropped
+        for (index, sample, ids), response, rewards, reward in zip(
+            pairs[:num_real_pairs], responses, scores.per_model.tolist(), scores.combined.tolist()
+        ):
+            keep = self.response_filter is None or bool(self.response_filter(self.prompts[index], response))
+            local_samples.append(
+                {
+                    "iteration": iteration,
+                    "prompt_index": index,
+                    "sample_index": sample,
+                    "process_index": self.accelerator.process_index,
+                    "prompt": self.prompt_texts[index],
+                    "response": response,
+                    "response_ids": ids,
+                    "finished": bool(ids) and ids[-1] in self.eos_token_ids,
+                    "rewards": rewards,
+                    "reward": reward,
+                    "kept_by_filter": keep,
+                }
+            )
+        samples = gather_object(local_samples) if self.accelerator.num_processes > 1 else local_samples
+        order = {index: position for position, index in enumerate(indices)}
+        samples.sort(key=lambda sample: (order[sample["prompt_index"]], sample["sample_index"]))
+
+        eligible = [
+            sample["kept_by_filter"] and (args.min_reward is None or sample["reward"] >= args.min_reward)
+            for sample in samples
+        ]
+        selected = set(
+            select_samples(
+                [sample["prompt_index"] for sample in samples],
+                [sample["reward"] for sample in samples],
+                eligible,
+                strategy=args.selection,
+                top_fraction=args.top_fraction,
+            )
+        )
+        for position, sample in enumerate(samples):
+            sample["eligible"] = eligible[position]
+            sample["selected"] = position in selected
+        return samples
+
+    def _training_examples(self, iteration: int, samples: list[dict[str, Any]]) -> list[dict[str, list[int]]]:
+        """The selected responses as SFT examples: prompt + response tokens, labels -100 on the prompt."""
+        selected = [sample for sample in samples if sample["selected"]]
+        if not selected:
+            logger.warning(f"Iteration {iteration}: no response was selected; the iteration trains on nothing.")
+            return []
+        prompts = [self.prompt_ids[sample["prompt_index"]] for sample in selected]
+        dataset = Dataset.from_dict(
+            {
+                "input_ids": [prompt + sample["response_ids"] for prompt, sample in zip(prompts, selected)],
+                "completion_mask": [
+                    [0] * len(prompt) + [1] * len(sample["response_ids"]) for prompt, sample in zip(prompts, selected)
+                ],
+            }
+        )
+        # SFTTrainer's own preparation: labels from the completion mask, truncation to `max_length`, and dropping of
+        # examples left without a response token. Its progress bars would interrupt the training bar every iteration.
+        with _datasets_progress_bars_disabled():
+            prepared = self._prepare_dataset(
+                dataset, self.processing_class, self.args, False, None, f"iteration-{iteration:02d}"
+            )
+        if len(prepared) < len(selected):
+            logger.warning(
+                f"Iteration {iteration}: {len(selected) - len(prepared)} of {len(selected)} selected responses start "
+                f"beyond max_length={self.args.max_length} tokens and are not trained on."
+            )
+        return prepared.select_columns(["input_ids", "labels"]).to_list()
+
+
+def iteration_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Statistics of one iteration's samples: reward of all and of the selected ones, length, diversity, filtering.
+
+    `rjs/fraction_filtered` counts the samples the response filter or `min_reward` made ineligible. Watch the mean
+    reward of the selected responses against that of all samples, the response length and distinct-2 for reward
+    hacking (e.g. a token spreading through the selected responses).
+    """
+    if not samples:
+        return {}
+    rewards = np.array([sample["reward"] for sample in samples], dtype=np.float64)
+    selected = [sample for sample in samples if sample["selected"]]
+    metrics = {
+        "rjs/reward_mean": float(rewards.mean()),
+        "rjs/reward_max": float(rewards.max()),
+        "rjs/response_length": float(np.mean([len(sample["response_ids"]) for sample in samples])),
+        "rjs/distinct_2": distinct_n([sample["response"] for sample in samples], 2),
+        "rjs/fraction_filtered": float(np.mean([not sample["eligible"] for sample in samples])),
+        "rjs/num_selected": float(len(selected)),
+    }
+    if selected:
+        metrics["rjs/reward_selected_mean"] = float(np.mean([sample["reward"] for sample in selected]))
+        metrics["rjs/selected_response_length"] = float(np.mean([len(sample["response_ids"]) for sample in selected]))
+    per_model = np.array([sample["rewards"] for sample in samples], dtype=np.float64)
+    if per_model.shape[1] > 1:
+        for model_index, mean in enumerate(per_model.mean(axis=0)):
+            metrics[f"rjs/reward_mean/model_{model_index}"] = float(mean)
+    return metrics
+
+
+def _check_process_layout(accelerator: Accelerator) -> None:
+    """Refuse a launch where accelerate and torch.distributed disagree on the processes: gathering the samples would
+    silently keep each process's own, and prompts would be trained on by one process only or not at all."""
+    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    if world_size != accelerator.num_processes or (
+        accelerator.num_processes > 1 and accelerator.distributed_type == DistributedType.NO
+    ):
+        raise RuntimeError(
+            f"The launch is inconsistent: torch.distributed runs {world_size} process(es), accelerate sees "
+            f"{accelerator.num_processes} with distributed type {accelerator.distributed_type}, so samples could not "
+            "be gathered across processes. On CPU set `ddp_backend='gloo'` in the config (and `use_cpu=True` without "
+            "DeepSpeed)."
+        )
+
+
+def _read_prompts(dataset: Dataset | None) -> tuple[list[Prompt], list[Prompt]]:
+    if dataset is None:
+        raise ValueError("`train_dataset` is required: a dataset of prompts with a `prompt` column.")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"`train_dataset` must be a datasets.Dataset of prompts, got {type(dataset).__name__}.")
+    if "prompt" not in dataset.column_names:
+        raise ValueError(
+            f"`train_dataset` needs a `prompt` column (found {dataset.column_names}); rejection sampling generates "
+            "the responses itself."
+        )
+    prompts = list(dataset["prompt"])
+    reward_prompts = list(dataset["reward_prompt"]) if "reward_prompt" in dataset.column_names else prompts
+    return prompts, reward_prompts
+
+
+def _load_reward_models(
+    reward_models: str | nn.Module | Sequence[str | nn.Module],
+    tokenizers: PreTrainedTokenizerBase | Sequence[PreTrainedTokenizerBase | None] | None,
+    model_init_kwargs: dict[str, Any] | None,
+) -> tuple[list[nn.Module], list[PreTrainedTokenizerBase]]:
+    if isinstance(reward_models, (str, nn.Module)):
+        reward_models = [reward_models]
+    if not reward_models:
+        raise ValueError("Give at least one reward model (a path or a sequence-classification model).")
+    if tokenizers is None or isinstance(tokenizers, PreTrainedTokenizerBase):
+        tokenizers = [tokenizers] * len(reward_models)
+    if len(tokenizers) != len(reward_models):
+        raise ValueError(f"Got {len(reward_models)} reward models but {len(tokenizers)} reward tokenizers.")
+    models, loaded_tokenizers = [], []
+    for reward_model, tokenizer in zip(reward_models, tokenizers):
+        if isinstance(reward_model, str):
+            reward_model, own_tokenizer = load_reward_model(reward_model, model_init_kwargs)
+            tokenizer = tokenizer or own_tokenizer
+        elif tokenizer is None:
+            tokenizer = _tokenizer_of(reward_model)
+        models.append(reward_model)
+        loaded_tokenizers.append(tokenizer)
+    return models, loaded_tokenizers
+
+
+def _tokenizer_of(model: nn.Module) -> PreTrainedTokenizerBase:
+    name_or_path = getattr(model.config, "_name_or_path", "")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not load the tokenizer of the reward model {type(model).__name__} from {name_or_path!r}; pass it "
+            "in `reward_processing_classes`."
+        ) from error
+
+
+@contextmanager
+def _datasets_progress_bars_disabled() -> Iterator[None]:
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        for row in rows:
+            file.write(json.dumps(row, ensure_ascii=False) + "\n")
