@@ -21,18 +21,19 @@ from transformers import AutoModelForSequenceClassification
 from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
-from trl_more.testing import DECODER_ARCHITECTURES, tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+from trl_more.testing import (
+    DECODER_ARCHITECTURES,
+    PREFERENCE_FORMATS,
+    preference_dataset_in_format,
+    tiny_causal_lm,
+    tiny_reward_model,
+    tiny_tokenizer,
+)
 
 
 # TRL parametrizes over its tiny Hub decoders; here the offline tiny decoders, plus BERT and RoBERTa heads.
 ARCHITECTURES = ("qwen2", "llama", "gpt_neox", "bert", "roberta")
 SOURCES = ("harmless", "helpful", "honest")  # sorted: MORE numbers string sources in sorted order
-FORMATS = (
-    "standard_preference",
-    "conversational_preference",
-    "standard_implicit_prompt_preference",
-    "conversational_implicit_prompt_preference",
-)
 
 # (prompt, chosen, rejected): twelve short pairs, four per source when the sources are assigned round-robin.
 PAIRS = [
@@ -64,39 +65,12 @@ SHIFT_INVARIANT_PARAMETERS = {
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def preference_rows(format_name: str, pairs=PAIRS) -> dict[str, list]:
-    """Columns of a data set in one of TRL's preference formats (the configs of `trl-internal-testing/zen`)."""
-    conversational = format_name.startswith("conversational")
-    implicit = "implicit_prompt" in format_name
-    rows = {"chosen": [], "rejected": []} if implicit else {"prompt": [], "chosen": [], "rejected": []}
-    for prompt, chosen, rejected in pairs:
-        if conversational:
-            user = [{"role": "user", "content": prompt}]
-            chosen_turns = [{"role": "assistant", "content": chosen.strip()}]
-            rejected_turns = [{"role": "assistant", "content": rejected.strip()}]
-            if implicit:
-                rows["chosen"].append(user + chosen_turns)
-                rows["rejected"].append(user + rejected_turns)
-            else:
-                rows["prompt"].append(user)
-                rows["chosen"].append(chosen_turns)
-                rows["rejected"].append(rejected_turns)
-        elif implicit:
-            rows["chosen"].append(prompt + chosen)
-            rows["rejected"].append(prompt + rejected)
-        else:
-            rows["prompt"].append(prompt)
-            rows["chosen"].append(chosen)
-            rows["rejected"].append(rejected)
-    return rows
-
-
 def preference_dataset(format_name: str = "standard_implicit_prompt_preference", sources=None, pairs=PAIRS):
     """A `Dataset` in a TRL preference format; with `sources`, a `source` column assigns them round-robin."""
-    rows = preference_rows(format_name, pairs)
+    dataset = preference_dataset_in_format(pairs, format_name)
     if sources is not None:
-        rows["source"] = [sources[i % len(sources)] for i in range(len(pairs))]
-    return Dataset.from_dict(rows)
+        dataset = dataset.add_column("source", [sources[i % len(sources)] for i in range(len(pairs))])
+    return dataset
 
 
 def swapped(dataset: Dataset) -> Dataset:
@@ -339,7 +313,7 @@ def test_train_from_model_path(tmp_path, model_path, architecture, sources):
     train_and_check(trainer, exempt=SHIFT_INVARIANT_PARAMETERS.get(architecture, ()), sources=sources)
 
 
-@pytest.mark.parametrize("format_name", FORMATS)
+@pytest.mark.parametrize("format_name", PREFERENCE_FORMATS)
 @pytest.mark.parametrize("sources", [None, SOURCES], ids=["single_source", "multi_source"])
 def test_train_dataset_formats(tmp_path, model_path, format_name, sources):
     trainer = MORERewardTrainer(

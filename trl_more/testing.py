@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -32,7 +33,9 @@ __all__ = [
     "CHAT_TEMPLATE",
     "DECODER_ARCHITECTURES",
     "ENCODER_ARCHITECTURES",
+    "PREFERENCE_FORMATS",
     "minilm_path",
+    "preference_dataset_in_format",
     "tiny_causal_lm",
     "tiny_reward_model",
     "tiny_tokenizer",
@@ -217,6 +220,44 @@ def toy_preference_sources(num_pairs: int = 32, seed: int = 0, sources: tuple[st
             rows["rejected"].append(f" {bad}{body}")
         result[name] = Dataset.from_dict(rows)
     return DatasetDict(result)
+
+
+PREFERENCE_FORMATS = (
+    "standard_preference",
+    "standard_implicit_prompt_preference",
+    "conversational_preference",
+    "conversational_implicit_prompt_preference",
+)
+
+
+def preference_dataset_in_format(
+    pairs: Sequence[tuple[str, str, str]], format_name: str = "standard_preference"
+) -> Dataset:
+    """(prompt, chosen, rejected) text triples as a `Dataset` in one of TRL's preference formats.
+
+    `standard_*` formats hold plain text and `conversational_*` ones lists of `{"role", "content"}` messages (the prompt
+    as a user turn, each response as an assistant turn); `*_implicit_prompt_*` formats have no `prompt` column, the
+    prompt starting both `chosen` and `rejected` instead. These are the formats of TRL's test data set
+    `trl-internal-testing/zen`, which `trl.RewardTrainer` accepts.
+    """
+    if format_name not in PREFERENCE_FORMATS:
+        raise ValueError(f"Unknown preference format {format_name!r}; choose one of {PREFERENCE_FORMATS}.")
+    conversational = format_name.startswith("conversational")
+    implicit = "implicit_prompt" in format_name
+    rows = {"chosen": [], "rejected": []} if implicit else {"prompt": [], "chosen": [], "rejected": []}
+    for prompt, chosen, rejected in pairs:
+        if conversational:
+            prompt = [{"role": "user", "content": prompt}]
+            chosen = [{"role": "assistant", "content": chosen.strip()}]
+            rejected = [{"role": "assistant", "content": rejected.strip()}]
+        if implicit:
+            rows["chosen"].append(prompt + chosen)
+            rows["rejected"].append(prompt + rejected)
+        else:
+            rows["prompt"].append(prompt)
+            rows["chosen"].append(chosen)
+            rows["rejected"].append(rejected)
+    return Dataset.from_dict(rows)
 
 
 def minilm_path() -> Path:
