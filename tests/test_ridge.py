@@ -86,11 +86,16 @@ def test_alpha_is_chosen_per_objective_by_validation_mse():
     np.testing.assert_allclose(fit.predict(validation_features)[:, 1], validation_features[:, 0], atol=1e-3)
 
 
-def test_intercept_recovers_offset():
-    features, targets, true_weights = random_problem(200, 5, 1, seed=5, noise=0.0)
+def test_intercepts_recover_offsets_and_shrink_to_the_mean():
+    features, targets, true_weights = random_problem(200, 5, 3, seed=5, noise=0.0)
+    targets += np.array([0.0, 1.0, -2.0])  # offsets 0.3, 1.3, -1.7
+    targets[:50, 2] = np.nan
     fit = fit_ridge(features, targets, features, targets, alphas=[1e-6], fit_intercept=True)
-    np.testing.assert_allclose(fit.weights[0], true_weights[:, 0], atol=1e-5)
-    np.testing.assert_allclose(fit.intercepts, [0.3], atol=1e-5)
+    np.testing.assert_allclose(fit.weights, true_weights.T, atol=1e-5)
+    np.testing.assert_allclose(fit.intercepts, [0.3, 1.3, -1.7], atol=1e-5)
+    # With an overwhelming penalty the weights vanish and every objective predicts its own mean rating.
+    fit = fit_ridge(features, targets, features, targets, alphas=[1e12], fit_intercept=True)
+    np.testing.assert_allclose(fit.predict(features[:3]), np.tile(np.nanmean(targets, 0), (3, 1)), atol=1e-4)
 
 
 def test_bad_input_errors():

@@ -10,7 +10,9 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
-__all__ = ["MultiObjectiveRewardModelConfig"]
+__all__ = ["POOLING_CHOICES", "MultiObjectiveRewardModelConfig"]
+
+POOLING_CHOICES = ("last", "mean")
 
 
 class MultiObjectiveRewardModelConfig(PreTrainedConfig):
@@ -43,6 +45,11 @@ class MultiObjectiveRewardModelConfig(PreTrainedConfig):
         reward_transform (`list[list[float]]`, *optional*):
             k x k matrix M applied as `rewards @ M` before gating (ArmoRM's convention); identity when `None`.
             Verbosity debiasing sets `M = I` with `M[v, i] -= lambda_i`.
+        pooling (`str`, *optional*, defaults to `"last"`):
+            Hidden state the regression layer reads. `"last"`: the last token's (the reference; right for decoders).
+            `"mean"`: the mean over the response tokens (the tokens after `prompt_lengths`; all tokens when no prompt
+            length is given), which suits encoders trained with mean pooling such as sentence-transformers models.
+            With `"mean"`, pass `prompt_lengths` at inference too, or the mean also covers the prompt.
         regression_bias (`bool`, *optional*, defaults to `False`):
             Give the regression layer a bias. The reference has none; with small backbones and little rating data an
             intercept per objective (fitted by stage 1) predicts ratings much better.
@@ -63,6 +70,7 @@ class MultiObjectiveRewardModelConfig(PreTrainedConfig):
     gate_temperature: float = 10.0
     initial_beta: float = 1.0
     reward_transform: list[list[float]] | None = None
+    pooling: str = "last"
     regression_bias: bool = False
     evaluation_results: dict | None = None
 
@@ -80,6 +88,8 @@ class MultiObjectiveRewardModelConfig(PreTrainedConfig):
             raise ValueError(f"`gate_hidden_sizes` must be positive integers, got {self.gate_hidden_sizes}.")
         if not 0.0 <= self.gate_dropout < 1.0:
             raise ValueError(f"`gate_dropout` must be in [0, 1), got {self.gate_dropout}.")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(f"Unknown `pooling` {self.pooling!r}; choose one of {POOLING_CHOICES}.")
         if self.gate_temperature <= 0:
             raise ValueError(f"`gate_temperature` must be positive, got {self.gate_temperature}.")
         self.set_reward_transform(self.reward_transform)

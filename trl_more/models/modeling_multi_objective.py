@@ -8,8 +8,8 @@ Where the gate reads the prompt. The gate conditions on the hidden state of the 
 forward pass as the response (SPEC section 3). The caller passes `prompt_lengths`: the number of prompt tokens at the
 start of every sequence, counted over attended tokens, so left or right padding does not matter. Without
 `prompt_lengths` (e.g. when TRL's `GRPOTrainer` scores whole texts with `model(**tokenizer(texts)).logits[:, 0]`), the
-gate reads the last token instead, the same hidden state the regression layer reads: the score is still defined, but
-the gate then sees the response too.
+gate reads the last token instead: the score is still defined, but the gate then sees the response too (and with
+`pooling="mean"` the regression layer averages over the prompt as well).
 """
 
 import contextlib
@@ -47,7 +47,8 @@ class MultiObjectiveRewardOutput(ModelOutput):
         gating_weights: (batch, k) weights of the objectives: the gate's output (summing to beta) or the fixed
             steering weights.
         prompt_hidden_states: (batch, hidden) hidden state the gate read (last prompt token).
-        pooled_hidden_states: (batch, hidden) hidden state the regression layer read (last token).
+        pooled_hidden_states: (batch, hidden) hidden state the regression layer read (last token, or the mean of the
+            response tokens with `pooling="mean"`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -94,14 +95,8 @@ def masked_mse_loss(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return (errors**2).sum() / labelled.sum().clamp(min=1)
 
 
-def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last attended token of every row (works for left and right padding)."""
-    width = attention_mask.shape[-1]
-    return width - 1 - attention_mask.flip(-1).int().argmax(-1)
-
-
-def prompt_end_positions(attention_mask: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
-    """Index of the `prompt_lengths`-th attended token of every row: the last prompt token, whatever the padding."""
+def prompt_token_mask(attention_mask: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
+    """(batch, length) mask of the prompt tokens: the first `prompt_lengths` attended tokens, whatever the padding."""
     lengths = attention_mask.sum(-1)
     prompt_lengths = prompt_lengths.to(lengths.device).long().reshape(-1)
     if prompt_lengths.shape[0] != lengths.shape[0]:
@@ -111,8 +106,12 @@ def prompt_end_positions(attention_mask: torch.Tensor, prompt_lengths: torch.Ten
             "Every `prompt_lengths` value must be between 1 and the number of attended tokens of its sequence; got "
             f"prompt lengths {prompt_lengths.tolist()} for sequence lengths {lengths.tolist()}."
         )
-    attended_so_far = attention_mask.long().cumsum(-1)
-    return ((attended_so_far == prompt_lengths[:, None]) & attention_mask.bool()).int().argmax(-1)
+    return attention_mask.bool() & (attention_mask.long().cumsum(-1) <= prompt_lengths[:, None])
+
+
+def last_true_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last True entry of every row (the last attended token, or the last prompt token)."""
+    return mask.shape[-1] - 1 - mask.flip(-1).int().argmax(-1)
 
 
 class MultiObjectiveRewardModel(PreTrainedModel):
@@ -169,6 +168,12 @@ class MultiObjectiveRewardModel(PreTrainedModel):
         if isinstance(module, GatingNetwork):
             init.constant_(module.beta, self.config.initial_beta)
 
+    def set_trainable(self, backbone: bool, regression: bool, gate: bool) -> None:
+        """Choose which parts train: stage 1 trains the backbone and/or the regression layer, stage 2 only the gate
+        (with beta). The reward transform is not a parameter and never trains."""
+        for module, trainable in ((self.backbone, backbone), (self.regression_layer, regression), (self.gate, gate)):
+            module.requires_grad_(trainable)
+
     @classmethod
     def from_backbone(
         cls, backbone: "str | os.PathLike | PreTrainedModel", objectives: Sequence[str], **config_kwargs
@@ -202,8 +207,9 @@ class MultiObjectiveRewardModel(PreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         **backbone_kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone pass: hidden states of the last token (for the regression layer) and of the last prompt token
-        (for the gate; the last token when `prompt_lengths` is None), each (batch, hidden)."""
+        """Backbone pass: the pooled hidden state the regression layer reads (last token, or mean of the response
+        tokens, per `config.pooling`) and the hidden state of the last prompt token the gate reads (the last token
+        when `prompt_lengths` is None), each (batch, hidden)."""
         if attention_mask is None:
             attention_mask = self._attention_mask_from_padding(input_ids, inputs_embeds)
         backbone_kwargs.pop("return_dict", None)
@@ -218,11 +224,17 @@ class MultiObjectiveRewardModel(PreTrainedModel):
             input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **backbone_kwargs
         ).last_hidden_state
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
-        attention_mask = attention_mask.to(hidden_states.device)
-        pooled = hidden_states[rows, last_token_positions(attention_mask)]
+        attended = attention_mask.to(hidden_states.device).bool()
+        last = hidden_states[rows, last_true_positions(attended)]
         if prompt_lengths is None:
-            return pooled, pooled
-        return pooled, hidden_states[rows, prompt_end_positions(attention_mask, prompt_lengths)]
+            prompt, response = last, attended
+        else:
+            in_prompt = prompt_token_mask(attended, prompt_lengths)
+            prompt, response = hidden_states[rows, last_true_positions(in_prompt)], attended & ~in_prompt
+        if self.config.pooling == "last":
+            return last, prompt
+        weights = response.to(hidden_states.dtype).unsqueeze(-1)
+        return (hidden_states * weights).sum(1) / weights.sum(1).clamp(min=1), prompt
 
     def _attention_mask_from_padding(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.FloatTensor | None

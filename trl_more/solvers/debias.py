@@ -6,7 +6,8 @@ the ranking of r_i - lambda r_v only changes when two rows a, b swap places, at 
 and each swap moves the row with the larger r_v down. Beyond every swap point, i.e. for |lambda| larger than
 B = range(r_i) / (smallest gap between distinct r_v values), the ranking follows r_v (correlation > 0 at -B) or its
 reverse (< 0 at +B). [-B, B] therefore brackets the sign change, and Brent's method finds it to machine precision;
-the correlation left there is at most one ranking swap, O(1/n^2).
+the penalty returned is the middle of the flat step next to it, whose correlation is at most one ranking swap,
+O(1/n^2), and which rounding of the rewards does not move.
 
 The reference code instead scans a fixed grid of non-negative penalties and keeps the first one whose correlation
 drops to a threshold (0.03); that is available as `method="grid"`.
@@ -45,10 +46,27 @@ def _root_penalty(rewards: np.ndarray, verbosity: np.ndarray) -> float:
         return 0.0
     gaps = np.diff(np.unique(verbosity))
     bound = 1.01 * (rewards.max() - rewards.min()) / gaps.min() + 1.0
-    penalty = brentq(correlation, -bound, bound, xtol=1e-12 * bound, rtol=4 * np.finfo(float).eps)
-    # The root sits on a step of the correlation: keep whichever side of it is closer to zero.
+    root = brentq(correlation, -bound, bound, xtol=1e-12 * bound, rtol=4 * np.finfo(float).eps)
+    # The root sits on a jump of the correlation (a swap of two rows). Move to the middle of the flat step on the side
+    # closer to zero, so that rounding the debiased rewards (e.g. to float32) cannot undo or add swaps.
     step = 2e-12 * bound
-    return min((penalty - step, penalty, penalty + step), key=lambda value: abs(correlation(value)))
+    side = min((-1.0, 1.0), key=lambda direction: abs(correlation(root + direction * step)))
+    return (root + _next_swap(rewards, verbosity, root + side * step, side, bound)) / 2
+
+
+def _next_swap(rewards: np.ndarray, verbosity: np.ndarray, penalty: float, direction: float, bound: float) -> float:
+    """The first penalty beyond `penalty` (in `direction`) where two rows of r_i - penalty r_v swap places.
+
+    Until the first swap the order is fixed, so that swap is between rows adjacent in the current order.
+    """
+    order = np.argsort(rewards - penalty * verbosity, kind="stable")
+    reward_gaps, verbosity_gaps = np.diff(rewards[order]), np.diff(verbosity[order])
+    moving = verbosity_gaps != 0
+    crossings = reward_gaps[moving] / verbosity_gaps[moving]
+    ahead = crossings[(crossings - penalty) * direction > 0]
+    if ahead.size == 0:
+        return direction * bound
+    return ahead[np.argmin(np.abs(ahead - penalty))]
 
 
 def _grid_penalty(rewards: np.ndarray, verbosity: np.ndarray, grid: Sequence[float], threshold: float) -> float | None:

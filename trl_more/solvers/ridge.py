@@ -221,9 +221,9 @@ def fit_ridge(
         chosen[objectives] = validation_mse[:, objectives].argmin(axis=0)
         for position, objective in enumerate(objectives):
             alpha = alphas[chosen[objective] : chosen[objective] + 1]
-            coefficients = system.coefficients(alpha)[:, :, position : position + 1]
-            weights[objective] = coefficients[0, :, 0]
-            intercepts[objective] = system.intercepts(coefficients)[0, 0]
+            coefficients = system.coefficients(alpha)
+            weights[objective] = coefficients[0, :, position]
+            intercepts[objective] = system.intercepts(coefficients)[0, position]
     return RidgeFit(
         weights=weights,
         intercepts=intercepts,
