@@ -428,8 +428,11 @@ class MultiObjectiveRewardModel(PreTrainedModel):
         repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
         return self._upload_modified_files(folder, repo_id, files_timestamps, token=token, **commit_options)
 
-    def model_card(self, tags: Sequence[str] | None = None) -> str:
-        """The model card: objectives, transform, gate and evaluation tables, and how to load and use the model."""
+    def model_card(self, tags: Sequence[str] | None = None, metadata: bool = True) -> str:
+        """The model card: objectives, transform, gate and evaluation tables, and how to load and use the model.
+
+        `metadata=False` leaves out the YAML header, to append the card to another one (e.g. a trainer's).
+        """
         config = self.config
         tags = sorted({"reward-model", "multi-objective", "armorm", *(self.model_tags or []), *(tags or [])})
         base_model = config.text_config.name_or_path
@@ -450,7 +453,7 @@ class MultiObjectiveRewardModel(PreTrainedModel):
             f"{self.gate.beta.item():.4g} (initial {config.initial_beta})."
         )
         sections = [
-            "\n".join(header),
+            *(["\n".join(header)] if metadata else []),
             f"# Multi-objective reward model ({config.num_objectives} objectives, gated scalarization)",
             f"Backbone: `{base_model or config.text_config.model_type}` ({config.text_config.model_type}). The score "
             "is `sum_i g_i(prompt) * r'_i`, with `r = W h_last` the objective rewards (ratings scaled to [0, 1]), "

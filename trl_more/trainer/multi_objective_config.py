@@ -1,0 +1,72 @@
+"""Configuration of stage 2 of the multi-objective reward model: training the gate on preference pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import RewardConfig
+
+from ..models.tokenization import TRUNCATION_MODES
+
+
+@dataclass
+class MultiObjectiveRewardConfig(RewardConfig):
+    r"""
+    Configuration class for the [`MultiObjectiveRewardTrainer`]: TRL's [`~trl.RewardConfig`] with the defaults of
+    ArmoRM's stage 2 (SPEC section 3) and the options of gate training.
+
+    Only the gate (and its scale beta) trains; the backbone, the regression layer and the reward transform stay
+    frozen. The gate's architecture, dropout (0.2 in training), temperature (10) and initial beta are fields of the
+    model's configuration ([`~trl_more.models.MultiObjectiveRewardModelConfig`]). TRL's `disable_dropout` (default
+    `True`) zeroes the backbone's dropout modules; the gate's dropout is functional and stays active in training.
+
+    Parameters:
+        cache_features (`bool`, *optional*, defaults to `False`):
+            Run the frozen backbone once over the training and evaluation pairs (batches of
+            `per_device_eval_batch_size`, with a progress bar) and train the gate on the cached hidden states, instead
+            of a backbone forward pass per step. Much faster (the reference trains this way); the cache holds four
+            vectors of the backbone's hidden size per pair in CPU memory, and every process computes the whole cache.
+        truncation_mode (`str`, *optional*, defaults to `"keep_start"`):
+            How a pair longer than `max_length` is shortened: `"keep_start"` cuts the end of the response (the gate
+            still sees the whole prompt; a prompt longer than `max_length` is an error), `"keep_end"` cuts the start
+            of the prompt. No pair is dropped.
+
+    > [!NOTE]
+    > These parameters have default values different from [`~trl.RewardConfig`]:
+    > - `learning_rate`: `1e-3` (AdamW on the gate, as the reference).
+    > - `lr_scheduler_type`: `"cosine"`.
+    > - `gradient_checkpointing` / `activation_checkpointing`: off (the backbone is frozen, nothing to recompute).
+    """
+
+    learning_rate: float = field(
+        default=1e-3,
+        metadata={"help": "The initial learning rate for AdamW on the gate (the reference uses 1e-3)."},
+    )
+    lr_scheduler_type: str = field(
+        default="cosine",
+        metadata={"help": "The learning-rate schedule (the reference uses cosine)."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of `activation_checkpointing` (off by default: the backbone is frozen)."},
+    )
+    cache_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the frozen backbone's hidden states once and train the gate on them (much faster) "
+            "instead of a backbone forward pass per step."
+        },
+    )
+    truncation_mode: str = field(
+        default="keep_start",
+        metadata={
+            "help": "For pairs longer than `max_length`: `keep_start` cuts the end of the response, `keep_end` the "
+            "start of the prompt.",
+            "choices": list(TRUNCATION_MODES),
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.truncation_mode not in TRUNCATION_MODES:
+            raise ValueError(f"Unknown `truncation_mode` {self.truncation_mode!r}; choose one of {TRUNCATION_MODES}.")
