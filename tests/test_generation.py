@@ -1,5 +1,6 @@
 """Generation backends and the batching, sharding and text statistics behind them."""
 
+import os
 import sys
 import types
 
@@ -193,7 +194,18 @@ def _fake_vllm(calls):
     return module
 
 
-def test_vllm_backend_builds_a_colocated_engine_syncs_weights_and_samples_n_per_prompt(monkeypatch):
+@pytest.fixture
+def restored_environment():
+    """The vLLM backend sets the process-layout variables vLLM's launcher reads; later tests must not see them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_vllm_backend_builds_a_colocated_engine_syncs_weights_and_samples_n_per_prompt(
+    monkeypatch, restored_environment
+):
     calls = {}
     monkeypatch.setitem(sys.modules, "vllm", _fake_vllm(calls))
     tokenizer = tiny_tokenizer()

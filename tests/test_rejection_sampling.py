@@ -1,6 +1,7 @@
 """RejectionSamplingTrainer end to end on CPU (one process), its files and resumption, the recipe and its configs."""
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,6 +80,15 @@ def _counting_generate_calls():
         GenerationMixin.generate = original
 
 
+@pytest.fixture
+def restored_environment():
+    """The vLLM backend sets the process-layout variables vLLM's launcher reads; later tests must not see them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _samples(output_dir, iteration):
     return IterationStore(output_dir).read(iteration)
 
@@ -100,6 +110,7 @@ def test_config_sizes_the_run_and_refuses_settings_that_would_break_it(tmp_path)
         ({"ensemble": "max"}, "Unknown `ensemble`"),
         ({"top_fraction": 0.0}, "top_fraction"),
         ({"num_samples_per_prompt": 0}, "num_samples_per_prompt"),
+        ({"reward_max_length": 8}, "reward_max_length"),
     ]:
         with pytest.raises(ValueError, match=message):
             _config(tmp_path, **overrides)
@@ -155,7 +166,7 @@ def test_stored_rewards_are_the_reward_models_scores_of_the_decoded_text(finishe
     reward_model = trainer.reward_models[0]
     for sample in _samples(output_dir, 1)[:5]:
         assert sample["response"] == trainer.processing_class.decode(sample["response_ids"], skip_special_tokens=True)
-        ids = tokenizer(sample["prompt"] + sample["response"])["input_ids"]
+        ids = tokenizer(sample["prompt"] + sample["response"] + tokenizer.eos_token)["input_ids"]
         with torch.no_grad():
             expected = reward_model(input_ids=torch.tensor([ids])).logits[0, 0].item()
         assert sample["reward"] == pytest.approx(expected, abs=1e-4)
@@ -198,7 +209,7 @@ def test_the_policy_is_trained_and_the_metrics_are_logged(finished_run):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_top_fraction_respects_the_filter_and_the_minimum_reward(tmp_path):
+def test_top_fraction_respects_the_filter_and_the_minimum_reward_over_several_epochs(tmp_path):
     def odd_length_only(prompt, response):
         assert prompt in PROMPTS["prompt"]
         return len(response) % 2 == 1
@@ -207,12 +218,15 @@ def test_top_fraction_respects_the_filter_and_the_minimum_reward(tmp_path):
         tmp_path,
         response_filter=odd_length_only,
         num_iterations=1,
+        num_epochs_per_iteration=2,
         selection="top_fraction",
         top_fraction=0.5,
         min_reward=-0.05,
     )
     assert len(trainer.train_dataset) == 6  # ceil(0.5 * 3 * 4)
-    trainer.train()
+    with _counting_generate_calls() as calls:
+        trainer.train()
+    assert len(calls) == 1 and trainer.state.global_step == 2 * 3  # two epochs over one iteration's 6 examples
     samples = _samples(tmp_path, 0)
     eligible = [s for s in samples if len(s["response"]) % 2 == 1 and s["reward"] >= -0.05]
     expected = sorted(eligible, key=lambda s: -s["reward"])[:6]
@@ -222,6 +236,45 @@ def test_top_fraction_respects_the_filter_and_the_minimum_reward(tmp_path):
     metrics = json.loads((tmp_path / "iteration-00" / "metrics.json").read_text())
     assert metrics["rjs/fraction_filtered"] == pytest.approx(1 - len(eligible) / len(samples))
     assert metrics["rjs/num_selected"] == len(expected)
+
+
+def test_the_loop_runs_on_the_vllm_backend_unchanged(tmp_path, monkeypatch, restored_environment):
+    import sys
+    import types
+
+    loaded = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            model = types.SimpleNamespace(load_weights=lambda weights: loaded.extend(name for name, _ in weights))
+            worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=model))
+            self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=worker))
+
+        def reset_prefix_cache(self):
+            pass
+
+        def generate(self, prompts, sampling_params, use_tqdm):
+            # Response j of every prompt: tokens 100 + j, 101 + j, then the end of sequence (id 1).
+            return [
+                types.SimpleNamespace(
+                    outputs=[types.SimpleNamespace(token_ids=[100 + j, 101 + j, 1]) for j in range(sampling_params.n)]
+                )
+                for _ in prompts
+            ]
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, lambda **kwargs: types.SimpleNamespace(**kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    trainer = _trainer(tmp_path, generation_backend="vllm", num_iterations=1)
+    assert trainer.processing_class.eos_token_id == 1
+    trainer.train()
+    samples = _samples(tmp_path, 0)
+    assert [s["response_ids"] for s in samples[:4]] == [[100, 101, 1], [101, 102, 1], [102, 103, 1], [103, 104, 1]]
+    assert all(s["finished"] for s in samples)
+    assert len(loaded) == len(list(trainer.model.named_parameters()))  # the policy's weights went to the engine
+    assert [example["input_ids"][-3:] for example in trainer.train_dataset.examples] == [
+        s["response_ids"] for s in samples if s["selected"]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -397,6 +450,7 @@ def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them
         "Below is an instruction that describes a task. Write a response that appropriately completes the request."
         "\n\n### Instruction:\nName a color.\n\n### Response:"
     )
+    assert "paired with an input that provides further context" in rjs.alpaca_prompt("Translate.", "Bonjour")
     assert rjs.alpaca_prompt("Translate.", "Bonjour").split("\n\n")[1:3] == [
         "### Instruction:\nTranslate.",
         "### Input:\nBonjour",

@@ -10,7 +10,6 @@ from trl_more.rewards import (
     combine_rewards,
     max_selected,
     prepare_reward_model,
-    reward_model_text,
     select_samples,
 )
 from trl_more.testing import tiny_reward_model, tiny_tokenizer
@@ -93,7 +92,8 @@ def decoder_reward_model():
 
 
 def _reference_reward(model, tokenizer, text, last_tokens=None):
-    ids = tokenizer(text)["input_ids"]
+    """The reward of a plain-text pair as TRL's RewardTrainer trains on it: text + eos token, tokenized."""
+    ids = tokenizer(text + tokenizer.eos_token)["input_ids"]
     ids = ids[-last_tokens:] if last_tokens else ids
     with torch.no_grad():
         return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
@@ -118,14 +118,14 @@ def test_batched_scores_equal_one_pair_at_a_time(decoder_reward_model, sort_by_l
     assert scores.combined.tolist() == pytest.approx(expected, abs=1e-5)
 
 
-def test_long_inputs_keep_their_end(decoder_reward_model):
+def test_long_inputs_lose_the_start_of_their_prompt(decoder_reward_model):
     model, tokenizer = decoder_reward_model
-    prompt, response = PAIRS[2]
+    prompt, response = "Human: tell me about bread. " * 4 + "Assistant:", " Yes."
     assert len(tokenizer(prompt + response)["input_ids"]) > 12
     scores = RewardModelScorer([model], [tokenizer], max_length=12).score([prompt], [response])
-    assert scores.combined.item() == pytest.approx(
-        _reference_reward(model, tokenizer, prompt + response, 12), abs=1e-5
-    )
+    assert scores.combined.item() == pytest.approx(_reference_reward(model, tokenizer, prompt + response, 12), abs=1e-5)
+    with pytest.raises(ValueError, match="leaves no room for the prompt"):
+        RewardModelScorer([model], [tokenizer], max_length=4).score(["Human: hi"], [" a much longer response"])
 
 
 def test_ensemble_of_models_with_different_tokenizers(decoder_reward_model):
@@ -145,16 +145,38 @@ def test_ensemble_of_models_with_different_tokenizers(decoder_reward_model):
 def test_conversational_prompts_use_the_reward_models_chat_template(decoder_reward_model):
     model, tokenizer = decoder_reward_model
     conversation = [{"role": "user", "content": "How do I bake bread?"}]
-    text = reward_model_text(conversation, "Knead and bake.", tokenizer)
-    assert text == "<|user|>How do I bake bread?<|end|><|assistant|>Knead and bake.<|end|>"
-    assert reward_model_text("Human: hi Assistant:", " Hello", tokenizer) == "Human: hi Assistant: Hello"
     score = RewardModelScorer([model], [tokenizer]).score([conversation], ["Knead and bake."]).combined.item()
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    full = [*conversation, {"role": "assistant", "content": "Knead and bake."}]
+    ids = tokenizer.apply_chat_template(full, tokenize=True, return_dict=True)["input_ids"]
+    assert tokenizer.decode(ids) == "<|user|>How do I bake bread?<|end|><|assistant|>Knead and bake.<|end|>"
     with torch.no_grad():
         assert score == pytest.approx(model(input_ids=torch.tensor([ids])).logits[0, 0].item(), abs=1e-5)
     no_template = tiny_tokenizer("wordpiece")
+    encoder = tiny_reward_model("bert", no_template)
     with pytest.raises(ValueError, match="no chat template"):
-        reward_model_text(conversation, "Knead and bake.", no_template)
+        RewardModelScorer([encoder], [no_template]).score([conversation], ["Knead and bake."])
+
+
+def test_the_multi_objective_model_gets_prompt_lengths_and_can_be_steered():
+    from trl_more.models import MultiObjectiveRewardModel
+    from trl_more.models.tokenization import tokenize_prompt_response
+    from trl_more.testing import tiny_causal_lm
+
+    tokenizer = tiny_tokenizer()
+    model = MultiObjectiveRewardModel.from_backbone(tiny_causal_lm("qwen2", tokenizer), ["helpful", "safe"]).eval()
+    align_pad_token(model, tokenizer)
+    prompts, responses = [prompt for prompt, _ in PAIRS[:3]], [response for _, response in PAIRS[:3]]
+    scorer = RewardModelScorer([model], [tokenizer], batch_size=2)
+    expected = []
+    for prompt, response in zip(prompts, responses):
+        ids, prompt_length = tokenize_prompt_response(tokenizer, prompt, response)
+        with torch.no_grad():
+            output = model(input_ids=torch.tensor([ids]), prompt_lengths=torch.tensor([prompt_length]))
+        expected.append((output.logits[0, 0].item(), output.rewards[0, 1].item()))
+    assert scorer.score(prompts, responses).combined.tolist() == pytest.approx([e[0] for e in expected], abs=1e-5)
+    with model.steer({"safe": 1.0}):  # fixed weights instead of the gate: the score is the "safe" reward
+        steered = scorer.score(prompts, responses).combined.tolist()
+    assert steered == pytest.approx([e[1] for e in expected], abs=1e-5)
 
 
 def test_reward_models_are_prepared_frozen_with_a_pad_token():

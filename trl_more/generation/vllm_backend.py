@@ -9,6 +9,7 @@ from accelerate import Accelerator
 from accelerate.utils import is_peft_model
 from torch import nn
 from trl.distributed import DistributedBackend
+from trl.trainer.utils import ensure_master_addr_port
 
 from .base import GenerationBackend, SamplingSettings, truncate_after_eos
 
@@ -65,10 +66,12 @@ class VLLMGenerationBackend(GenerationBackend):
         self.settings = settings
         self.eos_token_ids = set(eos_token_ids)
         self._sampling_params = vllm.SamplingParams
-        # The external launcher reads the process layout from the environment that `accelerate launch` sets.
-        os.environ.setdefault("RANK", str(accelerator.process_index))
-        os.environ.setdefault("LOCAL_RANK", str(accelerator.local_process_index))
-        os.environ.setdefault("WORLD_SIZE", str(accelerator.num_processes))
+        # The external launcher reads the process layout from the environment (set here too for a single process
+        # started without a launcher).
+        os.environ["RANK"] = str(accelerator.process_index)
+        os.environ["LOCAL_RANK"] = str(accelerator.local_process_index)
+        os.environ["WORLD_SIZE"] = str(accelerator.num_processes)
+        ensure_master_addr_port()
         self.llm = vllm.LLM(
             model=model.name_or_path,
             tensor_parallel_size=1,

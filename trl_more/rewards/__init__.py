@@ -7,7 +7,6 @@ from .scoring import (
     align_pad_token,
     load_reward_model,
     prepare_reward_model,
-    reward_model_text,
 )
 from .selection import SELECTION_STRATEGIES, max_selected, select_samples
 
@@ -22,6 +21,5 @@ __all__ = [
     "load_reward_model",
     "max_selected",
     "prepare_reward_model",
-    "reward_model_text",
     "select_samples",
 ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -16,6 +16,7 @@ from trl.models.utils import prepare_deepspeed
 from trl.trainer.utils import pad
 
 from ..generation.batching import length_sorted_batches
+from ..models.tokenization import fit_to_max_length, tokenize_prompt_response
 from .ensemble import combine_rewards
 
 
@@ -27,24 +28,6 @@ class RewardScores(NamedTuple):
 
     per_model: torch.Tensor
     combined: torch.Tensor
-
-
-def reward_model_text(prompt: Prompt, response: str, tokenizer: PreTrainedTokenizerBase) -> str:
-    """The text a reward model reads for a (prompt, response) pair.
-
-    A plain-text prompt is concatenated with the response, as TRL's `RewardTrainer` does for explicit-prompt data. A
-    conversational prompt (a list of `{"role", "content"}` messages) gets the response as a final assistant message
-    and is rendered with the reward model's own chat template, so a reward model with another template than the
-    policy reads the conversation in its own format.
-    """
-    if isinstance(prompt, str):
-        return prompt + response
-    if not tokenizer.chat_template:
-        raise ValueError(
-            "The prompt is conversational but the reward model's tokenizer has no chat template. Give the reward "
-            "model a tokenizer with a chat template, or give plain-text prompts in the reward model's format."
-        )
-    return tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": response}], tokenize=False)
 
 
 def load_reward_model(
@@ -86,13 +69,16 @@ def prepare_reward_model(model: nn.Module, accelerator: Accelerator) -> nn.Modul
 class RewardModelScorer:
     """Scores (prompt, response) pairs with one or several sequence-classification reward models.
 
-    Each model reads the pairs through its own tokenizer (and chat template, for conversational prompts): the
-    response text is decoded from the policy's tokens and re-tokenized, so the reward model may use another tokenizer
-    and template than the policy. The reward is `logits[:, 0]`, which covers scalar reward models (TRL's
-    `RewardTrainer`, MORE) and multi-objective models that return a (batch, 1) score. Pairs are scored in
-    length-sorted batches; inputs longer than `max_length` lose their beginning (the reward is read at the end).
-    The number of forward passes depends only on the number of pairs, so processes scoring equally many pairs stay in
-    step under ZeRO-3.
+    Each model reads the pairs through its own tokenizer and template: the response text is decoded from the policy's
+    tokens and re-tokenized, so the reward model may use another tokenizer and template than the policy. A pair is
+    built as TRL's `RewardTrainer` (and MORE) built the model's training pairs, so the reward is read where the model
+    learned to put it: plain text as `prompt + response + eos_token` with the tokenizer's special tokens, a
+    conversation (a list of messages) with the response as a final assistant message, in the reward model's chat
+    template. The reward is `logits[:, 0]`, which covers scalar reward models and the multi-objective model (its
+    (batch, 1) score, gated or steered); a model whose forward takes `prompt_lengths` (the multi-objective model's gate
+    reads the last prompt token) gets them. Pairs are scored in length-sorted batches; inputs longer than `max_length`
+    lose the beginning of the prompt (the reward is read at the end). The number of forward passes depends only on
+    the number of pairs, so processes scoring equally many pairs stay in step under ZeRO-3.
 
     Args:
         models: Reward models, already prepared (see `prepare_reward_model`).
@@ -157,32 +143,38 @@ class RewardModelScorer:
         prompts: Sequence[Prompt],
         responses: Sequence[str],
     ) -> torch.Tensor:
-        texts = [reward_model_text(prompt, response, tokenizer) for prompt, response in zip(prompts, responses)]
-        # A chat template already writes the special tokens; plain text gets them from the tokenizer.
-        add_special_tokens = not (prompts and not isinstance(prompts[0], str))
-        with _truncation_side(tokenizer, "left"):
-            input_ids = tokenizer(
-                texts,
-                add_special_tokens=add_special_tokens,
-                truncation=self.max_length is not None,
-                max_length=self.max_length,
-            )["input_ids"]
-        rewards = torch.empty(len(texts), dtype=torch.float32)
-        batches = length_sorted_batches([len(ids) for ids in input_ids], self.batch_size, sort=self.sort_by_length)
+        sequences, prompt_lengths = [], []
+        for index, (prompt, response) in enumerate(zip(prompts, responses)):
+            ids, prompt_length = self._tokenize(tokenizer, prompt, response)
+            ids, prompt_length = fit_to_max_length(ids, prompt_length, self.max_length, "keep_end", f"pair {index}")
+            sequences.append(ids)
+            prompt_lengths.append(prompt_length)
+        # The multi-objective model's gate reads the last prompt token; other reward models take no prompt length.
+        pass_prompt_lengths = "prompt_lengths" in inspect.signature(getattr(model, "module", model).forward).parameters
+        rewards = torch.empty(len(sequences), dtype=torch.float32)
+        batches = length_sorted_batches([len(ids) for ids in sequences], self.batch_size, sort=self.sort_by_length)
         for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
-            sequences = [torch.tensor(input_ids[index], dtype=torch.long) for index in batch]
-            inputs = pad(sequences, padding_value=tokenizer.pad_token_id, padding_side="right")
-            attention_mask = pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right")
-            logits = model(input_ids=inputs.to(self.device), attention_mask=attention_mask.to(self.device)).logits
+            batch_ids = [torch.tensor(sequences[index], dtype=torch.long) for index in batch]
+            inputs = {
+                "input_ids": pad(batch_ids, padding_value=tokenizer.pad_token_id, padding_side="right"),
+                "attention_mask": pad(
+                    [torch.ones_like(ids) for ids in batch_ids], padding_value=0, padding_side="right"
+                ),
+            }
+            if pass_prompt_lengths:
+                inputs["prompt_lengths"] = torch.tensor([prompt_lengths[index] for index in batch])
+            logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
             rewards[batch] = logits[:, 0].float().cpu()
         return rewards
 
-
-@contextmanager
-def _truncation_side(tokenizer: PreTrainedTokenizerBase, side: str):
-    previous = tokenizer.truncation_side
-    tokenizer.truncation_side = side
-    try:
-        yield
-    finally:
-        tokenizer.truncation_side = previous
+    @staticmethod
+    def _tokenize(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, response: str) -> tuple[list[int], int]:
+        """Token ids of the pair and its prompt length, built as TRL's `RewardTrainer` builds training pairs."""
+        if isinstance(prompt, str):
+            return tokenize_prompt_response(tokenizer, prompt, response)
+        if not tokenizer.chat_template:
+            raise ValueError(
+                "The prompt is conversational but the reward model's tokenizer has no chat template. Give the reward "
+                "model a tokenizer with a chat template, or give plain-text prompts in the reward model's format."
+            )
+        return tokenize_prompt_response(tokenizer, prompt, [{"role": "assistant", "content": response}])

@@ -79,8 +79,8 @@ class RejectionSamplingConfig(SFTConfig):
         reward_batch_size (`int`, *optional*, defaults to `16`):
             (prompt, response) pairs per reward-model forward pass; batches are sorted by length.
         reward_max_length (`int` or `None`, *optional*, defaults to `1024`):
-            Reward-model inputs longer than this are cut from the left (the end of the response, where the reward is
-            read, is kept). `None` keeps everything.
+            Reward-model inputs longer than this lose the beginning of their prompt (the response, at whose end the
+            reward is read, is kept whole). Must exceed `max_new_tokens`. `None` keeps everything.
         ensemble (`str`, *optional*, defaults to `"mean"`):
             How the rewards of several reward models are combined: `"mean"`, `"min"` (worst case) or
             `"mean_minus_std"` (uncertainty-weighted: mean - `ensemble_std_coef` x population standard deviation).
@@ -173,6 +173,11 @@ class RejectionSamplingConfig(SFTConfig):
         _check_choice("selection", self.selection, SELECTION_STRATEGIES)
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"`top_fraction` must be in (0, 1], got {self.top_fraction}.")
+        if self.reward_max_length is not None and self.reward_max_length <= self.max_new_tokens:
+            raise ValueError(
+                f"`reward_max_length={self.reward_max_length}` leaves no room for the prompt of a response of up to "
+                f"`max_new_tokens={self.max_new_tokens}` tokens; raise it (or set it to None)."
+            )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0 (0 means greedy decoding), got {self.temperature}.")
         if self.max_steps > 0:
