@@ -202,6 +202,20 @@ def test_encoder_backbone(padding_side):
             torch.testing.assert_close(outputs.pooled_hidden_states[row], hidden[-1], atol=1e-5, rtol=0)
 
 
+def test_mean_pooling_averages_the_response_tokens(qwen):
+    _, tokenizer = qwen
+    model, _ = build_model("qwen2", tokenizer, pooling="mean")
+    sequences, prompt_lengths = zip(*(tokenize_prompt_response(tokenizer, p, r) for p, r in PLAIN))
+    with torch.no_grad():
+        outputs = model(**padded(tokenizer, list(sequences), "left"), prompt_lengths=torch.tensor(prompt_lengths))
+        for row, (ids, prompt_length) in enumerate(zip(sequences, prompt_lengths)):
+            hidden = model.backbone(input_ids=torch.tensor([ids])).last_hidden_state[0]
+            torch.testing.assert_close(
+                outputs.pooled_hidden_states[row], hidden[prompt_length:].mean(0), atol=1e-5, rtol=0
+            )
+            torch.testing.assert_close(outputs.prompt_hidden_states[row], hidden[prompt_length - 1], atol=1e-5, rtol=0)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="lists no `objectives`"):
         MultiObjectiveRewardModel(MultiObjectiveRewardModelConfig(text_config={"model_type": "llama"}))
@@ -209,6 +223,8 @@ def test_config_errors():
         MultiObjectiveRewardModel(MultiObjectiveRewardModelConfig(objectives=["a"]))
     with pytest.raises(ValueError, match="unique"):
         MultiObjectiveRewardModelConfig(objectives=["a", "a"])
+    with pytest.raises(ValueError, match="Unknown `pooling` 'max'"):
+        MultiObjectiveRewardModelConfig(objectives=["a"], pooling="max")
 
 
 LOAD_IN_FRESH_PROCESS = textwrap.dedent(
