@@ -51,9 +51,19 @@ def attach_source_ids(
     return dataset.add_column(SOURCE_ID_COLUMN, ids), names
 
 
+# Keys of a `DatasetDict` of splits (what `load_dataset` returns without `split=`), which is not a dict of sources.
+SPLIT_NAMES = {"train", "test", "validation", "valid", "dev", "eval", "evaluation"}
+
+
 def _concatenate_sources(sources: Mapping[str, Dataset]) -> tuple[Dataset, list[str]]:
     if not sources:
         raise ValueError("The training set is an empty dict: give at least one `{source_name: Dataset}` entry.")
+    if set(sources) <= SPLIT_NAMES:
+        raise ValueError(
+            f"The training set is a dict of splits ({', '.join(sources)}), but a dict is read as `{{source_name: "
+            "Dataset}`. Pass the training split itself (e.g. `dataset['train']`, with a source column if it mixes "
+            "sources), or a dict keyed by source."
+        )
     parts, reference_columns = [], None
     for source_id, (name, part) in enumerate(sources.items()):
         if not isinstance(part, Dataset):

@@ -119,7 +119,9 @@ class MORERewardTrainer(RewardTrainer):
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
 
-        train_dataset, self.source_names = attach_source_ids(train_dataset, args.source_column)
+        self.source_names: list[str] = []
+        if isinstance(train_dataset, (Mapping, Dataset, IterableDataset)):  # other types get TRL's own error
+            train_dataset, self.source_names = attach_source_ids(train_dataset, args.source_column)
         self.num_sources = len(self.source_names)
         if args.samples_per_source is not None and not self.source_names:
             raise ValueError(
@@ -157,7 +159,8 @@ class MORERewardTrainer(RewardTrainer):
                 "backend, so gradients and lambda would not be shared between them. On CPU, set `use_cpu=True` "
                 "(DDP over gloo) or, with DeepSpeed, `ddp_backend='gloo'`."
             )
-        self._eval_metric_prefix = "eval"
+        self._eval_sets_prefix: str | None = None  # set while a dict of eval sets is evaluated set by set
+        self._eval_set_name: str | None = None
         self._head_capture: RewardHeadInputCapture | None = None
         self._weighting: MinNormSourceWeighting | None = None
         if self.num_sources < 2:
@@ -325,18 +328,27 @@ class MORERewardTrainer(RewardTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        # Trainer evaluates a dict of eval sets one by one with the prefix `eval_<name>`; remember it so that the
-        # metrics collected in `compute_loss` get the same prefix instead of overwriting each other.
-        self._eval_metric_prefix = metric_key_prefix
-        return super().evaluate(
-            eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
-        )
+        # Trainer evaluates a dict of eval sets one by one, calling `evaluate` again with the prefix `<prefix>_<name>`.
+        # Remember the name, so that the metrics collected in `compute_loss` (which TRL logs as `eval_<metric>`) get
+        # it too instead of overwriting each other; a single eval set keeps TRL's names.
+        eval_sets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(eval_sets, Mapping) and self._eval_sets_prefix is None:
+            self._eval_sets_prefix = f"{metric_key_prefix}_"
+            try:
+                return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            finally:
+                self._eval_sets_prefix = None
+        if self._eval_sets_prefix is not None and metric_key_prefix.startswith(self._eval_sets_prefix):
+            self._eval_set_name = metric_key_prefix.removeprefix(self._eval_sets_prefix)
+        try:
+            return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        finally:
+            self._eval_set_name = None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        dataset_name = self._eval_metric_prefix.removeprefix("eval").lstrip("_")
-        if not self.model.training and dataset_name:
+        if not self.model.training and self._eval_set_name:
             self._metrics["eval"] = defaultdict(
-                list, {f"{dataset_name}_{key}": values for key, values in self._metrics["eval"].items()}
+                list, {f"{self._eval_set_name}_{key}": values for key, values in self._metrics["eval"].items()}
             )
         super().log(logs, start_time)
 
