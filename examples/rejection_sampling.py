@@ -20,12 +20,12 @@ from trl_more.trainer import RejectionSamplingConfig, RejectionSamplingTrainer
 
 
 QUESTIONS = [
-    "How do I bake bread at home?",
-    "Can you tell me a joke?",
-    "What is the capital of France?",
-    "At what temperature does water boil?",
-    "Write a short summary of the article.",
-    "What is the answer to the question?",
+    "How do I keep basil fresh?",
+    "Can you suggest a name for a grey cat?",
+    "What should I pack for a weekend hike?",
+    "How can I fall asleep faster?",
+    "Why do leaves change colour in autumn?",
+    "What is a good first programming language?",
     "How do I make my coffee less bitter?",
     "Why is the sky blue?",
 ]

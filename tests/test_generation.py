@@ -194,19 +194,9 @@ def _fake_vllm(calls):
     return module
 
 
-@pytest.fixture
-def restored_environment():
-    """The vLLM backend sets the process-layout variables vLLM's launcher reads; later tests must not see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-def test_vllm_backend_builds_a_colocated_engine_syncs_weights_and_samples_n_per_prompt(
-    monkeypatch, restored_environment
-):
+def test_vllm_backend_builds_a_colocated_engine_syncs_weights_and_samples_n_per_prompt(monkeypatch):
     calls = {}
+    monkeypatch.setattr(os, "environ", {**os.environ})  # the launcher variables the backend sets stay in this test
     monkeypatch.setitem(sys.modules, "vllm", _fake_vllm(calls))
     tokenizer = tiny_tokenizer()
     model = tiny_causal_lm("qwen2", tokenizer)

@@ -80,15 +80,6 @@ def _counting_generate_calls():
         GenerationMixin.generate = original
 
 
-@pytest.fixture
-def restored_environment():
-    """The vLLM backend sets the process-layout variables vLLM's launcher reads; later tests must not see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 def _samples(output_dir, iteration):
     return IterationStore(output_dir).read(iteration)
 
@@ -238,7 +229,7 @@ def test_top_fraction_respects_the_filter_and_the_minimum_reward_over_several_ep
     assert metrics["rjs/num_selected"] == len(expected)
 
 
-def test_the_loop_runs_on_the_vllm_backend_unchanged(tmp_path, monkeypatch, restored_environment):
+def test_the_loop_runs_on_the_vllm_backend_unchanged(tmp_path, monkeypatch):
     import sys
     import types
 
@@ -265,6 +256,7 @@ def test_the_loop_runs_on_the_vllm_backend_unchanged(tmp_path, monkeypatch, rest
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams = LLM, lambda **kwargs: types.SimpleNamespace(**kwargs)
     monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setattr(os, "environ", {**os.environ})  # the launcher variables the backend sets stay in this test
     trainer = _trainer(tmp_path, generation_backend="vllm", num_iterations=1)
     assert trainer.processing_class.eos_token_id == 1
     trainer.train()
@@ -275,6 +267,33 @@ def test_the_loop_runs_on_the_vllm_backend_unchanged(tmp_path, monkeypatch, rest
     assert [example["input_ids"][-3:] for example in trainer.train_dataset.examples] == [
         s["response_ids"] for s in samples if s["selected"]
     ]
+
+
+def test_conversational_prompts_use_each_models_chat_template(tmp_path):
+    from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    questions = ["How do I bake bread?", "Tell me a joke.", "Capital of France?"]
+    conversations = Dataset.from_dict({"prompt": [[{"role": "user", "content": q}] for q in questions]})
+    reward_model = tiny_reward_model("qwen2", tokenizer, seed=2)
+    trainer = RejectionSamplingTrainer(
+        tiny_causal_lm("qwen2", tokenizer),
+        reward_model,
+        args=_config(tmp_path, num_iterations=1, num_samples_per_prompt=2),
+        train_dataset=conversations,
+        processing_class=tokenizer,
+        reward_processing_classes=tokenizer,
+    )
+    trainer.train()
+    samples = _samples(tmp_path, 0)
+    assert [s["prompt"] for s in samples[::2]] == [f"<|user|>{q}<|end|><|assistant|>" for q in questions]
+    sample = samples[0]
+    conversation = [*conversations[0]["prompt"], {"role": "assistant", "content": sample["response"]}]
+    ids = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        assert sample["reward"] == pytest.approx(
+            reward_model(input_ids=torch.tensor([ids])).logits[0, 0].item(), abs=1e-4
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from .ensemble import ENSEMBLE_MODES, combine_rewards
 from .scoring import (
+    Prompt,
     RewardModelScorer,
     RewardScores,
     align_pad_token,
@@ -14,6 +15,7 @@ from .selection import SELECTION_STRATEGIES, max_selected, select_samples
 __all__ = [
     "ENSEMBLE_MODES",
     "SELECTION_STRATEGIES",
+    "Prompt",
     "RewardModelScorer",
     "RewardScores",
     "align_pad_token",

@@ -20,6 +20,7 @@ from ..models.tokenization import fit_to_max_length, tokenize_prompt_response
 from .ensemble import combine_rewards
 
 
+# A prompt as a data set holds it: plain text, or a conversation (a list of {"role", "content"} messages).
 Prompt = str | list[dict[str, Any]]
 
 

@@ -76,6 +76,7 @@ from ..generation import (
     shard_for_process,
 )
 from ..rewards import (
+    Prompt,
     RewardModelScorer,
     align_pad_token,
     load_reward_model,
@@ -88,7 +89,6 @@ from .rejection_sampling_config import RejectionSamplingConfig
 
 logger = get_logger(__name__)
 
-Prompt = str | list[dict[str, Any]]
 ResponseFilter = Callable[[Prompt, str], bool]
 
 
