@@ -99,6 +99,8 @@ def main(output_dir: str, use_cpu: bool) -> None:
         if trainer.is_deepspeed_enabled
         else None,
     }
+    if report["zero_stage"] == 3:  # otherwise every ZeRO-3 check below would pass on unpartitioned tensors
+        assert set(map(tuple, report["partitioned_shapes"].values())) == {(0,)}, report["partitioned_shapes"]
     trainer.save_model(str(Path(output_dir) / "final"))
     rank = trainer.accelerator.process_index
     (Path(output_dir) / f"report-rank{rank}.json").write_text(json.dumps(report))
