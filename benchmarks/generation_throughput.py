@@ -9,9 +9,10 @@ Scoring (pairs per second, `RewardModelScorer` on a tiny random Llama reward mod
 batches in input order.
 
 Prompts are random token sequences of uniformly spread lengths, so padding matters. Each measurement is the best of
-`--repeats` runs after a warm-up. Absolute numbers depend on the machine and its load; the ratios are the point.
+`--repeats` interleaved rounds after a warm-up. Absolute numbers depend on the machine and its load; the ratios are
+the point.
 
-    python benchmarks/generation_throughput.py [--prompts 32] [--samples 4] [--max_new_tokens 32] [--repeats 1]
+    python benchmarks/generation_throughput.py [--prompts 32] [--samples 4] [--max_new_tokens 32] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -28,15 +29,20 @@ from trl_more.rewards import RewardModelScorer
 from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 
 
-def best_time(function, repeats: int):
-    """(seconds of the fastest run, result of the last run), after one warm-up run."""
-    result = function()
-    best = float("inf")
+def best_times(functions: dict, repeats: int) -> tuple[dict, dict]:
+    """Fastest time of each function over `repeats` interleaved rounds (after a warm-up), and its last result.
+
+    Interleaving and keeping the minimum make the comparison robust to other processes loading the machine: every
+    function gets its share of the quiet moments.
+    """
+    results = {name: function() for name, function in functions.items()}
+    times = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, function in functions.items():
+            start = time.perf_counter()
+            results[name] = function()
+            times[name] = min(times[name], time.perf_counter() - start)
+    return times, results
 
 
 def main():
@@ -49,9 +55,11 @@ def main():
     parser.add_argument(
         "--batch_size", type=int, default=8, help="Prompts per generate call / pairs per scoring batch."
     )
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     tokenizer = tiny_tokenizer()
     policy = tiny_causal_lm("qwen2", tokenizer).eval()
@@ -77,14 +85,12 @@ def main():
             show_progress=False,
         )
 
-    sorted_backend, unsorted_backend, single = (
-        backend(args.batch_size, True),
-        backend(args.batch_size, False),
-        backend(1, False),
-    )
+    sorted_backend = backend(args.batch_size, sort=True)
+    unsorted_backend = backend(args.batch_size, sort=False)
+    one_at_a_time = backend(1, sort=False)
 
     def naive():
-        return [[single.generate(policy, [ids], 1)[0][0] for _ in range(args.samples)] for ids in prompt_ids]
+        return [[one_at_a_time.generate(policy, [ids], 1)[0][0] for _ in range(args.samples)] for ids in prompt_ids]
 
     generation = {
         "batched, length-sorted": lambda: sorted_backend.generate(policy, prompt_ids, args.samples),
@@ -95,29 +101,31 @@ def main():
         f"Generation: {args.prompts} prompts of {args.min_prompt_length}-{args.max_prompt_length} tokens x "
         f"{args.samples} samples, up to {args.max_new_tokens} new tokens, batch {args.batch_size} prompts"
     )
+    times, results = best_times(generation, args.repeats)
     rates = {}
-    for name, function in generation.items():
-        seconds, responses = best_time(function, args.repeats)
-        tokens = sum(len(response) for samples in responses for response in samples)
-        rates[name] = tokens / seconds
-        print(f"  {name:<32} {tokens:>6} tokens in {seconds:7.2f} s = {rates[name]:9.1f} tokens/s")
+    for name in generation:
+        tokens = sum(len(response) for samples in results[name] for response in samples)
+        rates[name] = tokens / times[name]
+        print(f"  {name:<32} {tokens:>6} tokens in {times[name]:7.2f} s = {rates[name]:9.1f} tokens/s")
     reference = rates["batched, length-sorted"]
     print(f"  batched+sorted / naive:    {reference / rates['naive (one response per call)']:.1f}x")
     print(f"  batched+sorted / unsorted: {reference / rates['batched, unsorted']:.2f}x")
 
-    with torch.no_grad():
-        responses = sorted_backend.generate(policy, prompt_ids, args.samples)
+    responses = results["batched, length-sorted"]
     prompts = [tokenizer.decode(ids) for ids in prompt_ids for _ in range(args.samples)]
     texts = [tokenizer.decode(response, skip_special_tokens=True) for samples in responses for response in samples]
     print(f"Scoring: {len(texts)} (prompt, response) pairs, batch {args.batch_size}")
-    scoring = {}
+    scorers = {
+        sort: RewardModelScorer([reward_model], [tokenizer], batch_size=args.batch_size, sort_by_length=sort)
+        for sort in (True, False)
+    }
+    times, scores = best_times(
+        {sort: (lambda scorer=scorer: scorer.score(prompts, texts)) for sort, scorer in scorers.items()}, args.repeats
+    )
     for sort in (True, False):
-        scorer = RewardModelScorer([reward_model], [tokenizer], batch_size=args.batch_size, sort_by_length=sort)
-        seconds, scores = best_time(lambda scorer=scorer: scorer.score(prompts, texts), args.repeats)
-        scoring[sort] = (seconds, scores.combined)
-        print(f"  {'length-sorted' if sort else 'unsorted':<32} {len(texts) / seconds:9.1f} pairs/s")
-    assert torch.allclose(scoring[True][1], scoring[False][1], atol=1e-4), "sorting changed the rewards"
-    print(f"  sorted / unsorted: {scoring[False][0] / scoring[True][0]:.2f}x (same rewards)")
+        print(f"  {'length-sorted' if sort else 'unsorted':<32} {len(texts) / times[sort]:9.1f} pairs/s")
+    assert torch.allclose(scores[True].combined, scores[False].combined, atol=1e-4), "sorting changed the rewards"
+    print(f"  sorted / unsorted: {times[False] / times[True]:.2f}x (same rewards)")
 
 
 if __name__ == "__main__":
