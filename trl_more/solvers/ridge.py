@@ -80,20 +80,21 @@ class _RidgeEigensystem:
             self.projected_targets = vectors.T @ (features.T @ targets)
         self.eigenvalues = np.clip(eigenvalues, 0.0, None)  # round-off can make zero eigenvalues slightly negative
 
+    def _scaled_targets(self, alphas: np.ndarray) -> np.ndarray:
+        # (n_alphas, r, k): the projected targets divided by (eigenvalue + alpha).
+        return self.projected_targets[None] / (self.eigenvalues[None, :, None] + alphas[:, None, None])
+
     def coefficients(self, alphas: np.ndarray) -> np.ndarray:
         """(n_alphas, d, k) coefficients."""
-        scaled = self.projected_targets[None] / (self.eigenvalues[None, :, None] + alphas[:, None, None])
-        return np.einsum("dr,ark->adk", self.basis, scaled)
+        return self.basis @ self._scaled_targets(alphas)
 
     def intercepts(self, coefficients: np.ndarray) -> np.ndarray:
         """(n_alphas, k) intercepts of the coefficients."""
-        return self.target_mean[None] - np.einsum("d,adk->ak", self.feature_mean, coefficients)
+        return self.target_mean[None] - self.feature_mean @ coefficients
 
     def predict(self, alphas: np.ndarray, features: np.ndarray) -> np.ndarray:
         """(n_alphas, m, k) predictions for features (m, d), without forming the coefficients."""
-        projected = (features - self.feature_mean) @ self.basis
-        scaled = self.projected_targets[None] / (self.eigenvalues[None, :, None] + alphas[:, None, None])
-        return np.einsum("mr,ark->amk", projected, scaled) + self.target_mean
+        return ((features - self.feature_mean) @ self.basis) @ self._scaled_targets(alphas) + self.target_mean
 
 
 def _check_inputs(
