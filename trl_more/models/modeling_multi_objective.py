@@ -456,7 +456,8 @@ class MultiObjectiveRewardModel(PreTrainedModel):
             *(["\n".join(header)] if metadata else []),
             f"# Multi-objective reward model ({config.num_objectives} objectives, gated scalarization)",
             f"Backbone: `{base_model or config.text_config.model_type}` ({config.text_config.model_type}). The score "
-            "is `sum_i g_i(prompt) * r'_i`, with `r = W h_last` the objective rewards (ratings scaled to [0, 1]), "
+            f"is `sum_i g_i(prompt) * r'_i`, with `r = W h` the objective rewards (ratings scaled to [0, 1]) from the "
+            f"{'last token' if config.pooling == 'last' else 'mean of the response tokens'} `h`, "
             "`r' = r @ M` the transformed rewards and `g` the gate's weights, computed from the hidden state of "
             "the last prompt token.",
             "## Objectives\n\n" + "\n".join(objectives),
@@ -477,12 +478,13 @@ class MultiObjectiveRewardModel(PreTrainedModel):
 
 
 def _markdown_table(tables: Mapping[str, Mapping[str, float]]) -> str:
-    columns = list(dict.fromkeys(column for row in tables.values() for column in row))
-    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    """One small table per evaluation: its name, then a row of column names and a row of values."""
+    blocks = []
     for name, row in tables.items():
-        cells = [f"{float(row[column]):.4g}" if column in row else "" for column in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        header = "| " + " | ".join(row) + " |"
+        values = "| " + " | ".join(f"{float(value):.4g}" for value in row.values()) + " |"
+        blocks.append(f"**{name}**\n\n{header}\n|{'---|' * len(row)}\n{values}")
+    return "\n\n".join(blocks)
 
 
 MultiObjectiveRewardModel.register_for_auto_class("AutoModelForSequenceClassification")
