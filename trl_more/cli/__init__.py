@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "reward": ("trl_more.cli.reward", "train a reward model on a source mixture (MORE or MultiTask)"),
     "evaluate": ("trl_more.cli.evaluate", "score preference sources: accuracy, ECE, reward margins, plots"),
     "rjs": ("trl_more.cli.rjs", "rejection-sampling fine-tuning (RJS/RAFT) of a policy against reward models"),
+    "armo": ("trl_more.cli.armo", "multi-objective reward model with a gate (ArmoRM): stage 1 ratings, stage 2 gate"),
 }
 
 

@@ -2,8 +2,17 @@
 
 from .more_config import MORERewardConfig
 from .more_trainer import MORERewardTrainer
+from .multi_objective_config import MultiObjectiveRewardConfig
+from .multi_objective_trainer import MultiObjectiveRewardTrainer
 from .rejection_sampling_config import RejectionSamplingConfig
 from .rejection_sampling_trainer import RejectionSamplingTrainer
 
 
-__all__ = ["MORERewardConfig", "MORERewardTrainer", "RejectionSamplingConfig", "RejectionSamplingTrainer"]
+__all__ = [
+    "MORERewardConfig",
+    "MORERewardTrainer",
+    "MultiObjectiveRewardConfig",
+    "MultiObjectiveRewardTrainer",
+    "RejectionSamplingConfig",
+    "RejectionSamplingTrainer",
+]
