@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from trl import TrlParser
@@ -198,9 +199,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
         )
 
     result = evaluate(eval_sources)
-    _write(result, output_dir, "", config.plots)
-    if config.plots:
-        _plot_training_log(Path(config.model), output_dir)
+    write_evaluation(result, output_dir, plots=config.plots, training_log=Path(config.model))
     print(result.to_markdown())
 
     if calibration_sources:
@@ -214,7 +213,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
             config.outlier_threshold,
             temperature,
         )
-        _write(calibrated, output_dir, "_calibrated", config.plots)
+        write_evaluation(calibrated, output_dir, plots=config.plots, suffix="_calibrated")
         print(
             f"Temperature {temperature:.4g} fitted on {fit.num_pairs} held-out pairs: ECE there "
             f"{fit.ece_before:.4f} -> {fit.ece_after:.4f}, accuracy unchanged at {100 * fit.accuracy:.2f}%.\n"
@@ -228,24 +227,37 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
     return result
 
 
-def _write(result: RewardEvaluation, output_dir: Path, suffix: str, plots: bool) -> None:
+def write_evaluation(
+    result: RewardEvaluation,
+    output_dir: str | Path,
+    plots: bool = True,
+    suffix: str = "",
+    training_log: Any = None,
+) -> None:
+    """Write `metrics<suffix>.json`/`.md` and, with `plots`, the reliability diagrams, the reward-difference boxes
+    (uncalibrated results only: a temperature only rescales them) and, when `training_log` (anything
+    `trl_more.plots.load_log_history` reads) holds MORE's lambda, `lambda.png`."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     result.to_json(output_dir / f"metrics{suffix}.json")
     (output_dir / f"metrics{suffix}.md").write_text(result.to_markdown())
-    if plots:
-        from ..plots import plot_reliability_diagrams, plot_reward_differences
-
-        plot_reliability_diagrams(result, output_dir / f"reliability{suffix}.png", n_bins=result.n_bins)
-        if not suffix:  # dividing by a temperature only rescales the boxes
-            plot_reward_differences(result, output_dir / "reward_differences.png")
-
-
-def _plot_training_log(model_dir: Path, output_dir: Path) -> None:
-    """lambda per source over training, when the model folder is the output of a MORE training run."""
-    from ..plots import LAMBDA_PREFIX, load_log_history, plot_lambda_history
-
-    try:
-        history = load_log_history(model_dir)
-    except FileNotFoundError:
+    if not plots:
         return
-    if any(key.startswith(LAMBDA_PREFIX) for entry in history for key in entry):
-        plot_lambda_history(history, output_dir / "lambda.png")
+    from ..plots import (
+        LAMBDA_PREFIX,
+        load_log_history,
+        plot_lambda_history,
+        plot_reliability_diagrams,
+        plot_reward_differences,
+    )
+
+    plot_reliability_diagrams(result, output_dir / f"reliability{suffix}.png", n_bins=result.n_bins)
+    if not suffix:
+        plot_reward_differences(result, output_dir / "reward_differences.png")
+    if training_log is not None:
+        try:
+            history = load_log_history(training_log)
+        except FileNotFoundError:
+            return
+        if any(key.startswith(LAMBDA_PREFIX) for entry in history for key in entry):
+            plot_lambda_history(history, output_dir / "lambda.png")
