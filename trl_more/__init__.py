@@ -11,9 +11,44 @@ __version__ = "0.1.0"
 # Public names and the module that defines each; imported on first use so that `import trl_more` stays fast and the
 # light modules (solvers, metrics, data) do not pull in trl and transformers.
 _EXPORTS = {
+    # trainer
     "MORERewardConfig": "trl_more.trainer",
     "MORERewardTrainer": "trl_more.trainer",
+    "MultiObjectiveRewardConfig": "trl_more.trainer",
+    "MultiObjectiveRewardTrainer": "trl_more.trainer",
+    "RejectionSamplingConfig": "trl_more.trainer",
+    "RejectionSamplingTrainer": "trl_more.trainer",
+    # models
+    "MultiObjectiveRewardModel": "trl_more.models",
+    "MultiObjectiveRewardModelConfig": "trl_more.models",
+    # data
+    "MixtureConfig": "trl_more.data",
+    "SourceConfig": "trl_more.data",
+    "load_mixture": "trl_more.data",
+    "load_preference_source": "trl_more.data",
+    "mix_sources": "trl_more.data",
+    # metrics
+    "PreferenceMetrics": "trl_more.metrics",
+    "RewardEvaluation": "trl_more.metrics",
+    "TemperatureFit": "trl_more.metrics",
+    "average_calibration_error": "trl_more.metrics",
+    "confidence_calibration_error": "trl_more.metrics",
+    "evaluate_reward_model": "trl_more.metrics",
+    "expected_calibration_error": "trl_more.metrics",
+    "fit_temperature": "trl_more.metrics",
+    "maximum_calibration_error": "trl_more.metrics",
+    "preference_accuracy": "trl_more.metrics",
+    "preference_metrics": "trl_more.metrics",
+    "reward_difference_outliers": "trl_more.metrics",
+    "reward_temperature": "trl_more.metrics",
+    "set_reward_temperature": "trl_more.metrics",
+    # rewards
+    "RewardModelScorer": "trl_more.rewards",
+    "combine_rewards": "trl_more.rewards",
+    # solvers
+    "fit_ridge": "trl_more.solvers",
     "min_norm_weights": "trl_more.solvers",
+    "verbosity_penalties": "trl_more.solvers",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -31,6 +66,48 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-if TYPE_CHECKING:
-    from .solvers import min_norm_weights  # noqa: F401
-    from .trainer import MORERewardConfig, MORERewardTrainer  # noqa: F401
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import (  # noqa: F401
+        MixtureConfig,
+        SourceConfig,
+        load_mixture,
+        load_preference_source,
+        mix_sources,
+    )
+    from .metrics import (  # noqa: F401
+        PreferenceMetrics,
+        RewardEvaluation,
+        TemperatureFit,
+        average_calibration_error,
+        confidence_calibration_error,
+        evaluate_reward_model,
+        expected_calibration_error,
+        fit_temperature,
+        maximum_calibration_error,
+        preference_accuracy,
+        preference_metrics,
+        reward_difference_outliers,
+        reward_temperature,
+        set_reward_temperature,
+    )
+    from .models import (  # noqa: F401
+        MultiObjectiveRewardModel,
+        MultiObjectiveRewardModelConfig,
+    )
+    from .rewards import (  # noqa: F401
+        RewardModelScorer,
+        combine_rewards,
+    )
+    from .solvers import (  # noqa: F401
+        fit_ridge,
+        min_norm_weights,
+        verbosity_penalties,
+    )
+    from .trainer import (  # noqa: F401
+        MORERewardConfig,
+        MORERewardTrainer,
+        MultiObjectiveRewardConfig,
+        MultiObjectiveRewardTrainer,
+        RejectionSamplingConfig,
+        RejectionSamplingTrainer,
+    )
