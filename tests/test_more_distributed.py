@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification
 pytestmark = pytest.mark.distributed
 
 SCRIPT = Path(__file__).parent / "scripts" / "more_distributed.py"
-ZERO3_CONFIG = Path(__file__).parent / "configs" / "zero3_cpu.json"
+ZERO3_CONFIG = Path(__file__).parents[1] / "recipes" / "accelerate_configs" / "zero3_cpu_test.json"
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
 
