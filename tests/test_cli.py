@@ -1,0 +1,244 @@
+"""`trl-more <subcommand>` end to end on CPU with tiny models and tiny YAML configs, through the dispatcher.
+
+`trl-more evaluate` with flags, `armo` through its own parser and `rjs` through its recipe are tested in
+test_evaluate.py, test_multi_objective_cli.py and test_rejection_sampling.py; here every subcommand is run the way a
+user runs it: `trl-more <subcommand> --config file.yaml [flags]` (in-process through `trl_more.cli.main`, and once
+as `accelerate launch -m trl_more.cli`).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trl_more.cli import main as cli_main
+from trl_more.data import load_mixture
+from trl_more.metrics import evaluate_reward_model
+from trl_more.testing import (
+    save_tiny_reward_model,
+    tiny_causal_lm,
+    tiny_reward_model,
+    tiny_tokenizer,
+    toy_preference_sources,
+    write_toy_mixture,
+)
+from trl_more.trainer.rejection_sampling_trainer import IterationStore
+
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ("polite", "concise", "factual")
+TINY_TRAINING = {
+    "per_device_train_batch_size": 6,  # 2 pairs of each of the 3 toy sources
+    "per_device_eval_batch_size": 8,
+    "max_steps": 4,
+    "learning_rate": 1.0e-3,
+    "max_length": 64,
+    "truncation_mode": "keep_end",
+    "logging_steps": 1,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "bf16": False,
+    "activation_checkpointing": False,
+    "report_to": "none",
+    "seed": 0,
+}
+
+
+def write_yaml(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def reward_config(tmp_path: Path, **overrides) -> Path:
+    """A tiny `trl-more reward` YAML: a tiny Qwen2 model and the three toy sources (18 training pairs each)."""
+    values = {
+        "model_name_or_path": str(save_tiny_reward_model(tmp_path / "base")),
+        "mixture": str(write_toy_mixture(tmp_path / "data", num_pairs=24, test_size=6)),
+        "output_dir": str(tmp_path / "run"),
+        **TINY_TRAINING,
+        **overrides,
+    }
+    return write_yaml(tmp_path / "reward.yaml", values)
+
+
+def card_lambdas(card: str) -> dict[str, float]:
+    """The `lambda (last logged)` column of the model card's training-data table."""
+    return {
+        name: float(value) for name, value in re.findall(r"^\| (\w+) \| [\d,]+ \| ([\d.]+) \|$", card, re.MULTILINE)
+    }
+
+
+def test_reward_trains_evaluates_and_writes_the_model_card_from_a_yaml_config(tmp_path):
+    cli_main(["reward", "--config", str(reward_config(tmp_path))])
+
+    run = tmp_path / "run"
+    model = AutoModelForSequenceClassification.from_pretrained(run).eval()
+    tokenizer = AutoTokenizer.from_pretrained(run)
+    assert model.config.num_labels == 1
+    base = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base")
+    assert not torch.equal(model.score.weight, base.score.weight)  # it trained
+
+    # The written evaluation is the saved model's: scoring the held-out pairs again gives the same margins.
+    written = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert list(written["sources"]) == list(SOURCES)
+    assert all(written["sources"][name]["num_pairs"] == 6 for name in SOURCES)
+    held_out = load_mixture(tmp_path / "data" / "mixture.yaml").test_by_source()
+    rescored = evaluate_reward_model(model, tokenizer, held_out, max_length=64, show_progress=False)
+    for name in SOURCES:
+        np.testing.assert_allclose(written["margins"][name], rescored.margins[name], atol=1e-5)
+    for plot in ("reliability.png", "reward_differences.png", "lambda.png"):
+        assert (run / "evaluation" / plot).read_bytes()[:4] == b"\x89PNG"
+
+    card = (run / "README.md").read_text()
+    assert "**MORE**" in card and "2 pairs of each of the 3 sources" in card
+    assert all(f"| {name} | 18 |" in card for name in SOURCES)  # 24 pairs per file, 6 held out
+    lambdas = card_lambdas(card)
+    assert set(lambdas) == set(SOURCES) and sum(lambdas.values()) == pytest.approx(1.0, abs=2e-4)
+    for name in SOURCES:  # the table of the card is the evaluation written next to it
+        accuracy = 100 * written["sources"][name]["preference_accuracy"]
+        assert f"| {name} | 6 | {accuracy:.2f} | {written['sources'][name]['ece']:.4f} |" in card
+    assert "![lambda per source over training](lambda.png)" in card and (run / "lambda.png").is_file()
+
+
+def test_reward_flags_override_the_yaml_under_accelerate_launch(tmp_path):
+    """`accelerate launch -m trl_more.cli reward --config ... --reweighting uniform`: the flag wins over the YAML."""
+    config = reward_config(tmp_path, reweighting="more", max_steps=2)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    launch += [str(REPO / "recipes" / "accelerate_configs" / "cpu.yaml"), "-m", "trl_more.cli", "reward"]
+    result = subprocess.run(
+        [*launch, "--config", str(config), "--reweighting", "uniform", "--evaluate", "false"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "**MultiTask**" in card and "weight 1/3" in card
+    assert card_lambdas(card) == {name: pytest.approx(1 / 3, abs=1e-4) for name in SOURCES}
+    assert not (tmp_path / "run" / "evaluation").exists()  # --evaluate false
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_evaluate_reads_its_yaml_config(tmp_path):
+    model_dir = save_tiny_reward_model(tmp_path / "model")
+    pairs = toy_preference_sources(10, seed=3)["polite"]
+    pairs.to_json(tmp_path / "polite.jsonl")
+    config = write_yaml(
+        tmp_path / "evaluate.yaml",
+        {"model": str(model_dir), "sources": [f"polite={tmp_path / 'polite.jsonl'}"], "batch_size": 4, "plots": False},
+    )
+    cli_main(["evaluate", "--config", str(config), "--output_dir", str(tmp_path / "out")])
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    expected = evaluate_reward_model(model, AutoTokenizer.from_pretrained(model_dir), {"polite": pairs})
+    np.testing.assert_allclose(written["margins"]["polite"], expected.margins["polite"], atol=1e-6)
+    assert not (tmp_path / "out" / "reliability.png").exists()  # plots: false
+
+
+def test_armo_reads_its_yaml_config(tmp_path, shared_data):
+    tokenizer = tiny_tokenizer()
+    backbone = tmp_path / "backbone"
+    tiny_reward_model("qwen2", tokenizer).base_model.save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    config = write_yaml(
+        tmp_path / "armo.yaml",
+        {
+            "stage": "regression",
+            "model_name_or_path": str(backbone),
+            "rating_path": str(shared_data / "topical_chat" / "topical_chat.json"),
+            "objectives": ["topical-chat-engagingness", "topical-chat-overall"],
+            "gate_hidden_sizes": [8],
+            "max_length": 256,
+            "truncation_mode": "keep_end",
+            "output_dir": str(tmp_path / "stage1"),
+            "bf16": False,
+            "report_to": "none",
+        },
+    )
+    cli_main(["armo", "--config", str(config)])
+    saved = json.loads((tmp_path / "stage1" / "config.json").read_text())
+    assert saved["objectives"] == ["topical-chat-engagingness", "topical-chat-overall"]
+    assert saved["gate_hidden_sizes"] == [8]
+
+
+def test_rjs_reads_its_yaml_config(tmp_path):
+    tokenizer = tiny_tokenizer()
+    tiny_causal_lm("qwen2", tokenizer).save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    toy_preference_sources(8)["factual"].to_json(tmp_path / "prompts.jsonl")
+    config = write_yaml(
+        tmp_path / "rjs.yaml",
+        {
+            "model_name_or_path": str(tmp_path / "policy"),
+            "reward_model_path": [str(save_tiny_reward_model(tmp_path / "reward"))],
+            "prompt_sources": [f"questions={tmp_path / 'prompts.jsonl'}"],
+            "prompt_template": "hh",
+            "num_iterations": 1,
+            "prompts_per_iteration": 4,
+            "num_samples_per_prompt": 2,
+            "max_new_tokens": 6,
+            "per_device_train_batch_size": 2,
+            "learning_rate": 1.0e-4,
+            "bf16": False,
+            "dtype": "float32",
+            "activation_checkpointing": False,
+            "save_strategy": "no",
+            "report_to": "none",
+            "output_dir": str(tmp_path / "rjs"),
+        },
+    )
+    cli_main(["rjs", "--config", str(config)])
+    samples = IterationStore(tmp_path / "rjs").read(0)
+    assert len(samples) == 4 * 2
+    assert all(sample["prompt"].startswith("\n\nHuman: ") for sample in samples)  # prompt_template: hh
+    assert (tmp_path / "rjs" / "model.safetensors").is_file()
+
+
+def test_the_dispatcher_lists_subcommands_and_rejects_unknown_ones(capsys):
+    cli_main(["--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("reward", "evaluate", "rjs", "armo"))
+    with pytest.raises(SystemExit, match="unknown subcommand 'rewrd'"):
+        cli_main(["rewrd"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The examples, run as scripts (in-process, `--tiny`)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def run_example(name: str, arguments: list[str], monkeypatch) -> None:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [name, *arguments])
+    runpy.run_path(str(REPO / "examples" / name), run_name="__main__")
+
+
+def test_the_more_reward_example_trains_and_writes_its_model_card(tmp_path, monkeypatch, capsys):
+    run_example("more_reward.py", ["--tiny", "--max_steps", "3", "--output_dir", str(tmp_path)], monkeypatch)
+    printed = capsys.readouterr().out
+    assert all(re.search(rf"{name}: accuracy [\d.]+%, ECE 0\.\d{{4}}", printed) for name in SOURCES)
+    card = (tmp_path / "README.md").read_text()
+    assert "**MORE**" in card and all(f"| {name} | 36 |" in card for name in SOURCES)  # 48 pairs, 12 held out
+    assert all(f"| {name} | 12 |" in card for name in SOURCES)  # the evaluation table, from trainer.evaluate()
+    assert (tmp_path / "lambda.png").is_file() and (tmp_path / "model.safetensors").is_file()
+
+
+def test_the_evaluation_example_writes_tables_and_plots_per_model(tmp_path, monkeypatch):
+    run_example("evaluate_with_plots.py", ["--tiny", "--output_dir", str(tmp_path)], monkeypatch)
+    for name in ("A", "B"):
+        written = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert [row["num_pairs"] for row in written["sources"].values()] == [20, 20, 20]  # odd rows of 40 held out
+        assert (tmp_path / name / "reliability.png").is_file()
+    assert (tmp_path / "reward_differences.png").read_bytes()[:4] == b"\x89PNG"
