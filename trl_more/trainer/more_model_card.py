@@ -205,15 +205,16 @@ def _method_section(trainer: MORERewardTrainer) -> str:
         )
         if num_sources == 2 and args.gradient_normalization == "l2":
             method += " With two sources and l2 normalisation lambda is always (1/2, 1/2): this equals MultiTask."
-    length = "truncated (" + args.truncation_mode + ")" if args.truncation_mode else "longer pairs dropped"
-    duration = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epoch(s)"
+    length = f"longer pairs truncated ({args.truncation_mode})" if args.truncation_mode else "longer pairs dropped"
+    epochs = args.num_train_epochs
+    duration = f"{args.max_steps} steps" if args.max_steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
     settings = {
         "per-device batch (pairs)": args.per_device_train_batch_size,
         "processes x gradient accumulation": f"{args.world_size} x {args.gradient_accumulation_steps}",
         "learning rate": f"{args.learning_rate:g} ({getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)})",
         "training": f"{duration}, {trainer.state.global_step} optimizer steps done",
-        "max length (tokens)": f"{args.max_length} ({length})",
-        "samples per source": args.samples_per_source if args.samples_per_source is not None else "natural sizes",
+        "max length (tokens)": f"{args.max_length}, {length}",
+        "resampled by the trainer to": args.samples_per_source or "no (sources as given)",
         "seed": args.seed,
     }
     table = "\n".join(

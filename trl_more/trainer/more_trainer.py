@@ -70,7 +70,10 @@ class MORERewardTrainer(RewardTrainer):
       (`reweighting="uniform"` uses 1/K instead: the balanced MultiTask baseline);
     - `lambda/<source>`, `loss/<source>` and `accuracy/<source>` are logged next to TRL's metrics.
 
-    With one source, or no source column, it behaves exactly like [`~trl.RewardTrainer`].
+    With one source, or no source column, it behaves exactly like [`~trl.RewardTrainer`]. Its model card (written on
+    every checkpoint, by `create_model_card` and by `push_to_hub`) is TRL's plus the sources and their sizes, the
+    method, the per-source accuracy and ECE, the lambda plot and how to load the model; a failed `push_to_hub` raises
+    `HubUploadError` and leaves the saved output in place.
 
     Example:
 
@@ -397,7 +400,8 @@ class MORERewardTrainer(RewardTrainer):
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs):
         """`Trainer.push_to_hub`: save to `output_dir`, write the model card (`evaluation=` is passed on to
         `create_model_card`), upload the folder. A failed upload raises `HubUploadError`, which says where the
-        local copy is and how to retry; nothing local is removed."""
+        local copy is and how to retry; nothing local is removed. (With `blocking=False` the upload runs in the
+        background and its errors come from the returned future.)"""
         try:
             return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
         except Exception as error:
