@@ -1,0 +1,633 @@
+"""Rejection sampling in miniature against a known gold reward: do MultiTask and MORE proxies align a policy as well?
+
+The MORE paper's claim is that better-calibrated reward models align policies better under rejection sampling (RJS).
+Human preferences have no known ground truth, so this benchmark builds a world where the truth is known:
+
+1. Policy: a small causal LM (Qwen2 layout, about 1.6M parameters, a byte-level BPE tokenizer trained here) fine-tuned
+   briefly on real (question, answer) pairs of ../shared/data (HH-RLHF single-turn conversations, the Alpaca-GPT4
+   sample, the UltraFeedback sample), so that it answers in varied, half-formed English.
+2. Gold reward: relevance, the cosine similarity between the all-MiniLM-L6-v2 sentence embeddings (mean-pooled,
+   normalised; what that model was trained for) of the question and of the response. A fixed, deterministic, real
+   function of the text: "does the answer talk about what was asked". An answer without a letter or digit scores 0.
+3. Preference data from four sources (the questions of HH helpful, HH harmless, Alpaca and UltraFeedback): two
+   policy samples per question, labelled by the gold reward, each label flipped with a source-specific probability
+   (`LABEL_NOISE`), so the sources disagree as annotator pools do.
+4. Proxy reward models: MiniLM trained on those pairs with MultiTask (uniform) and with MORE (min-norm), the same
+   settings as benchmarks/calibration.py; their held-out accuracy against the noise-free gold order and their ECE
+   against held-out labels drawn like the training labels.
+5. RJS with each proxy (`RejectionSamplingTrainer`, best of 4, fresh questions every iteration); after every iteration
+   the policy answers a fixed set of held-out evaluation questions (4 samples each), scored by the gold reward.
+
+Reported per iteration and proxy: gold reward of the evaluation samples (mean and standard error), and, on the
+iteration's own samples, the gold reward of all of them, of the ones the proxy selected, and of the gold-best of each
+prompt (what a perfect reward model would have selected), with the proxy's agreement with gold.
+
+    python benchmarks/rjs_gold.py            # about 20 minutes on 2 idle cores
+    python benchmarks/rjs_gold.py --threads 1 --iterations 2 --prompts_per_iteration 32   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from calibration import TrainingSettings, train_reward_model
+from run_all import machine_description
+
+
+BENCHMARKS = Path(__file__).resolve().parent
+DATA_DIR = BENCHMARKS.parent / ".." / "shared" / "data"
+RESULTS_DIR = BENCHMARKS / "results"
+
+# Probability that a source's label contradicts the gold reward.
+LABEL_NOISE = {"hh-helpful": 0.0, "hh-harmless": 0.1, "alpaca": 0.25, "ultrafeedback": 0.4}
+PROXIES = ("multitask", "more")
+HUMAN, ASSISTANT = "\n\nHuman: ", "\n\nAssistant:"
+# Longer questions are not used as prompts: they would crowd out the answer in the policy's and the proxies' context.
+MAX_QUESTION_CHARS = 400
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data: questions and answers of every source
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_sources(data_dir: Path) -> dict[str, dict[str, list]]:
+    """`{source: {"questions": [...], "answers": [(question, answer), ...]}}`: every distinct opening question of at
+    most `MAX_QUESTION_CHARS` characters, and the single-turn (question, chosen answer) pairs the policy is pre-trained
+    on."""
+    from trl_more.cli.rjs import first_human_turn
+    from trl_more.data import load_preference_source, read_records
+
+    files = {
+        "hh-helpful": ("hh-helpful", data_dir / "hh_rlhf/helpful-base.test.jsonl.gz"),
+        "hh-harmless": ("hh-harmless", data_dir / "hh_rlhf/harmless-base.test.jsonl.gz"),
+        "ultrafeedback": (
+            "ultrafeedback",
+            [data_dir / "ultrafeedback/train_clean.jsonl", data_dir / "ultrafeedback/eval_clean.jsonl"],
+        ),
+    }
+    sources = {}
+    for source, (name, path) in files.items():
+        paths = [str(item) for item in path] if isinstance(path, list) else str(path)
+        dataset = load_preference_source(name, paths).dataset
+        questions = [first_human_turn(prompt) for prompt in dataset["prompt"]]
+        single_turn = [prompt.count(HUMAN.strip()) == 1 for prompt in dataset["prompt"]]
+        answers = [(q, a.strip()) for q, a, one in zip(questions, dataset["chosen"], single_turn) if one and a.strip()]
+        sources[source] = {"questions": _distinct(questions), "answers": answers}
+    alpaca = read_records(str(data_dir / "alpaca_gpt4/alpaca_en_demo.json"))
+    pairs = [(_alpaca_question(row), row["output"].strip()) for row in alpaca]
+    sources["alpaca"] = {"questions": _distinct(q for q, _ in pairs), "answers": pairs}
+    return {source: sources[source] for source in LABEL_NOISE}
+
+
+def _alpaca_question(row: dict) -> str:
+    return f"{row['instruction'].strip()}\n{row['input'].strip()}".strip()
+
+
+def _distinct(questions) -> list[str]:
+    return [question for question in dict.fromkeys(questions) if 0 < len(question) <= MAX_QUESTION_CHARS]
+
+
+def hh_prompt(question: str) -> str:
+    return f"{HUMAN}{question}{ASSISTANT}"
+
+
+def split_questions(sources: dict, counts: dict[str, int], seed: int) -> dict[str, dict[str, list[str]]]:
+    """Disjoint question sets per source and use: `{use: {source: [question, ...]}}` (uses: the keys of `counts`)."""
+    splits = {use: {} for use in counts}
+    for source, content in sources.items():
+        questions = list(content["questions"])
+        random.Random(f"{seed}-{source}").shuffle(questions)
+        needed = sum(counts.values())
+        if len(questions) < needed:
+            raise ValueError(f"Source {source!r} has {len(questions)} distinct questions; {needed} are needed.")
+        start = 0
+        for use, count in counts.items():
+            splits[use][source] = questions[start : start + count]
+            start += count
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Policy
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def train_policy_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on `texts`, with `<|pad|>` and `<|endoftext|>` (eos) tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|pad|>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<|pad|>", eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+
+
+def pretrain_policy(sources: dict, options: argparse.Namespace, folder: Path) -> Path:
+    """The initial policy: a small Qwen2 fine-tuned on the sources' (question, answer) pairs, saved to `folder` (and
+    read back from there when it already holds one)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from trl_more.testing import tiny_causal_lm
+
+    if (folder / "config.json").is_file():
+        return folder
+    pairs = [pair for content in sources.values() for pair in content["answers"]]
+    tokenizer = train_policy_tokenizer([f"{q} {a}" for q, a in pairs], options.policy_vocab_size)
+    policy = tiny_causal_lm(
+        "qwen2",
+        tokenizer,
+        seed=options.seed,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    rows = [{"prompt": hh_prompt(q), "completion": f" {a}"} for q, a in pairs]
+    random.Random(options.seed).shuffle(rows)
+    args = SFTConfig(
+        str(folder / "trainer"),
+        max_steps=options.policy_steps,
+        per_device_train_batch_size=16,
+        learning_rate=2e-3,
+        lr_scheduler_type="cosine",
+        warmup_steps=20,
+        max_length=128,
+        gradient_checkpointing=False,
+        logging_steps=max(1, options.policy_steps // 10),
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        seed=options.seed,
+    )
+    SFTTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer).train()
+    policy.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def sample_answers(policy, tokenizer, questions: list[str], num_samples: int, max_new_tokens: int) -> list[list[str]]:
+    """`num_samples` sampled answers (decoded text) per question, in the HH format the policy was trained on."""
+    from accelerate import Accelerator
+
+    from trl_more.generation import SamplingSettings, TransformersGenerationBackend
+
+    backend = TransformersGenerationBackend(
+        Accelerator(cpu=True),
+        SamplingSettings(max_new_tokens=max_new_tokens, temperature=1.0),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_ids=[tokenizer.eos_token_id],
+        batch_size=32,
+        show_progress=False,
+    )
+    prompt_ids = [tokenizer(text=hh_prompt(question))["input_ids"] for question in questions]
+    samples = backend.generate(policy, prompt_ids, num_samples)
+    return [[tokenizer.decode(ids, skip_special_tokens=True) for ids in answers] for answers in samples]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Gold reward
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class GoldReward:
+    """Relevance of an answer to its question: cosine similarity of their all-MiniLM-L6-v2 sentence embeddings (mean
+    of the last hidden states over the tokens, L2-normalised), in [-1, 1]; an answer without a letter or digit gets 0.
+    Deterministic (eval mode, no dropout)."""
+
+    def __init__(self, batch_size: int = 64):
+        from transformers import AutoModel, AutoTokenizer
+
+        from trl_more.testing import minilm_path
+
+        self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        self.encoder = AutoModel.from_pretrained(minilm_path()).eval()
+        self.batch_size = batch_size
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        missing = [text for text in dict.fromkeys(texts) if text not in self._cache]
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            inputs = self.tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
+            hidden = self.encoder(**inputs).last_hidden_state
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+            self._cache.update(zip(batch, embeddings))
+        return torch.stack([self._cache[text] for text in texts])
+
+    def __call__(self, questions: list[str], answers: list[str]) -> np.ndarray:
+        similarity = (self._embed(questions) * self._embed([answer.strip() for answer in answers])).sum(-1).numpy()
+        has_content = np.array([bool(re.search(r"\w", answer)) for answer in answers])
+        return np.where(has_content, similarity, 0.0).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Proxy reward models
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def labelled_pairs(questions: dict[str, list[str]], policy, tokenizer, gold: GoldReward, options, seed: int):
+    """Two policy answers per question, ordered by the gold reward, the order flipped with the source's noise rate.
+
+    Returns a Dataset (`prompt`, `chosen`, `rejected`, `source`, `gold_margin` = gold(chosen) - gold(rejected),
+    `flipped`). Pairs whose answers are identical are left out (they carry no preference).
+    """
+    from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for source, source_questions in questions.items():
+        answers = sample_answers(policy, tokenizer, source_questions, 2, options.max_new_tokens)
+        firsts, seconds = [a[0] for a in answers], [a[1] for a in answers]
+        gold_first, gold_second = gold(source_questions, firsts), gold(source_questions, seconds)
+        for question, first, second, g1, g2 in zip(source_questions, firsts, seconds, gold_first, gold_second):
+            if first.strip() == second.strip() or g1 == g2:
+                continue
+            better, worse, margin = (first, second, g1 - g2) if g1 > g2 else (second, first, g2 - g1)
+            flipped = bool(rng.random() < LABEL_NOISE[source])
+            chosen, rejected = (worse, better) if flipped else (better, worse)
+            rows.append(
+                {
+                    "prompt": hh_prompt(question),
+                    "chosen": f" {chosen.strip()}",
+                    "rejected": f" {rejected.strip()}",
+                    "source": source,
+                    "gold_margin": float(-margin if flipped else margin),
+                    "flipped": flipped,
+                }
+            )
+    return Dataset.from_list(rows)
+
+
+def proxy_quality(model, tokenizer, test_pairs, max_length: int) -> dict[str, dict[str, float]]:
+    """Per source: accuracy against the gold order and ECE against the noisy labels (as trained) and the gold order."""
+    from trl_more.metrics import evaluate_reward_model, expected_calibration_error
+
+    by_source = {s: test_pairs.filter(lambda row, s=s: row["source"] == s) for s in LABEL_NOISE}
+    columns = ["prompt", "chosen", "rejected"]
+    evaluation = evaluate_reward_model(
+        model,
+        tokenizer,
+        {s: d.select_columns(columns) for s, d in by_source.items()},
+        batch_size=32,
+        max_length=max_length,
+        show_progress=False,
+    )
+    quality = {}
+    for source, dataset in by_source.items():
+        margins = evaluation.margins[source]
+        gold_sign = np.sign(dataset["gold_margin"])  # +1 where the label agrees with gold
+        gold_margins = margins * gold_sign  # the margin of the gold-better answer over the gold-worse one
+        quality[source] = {
+            "pairs": len(dataset),
+            "gold_accuracy": float(np.mean(gold_margins > 0)),
+            "label_accuracy": float(np.mean(margins > 0)),
+            "label_ece": expected_calibration_error(margins),
+            "gold_ece": expected_calibration_error(gold_margins),
+        }
+    quality["average"] = {
+        key: float(np.mean([row[key] for row in quality.values()]))
+        for key in ("gold_accuracy", "label_accuracy", "label_ece", "gold_ece")
+    }
+    return quality
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rejection sampling
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_questions, gold, options, output_dir):
+    """RJS of the initial policy against `proxy`; per iteration, gold rewards of the evaluation and training samples."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
+    from trl_more.generation import is_degenerate_response
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_folder)
+    policy = AutoModelForCausalLM.from_pretrained(policy_folder)
+    prompts = Dataset.from_dict({"prompt": [hh_prompt(q) for q in rjs_questions]})
+    config = RejectionSamplingConfig(
+        str(output_dir),
+        num_iterations=options.iterations,
+        prompts_per_iteration=options.prompts_per_iteration,
+        num_samples_per_prompt=4,
+        selection="best_per_prompt",
+        temperature=1.0,
+        max_new_tokens=options.max_new_tokens,
+        generation_batch_size=32,
+        reward_batch_size=32,
+        reward_max_length=options.max_length,
+        max_length=192,
+        per_device_train_batch_size=16,
+        learning_rate=options.rjs_learning_rate,
+        lr_scheduler_type="constant",
+        num_epochs_per_iteration=options.epochs_per_iteration,
+        gradient_checkpointing=False,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        disable_tqdm=True,
+        seed=options.seed,
+    )
+    trainer = RejectionSamplingTrainer(
+        model=policy,
+        reward_models=[proxy],
+        args=config,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        reward_processing_classes=[proxy_tokenizer],
+        response_filter=lambda prompt, response: not is_degenerate_response(response),
+    )
+
+    evaluations = []
+
+    eval_prompt_ids = [tokenizer(text=hh_prompt(question))["input_ids"] for question in eval_questions]
+
+    def evaluate_policy() -> None:
+        # The trainer's own generation backend and sampling settings, on the fixed evaluation questions.
+        samples = trainer.generation_backend.generate(trainer.model_wrapped, eval_prompt_ids, 4)
+        flat_questions = [q for q, group in zip(eval_questions, samples) for _ in group]
+        flat_answers = [tokenizer.decode(ids, skip_special_tokens=True) for group in samples for ids in group]
+        values = gold(flat_questions, flat_answers)
+        evaluations.append(
+            {
+                "gold_mean": float(values.mean()),
+                "gold_sem": float(values.std(ddof=1) / math.sqrt(values.size)),
+                "words": float(np.mean([len(a.split()) for a in flat_answers])),
+            }
+        )
+
+    class GoldEvaluation(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            evaluate_policy()
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if round(state.epoch) % options.epochs_per_iteration == 0:
+                evaluate_policy()
+
+    trainer.add_callback(GoldEvaluation())
+    trainer.train()
+
+    records = []
+    for iteration in range(options.iterations):
+        folder = Path(output_dir) / f"iteration-{iteration:02d}"
+        samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+        questions = [sample["prompt"].removeprefix(HUMAN).removesuffix(ASSISTANT) for sample in samples]
+        values = gold(questions, [sample["response"] for sample in samples])
+        by_prompt: dict[int, list[int]] = {}
+        for position, sample in enumerate(samples):
+            by_prompt.setdefault(sample["prompt_index"], []).append(position)
+        selected = [position for position, sample in enumerate(samples) if sample["selected"]]
+        gold_best = [max(rows, key=lambda row: values[row]) for rows in by_prompt.values()]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        records.append(
+            {
+                "iteration": iteration,
+                "eval_gold_before": evaluations[iteration],
+                "eval_gold_after": evaluations[iteration + 1],
+                "samples_gold_mean": float(values.mean()),
+                "selected_gold_mean": float(values[selected].mean()) if selected else math.nan,
+                "gold_best_mean": float(values[gold_best].mean()),
+                "selection_agrees_with_gold": float(np.mean([row in set(gold_best) for row in selected])),
+                "proxy_reward_mean": metrics.get("rjs/reward_mean"),
+                "proxy_reward_selected_mean": metrics.get("rjs/reward_selected_mean"),
+                "distinct_2": metrics.get("rjs/distinct_2"),
+                "response_length": metrics.get("rjs/response_length"),
+            }
+        )
+    return records, evaluations
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def proxy_table(qualities: dict[str, dict]) -> str:
+    sources = list(LABEL_NOISE)
+    header = ["proxy"] + [f"{s} (noise {LABEL_NOISE[s]:.0%})" for s in sources] + ["average"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, quality in qualities.items():
+        cells = [
+            f"{100 * quality[s]['gold_accuracy']:.1f}% / {quality[s]['label_ece']:.3f} / {quality[s]['gold_ece']:.3f}"
+            for s in [*sources, "average"]
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rjs_table(results: dict[str, tuple[list, list]]) -> str:
+    header = [
+        "proxy",
+        "iteration",
+        "gold (eval questions, before)",
+        "gold of all samples",
+        "gold of proxy-selected",
+        "gold of gold-best",
+        "selection = gold-best",
+        "proxy reward (all / selected)",
+        "distinct-2",
+        "length (tokens)",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, (records, evaluations) in results.items():
+        for record in records:
+            before = record["eval_gold_before"]
+            lines.append(
+                f"| {name} | {record['iteration']} | {before['gold_mean']:.4f} ± {before['gold_sem']:.4f} "
+                f"| {record['samples_gold_mean']:.4f} | {record['selected_gold_mean']:.4f} "
+                f"| {record['gold_best_mean']:.4f} | {100 * record['selection_agrees_with_gold']:.0f}% "
+                f"| {record['proxy_reward_mean']:.3f} / {record['proxy_reward_selected_mean']:.3f} "
+                f"| {record['distinct_2']:.3f} | {record['response_length']:.1f} |"
+            )
+        final = evaluations[-1]
+        lines.append(f"| {name} | final | {final['gold_mean']:.4f} ± {final['gold_sem']:.4f} | | | | | | | |")
+    return "\n".join(lines)
+
+
+def plot_gold_curves(results: dict[str, tuple[list, list]], path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 4.0), dpi=100)
+    axis = figure.subplots()
+    for name, (_, evaluations) in results.items():
+        means = np.array([e["gold_mean"] for e in evaluations])
+        errors = np.array([e["gold_sem"] for e in evaluations])
+        steps = np.arange(len(means))
+        axis.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=f"RJS with the {name} proxy")
+    axis.set(
+        xlabel="RJS iterations done",
+        ylabel="gold reward of the policy's samples",
+        title="Gold reward of held-out answers (mean ± s.e.)",
+    )
+    axis.set_xticks(range(len(means)))
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--work_dir", type=Path, default=BENCHMARKS.parent / "outputs" / "benchmarks" / "rjs_gold")
+    parser.add_argument("--plot_dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores; 1 when the machine is shared)")
+    parser.add_argument("--policy_vocab_size", type=int, default=4096)
+    parser.add_argument("--policy_steps", type=int, default=500)
+    parser.add_argument("--max_new_tokens", type=int, default=40)
+    parser.add_argument("--pairs_per_source", type=int, default=300, help="proxy training pairs per source")
+    parser.add_argument("--test_pairs_per_source", type=int, default=100)
+    parser.add_argument("--proxy_steps", type=int, default=150)
+    parser.add_argument("--max_length", type=int, default=128, help="proxy input tokens (kept from the end)")
+    parser.add_argument("--iterations", type=int, default=4)
+    parser.add_argument("--prompts_per_iteration", type=int, default=128)
+    parser.add_argument("--eval_questions_per_source", type=int, default=24)
+    parser.add_argument("--epochs_per_iteration", type=int, default=2)
+    parser.add_argument("--rjs_learning_rate", type=float, default=5e-4)
+    return parser.parse_args()
+
+
+def main() -> None:
+    options = parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    machine = machine_description()
+    start = time.perf_counter()
+    timings = {}
+    work_dir = options.work_dir
+    sources = load_sources(options.data_dir)
+    rjs_per_source = math.ceil(options.iterations * options.prompts_per_iteration / len(sources))
+    splits = split_questions(
+        sources,
+        {
+            "proxy_train": options.pairs_per_source,
+            "proxy_test": options.test_pairs_per_source,
+            "rjs": rjs_per_source,
+            "eval": options.eval_questions_per_source,
+        },
+        options.seed,
+    )
+
+    stage = time.perf_counter()
+    policy_name = f"policy-{options.policy_steps}steps-vocab{options.policy_vocab_size}-seed{options.seed}"
+    policy_folder = pretrain_policy(sources, options, work_dir / policy_name)
+    timings["policy pre-training"] = time.perf_counter() - stage
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stage = time.perf_counter()
+    gold = GoldReward()
+    policy = AutoModelForCausalLM.from_pretrained(policy_folder)
+    policy_tokenizer = AutoTokenizer.from_pretrained(policy_folder)
+    train_pairs = labelled_pairs(splits["proxy_train"], policy, policy_tokenizer, gold, options, options.seed)
+    test_pairs = labelled_pairs(splits["proxy_test"], policy, policy_tokenizer, gold, options, options.seed + 1)
+    del policy
+    timings["preference pairs (sampling + gold labels)"] = time.perf_counter() - stage
+
+    training = TrainingSettings(
+        steps=options.proxy_steps,
+        batch_size=16,
+        max_length=options.max_length,
+        frozen_layers=3,
+        learning_rate=1e-4,
+        warmup_ratio=0.05,
+        lambda_momentum=0.99,
+        gradient_normalization="l2",
+    )
+    # RJS prompts interleave the sources, so that every iteration's slice holds all of them.
+    rjs_questions = [q for group in zip(*splits["rjs"].values()) for q in group]
+    eval_questions = [q for questions in splits["eval"].values() for q in questions]
+    qualities, results = {}, {}
+    for method in PROXIES:
+        stage = time.perf_counter()
+        trainer, proxy_tokenizer = train_reward_model(
+            method,
+            train_pairs.select_columns(["prompt", "chosen", "rejected", "source"]),
+            training,
+            options.seed,
+            work_dir / f"proxy-{method}",
+        )
+        proxy = trainer.model.eval()
+        name = "MORE" if method == "more" else "MultiTask"
+        qualities[name] = proxy_quality(proxy, proxy_tokenizer, test_pairs, options.max_length)
+        timings[f"{name} proxy training + evaluation"] = time.perf_counter() - stage
+
+        stage = time.perf_counter()
+        torch.manual_seed(options.seed)  # both RJS runs start from the same policy and the same sampling seed
+        results[name] = run_rjs(
+            proxy,
+            proxy_tokenizer,
+            policy_folder,
+            rjs_questions,
+            eval_questions,
+            gold,
+            options,
+            work_dir / f"rjs-{method}",
+        )
+        timings[f"RJS with the {name} proxy"] = time.perf_counter() - stage
+        del trainer, proxy
+
+    total = time.perf_counter() - start
+    plot = plot_gold_curves(results, options.plot_dir / "rjs_gold.png")
+    noisy = sum(train_pairs["flipped"])
+    sections = [
+        f"{machine}. Wall time {total / 60:.1f} min: "
+        + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items())
+        + ".",
+        f"Proxy training pairs: {len(train_pairs)} ({noisy} labels flipped), held-out pairs: {len(test_pairs)}; "
+        f"label noise per source: {', '.join(f'{s} {p:.0%}' for s, p in LABEL_NOISE.items())}. "
+        f"RJS: {options.iterations} iterations of {options.prompts_per_iteration} fresh questions x 4 samples, "
+        f"best of 4, {options.epochs_per_iteration} epochs per iteration at learning rate {options.rjs_learning_rate}; "
+        f"evaluation: {len(eval_questions)} held-out questions x 4 samples after every iteration.",
+        "Proxy quality on held-out pairs, per source: accuracy against the gold order / ECE against held-out labels "
+        "with the source's noise / ECE against the gold order:",
+        proxy_table(qualities),
+        "RJS per iteration (the gold columns are means over the iteration's samples; 'before' is the policy that "
+        "generated them):",
+        rjs_table(results),
+        f"Plot: {plot.name}",
+    ]
+    markdown = "\n\n".join(sections) + "\n"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "rjs_gold.md").write_text(markdown)
+    (work_dir / "rjs_gold.json").write_text(
+        json.dumps({"options": {k: str(v) for k, v in vars(options).items()}, "proxies": qualities, "rjs": results})
+    )
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
