@@ -130,6 +130,31 @@ def test_reward_flags_override_the_yaml_under_accelerate_launch(tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
+@pytest.mark.distributed
+def test_reward_under_zero3_evaluates_the_gathered_model(tmp_path):
+    """Two CPU processes under DeepSpeed ZeRO-3 (tiny parameters really partitioned): after training, the main process
+    scores the full saved copy instead of its empty shards, and writes the same numbers a fresh scoring gives."""
+    config = reward_config(tmp_path, max_steps=2, ddp_backend="gloo", evaluate=True)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1"]
+    launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "--use_deepspeed", "--deepspeed_config_file"]
+    launch += [str(REPO / "recipes" / "accelerate_configs" / "zero3_cpu_test.json"), "-m", "trl_more.cli", "reward"]
+    result = subprocess.run(
+        [*launch, "--config", str(config)], capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    written = json.loads((run / "evaluation" / "metrics.json").read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(run)
+    tests = load_mixture(tmp_path / "data" / "mixture.yaml").test_by_source()
+    expected = evaluate_reward_model(
+        model, AutoTokenizer.from_pretrained(run), tests, max_length=64, show_progress=False
+    )
+    for name in SOURCES:
+        np.testing.assert_allclose(written["margins"][name], expected.margins[name], atol=1e-5)
+    assert (run / "trainer_state.json").is_file()
+
+
 def test_evaluate_reads_its_yaml_config(tmp_path):
     model_dir = save_tiny_reward_model(tmp_path / "model")
     pairs = toy_preference_sources(10, seed=3)["polite"]

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # light modules (solvers, metrics, data) do not pull in trl and transformers.
 _EXPORTS = {
     # trainer
+    "HubUploadError": "trl_more.trainer",
     "MORERewardConfig": "trl_more.trainer",
     "MORERewardTrainer": "trl_more.trainer",
     "MultiObjectiveRewardConfig": "trl_more.trainer",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover
         verbosity_penalties,
     )
     from .trainer import (  # noqa: F401
+        HubUploadError,
         MORERewardConfig,
         MORERewardTrainer,
         MultiObjectiveRewardConfig,

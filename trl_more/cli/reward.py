@@ -24,6 +24,7 @@ from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..trainer import MORERewardConfig
+from .common import model_init_kwargs
 
 
 @dataclass
@@ -125,6 +126,7 @@ def default_model(output_dir: str) -> str:
 
 def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, model_args: ModelConfig) -> None:
     from transformers import AutoTokenizer
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     from ..metrics import PreferenceMetrics, evaluate_reward_model
     from ..trainer import MORERewardTrainer
@@ -132,14 +134,7 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
 
     train_dataset, test_sources = load_sources(script_args, training_args.seed)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir)
-    model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
-    training_args.model_init_kwargs = model_init_kwargs
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     tokenizer = AutoTokenizer.from_pretrained(
         model_name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
     )
@@ -161,24 +156,33 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
     # Saved without pushing (`_internal_call`): the upload comes last, with the evaluation in the model card, so a
     # failed upload can lose neither the model nor the evaluation.
     trainer.save_model(training_args.output_dir, _internal_call=True)
+    trainer.save_state()  # trainer_state.json: `trl-more evaluate` draws lambda over training from it
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}.")
 
     evaluation = None
-    if script_args.evaluate and trainer.accelerator.is_main_process:
+    if script_args.evaluate:
         from .evaluate import write_evaluation
 
+        # Every process scores (the tokenization synchronises processes, as TRL's dataset preparation does); the main
+        # one writes. Under ZeRO-3 the trained weights are partitioned, so the full copy `save_model` wrote is scored.
+        model = trainer.model
+        if is_deepspeed_zero3_enabled():
+            trainer.accelerator.wait_for_everyone()  # the main process has finished writing the full copy
+            model = load_unpartitioned(training_args)
         evaluation = evaluate_reward_model(
-            trainer.model,
+            model,
             tokenizer,
             test_sources,
             batch_size=training_args.per_device_eval_batch_size,
             max_length=training_args.max_length,
             truncation_mode=training_args.truncation_mode or "keep_end",
+            show_progress=trainer.accelerator.is_main_process,
         )
-        write_evaluation(
-            evaluation, Path(training_args.output_dir) / "evaluation", training_log=trainer.state.log_history
-        )
-        print(evaluation.to_markdown())
+        if trainer.accelerator.is_main_process:
+            write_evaluation(
+                evaluation, Path(training_args.output_dir) / "evaluation", training_log=trainer.state.log_history
+            )
+            print(evaluation.to_markdown())
     trainer.create_model_card(evaluation=evaluation)  # README.md: sources, method, metrics, lambda plot, usage
     if training_args.push_to_hub:
         try:
@@ -187,3 +191,19 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
             raise SystemExit(f"trl-more reward: {error}") from error
         trainer.accelerator.print(f"Pushed to https://huggingface.co/{trainer.hub_model_id}.")
     trainer.accelerator.end_training()
+
+
+def load_unpartitioned(training_args: MORERewardConfig):
+    """The saved model, whole on this process, although a ZeRO-3 config is active (transformers would otherwise
+    partition it with `zero.Init` as it loads)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    active_config = hf_deepspeed._hf_deepspeed_config_weak_ref  # transformers offers unset, but no getter to restore
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            training_args.output_dir, **training_args.model_init_kwargs
+        )
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = active_config

@@ -19,6 +19,7 @@ from typing import Any
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from ..trainer.rejection_sampling_config import RejectionSamplingConfig
+from .common import model_init_kwargs
 
 
 # SPEC section 4: the Alpaca instruction template, without and with an input.
@@ -159,14 +160,7 @@ def main(
 
     if model_args.model_name_or_path is None:
         raise ValueError("Give the policy with `--model_name_or_path`.")
-    model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
-    training_args.model_init_kwargs = model_init_kwargs
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     if training_args.reward_model_init_kwargs is None and model_args.dtype is not None:
         training_args.reward_model_init_kwargs = {"dtype": model_args.dtype}
 

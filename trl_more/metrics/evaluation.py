@@ -161,7 +161,9 @@ def evaluate_reward_model(
     Pairs are tokenized exactly as `trl.RewardTrainer` tokenizes them (any of TRL's preference formats: explicit or
     implicit prompt, standard or conversational; already tokenized `chosen_ids`/`rejected_ids` are used as they are)
     and padded by TRL's preference collator, so the scores equal what the trainer sees. Batches are sorted by length
-    (longest first, so an out-of-memory error shows at once) and run under `torch.no_grad()` in eval mode. Like
+    (longest first, so an out-of-memory error shows at once) and run under `torch.no_grad()` in eval mode.
+    Under several processes, call it on every process: the tokenization is TRL's dataset preparation, which lets the
+    main process go first and so waits for the others. Like
     `trl.RewardTrainer`, a model config without a `pad_token_id` gets the tokenizer's pad (else EOS) token id.
 
     Args:
