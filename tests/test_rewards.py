@@ -123,7 +123,9 @@ def test_long_inputs_lose_the_start_of_their_prompt(decoder_reward_model):
     prompt, response = "Human: tell me about bread. " * 4 + "Assistant:", " Yes."
     assert len(tokenizer(prompt + response)["input_ids"]) > 12
     scores = RewardModelScorer([model], [tokenizer], max_length=12).score([prompt], [response])
-    assert scores.combined.item() == pytest.approx(_reference_reward(model, tokenizer, prompt + response, 12), abs=1e-5)
+    assert scores.combined.item() == pytest.approx(
+        _reference_reward(model, tokenizer, prompt + response, 12), abs=1e-5
+    )
     with pytest.raises(ValueError, match="leaves no room for the prompt"):
         RewardModelScorer([model], [tokenizer], max_length=4).score(["Human: hi"], [" a much longer response"])
 
