@@ -14,21 +14,22 @@ from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_s
 SOURCES = ("polite", "concise", "factual")
 
 
+# Training settings shared by the MORE runs and the plain TRL runs they are compared with.
+COMMON = dict(
+    per_device_train_batch_size=6,
+    max_steps=4,
+    learning_rate=1e-3,
+    logging_steps=1,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    gradient_checkpointing=False,
+    seed=0,
+)
+
+
 def config(tmp_path, **overrides):
-    defaults = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=6,
-        max_steps=4,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to="none",
-        bf16=False,
-        save_strategy="no",
-        gradient_checkpointing=False,
-        seed=0,
-    )
-    defaults.update(overrides)
-    return MORERewardConfig(**defaults)
+    return MORERewardConfig(output_dir=str(tmp_path), **{**COMMON, **overrides})
 
 
 def trainer_for(tmp_path, train_dataset=None, architecture="qwen2", **overrides):
@@ -52,19 +53,7 @@ def test_uniform_weighting_matches_trl_reward_trainer_on_the_same_batches(tmp_pa
     plain_dataset = concatenate_datasets(list(toy_preference_sources(12).values())).select(order)
     plain = RewardTrainer(
         model=tiny_reward_model("qwen2", tokenizer),
-        args=RewardConfig(
-            **{k: v for k, v in config(tmp_path / "plain").to_dict().items() if k in ("output_dir",)},
-            per_device_train_batch_size=6,
-            max_steps=4,
-            learning_rate=1e-3,
-            logging_steps=1,
-            report_to="none",
-            bf16=False,
-            save_strategy="no",
-            gradient_checkpointing=False,
-            seed=0,
-            train_sampling_strategy="sequential",
-        ),
+        args=RewardConfig(str(tmp_path / "plain"), **COMMON, train_sampling_strategy="sequential"),
         train_dataset=plain_dataset,
         processing_class=tokenizer,
     )
@@ -115,18 +104,7 @@ def test_single_source_behaves_exactly_like_reward_trainer(tmp_path):
     tokenizer = more.processing_class
     plain = RewardTrainer(
         model=tiny_reward_model("qwen2", tokenizer),
-        args=RewardConfig(
-            str(tmp_path / "plain"),
-            per_device_train_batch_size=6,
-            max_steps=3,
-            learning_rate=1e-3,
-            logging_steps=1,
-            report_to="none",
-            bf16=False,
-            save_strategy="no",
-            gradient_checkpointing=False,
-            seed=0,
-        ),
+        args=RewardConfig(str(tmp_path / "plain"), **{**COMMON, "max_steps": 3}),
         train_dataset=dataset,
         processing_class=tokenizer,
     )
