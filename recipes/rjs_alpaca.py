@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trl_more.cli import rjs
+from trl_more.cli import parse_strictly, rjs
 
 
 SMOKE_CONFIG = Path(__file__).with_name("rjs_alpaca_smoke.yaml")
@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None):
     parser = rjs.make_parser(prog="rjs_alpaca.py")
     parser.set_defaults(**PAPER_DEFAULTS)
     if "--smoke" not in argv:
-        return rjs.main(*parser.parse_args_and_config(argv))
+        return rjs.main(*parse_strictly(parser, argv))
     argv.remove("--smoke")
     if "--config" not in argv:
         argv = ["--config", str(SMOKE_CONFIG), *argv]
     with tempfile.TemporaryDirectory(prefix="rjs-alpaca-smoke-") as folder:
         # Flags given on the command line come later and win, so a smoke run can also use real models.
-        return rjs.main(*parser.parse_args_and_config([*tiny_models(Path(folder)), *argv]))
+        return rjs.main(*parse_strictly(parser, [*tiny_models(Path(folder)), *argv]))
 
 
 if __name__ == "__main__":

@@ -477,6 +477,19 @@ def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them
     assert rjs.first_human_turn("\n\nHuman: Hi there\n\nAssistant: Hello\n\nHuman: Bye\n\nAssistant:") == "Hi there"
 
 
+def test_recipe_refuses_a_misspelled_option_before_loading_anything(tmp_path):
+    import runpy
+
+    recipe = runpy.run_path(str(REPO / "recipes" / "rjs_alpaca.py"))
+    config = tmp_path / "typo.yaml"
+    config.write_text("num_samples_per_promt: 8\n")
+    with pytest.raises(SystemExit, match="'num_samples_per_promt': did you mean 'num_samples_per_prompt'"):
+        recipe["main"](["--model_name_or_path", "missing", "--reward_model_path", "missing", "--config", str(config)])
+    with pytest.raises(SystemExit, match="unrecognized arguments --temprature 0.7.*did you mean 'temperature'"):
+        flags = ["--model_name_or_path", "missing", "--reward_model_path", "missing", "--use_cpu"]  # bf16 needs use_cpu
+        recipe["main"]([*flags, "--temprature", "0.7"])
+
+
 @pytest.mark.parametrize(
     "name, distributed_type, num_processes, zero_stage, offload_optimizer",
     [

@@ -34,13 +34,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def parse_subcommand_arguments(subcommand: str, args: list[str]) -> tuple:
-    """The config dataclasses of `trl-more <subcommand> <args>`, from the flags and the `--config` YAML file.
+    """The config dataclasses of `trl-more <subcommand> <args>`, from the flags and the `--config` YAML file."""
+    parser = importlib.import_module(SUBCOMMANDS[subcommand][0]).make_parser(prog=f"trl-more {subcommand}")
+    return parse_strictly(parser, args)
 
-    Every YAML key and every flag must be an option of the subcommand: an unknown one (e.g. a misspelled key) stops
-    the command with a message that names it, the file and the closest option, before anything runs.
+
+def parse_strictly(parser, args: list[str]) -> tuple:
+    """`parser.parse_args_and_config(args)` for a `TrlParser`, refusing anything that is not one of its options.
+
+    Every YAML key and every flag must be an option of the parser: an unknown one (e.g. a misspelled key) stops the
+    command with a message that names it, the file and the closest option, before anything runs.
     """
-    prog = f"trl-more {subcommand}"
-    parser = importlib.import_module(SUBCOMMANDS[subcommand][0]).make_parser(prog=prog)
+    prog = parser.prog
     options = {field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init}
     if "--config" in args and args.index("--config") + 1 < len(args):
         _check_config_keys(args[args.index("--config") + 1], options, prog)
