@@ -20,7 +20,7 @@ the held-out pairs: accuracy and ECE (SPEC section 2, 10 bins) per source and th
 mean and standard deviation over seeds, with MORE - MultiTask differences paired by seed (same initialisation, same
 batches). Plots (first seed): reliability diagrams per method, reward-difference box plots, MORE's lambda.
 
-    python benchmarks/calibration.py                       # the benchmark (3 seeds, about 40 min on 2 idle cores)
+    python benchmarks/calibration.py                       # the benchmark (3 seeds, about 47 min on 2 idle cores)
     python benchmarks/calibration.py --split validation    # same, evaluated on a validation split carved from train
     python benchmarks/calibration.py --split validation --methods more --lambda_momentum 0.1 --tag momentum0.1
 
@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from run_all import machine_description
 from tqdm.auto import tqdm
 
@@ -193,13 +194,13 @@ def train_and_score(method: str, train, held_out: dict, settings: Settings, seed
     """Train one reward model and return its held-out reward margins, timings and logged lambdas."""
     from trl_more.metrics import evaluate_reward_model
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if method == "single":  # the same pairs of its source as a mixed run, in batches of the same size
         settings = replace(settings, steps=round(settings.steps / len(SOURCE_FILES)))
     trainer, tokenizer = train_reward_model(method, train, settings, seed, output_dir)
-    train_seconds = time.perf_counter() - start
+    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     evaluation = evaluate_reward_model(
         trainer.model,
         tokenizer,
@@ -209,12 +210,13 @@ def train_and_score(method: str, train, held_out: dict, settings: Settings, seed
         truncation_mode="keep_end",
         show_progress=False,
     )
-    eval_seconds = time.perf_counter() - start
+    eval_seconds, eval_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     history = trainer.state.log_history
     result = {
         "margins": {source: values.tolist() for source, values in evaluation.margins.items()},
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
+        "cpu_seconds": train_cpu_seconds + eval_cpu_seconds,
         "log_history": [entry for entry in history if any(key.startswith("lambda/") for key in entry)],
         "train_loss": next((entry["train_loss"] for entry in reversed(history) if "train_loss" in entry), None),
     }
@@ -399,8 +401,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     options = parse_args()
     if options.threads:
-        import torch
-
         torch.set_num_threads(options.threads)
     settings = Settings(
         split=options.split,
@@ -447,11 +447,14 @@ def main() -> None:
     plots = [] if options.no_plots else make_plots(evaluations, runs, options.seeds[0], options.plot_dir, name)
     train_minutes = sum(run["train_seconds"] for run in runs) / 60
     eval_minutes = sum(run["eval_seconds"] for run in runs) / 60
+    cpu_minutes = sum(run["cpu_seconds"] for run in runs) / 60
+    threads = torch.get_num_threads()
     sections = {
         "": (
             f"Split: {options.split}; seeds {', '.join(map(str, options.seeds))}; settings `{json.dumps(asdict(settings))}`.\n"
             f"{machine}. Wall time {wall_seconds / 60:.1f} min ({reused} of {len(runs)} models reused from the cache); "
-            f"training {train_minutes:.1f} min and scoring {eval_minutes:.1f} min summed over the {len(runs)} models.\n"
+            f"training {train_minutes:.1f} min and scoring {eval_minutes:.1f} min summed over the {len(runs)} models, "
+            f"{cpu_minutes:.1f} min of CPU time on {threads} torch thread(s).\n"
             "Held-out pairs: " + ", ".join(f"{s} {len(d)}" for s, d in held_out.items()) + "."
         ),
         "Mean ± standard deviation over seeds": table3(evaluations, options.seeds),

@@ -6,9 +6,12 @@ Human preferences have no known ground truth, so this benchmark builds a world w
 1. Policy: a small causal LM (Qwen2 layout, about 1.6M parameters, a byte-level BPE tokenizer trained here) fine-tuned
    briefly on real (question, answer) pairs of ../shared/data (HH-RLHF single-turn conversations, the Alpaca-GPT4
    sample, the UltraFeedback sample), so that it answers in varied, half-formed English.
-2. Gold reward: relevance, the cosine similarity between the all-MiniLM-L6-v2 sentence embeddings (mean-pooled,
-   normalised; what that model was trained for) of the question and of the response. A fixed, deterministic, real
-   function of the text: "does the answer talk about what was asked". An answer without a letter or digit scores 0.
+2. Gold reward: relevance plus helpful tone, both read from all-MiniLM-L6-v2 sentence embeddings (mean-pooled,
+   normalised; what that model was trained for): cos(question, answer) + mean cos(answer, helpful anchors) - mean
+   cos(answer, dismissive anchors) (`HELPFUL_ANCHORS`, `DISMISSIVE_ANCHORS`). A fixed, deterministic, real function of
+   the text: "the answer is about what was asked, and reads as a willing, helpful reply". An answer without a letter
+   or digit scores -1. (Relevance alone did not move in a first version: a 1.6M-parameter policy barely learns to
+   condition on the question from a few hundred examples, so RJS had nothing to improve; the tone part can move.)
 3. Preference data from four sources (the questions of HH helpful, HH harmless, Alpaca and UltraFeedback): two
    policy samples per question, labelled by the gold reward, each label flipped with a source-specific probability
    (`LABEL_NOISE`), so the sources disagree as annotator pools do.
@@ -49,6 +52,11 @@ RESULTS_DIR = BENCHMARKS / "results"
 # Probability that a source's label contradicts the gold reward.
 LABEL_NOISE = {"hh-helpful": 0.0, "hh-harmless": 0.1, "alpaca": 0.25, "ultrafeedback": 0.4}
 PROXIES = ("multitask", "more")
+HELPFUL_ANCHORS = (
+    "Sure, I'd be happy to help you with that. Here is what you can do.",
+    "Great question! Here is a clear and detailed answer.",
+)
+DISMISSIVE_ANCHORS = ("I don't know and I don't care.", "No. Figure it out yourself.")
 HUMAN, ASSISTANT = "\n\nHuman: ", "\n\nAssistant:"
 # Longer questions are not used as prompts: they would crowd out the answer in the policy's and the proxies' context.
 MAX_QUESTION_CHARS = 400
@@ -211,9 +219,12 @@ def sample_answers(policy, tokenizer, questions: list[str], num_samples: int, ma
 
 
 class GoldReward:
-    """Relevance of an answer to its question: cosine similarity of their all-MiniLM-L6-v2 sentence embeddings (mean
-    of the last hidden states over the tokens, L2-normalised), in [-1, 1]; an answer without a letter or digit gets 0.
-    Deterministic (eval mode, no dropout)."""
+    """The gold reward of an answer to a question: relevance + tone, from all-MiniLM-L6-v2 sentence embeddings (mean of
+    the last hidden states over the tokens, L2-normalised).
+
+    relevance = cos(question, answer); tone = mean cos(answer, helpful anchor) - mean cos(answer, dismissive anchor).
+    An answer without a letter or digit gets -1. Deterministic (eval mode, no dropout); `components` gives both parts.
+    """
 
     def __init__(self, batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
@@ -237,10 +248,18 @@ class GoldReward:
             self._cache.update(zip(batch, embeddings))
         return torch.stack([self._cache[text] for text in texts])
 
+    def components(self, questions: list[str], answers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(relevance, tone) of every answer, as float64 arrays."""
+        answer_embeddings = self._embed([answer.strip() for answer in answers])
+        relevance = (self._embed(questions) * answer_embeddings).sum(-1)
+        helpful = (answer_embeddings @ self._embed(list(HELPFUL_ANCHORS)).T).mean(-1)
+        dismissive = (answer_embeddings @ self._embed(list(DISMISSIVE_ANCHORS)).T).mean(-1)
+        return relevance.double().numpy(), (helpful - dismissive).double().numpy()
+
     def __call__(self, questions: list[str], answers: list[str]) -> np.ndarray:
-        similarity = (self._embed(questions) * self._embed([answer.strip() for answer in answers])).sum(-1).numpy()
+        relevance, tone = self.components(questions, answers)
         has_content = np.array([bool(re.search(r"\w", answer)) for answer in answers])
-        return np.where(has_content, similarity, 0.0).astype(np.float64)
+        return np.where(has_content, relevance + tone, -1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -374,10 +393,13 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
         flat_questions = [q for q, group in zip(eval_questions, samples) for _ in group]
         flat_answers = [tokenizer.decode(ids, skip_special_tokens=True) for group in samples for ids in group]
         values = gold(flat_questions, flat_answers)
+        relevance, tone = gold.components(flat_questions, flat_answers)
         evaluations.append(
             {
                 "gold_mean": float(values.mean()),
                 "gold_sem": float(values.std(ddof=1) / math.sqrt(values.size)),
+                "relevance_mean": float(relevance.mean()),
+                "tone_mean": float(tone.mean()),
                 "words": float(np.mean([len(a.split()) for a in flat_answers])),
             }
         )
@@ -445,7 +467,7 @@ def rjs_table(results: dict[str, tuple[list, list]]) -> str:
     header = [
         "proxy",
         "iteration",
-        "gold (eval questions, before)",
+        "gold on eval questions, before (relevance + tone)",
         "gold of all samples",
         "gold of proxy-selected",
         "gold of gold-best",
@@ -459,15 +481,22 @@ def rjs_table(results: dict[str, tuple[list, list]]) -> str:
         for record in records:
             before = record["eval_gold_before"]
             lines.append(
-                f"| {name} | {record['iteration']} | {before['gold_mean']:.4f} ± {before['gold_sem']:.4f} "
+                f"| {name} | {record['iteration']} | {_eval_cell(before)} "
                 f"| {record['samples_gold_mean']:.4f} | {record['selected_gold_mean']:.4f} "
                 f"| {record['gold_best_mean']:.4f} | {100 * record['selection_agrees_with_gold']:.0f}% "
                 f"| {record['proxy_reward_mean']:.3f} / {record['proxy_reward_selected_mean']:.3f} "
                 f"| {record['distinct_2']:.3f} | {record['response_length']:.1f} |"
             )
         final = evaluations[-1]
-        lines.append(f"| {name} | final | {final['gold_mean']:.4f} ± {final['gold_sem']:.4f} | | | | | | | |")
+        lines.append(f"| {name} | final | {_eval_cell(final)} | | | | | | | |")
     return "\n".join(lines)
+
+
+def _eval_cell(evaluation: dict) -> str:
+    return (
+        f"{evaluation['gold_mean']:.4f} ± {evaluation['gold_sem']:.4f} "
+        f"({evaluation['relevance_mean']:.3f} + {evaluation['tone_mean']:.3f})"
+    )
 
 
 def plot_gold_curves(results: dict[str, tuple[list, list]], path: Path) -> Path:
@@ -525,7 +554,7 @@ def main() -> None:
     if options.threads:
         torch.set_num_threads(options.threads)
     machine = machine_description()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     timings = {}
     work_dir = options.work_dir
     sources = load_sources(options.data_dir)
@@ -600,11 +629,12 @@ def main() -> None:
         timings[f"RJS with the {name} proxy"] = time.perf_counter() - stage
         del trainer, proxy
 
-    total = time.perf_counter() - start
+    total, cpu_total = time.perf_counter() - start, time.process_time() - cpu_start
     plot = plot_gold_curves(results, options.plot_dir / "rjs_gold.png")
     noisy = sum(train_pairs["flipped"])
     sections = [
-        f"{machine}. Wall time {total / 60:.1f} min: "
+        f"{machine}. Wall time {total / 60:.1f} min ({cpu_total / 60:.1f} min of CPU time on "
+        f"{torch.get_num_threads()} torch thread(s)): "
         + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items())
         + ".",
         f"Proxy training pairs: {len(train_pairs)} ({noisy} labels flipped), held-out pairs: {len(test_pairs)}; "
