@@ -485,8 +485,8 @@ def test_recipe_refuses_a_misspelled_option_before_loading_anything(tmp_path):
     config.write_text("num_samples_per_promt: 8\n")
     with pytest.raises(SystemExit, match="'num_samples_per_promt': did you mean 'num_samples_per_prompt'"):
         recipe["main"](["--model_name_or_path", "missing", "--reward_model_path", "missing", "--config", str(config)])
+    flags = ["--model_name_or_path", "missing", "--reward_model_path", "missing", "--use_cpu"]  # bf16 needs use_cpu
     with pytest.raises(SystemExit, match="unrecognized arguments --temprature 0.7.*did you mean 'temperature'"):
-        flags = ["--model_name_or_path", "missing", "--reward_model_path", "missing", "--use_cpu"]  # bf16 needs use_cpu
         recipe["main"]([*flags, "--temprature", "0.7"])
 
 
