@@ -197,6 +197,43 @@ def test_armo_reads_its_yaml_config(tmp_path, shared_data):
     assert saved["gate_hidden_sizes"] == [8]
 
 
+@pytest.mark.distributed
+def test_armo_under_two_processes_saves_once_and_exits_cleanly(tmp_path, shared_data):
+    """`accelerate launch --multi_gpu` (2 CPU processes over gloo): the main process writes the model while the other
+    waits, and both leave the process group, so the launch succeeds and the saved model loads."""
+    tokenizer = tiny_tokenizer()
+    backbone = tmp_path / "backbone"
+    tiny_reward_model("qwen2", tokenizer).base_model.save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    config = write_yaml(
+        tmp_path / "armo.yaml",
+        {
+            "stage": "regression",
+            "model_name_or_path": str(backbone),
+            "rating_path": str(shared_data / "topical_chat" / "topical_chat.json"),
+            "objectives": ["topical-chat-engagingness", "topical-chat-overall"],
+            "max_length": 256,
+            "truncation_mode": "keep_end",
+            "output_dir": str(tmp_path / "stage1"),
+            "bf16": False,
+            "use_cpu": True,
+            "ddp_backend": "gloo",
+            "report_to": "none",
+        },
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["-m", "trl_more.cli", "armo"]
+    result = subprocess.run(
+        [*launch, "--config", str(config)], capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Model, tokenizer and model card saved to") == 1
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "stage1", trust_remote_code=True)
+    assert model.config.objectives == ["topical-chat-engagingness", "topical-chat-overall"]
+
+
 def test_rjs_reads_its_yaml_config(tmp_path):
     tokenizer = tiny_tokenizer()
     tiny_causal_lm("qwen2", tokenizer).save_pretrained(tmp_path / "policy")

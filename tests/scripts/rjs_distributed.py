@@ -104,6 +104,7 @@ def main(output_dir: str, use_cpu: bool) -> None:
     trainer.save_model(str(Path(output_dir) / "final"))
     rank = trainer.accelerator.process_index
     (Path(output_dir) / f"report-rank{rank}.json").write_text(json.dumps(report))
+    trainer.accelerator.end_training()  # no process exits while another still writes (or uses the process group)
 
 
 class _RecordIterationExamples(TrainerCallback):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 from trl import TrlParser
 
@@ -224,9 +225,15 @@ def _max_length(max_length: int | None, model) -> int | None:
 
 
 def _save(model, tokenizer, training_args: MultiObjectiveRewardConfig) -> None:
-    model.save_pretrained(training_args.output_dir, tokenizer=tokenizer)
-    print(f"Model, tokenizer and model card saved to {training_args.output_dir}.")
-    if training_args.push_to_hub:
+    """Save from the main process while the others wait (so none exits mid-write), then push from the main process
+    (after the barrier: a failed upload raises there without leaving the other processes waiting)."""
+    state = PartialState()
+    if state.is_main_process:
+        model.save_pretrained(training_args.output_dir, tokenizer=tokenizer)
+        print(f"Model, tokenizer and model card saved to {training_args.output_dir}.")
+    state.wait_for_everyone()
+    state.destroy_process_group()
+    if training_args.push_to_hub and state.is_main_process:
         url = model.push_to_hub(training_args.hub_model_id or training_args.output_dir.rstrip("/").split("/")[-1],
                                 tokenizer=tokenizer, private=training_args.hub_private_repo)  # fmt: skip
         print(f"Pushed: {url}")

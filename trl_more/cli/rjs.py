@@ -184,4 +184,5 @@ def main(
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
+    trainer.accelerator.end_training()  # every process waits for the save, then leaves the process group cleanly
     return trainer
