@@ -223,7 +223,7 @@ class GoldReward:
     the last hidden states over the tokens, L2-normalised).
 
     relevance = cos(question, answer); tone = mean cos(answer, helpful anchor) - mean cos(answer, dismissive anchor).
-    An answer without a letter or digit gets -1. Deterministic (eval mode, no dropout); `components` gives both parts.
+    An answer without a letter or digit gets -1. Deterministic (eval mode, no dropout); `scores` also gives both parts.
     """
 
     def __init__(self, batch_size: int = 64):
@@ -248,18 +248,18 @@ class GoldReward:
             self._cache.update(zip(batch, embeddings))
         return torch.stack([self._cache[text] for text in texts])
 
-    def components(self, questions: list[str], answers: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(relevance, tone) of every answer, as float64 arrays."""
+    def scores(self, questions: list[str], answers: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gold reward, relevance, tone) of every answer, as float64 arrays."""
         answer_embeddings = self._embed([answer.strip() for answer in answers])
-        relevance = (self._embed(questions) * answer_embeddings).sum(-1)
+        relevance = (self._embed(questions) * answer_embeddings).sum(-1).double().numpy()
         helpful = (answer_embeddings @ self._embed(list(HELPFUL_ANCHORS)).T).mean(-1)
         dismissive = (answer_embeddings @ self._embed(list(DISMISSIVE_ANCHORS)).T).mean(-1)
-        return relevance.double().numpy(), (helpful - dismissive).double().numpy()
+        tone = (helpful - dismissive).double().numpy()
+        has_content = np.array([bool(re.search(r"\w", answer)) for answer in answers])
+        return np.where(has_content, relevance + tone, -1.0), relevance, tone
 
     def __call__(self, questions: list[str], answers: list[str]) -> np.ndarray:
-        relevance, tone = self.components(questions, answers)
-        has_content = np.array([bool(re.search(r"\w", answer)) for answer in answers])
-        return np.where(has_content, relevance + tone, -1.0)
+        return self.scores(questions, answers)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -392,8 +392,7 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
         samples = trainer.generation_backend.generate(trainer.model_wrapped, eval_prompt_ids, 4)
         flat_questions = [q for q, group in zip(eval_questions, samples) for _ in group]
         flat_answers = [tokenizer.decode(ids, skip_special_tokens=True) for group in samples for ids in group]
-        values = gold(flat_questions, flat_answers)
-        relevance, tone = gold.components(flat_questions, flat_answers)
+        values, relevance, tone = gold.scores(flat_questions, flat_answers)
         evaluations.append(
             {
                 "gold_mean": float(values.mean()),

@@ -69,6 +69,46 @@ def reward_config(tmp_path: Path, **overrides) -> Path:
     return write_yaml(tmp_path / "reward.yaml", values)
 
 
+ARMO_OBJECTIVES = ["topical-chat-engagingness", "topical-chat-overall"]
+
+
+def armo_regression_config(tmp_path: Path, shared_data: Path, **overrides) -> Path:
+    """A tiny `trl-more armo` stage-1 YAML: a tiny Qwen2 backbone and two Topical-Chat objectives."""
+    tokenizer = tiny_tokenizer()
+    backbone = tmp_path / "backbone"
+    tiny_reward_model("qwen2", tokenizer).base_model.save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    values = {
+        "stage": "regression",
+        "model_name_or_path": str(backbone),
+        "rating_path": str(shared_data / "topical_chat" / "topical_chat.json"),
+        "objectives": ARMO_OBJECTIVES,
+        "max_length": 256,
+        "truncation_mode": "keep_end",
+        "output_dir": str(tmp_path / "stage1"),
+        "bf16": False,
+        "report_to": "none",
+        **overrides,
+    }
+    return write_yaml(tmp_path / "armo.yaml", values)
+
+
+def launch_cli(
+    launch_options: list[str], subcommand: str, arguments: list[str], cwd: Path, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """`accelerate launch <launch_options> -m trl_more.cli <subcommand> <arguments>`, offline, one thread a process."""
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [sys.executable, "-m", "accelerate.commands.launch", *launch_options]
+    command += ["-m", "trl_more.cli", subcommand, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cwd, timeout=timeout)
+
+
 def card_lambdas(card: str) -> dict[str, float]:
     """The `lambda (last logged)` column of the model card's training-data table."""
     return {
@@ -111,14 +151,10 @@ def test_reward_trains_evaluates_and_writes_the_model_card_from_a_yaml_config(tm
 def test_reward_flags_override_the_yaml_under_accelerate_launch(tmp_path):
     """`accelerate launch -m trl_more.cli reward --config ... --reweighting uniform`: the flag wins over the YAML."""
     config = reward_config(tmp_path, reweighting="more", max_steps=2)
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
-    launch += [str(REPO / "recipes" / "accelerate_configs" / "cpu.yaml"), "-m", "trl_more.cli", "reward"]
-    result = subprocess.run(
-        [*launch, "--config", str(config), "--reweighting", "uniform", "--evaluate", "false"],
-        capture_output=True,
-        text=True,
-        env=environment,
+    result = launch_cli(
+        ["--config_file", str(REPO / "recipes" / "accelerate_configs" / "cpu.yaml")],
+        "reward",
+        ["--config", str(config), "--reweighting", "uniform", "--evaluate", "false"],
         cwd=tmp_path,
         timeout=300,
     )
@@ -135,13 +171,10 @@ def test_reward_under_zero3_evaluates_the_gathered_model(tmp_path):
     """Two CPU processes under DeepSpeed ZeRO-3 (tiny parameters really partitioned): after training, the main process
     scores the full saved copy instead of its empty shards, and writes the same numbers a fresh scoring gives."""
     config = reward_config(tmp_path, max_steps=2, ddp_backend="gloo", evaluate=True)
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1"]
-    launch += ["--mixed_precision", "no", "--dynamo_backend", "no", "--use_deepspeed", "--deepspeed_config_file"]
-    launch += [str(REPO / "recipes" / "accelerate_configs" / "zero3_cpu_test.json"), "-m", "trl_more.cli", "reward"]
-    result = subprocess.run(
-        [*launch, "--config", str(config)], capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600
-    )
+    launch = ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--use_deepspeed", "--deepspeed_config_file"]
+    launch += [str(REPO / "recipes" / "accelerate_configs" / "zero3_cpu_test.json")]
+    result = launch_cli(launch, "reward", ["--config", str(config)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     written = json.loads((run / "evaluation" / "metrics.json").read_text())
@@ -172,28 +205,10 @@ def test_evaluate_reads_its_yaml_config(tmp_path):
 
 
 def test_armo_reads_its_yaml_config(tmp_path, shared_data):
-    tokenizer = tiny_tokenizer()
-    backbone = tmp_path / "backbone"
-    tiny_reward_model("qwen2", tokenizer).base_model.save_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
-    config = write_yaml(
-        tmp_path / "armo.yaml",
-        {
-            "stage": "regression",
-            "model_name_or_path": str(backbone),
-            "rating_path": str(shared_data / "topical_chat" / "topical_chat.json"),
-            "objectives": ["topical-chat-engagingness", "topical-chat-overall"],
-            "gate_hidden_sizes": [8],
-            "max_length": 256,
-            "truncation_mode": "keep_end",
-            "output_dir": str(tmp_path / "stage1"),
-            "bf16": False,
-            "report_to": "none",
-        },
-    )
+    config = armo_regression_config(tmp_path, shared_data, gate_hidden_sizes=[8])
     cli_main(["armo", "--config", str(config)])
     saved = json.loads((tmp_path / "stage1" / "config.json").read_text())
-    assert saved["objectives"] == ["topical-chat-engagingness", "topical-chat-overall"]
+    assert saved["objectives"] == ARMO_OBJECTIVES
     assert saved["gate_hidden_sizes"] == [8]
 
 
@@ -201,37 +216,13 @@ def test_armo_reads_its_yaml_config(tmp_path, shared_data):
 def test_armo_under_two_processes_saves_once_and_exits_cleanly(tmp_path, shared_data):
     """`accelerate launch --multi_gpu` (2 CPU processes over gloo): the main process writes the model while the other
     waits, and both leave the process group, so the launch succeeds and the saved model loads."""
-    tokenizer = tiny_tokenizer()
-    backbone = tmp_path / "backbone"
-    tiny_reward_model("qwen2", tokenizer).base_model.save_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
-    config = write_yaml(
-        tmp_path / "armo.yaml",
-        {
-            "stage": "regression",
-            "model_name_or_path": str(backbone),
-            "rating_path": str(shared_data / "topical_chat" / "topical_chat.json"),
-            "objectives": ["topical-chat-engagingness", "topical-chat-overall"],
-            "max_length": 256,
-            "truncation_mode": "keep_end",
-            "output_dir": str(tmp_path / "stage1"),
-            "bf16": False,
-            "use_cpu": True,
-            "ddp_backend": "gloo",
-            "report_to": "none",
-        },
-    )
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["-m", "trl_more.cli", "armo"]
-    result = subprocess.run(
-        [*launch, "--config", str(config)], capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600
-    )
+    config = armo_regression_config(tmp_path, shared_data, use_cpu=True, ddp_backend="gloo")
+    launch = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    result = launch_cli([*launch, "--dynamo_backend", "no"], "armo", ["--config", str(config)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Model, tokenizer and model card saved to") == 1
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "stage1", trust_remote_code=True)
-    assert model.config.objectives == ["topical-chat-engagingness", "topical-chat-overall"]
+    assert model.config.objectives == ARMO_OBJECTIVES
 
 
 def test_rjs_reads_its_yaml_config(tmp_path):
