@@ -2,14 +2,13 @@
 
 The reference fits every objective with `sklearn.linear_model.Ridge` once per alpha of the grid (1e-4 ... 1e4) on the
 objective's labelled rows and keeps the alpha with the lowest validation MSE. `trl_more.solvers.fit_ridge` does the
-same selection from one eigendecomposition per pattern of labelled rows. For several feature sizes, on features with
-a decaying spectrum (like a backbone's hidden states) and k objectives, either all rated on every row (one label
-pattern, like HelpSteer or Topical-Chat) or with missing labels (three patterns), this prints both
-times, their ratio, and the largest difference between the validation MSEs of the two (per objective and alpha).
+same selection from one tridiagonal reduction per pattern of labelled rows. For several feature sizes, on features
+with a decaying spectrum (like a backbone's hidden states) and k objectives, either all rated on every row (one label
+pattern, like HelpSteer or Topical-Chat) or with missing labels (three patterns), this prints both times, their ratio, and the largest difference between the validation MSEs of the two (per objective and alpha).
 
     python benchmarks/ridge.py [--objectives 6] [--repeats 3] [--threads 1] [--large]
 
-BLAS runs on `--threads` threads (default 1) for both methods: on a shared machine, a multi-threaded eigensolver
+BLAS runs on `--threads` threads (default 1) for both methods: on a shared machine, a multi-threaded LAPACK routine
 waiting for busy cores can be 100x slower than a single-threaded one, which would measure the machine, not the
 methods.
 """

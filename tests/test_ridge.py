@@ -21,7 +21,8 @@ def random_problem(num_rows, num_features, num_objectives, seed=0, noise=0.1):
     return features, targets, true_weights
 
 
-@pytest.mark.parametrize("num_rows, num_features", [(80, 12), (10, 30)])  # covariance route and Gram route
+# Covariance route, Gram route, and the 1 x 1 systems of a single feature or a single row.
+@pytest.mark.parametrize("num_rows, num_features", [(80, 12), (10, 30), (15, 1), (1, 4)])
 @pytest.mark.parametrize("fit_intercept", [False, True])
 def test_path_matches_explicit_solve_for_every_alpha(num_rows, num_features, fit_intercept):
     features, targets, _ = random_problem(num_rows, num_features, 3)

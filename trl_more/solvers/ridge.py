@@ -2,14 +2,16 @@
 
 Stage 1 of the multi-objective reward model (SPEC section 3) fits a linear layer on frozen features, one objective at
 a time, choosing the ridge strength alpha per objective from a grid by validation MSE. Refitting for every alpha and
-every objective (what a loop of `sklearn.linear_model.Ridge` fits does) repeats the same expensive work: with the
-eigendecomposition of the feature covariance X^T X = V diag(s) V^T (or of the Gram matrix X X^T when there are fewer
-rows than features), the solution for any alpha and any target column is
+every objective (what a loop of `sklearn.linear_model.Ridge` fits does) repeats the same expensive work: the feature
+covariance X^T X and its factorisation. Here both are computed once per set of labelled rows. The covariance is
+reduced to X^T X = Q T Q^T with T tridiagonal (the first, and cheaper, half of a symmetric eigendecomposition; the
+second half would cost twice as much again), after which the solution for any alpha and any target column,
 
-    w(alpha) = V diag(1 / (s + alpha)) V^T X^T y,
+    w(alpha) = Q (T + alpha I)^-1 Q^T X^T y,
 
-so one decomposition serves the whole grid and all objectives that are labelled on the same rows. Objectives with
-missing labels (NaN) are fitted on their labelled rows only: one decomposition per distinct pattern of labelled rows.
+costs one O(d) tridiagonal solve and two multiplications by Q. When there are fewer rows than features the n x n Gram
+matrix X X^T is reduced instead, using (X^T X + alpha I)^-1 X^T = X^T (X X^T + alpha I)^-1. Objectives with missing
+labels (NaN) are fitted on their labelled rows only: one reduction per distinct pattern of labelled rows.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import blas, lapack
 
 
 __all__ = ["DEFAULT_ALPHAS", "RidgeFit", "fit_ridge", "ridge_path"]
@@ -56,45 +59,68 @@ class RidgeFit:
         return self.validation_mse.min(axis=0)
 
 
-class _RidgeEigensystem:
-    """One eigendecomposition of the (centred) features of a set of rows, solving any alpha and target in closed form.
-
-    Stores `basis` (d, r), `eigenvalues` (r,) and the projected targets `b` (r, k) so that the coefficients for alpha
-    are `basis @ (b / (eigenvalues + alpha)[:, None])`.
-    """
+class _RidgeSystem:
+    """The ridge problems of one set of rows: one tridiagonal reduction, then any alpha and target in closed form."""
 
     def __init__(self, features: np.ndarray, targets: np.ndarray, fit_intercept: bool):
         self.feature_mean = features.mean(axis=0) if fit_intercept else np.zeros(features.shape[1])
         self.target_mean = targets.mean(axis=0) if fit_intercept else np.zeros(targets.shape[1])
-        features = features - self.feature_mean
-        targets = targets - self.target_mean
+        if fit_intercept:
+            features = features - self.feature_mean
+            targets = targets - self.target_mean
         num_rows, num_features = features.shape
-        if num_rows < num_features:
-            # (X^T X + a I)^-1 X^T = X^T (X X^T + a I)^-1: decompose the smaller n x n Gram matrix.
-            eigenvalues, vectors = np.linalg.eigh(features @ features.T)
-            self.basis = features.T @ vectors
-            self.projected_targets = vectors.T @ targets
+        # syrk fills only the lower triangle, which is all the reduction reads: half the work of a full product.
+        self._dual_features = features if num_rows < num_features else None
+        if self._dual_features is not None:
+            matrix, right_hand_side = blas.dsyrk(1.0, features.T, trans=1, lower=1), targets
         else:
-            eigenvalues, vectors = np.linalg.eigh(features.T @ features)
-            self.basis = vectors
-            self.projected_targets = vectors.T @ (features.T @ targets)
-        self.eigenvalues = np.clip(eigenvalues, 0.0, None)  # round-off can make zero eigenvalues slightly negative
+            matrix, right_hand_side = blas.dsyrk(1.0, features.T, lower=1), features.T @ targets
+        # Only argument errors make dsytrd and dormqr report a nonzero info, and the arguments are built here.
+        reduced, self._diagonal, self._off_diagonal, self._tau, _ = lapack.dsytrd(matrix, lower=1, overwrite_a=1)
+        self._reflectors = reduced[1:, :-1]  # Q's Householder vectors, in the layout of a QR factorisation
+        self._projected_targets = self._multiply_by_q(right_hand_side, transpose=True)
 
-    def _scaled_targets(self, alphas: np.ndarray) -> np.ndarray:
-        # (n_alphas, r, k): the projected targets divided by (eigenvalue + alpha).
-        return self.projected_targets[None] / (self.eigenvalues[None, :, None] + alphas[:, None, None])
+    def _multiply_by_q(self, matrix: np.ndarray, transpose: bool) -> np.ndarray:
+        """Q^T @ matrix (or Q @ matrix); Q fixes the first coordinate and acts on the others, as in LAPACK's dormtr."""
+        result = np.array(matrix, order="F")
+        if self._tau.size == 0:  # a 1 x 1 problem: Q is the identity
+            return result
+        trans = "T" if transpose else "N"
+        _, query, _ = lapack.dormqr("L", trans, self._reflectors, self._tau, result[1:], lwork=-1)
+        result[1:], _, _ = lapack.dormqr("L", trans, self._reflectors, self._tau, result[1:], lwork=int(query[0]))
+        return result
+
+    def _solve_shifted(self, alpha: float) -> np.ndarray:
+        """(T + alpha I)^-1 @ Q^T y, by Gaussian elimination with partial pivoting (stable even when round-off
+        leaves T slightly indefinite)."""
+        diagonal = self._diagonal + alpha
+        if diagonal.size == 1:
+            return self._projected_targets / diagonal[0]
+        *_, solution, info = lapack.dgtsv(self._off_diagonal, diagonal, self._off_diagonal, self._projected_targets)
+        if info != 0:
+            raise np.linalg.LinAlgError(
+                f"The ridge system is singular for alpha={alpha}: use a larger ridge strength."
+            )
+        return solution
 
     def coefficients(self, alphas: np.ndarray) -> np.ndarray:
         """(n_alphas, d, k) coefficients."""
-        return self.basis @ self._scaled_targets(alphas)
+        # One multiplication by Q for all alphas: it reads all of Q, while the tridiagonal solves are cheap.
+        shifted = np.concatenate([self._solve_shifted(alpha) for alpha in alphas], axis=1)  # (r, n_alphas * k)
+        size, num_targets = self._projected_targets.shape
+        solutions = self._multiply_by_q(shifted, transpose=False).reshape(size, len(alphas), num_targets)
+        solutions = solutions.transpose(1, 0, 2)
+        if self._dual_features is not None:
+            return self._dual_features.T @ solutions
+        return solutions
 
     def intercepts(self, coefficients: np.ndarray) -> np.ndarray:
         """(n_alphas, k) intercepts of the coefficients."""
         return self.target_mean[None] - self.feature_mean @ coefficients
 
-    def predict(self, alphas: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """(n_alphas, m, k) predictions for features (m, d), without forming the coefficients."""
-        return ((features - self.feature_mean) @ self.basis) @ self._scaled_targets(alphas) + self.target_mean
+    def predict(self, coefficients: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(n_alphas, m, k) predictions of the coefficients for features (m, d)."""
+        return (features - self.feature_mean) @ coefficients + self.target_mean
 
 
 def _check_inputs(
@@ -127,8 +153,8 @@ def _check_alphas(alphas: Sequence[float]) -> np.ndarray:
 
 def _mask_groups(
     targets: np.ndarray, name: str, objective_names: Sequence[str] | None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Groups of objectives labelled on exactly the same rows: [(row mask, objective indices), ...]."""
+) -> list[tuple[np.ndarray | slice, np.ndarray]]:
+    """Groups of objectives labelled on exactly the same rows: [(rows, objective indices), ...]."""
     labelled = ~np.isnan(targets)
     empty = np.flatnonzero(~labelled.any(axis=0))
     if empty.size:
@@ -137,8 +163,14 @@ def _mask_groups(
             f"Objective(s) {names} have no labels in the {name} set; every objective needs labelled rows there. "
             "Remove the objective or add rated examples for it."
         )
-    patterns, inverse = np.unique(labelled.T, axis=0, return_inverse=True)
-    return [(patterns[g], np.flatnonzero(inverse.reshape(-1) == g)) for g in range(len(patterns))]
+    groups: dict[bytes, list[int]] = {}
+    for objective in range(labelled.shape[1]):
+        groups.setdefault(labelled[:, objective].tobytes(), []).append(objective)
+    # A slice selects all rows without copying the features.
+    return [
+        (slice(None) if labelled[:, objectives[0]].all() else labelled[:, objectives[0]], np.array(objectives))
+        for objectives in groups.values()
+    ]
 
 
 def ridge_path(
@@ -166,7 +198,7 @@ def ridge_path(
     coefficients = np.zeros((alphas.size, targets.shape[1], features.shape[1]))
     intercepts = np.zeros((alphas.size, targets.shape[1]))
     for rows, objectives in _mask_groups(targets, "training", None):
-        system = _RidgeEigensystem(features[rows], targets[rows][:, objectives], fit_intercept)
+        system = _RidgeSystem(features[rows], targets[rows][:, objectives], fit_intercept)
         group_coefficients = system.coefficients(alphas)
         coefficients[:, objectives] = group_coefficients.transpose(0, 2, 1)
         intercepts[:, objectives] = system.intercepts(group_coefficients)
@@ -213,18 +245,18 @@ def fit_ridge(
     intercepts = np.zeros(num_objectives)
     chosen = np.zeros(num_objectives, dtype=int)
     for rows, objectives in _mask_groups(train_targets, "training", objective_names):
-        system = _RidgeEigensystem(train_features[rows], train_targets[rows][:, objectives], fit_intercept)
-        predictions = system.predict(alphas, validation_features)  # (n_alphas, m, group size)
+        system = _RidgeSystem(train_features[rows], train_targets[rows][:, objectives], fit_intercept)
+        coefficients = system.coefficients(alphas)  # (n_alphas, d, group size)
+        group_intercepts = system.intercepts(coefficients)
+        predictions = system.predict(coefficients, validation_features)  # (n_alphas, m, group size)
         for position, objective in enumerate(objectives):
             labelled = validation_labelled[:, objective]
             errors = predictions[:, labelled, position] - validation_targets[labelled, objective]
             validation_mse[:, objective] = (errors**2).mean(axis=1)
         chosen[objectives] = validation_mse[:, objectives].argmin(axis=0)
         for position, objective in enumerate(objectives):
-            alpha = alphas[chosen[objective] : chosen[objective] + 1]
-            coefficients = system.coefficients(alpha)
-            weights[objective] = coefficients[0, :, position]
-            intercepts[objective] = system.intercepts(coefficients)[0, position]
+            weights[objective] = coefficients[chosen[objective], :, position]
+            intercepts[objective] = group_intercepts[chosen[objective], position]
     return RidgeFit(
         weights=weights,
         intercepts=intercepts,
