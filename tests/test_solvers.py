@@ -79,6 +79,27 @@ def test_gram_matrix_entry_point_detects_duplicates():
     np.testing.assert_allclose(min_norm_weights_from_gram(grads @ grads.T), [0.25, 0.25, 0.5], atol=1e-12)
 
 
+def test_vectors_equal_up_to_round_off_are_merged_without_nan():
+    # Their Gram matrix cannot tell them apart (M_11 + M_22 - 2 M_12 cancels to 0 or below), so the closed form
+    # would divide 0 by 0; they are duplicates to working precision and share their weight like exact ones.
+    near = np.array([[1.0, 1e-9], [1.0, 0.0]])
+    np.testing.assert_allclose(min_norm_weights(near), [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose(min_norm_weights(np.vstack([near, [0.0, 1.0]])), [0.25, 0.25, 0.5], atol=1e-9)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # float32 gradients one ulp apart, as the trainer's moving averages can be
+        gradient = torch.from_numpy(rng.normal(size=(1, 64))).float()
+        other = gradient.clone()
+        index = int(rng.integers(64))
+        other[0, index] = torch.nextafter(other[0, index], torch.tensor(math.inf))
+        weights = min_norm_weights(torch.cat([gradient, other]))
+        assert torch.isfinite(weights).all() and weights.sum().item() == pytest.approx(1.0)
+
+
+def test_gram_entry_point_with_given_groups_survives_a_cancelled_distance():
+    near = np.array([[1.0, 1e-9], [1.0, 0.0]])
+    np.testing.assert_allclose(min_norm_weights_from_gram(near @ near.T, groups=[[0], [1]]), [0.5, 0.5])
+
+
 def test_two_unit_vectors_always_get_equal_weights():
     # SPEC: with K = 2 and l2 normalisation MORE reduces to the balanced baseline.
     rng = np.random.default_rng(0)

@@ -5,11 +5,15 @@ vectors only through their Gram matrix M = G G^T, so the solve runs on a K x K f
 
 K = 2 has a closed form. For K > 2 we use Wolfe's min-norm-point algorithm (1976): an active-set method that is
 exact in a finite number of steps, unlike the Frank-Wolfe loop of the reference code, which stops up to ~3e-3 away
-from the optimum. Exact duplicates (zero vectors included) are merged before the solve and share their weight
-equally, so ties are broken symmetrically and no singular system is ever solved.
+from the optimum. Duplicates up to round-off (zero vectors included) are merged before the solve and share their
+weight equally, so ties are broken symmetrically and no singular system is ever solved. Duplicates are found from the
+vectors themselves when they are given: from the Gram matrix, ||g_i - g_j||^2 = M_ii + M_jj - 2 M_ij cancels to
+noise when the two vectors agree to about half the float64 digits.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,8 +38,8 @@ def min_norm_weights(grads: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndar
     if grads.ndim != 2:
         raise ValueError(f"`grads` must be a K x H matrix, got shape {tuple(grads.shape)}.")
     if isinstance(grads, torch.Tensor):
-        g64 = grads.detach().to(torch.float64)
-        weights = min_norm_weights_from_gram((g64 @ g64.T).cpu().numpy(), _duplicate_groups(g64.cpu().numpy()))
+        g64 = grads.detach().to(torch.float64).cpu().numpy()
+        weights = min_norm_weights_from_gram(g64 @ g64.T, _duplicate_groups(g64))
         dtype = grads.dtype if grads.is_floating_point() else torch.float32
         return torch.from_numpy(weights).to(device=grads.device, dtype=dtype)
     g64 = np.asarray(grads, dtype=np.float64)
@@ -46,7 +50,8 @@ def min_norm_weights_from_gram(gram: np.ndarray, groups: list[list[int]] | None 
     """Min-norm simplex weights from the Gram matrix `gram` (K x K) of the vectors.
 
     `groups` lists indices of identical vectors; each group is solved as one vector and its weight is split equally.
-    Without it, duplicates are detected from the Gram matrix (rows i, j identical iff M_ii + M_jj - 2 M_ij == 0).
+    Without it, duplicates are detected from the Gram matrix (rows i, j identical when M_ii + M_jj - 2 M_ij is zero up
+    to round-off).
     """
     gram = np.asarray(gram, dtype=np.float64)
     k = gram.shape[0]
@@ -72,6 +77,8 @@ def min_norm_weights_from_gram(gram: np.ndarray, groups: list[list[int]] | None 
 def _two_vectors(gram: np.ndarray) -> np.ndarray:
     """Closed form for two distinct vectors: weight on g1 is clip((g2.g2 - g1.g2) / ||g1 - g2||^2, 0, 1)."""
     distance = gram[0, 0] + gram[1, 1] - 2.0 * gram[0, 1]
+    if distance <= 0.0:  # the vectors agree to round-off in their Gram matrix: any weighting is optimal
+        return np.array([0.5, 0.5])
     gamma = float(np.clip((gram[1, 1] - gram[0, 1]) / distance, 0.0, 1.0))
     return np.array([gamma, 1.0 - gamma])
 
@@ -125,20 +132,23 @@ def _affine_minimizer(gram: np.ndarray, support: list[int]) -> np.ndarray:
 
 
 def _duplicate_groups(vectors: np.ndarray) -> list[list[int]]:
-    """Indices of identical rows, grouped, in order of first appearance."""
-    groups: dict[bytes, list[int]] = {}
-    for index, row in enumerate(vectors):
-        groups.setdefault(np.ascontiguousarray(row).tobytes(), []).append(index)
-    return list(groups.values())
+    """Indices of rows equal up to round-off, grouped, in order of first appearance."""
+    scale = float(np.max(np.einsum("ij,ij->i", vectors, vectors)))
+    return _close_groups(len(vectors), lambda i, j: float(np.sum((vectors[i] - vectors[j]) ** 2)), scale)
 
 
 def _duplicate_groups_from_gram(gram: np.ndarray) -> list[list[int]]:
-    scale = max(float(np.max(np.diag(gram))), np.finfo(np.float64).tiny)
+    scale = float(np.max(np.diag(gram)))
+    return _close_groups(len(gram), lambda i, j: gram[i, i] + gram[j, j] - 2.0 * gram[i, j], scale)
+
+
+def _close_groups(count: int, squared_distance: Callable[[int, int], float], scale: float) -> list[list[int]]:
+    """Greedy groups of indices whose squared distance to their group's first member is <= _TOL * scale."""
+    threshold = _TOL * max(scale, np.finfo(np.float64).tiny)
     groups: list[list[int]] = []
-    for index in range(gram.shape[0]):
+    for index in range(count):
         for group in groups:
-            first = group[0]
-            if gram[index, index] + gram[first, first] - 2.0 * gram[index, first] <= _TOL * scale:
+            if squared_distance(index, group[0]) <= threshold:
                 group.append(index)
                 break
         else:
