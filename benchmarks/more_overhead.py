@@ -13,6 +13,7 @@ Prints the median training time and peak memory of each and their ratios (target
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -48,6 +49,7 @@ def worker(trainer_name: str, steps: int) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     from trl_more import MORERewardConfig, MORERewardTrainer
+    from trl_more.reward_head import find_reward_head
     from trl_more.testing import minilm_path
 
     torch.manual_seed(0)
@@ -74,8 +76,14 @@ def worker(trainer_name: str, steps: int) -> dict:
     )
     trainer = more
     if trainer_name == "RewardTrainer":
+        # Only MORE's tokenised pairs and batch order are borrowed: its head hook comes off the shared model and the
+        # MORE trainer is freed before the baseline is built, so the baseline runs plain TRL.
         order = list(more._get_train_sampler())
         same_batches = more.train_dataset.select(order).remove_columns(["source_id"])
+        more._head_capture.remove()
+        del more, trainer
+        gc.collect()
+        assert not find_reward_head(model)._forward_hooks, "a hook is still on the reward head"
         trainer = RewardTrainer(
             model=model,
             args=RewardConfig("outputs/bench-plain", max_length=None, train_sampling_strategy="sequential", **common),

@@ -20,6 +20,8 @@ import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_more.cli import main as cli_main
+from trl_more.cli import parse_subcommand_arguments
+from trl_more.cli import rjs as rjs_cli
 from trl_more.data import load_mixture
 from trl_more.metrics import evaluate_reward_model
 from trl_more.testing import (
@@ -225,9 +227,16 @@ def test_armo_under_two_processes_saves_once_and_exits_cleanly(tmp_path, shared_
     assert model.config.objectives == ARMO_OBJECTIVES
 
 
-def test_rjs_reads_its_yaml_config(tmp_path):
+@pytest.mark.parametrize(
+    "quantization",
+    [{}, {"load_in_4bit": True, "use_peft": True, "lora_target_modules": "all-linear"}],
+    ids=["full", "qlora"],
+)
+def test_rjs_reads_its_yaml_config(tmp_path, quantization):
     tokenizer = tiny_tokenizer()
-    tiny_causal_lm("qwen2", tokenizer).save_pretrained(tmp_path / "policy")
+    # bitsandbytes' CPU kernel for 4-bit inference (generation runs without grad) packs inputs in blocks of 64.
+    width = {"hidden_size": 64, "intermediate_size": 128} if quantization else {}
+    tiny_causal_lm("qwen2", tokenizer, **width).save_pretrained(tmp_path / "policy")
     tokenizer.save_pretrained(tmp_path / "policy")
     toy_preference_sources(8)["factual"].to_json(tmp_path / "prompts.jsonl")
     config = write_yaml(
@@ -249,13 +258,17 @@ def test_rjs_reads_its_yaml_config(tmp_path):
             "save_strategy": "no",
             "report_to": "none",
             "output_dir": str(tmp_path / "rjs"),
+            **quantization,
         },
     )
-    cli_main(["rjs", "--config", str(config)])
+    trainer = rjs_cli.main(*parse_subcommand_arguments("rjs", ["--config", str(config)]))
     samples = IterationStore(tmp_path / "rjs").read(0)
     assert len(samples) == 4 * 2
     assert all(sample["prompt"].startswith("\n\nHuman: ") for sample in samples)  # prompt_template: hh
-    assert (tmp_path / "rjs" / "model.safetensors").is_file()
+    if quantization:  # the 4-bit flags reach the policy: 4-bit base layers under trainable LoRA adapters
+        assert trainer.model.is_loaded_in_4bit and (tmp_path / "rjs" / "adapter_model.safetensors").is_file()
+    else:
+        assert (tmp_path / "rjs" / "model.safetensors").is_file()
 
 
 def test_the_dispatcher_lists_subcommands_and_rejects_unknown_ones(capsys):

@@ -78,6 +78,10 @@ def test_closed_form_equals_autograd(architecture, lora, loss_options):
     closed_form = per_source_head_gradients(features, rewards, SOURCE_IDS, 3, margin, center)
     assert expected.abs().max() > 1e-4  # the check is not vacuous
     torch.testing.assert_close(closed_form, expected, rtol=1e-4, atol=1e-6)
+    # Reading releases the captured activations, so a stale capture can never be read for another batch.
+    assert capture.inputs is None and capture.outputs is None
+    with pytest.raises(RuntimeError, match="has not run since the last read"):
+        capture.pooled_features(batch["input_ids"], logits)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "qwen2"])

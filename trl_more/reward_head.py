@@ -92,11 +92,14 @@ class RewardHeadInputCapture:
 
         Decoder heads run on every position and the model reads the last non-padding token, as transformers does;
         encoder heads already receive one vector per sequence. The pooled head output is checked against the model's
-        `logits`, so a model that pools differently fails loudly instead of getting wrong gradients.
+        `logits`, so a model that pools differently fails loudly instead of getting wrong gradients. Reading releases
+        the captured tensors: a decoder's (batch, length, hidden) head input would otherwise stay alive until the next
+        forward pass, after backward has freed the model's own copy.
         """
         if self.inputs is None:
-            raise RuntimeError("The reward head has not run yet: call the model before reading its features.")
+            raise RuntimeError("The reward head has not run since the last read: call the model before reading.")
         features, outputs = self.inputs, self.outputs
+        self.inputs = self.outputs = None
         if features.dim() == 3:
             rows = torch.arange(features.shape[0], device=features.device)
             positions = _last_non_pad_positions(input_ids, self.pad_token_id).to(features.device)
