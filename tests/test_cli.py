@@ -206,6 +206,13 @@ def test_evaluate_reads_its_yaml_config(tmp_path):
     assert not (tmp_path / "out" / "reliability.png").exists()  # plots: false
 
 
+def test_evaluate_refuses_several_processes_before_writing_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch --num_processes 2` sets
+    with pytest.raises(ValueError, match="scores in one process, but it was launched in 2"):
+        cli_main(["evaluate", "--model", "m", "--sources", "hh-helpful", "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 def test_armo_reads_its_yaml_config(tmp_path, shared_data):
     config = armo_regression_config(tmp_path, shared_data, gate_hidden_sizes=[8])
     cli_main(["armo", "--config", str(config)])

@@ -57,7 +57,7 @@ def test_ratings_are_scaled_per_objective_and_missing_ones_stay_nan():
     dataset = ratings_dataset()
     targets = rating_targets(dataset, OBJECTIVES, SCALES)
     np.testing.assert_allclose(
-        targets[1], [dataset[1]["helpfulness"] / 4, dataset[1]["verbosity"] / 4, 0 or targets[1, 2]]
+        targets[1], [dataset[1]["helpfulness"] / 4, dataset[1]["verbosity"] / 4, (dataset[1]["politeness"] - 1) / 2]
     )
     assert set(np.unique(targets[:, 2])) <= {0.0, 1.0}  # politeness 1..3 -> 0..1
     assert np.isnan(targets[::4, 0]).all() and not np.isnan(targets[1::4, 0]).any()
@@ -102,6 +102,15 @@ def test_masked_mse_ignores_missing_ratings():
     predictions = torch.tensor([[0.5, 1.0], [0.0, 0.25]])
     labels = torch.tensor([[1.0, float("nan")], [float("nan"), 0.75]])
     assert masked_mse_loss(predictions, labels).item() == pytest.approx((0.25 + 0.25) / 2)
+
+
+def test_r2_is_measured_against_the_reference_mean_on_labelled_rows_only():
+    labels = np.array([[1.0, 0.0], [2.0, np.nan], [3.0, 1.0]])
+    reference = np.array([[0.0, 0.0], [4.0, 1.0]])  # means 2.0 and 0.5
+    predictions = np.array([[1.5, 0.0], [2.0, 9.0], [2.5, 0.5]])
+    r2 = r2_per_objective(predictions, labels, reference, ["a", "b"])
+    # a: SSE 0.25 + 0 + 0.25 = 0.5 against (1 + 0 + 1) = 2 -> 0.75; b: rows 0 and 2 only, SSE 0.25 against 0.5 -> 0.5
+    assert r2 == pytest.approx({"a": 0.75, "b": 0.5})
 
 
 def test_linear_probe_writes_the_ridge_solution_into_the_regression_layer():

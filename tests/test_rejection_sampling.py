@@ -491,22 +491,26 @@ def test_recipe_refuses_a_misspelled_option_before_loading_anything(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, distributed_type, num_processes, zero_stage, offload_optimizer",
+    "name, distributed_type, num_processes, precision, zero_stage, offload_optimizer",
     [
-        ("deepspeed_zero3.yaml", "DEEPSPEED", 8, 3, "none"),
-        ("deepspeed_zero2_offload.yaml", "DEEPSPEED", 8, 2, "cpu"),
-        ("deepspeed_zero3_cpu_test.yaml", "DEEPSPEED", 2, 3, None),
-        ("single_gpu.yaml", "NO", 1, None, None),
-        ("cpu.yaml", "NO", 1, None, None),
+        ("deepspeed_zero3.yaml", "DEEPSPEED", 8, "bf16", 3, "none"),
+        ("deepspeed_zero2.yaml", "DEEPSPEED", 8, "bf16", 2, "none"),
+        ("deepspeed_zero2_offload.yaml", "DEEPSPEED", 8, "bf16", 2, "cpu"),
+        ("deepspeed_zero3_cpu_test.yaml", "DEEPSPEED", 2, None, 3, None),  # precision from the flags
+        ("single_gpu.yaml", "NO", 1, "bf16", None, None),
+        ("cpu.yaml", "NO", 1, "no", None, None),
     ],
 )
-def test_accelerate_configs_build_their_plugins(name, distributed_type, num_processes, zero_stage, offload_optimizer):
+def test_accelerate_configs_build_their_plugins(
+    name, distributed_type, num_processes, precision, zero_stage, offload_optimizer
+):
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DeepSpeedPlugin
 
     config = load_config_from_file(str(REPO / "recipes" / "accelerate_configs" / name))
     assert (config.distributed_type, config.num_processes) == (distributed_type, num_processes)
-    if zero_stage is None:
+    assert (config.mixed_precision, config.use_cpu) == (precision, name.startswith("cpu") or "cpu_test" in name)
+    if zero_stage is None:  # plain launches: type, processes, precision and device are the whole config
         return
     options = dict(config.deepspeed_config)
     if "deepspeed_config_file" in options:

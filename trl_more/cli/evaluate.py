@@ -14,6 +14,7 @@ pairs and writes `temperature.json` and the calibrated table and diagram (`*_cal
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,12 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
 
     from ..metrics import set_reward_temperature
 
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:  # every process would score everything on one device and write the same files
+        raise ValueError(
+            f"`trl-more evaluate` scores in one process, but it was launched in {world_size}. Run it with "
+            "`trl-more evaluate ...` (or `accelerate launch --num_processes 1 -m trl_more.cli evaluate ...`)."
+        )
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     eval_sources = load_sources(config.sources, config.split, config.max_pairs_per_source)
