@@ -354,7 +354,9 @@ def test_topical_chat_loads_with_the_right_columns_and_scales(shared_data):
 
 def test_helpsteer_ratings_keep_their_raw_scale_and_bad_rows_are_counted():
     rows = read_records(FIXTURES / "helpsteer.jsonl")
-    dataset, report = convert_helpsteer(rows)
+    with pytest.raises(InvalidRowsError, match=r"1 x rating outside its scale \[0.0, 4.0\]"):
+        convert_helpsteer(rows)  # ratings raise by default: an off-scale value usually means a wrong scale
+    dataset, report = convert_helpsteer(rows, on_invalid="drop")
     assert dataset.column_names == ["prompt", "response", *RATING_SCALES["helpsteer"], "source"]
     assert RATING_SCALES["helpsteer"]["helpsteer-helpfulness"] == (0.0, 4.0)
     assert dataset[0] == {

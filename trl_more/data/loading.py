@@ -165,7 +165,7 @@ def load_preference_source(
     source: str | None = None,
     data_dir: str | None = None,
     revision: str | None = None,
-    on_invalid: str = "drop",
+    on_invalid: str | None = None,
     **options: Any,
 ) -> ConvertedSource:
     """Load a known source and convert it: preference pairs (`prompt`, `chosen`, `rejected`, `source`) or, for rating
@@ -182,7 +182,8 @@ def load_preference_source(
         data_dir: Hub data directory, overriding the source's own (e.g. `"helpful-online"` with `"hh-rlhf"`).
         revision: Hub revision, overriding the source's default.
         on_invalid: `"drop"` or `"raise"` for rows that cannot be converted; either way they are counted in the
-            report, with examples.
+            report, with examples. Defaults to the converter's own: `"drop"` for preference pairs, `"raise"` for
+            rating sets (a rating outside its scale usually means a wrong scale).
         **options: Options of the source's converter (e.g. `languages` for OASST, `ties` for WebGPT).
 
     Returns:
@@ -208,7 +209,9 @@ def load_preference_source(
             revision=revision or spec.revision,
             split=spec.split_names.get(split, split),
         )
-    return spec.converter(rows, source=source, on_invalid=on_invalid, **options)
+    if on_invalid is not None:
+        options["on_invalid"] = on_invalid
+    return spec.converter(rows, source=source, **options)
 
 
 def read_records(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, Any]]:

@@ -42,15 +42,16 @@ RATING_SCALES: dict[str, dict[str, tuple[float, float]]] = {
 
 
 def convert_helpsteer(
-    rows: Iterable[Mapping[str, Any]], source: str = "helpsteer", on_invalid: str = "drop"
+    rows: Iterable[Mapping[str, Any]], source: str = "helpsteer", on_invalid: str = "raise"
 ) -> ConvertedSource:
     """Convert HelpSteer rows to `prompt`, `response`, `source` and the five `helpsteer-*` ratings (0-4).
 
     Args:
         rows: Raw rows in the Hub schema.
         source: Value of the `source` column.
-        on_invalid: `"drop"` or `"raise"` for rows with an empty prompt or response, a rating outside 0-4, or no
-            rating at all (a single missing rating is kept as NaN).
+        on_invalid: `"raise"` (default: a rating outside its scale usually means a wrong scale, which dropping rows
+            would hide) or `"drop"` for rows with an empty prompt or response, a rating outside 0-4, or no rating at
+            all (a single missing rating is kept as NaN).
     """
     builder = RatingsBuilder(source, RATING_SCALES["helpsteer"], on_invalid)
     for where, row in builder.read(rows):
@@ -66,7 +67,7 @@ def convert_helpsteer(
 def convert_topical_chat(
     rows: Iterable[Mapping[str, Any]],
     source: str = "topical-chat",
-    on_invalid: str = "drop",
+    on_invalid: str = "raise",
     include_knowledge: bool = True,
 ) -> ConvertedSource:
     """Convert Topical-Chat rating rows to `prompt`, `response`, `source` and the six `topical-chat-*` ratings.
@@ -77,8 +78,8 @@ def convert_topical_chat(
     Args:
         rows: Raw rows (`source` dialogue history, `context` knowledge, `system_output`, `scores{...}`).
         source: Value of the `source` column (the raw `source` field is the dialogue history).
-        on_invalid: `"drop"` or `"raise"` for rows without dialogue history or response, or with a rating outside
-            its USR scale.
+        on_invalid: `"raise"` (default, as for HelpSteer) or `"drop"` for rows without dialogue history or response,
+            or with a rating outside its USR scale.
         include_knowledge: Start the prompt with the knowledge fact.
     """
     builder = RatingsBuilder(source, RATING_SCALES["topical-chat"], on_invalid)
