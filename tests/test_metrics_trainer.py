@@ -76,14 +76,13 @@ def test_trl_reward_trainer_metrics_equal_evaluate_reward_model(tmp_path, eval_s
 
 def test_more_trainer_metrics_equal_evaluate_reward_model_after_training(tmp_path, eval_sources):
     tokenizer = tiny_tokenizer("wordpiece")
-    metrics = PreferenceMetrics()
     trainer = MORERewardTrainer(
         model=tiny_reward_model("bert", tokenizer),
         args=trainer_args(MORERewardConfig, tmp_path),
         train_dataset=toy_preference_sources(6),
         eval_dataset=dict(eval_sources),
         processing_class=tokenizer,
-        **metrics.trainer_kwargs(),
+        compute_metrics=PreferenceMetrics(),  # MORE wires its logits preprocessing itself
     )
     trainer.train()
     results = trainer.evaluate()

@@ -23,6 +23,7 @@ from trl.trainer.utils import get_config_model_id
 
 from ..data.resampling import resample_sources
 from ..data.source_ids import SOURCE_ID_COLUMN, attach_source_ids
+from ..metrics.trainer_metrics import PreferenceMetrics
 from ..reward_head import RewardHeadInputCapture, pairwise_reward_loss, per_source_head_gradients, per_source_mean
 from ..samplers import SourceGroupedSampler, check_batch_size_fits_sources
 from ..weighting import MinNormSourceWeighting
@@ -97,7 +98,8 @@ class MORERewardTrainer(RewardTrainer):
     Args:
         model, data_collator, eval_dataset, processing_class, compute_metrics, callbacks, optimizers,
         optimizer_cls_and_kwargs, preprocess_logits_for_metrics, quantization_config, peft_config:
-            As for [`~trl.RewardTrainer`].
+            As for [`~trl.RewardTrainer`]. A [`~trl_more.metrics.PreferenceMetrics`] as `compute_metrics` brings its
+            own `preprocess_logits_for_metrics` unless one is given.
         args ([`MORERewardConfig`], *optional*):
             Configuration. A plain [`~trl.RewardConfig`] is accepted and gets MORE's defaults.
         train_dataset ([`~datasets.Dataset`], [`~datasets.IterableDataset`] or `dict[str, Dataset]`):
@@ -138,6 +140,9 @@ class MORERewardTrainer(RewardTrainer):
         quantization_config=None,
         peft_config=None,
     ):
+        if isinstance(compute_metrics, PreferenceMetrics) and preprocess_logits_for_metrics is None:
+            # It needs one row per pair before the batches are gathered (see `PreferenceMetrics`).
+            preprocess_logits_for_metrics = compute_metrics.preprocess_logits
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
             args = MORERewardConfig(f"{model_name.split('/')[-1]}-MORE-Reward")
