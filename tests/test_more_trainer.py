@@ -182,23 +182,31 @@ class StopAfter:
         return _Stop()
 
 
-@pytest.mark.parametrize("architecture", ["qwen2", "bert"])
-def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture):
-    options = dict(max_steps=6, save_strategy="steps", save_steps=3, lambda_momentum=0.5, architecture=architecture)
+# One epoch is 6 steps; the last case resumes mid-epoch and crosses into the next one (the sampler's `set_epoch`).
+@pytest.mark.parametrize(
+    "architecture, max_steps, stop_at", [("qwen2", 6, 3), ("bert", 6, 3), ("qwen2", 10, 4)], ids=str
+)
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture, max_steps, stop_at):
+    options = dict(
+        max_steps=max_steps, save_strategy="steps", save_steps=stop_at, lambda_momentum=0.5, architecture=architecture
+    )
     full = trainer_for(tmp_path / "full", **options)
     full.train()
 
     interrupted = trainer_for(tmp_path / "resumed", **options)
-    interrupted.add_callback(StopAfter(3))
+    interrupted.add_callback(StopAfter(stop_at))
     interrupted.train()
-    assert interrupted.state.global_step == 3
-    checkpoint = tmp_path / "resumed" / "checkpoint-3"
+    assert interrupted.state.global_step == stop_at
+    checkpoint = tmp_path / "resumed" / f"checkpoint-{stop_at}"
     assert (checkpoint / "more_state_rank0.pt").is_file()
 
     resumed = trainer_for(tmp_path / "resumed", **options)
     resumed.train(resume_from_checkpoint=str(checkpoint))
+    after = max_steps - stop_at
     for name in SOURCES:
-        assert logged(resumed, f"lambda/{name}")[-3:] == pytest.approx(logged(full, f"lambda/{name}")[-3:], abs=1e-6)
+        assert logged(resumed, f"lambda/{name}")[-after:] == pytest.approx(
+            logged(full, f"lambda/{name}")[-after:], abs=1e-6
+        )
     for (name, p_full), (_, p_resumed) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         torch.testing.assert_close(p_resumed, p_full, atol=1e-6, rtol=0, msg=name)
     full_averages = full._weighting.moving_gradients
