@@ -296,6 +296,50 @@ def test_conversational_prompts_use_each_models_chat_template(tmp_path):
         )
 
 
+def test_a_multi_objective_reward_model_with_its_own_tokenizer_is_steered_by_the_config(tmp_path):
+    from trl_more.models import MultiObjectiveRewardModel
+    from trl_more.models.tokenization import tokenize_prompt_response
+    from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+
+    policy_tokenizer, reward_tokenizer = tiny_tokenizer("bpe"), tiny_tokenizer("wordpiece")
+    encoder = tiny_reward_model("bert", reward_tokenizer, seed=3)
+    reward_model = MultiObjectiveRewardModel.from_backbone(encoder, ["helpful", "safe"]).eval()
+    trainer = RejectionSamplingTrainer(
+        tiny_causal_lm("qwen2", policy_tokenizer),
+        reward_model,
+        args=_config(tmp_path, num_iterations=1, num_samples_per_prompt=2, reward_objective_weights={"safe": 1.0}),
+        train_dataset=PROMPTS,
+        processing_class=policy_tokenizer,
+        reward_processing_classes=reward_tokenizer,
+    )
+    trainer.train()
+    samples = _samples(tmp_path, 0)
+    gated = []
+    for sample in samples:  # the decoded text, re-tokenized with the reward model's own tokenizer
+        ids, prompt_length = tokenize_prompt_response(reward_tokenizer, sample["prompt"], sample["response"])
+        inputs = dict(input_ids=torch.tensor([ids]), prompt_lengths=torch.tensor([prompt_length]))
+        with torch.no_grad():
+            steered = reward_model(**inputs).logits[0, 0].item()
+            reward_model.set_steering(None)
+            output = reward_model(**inputs)
+            reward_model.set_steering({"safe": 1.0})
+        assert sample["reward"] == pytest.approx(output.rewards[0, 1].item(), abs=1e-4) == steered
+        gated.append(output.logits[0, 0].item())
+    assert max(abs(g - s["reward"]) for g, s in zip(gated, samples)) > 1e-3  # the gate would have scored otherwise
+
+    with pytest.raises(ValueError, match="none of the reward models is one"):
+        _trainer(tmp_path / "plain", reward_objective_weights={"safe": 1.0})
+    with pytest.raises(ValueError, match="Unknown objective 'harmless'"):
+        RejectionSamplingTrainer(
+            tiny_causal_lm("qwen2", policy_tokenizer),
+            reward_model,
+            args=_config(tmp_path / "typo", reward_objective_weights={"harmless": 1.0}),
+            train_dataset=PROMPTS,
+            processing_class=policy_tokenizer,
+            reward_processing_classes=reward_tokenizer,
+        )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Files, crashes and resumption
 # ---------------------------------------------------------------------------------------------------------------------

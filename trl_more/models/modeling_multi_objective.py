@@ -344,13 +344,21 @@ class MultiObjectiveRewardModel(PreTrainedModel):
         `None` restores the gate inside the block.
         """
         previous = self._steering_weights
-        self._steering_weights = (
-            None if objective_weights is None else self.objective_weights_tensor(objective_weights)
-        )
+        self.set_steering(objective_weights)
         try:
             yield self
         finally:
             self._steering_weights = previous
+
+    def set_steering(self, objective_weights: ObjectiveWeights | None) -> None:
+        """From now on, score with these fixed objective weights instead of the gate (`None`: the gate again).
+
+        For a model handed to code that calls it itself, e.g. as a reward model of `RejectionSamplingTrainer` (see
+        its `reward_objective_weights`); `steer` does the same for one block.
+        """
+        self._steering_weights = (
+            None if objective_weights is None else self.objective_weights_tensor(objective_weights)
+        )
 
     def score_breakdown(self, outputs: MultiObjectiveRewardOutput) -> list[dict[str, float]]:
         """Contribution `gating_weight_i * transformed_reward_i` of every objective to every score.

@@ -76,6 +76,10 @@ class RejectionSamplingConfig(SFTConfig):
         reward_model_init_kwargs (`dict[str, Any]` or `None`, *optional*, defaults to `None`):
             Keyword arguments for `AutoModelForSequenceClassification.from_pretrained` when reward models are given as
             paths (e.g. `{"dtype": "bfloat16"}`).
+        reward_objective_weights (`dict[str, float]` or `None`, *optional*, defaults to `None`):
+            Fixed objective weights for the multi-objective (gated) reward models, which then score with them
+            instead of their gate, e.g. `{"helpfulness": 1.0, "verbosity": -0.5}`; objectives left out weigh 0.
+            Other reward models of an ensemble are unaffected. `None` keeps the gate.
         reward_batch_size (`int`, *optional*, defaults to `16`):
             (prompt, response) pairs per reward-model forward pass; batches are sorted by length.
         reward_max_length (`int` or `None`, *optional*, defaults to `1024`):
@@ -100,7 +104,7 @@ class RejectionSamplingConfig(SFTConfig):
             If set, responses with a (combined) reward below it are never selected.
     """
 
-    _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["reward_model_init_kwargs"]
+    _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["reward_model_init_kwargs", "reward_objective_weights"]
 
     # Iterations
     num_iterations: int = field(
@@ -140,6 +144,10 @@ class RejectionSamplingConfig(SFTConfig):
     reward_model_init_kwargs: dict[str, Any] | str | None = field(
         default=None,
         metadata={"help": "Keyword arguments for from_pretrained when reward models are given as paths."},
+    )
+    reward_objective_weights: dict[str, float] | str | None = field(
+        default=None,
+        metadata={"help": "Fixed objective weights for multi-objective reward models, instead of their gate."},
     )
     reward_batch_size: int = field(default=16, metadata={"help": "Pairs per reward-model forward pass."})
     reward_max_length: int | None = field(

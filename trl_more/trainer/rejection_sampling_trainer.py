@@ -281,6 +281,8 @@ class RejectionSamplingTrainer(SFTTrainer):
 
         for reward_model, tokenizer in zip(reward_models, reward_tokenizers):
             align_pad_token(reward_model, tokenizer)
+        if args.reward_objective_weights is not None:
+            _steer_reward_models(reward_models, args.reward_objective_weights)
         self.reward_models = [prepare_reward_model(reward_model, self.accelerator) for reward_model in reward_models]
         self.reward_scorer = RewardModelScorer(
             self.reward_models,
@@ -533,6 +535,18 @@ def iteration_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
         for model_index, mean in enumerate(per_model.mean(axis=0)):
             metrics[f"rjs/reward_mean/model_{model_index}"] = float(mean)
     return metrics
+
+
+def _steer_reward_models(reward_models: Sequence[nn.Module], objective_weights: dict[str, float]) -> None:
+    """Fixed objective weights for every multi-objective reward model (their gate is not used)."""
+    steerable = [model for model in reward_models if callable(getattr(model, "set_steering", None))]
+    if not steerable:
+        raise ValueError(
+            "`reward_objective_weights` steers multi-objective reward models (`MultiObjectiveRewardModel`), but none "
+            "of the reward models is one. Remove the option, or add such a reward model."
+        )
+    for model in steerable:
+        model.set_steering(objective_weights)  # an unknown objective name raises here, naming the known ones
 
 
 def _keep_cpu_4bit_weights_trainable(model: torch.nn.Module) -> None:
