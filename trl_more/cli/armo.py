@@ -61,7 +61,10 @@ class ArmoScriptArguments:
         pooling (`str` or `None`, *optional*, defaults to `None`):
             Model option: `"last"` or `"mean"`; default: `"mean"` for the default MiniLM encoder, `"last"` otherwise.
         regression_bias (`bool`, *optional*, defaults to `True`):
-            Model option: an intercept per objective in the regression layer (the reference has none).
+            Model option: an intercept per objective in the regression layer. The reference (and the model's own
+            default) has none. Pairwise scores do not depend on it (the gate reads the prompt only, so the
+            intercepts' contribution is the same for both responses), but without it the weights must also fit the
+            mean rating: on Topical-Chat with MiniLM features held-out R^2 averages -0.02 without it, +0.02 with it.
         gate_hidden_sizes (`list[int]`, *optional*, defaults to `[1024, 1024, 1024]`):
             Model option: widths of the gate's hidden layers.
         initial_beta (`float`, *optional*, defaults to `1.0`):
