@@ -71,7 +71,7 @@ def load_sources(data_dir: Path) -> dict[str, dict[str, list]]:
     """`{source: {"questions": [...], "answers": [(question, answer), ...]}}`: every distinct opening question of at
     most `MAX_QUESTION_CHARS` characters, and the single-turn (question, chosen answer) pairs the policy is pre-trained
     on."""
-    from trl_more.cli.rjs import first_human_turn
+    from trl_more.cli.rjs import dialogue_turns, select_turns
     from trl_more.data import load_preference_source, read_records
 
     files = {
@@ -86,7 +86,7 @@ def load_sources(data_dir: Path) -> dict[str, dict[str, list]]:
     for source, (name, path) in files.items():
         paths = [str(item) for item in path] if isinstance(path, list) else str(path)
         dataset = load_preference_source(name, paths).dataset
-        questions = [first_human_turn(prompt) for prompt in dataset["prompt"]]
+        questions = [select_turns(dialogue_turns(prompt), "first")[0][1] for prompt in dataset["prompt"]]
         single_turn = [prompt.count(HUMAN.strip()) == 1 for prompt in dataset["prompt"]]
         answers = [(q, a.strip()) for q, a, one in zip(questions, dataset["chosen"], single_turn) if one and a.strip()]
         sources[source] = {"questions": _distinct(questions), "answers": answers}

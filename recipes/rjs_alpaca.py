@@ -2,7 +2,8 @@
 
 The policy sees the first human turn of every HH-RLHF helpful-base and harmless-base training conversation in the
 Alpaca instruction template; the reward model (e.g. a MORE reward model trained on HH transcripts) reads the same
-question as an HH transcript, "\\n\\nHuman: {question}\\n\\nAssistant:", followed by the response. Each iteration
+question as an HH transcript, "\\n\\nHuman: {question}\\n\\nAssistant:", followed by the response
+(`--prompt_turns all` keeps whole multi-turn conversations instead). Each iteration
 samples 4 responses per prompt and fine-tunes on the best one (loss on the response tokens only).
 
 On 8 GPUs (DeepSpeed ZeRO-3):

@@ -518,7 +518,32 @@ def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them
         "### Instruction:\nTranslate.",
         "### Input:\nBonjour",
     ]
-    assert rjs.first_human_turn("\n\nHuman: Hi there\n\nAssistant: Hello\n\nHuman: Bye\n\nAssistant:") == "Hi there"
+
+
+def test_recipe_prompts_keep_the_first_turn_or_the_whole_conversation():
+    from trl_more.cli import rjs
+
+    transcript = "\n\nHuman: Hi there\n\nAssistant: Hello\n\nHuman: Bye\n\nAssistant:"
+    turns = rjs.dialogue_turns(transcript)
+    assert turns == (("user", "Hi there"), ("assistant", "Hello"), ("user", "Bye"))
+    assert rjs.dialogue_turns([{"role": "user", "content": " Hi "}]) == (("user", "Hi"),)
+    assert rjs.select_turns(turns, "first") == (("user", "Hi there"),)
+
+    first = rjs.format_prompts([rjs.select_turns(turns, "first")], "alpaca", "hh")[0]
+    assert first == {"prompt": rjs.alpaca_prompt("Hi there"), "reward_prompt": "\n\nHuman: Hi there\n\nAssistant:"}
+    whole = rjs.format_prompts([turns], "alpaca", "hh")[0]
+    assert whole["reward_prompt"] == transcript  # HH's own prompt: everything up to the last assistant tag
+    assert whole["prompt"] == rjs.alpaca_prompt("Bye", "Human: Hi there\n\nAssistant: Hello")
+    chat = rjs.format_prompts([turns], "chat", "policy")[0]
+    assert (
+        chat["prompt"]
+        == chat["reward_prompt"]
+        == [
+            {"role": "user", "content": "Hi there"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Bye"},
+        ]
+    )
 
 
 def test_recipe_refuses_a_misspelled_option_before_loading_anything(tmp_path):

@@ -34,6 +34,7 @@ ALPACA_TEMPLATE_WITH_INPUT = (
 )
 PROMPT_TEMPLATES = ("alpaca", "hh", "chat")
 REWARD_PROMPT_FORMATS = ("hh", "chat", "policy")
+PROMPT_TURNS = ("first", "all")
 
 
 def alpaca_prompt(instruction: str, input: str | None = None) -> str:
@@ -68,6 +69,10 @@ class RejectionSamplingScriptArguments:
             How the reward model sees the question before the response: `hh` (the HH transcript format MORE reward
             models are trained on), `chat` (a user message, with the reward model's chat template) or `policy` (the
             policy's prompt, unchanged).
+        prompt_turns (`str`, *optional*, defaults to `"first"`):
+            `first`: the opening user turn of every conversation, as a single question (the Alpaca setting); `all`:
+            the whole conversation up to the reply (HH's own prompt), rendered as a transcript (`hh`), messages
+            (`chat`) or, for `alpaca`, the last user turn as the instruction with the earlier turns as its input.
         filter_degenerate (`bool`, *optional*, defaults to `True`):
             Never select empty responses or responses dominated by one repeated word or character.
     """
@@ -88,6 +93,10 @@ class RejectionSamplingScriptArguments:
         default="hh",
         metadata={"help": "How the reward model sees the question.", "choices": list(REWARD_PROMPT_FORMATS)},
     )
+    prompt_turns: str = field(
+        default="first",
+        metadata={"help": "The opening question only, or the whole conversation.", "choices": list(PROMPT_TURNS)},
+    )
     filter_degenerate: bool = field(default=True, metadata={"help": "Never select empty or repetitive responses."})
 
 
@@ -99,38 +108,56 @@ def make_parser(prog: str | None = None) -> TrlParser:
     )
 
 
-def first_human_turn(prompt: str | list[dict[str, Any]]) -> str:
-    """The opening question of a conversation: the first `Human:` turn of a transcript, or the first user message."""
+Turns = tuple[tuple[str, str], ...]  # ((role, text), ...), roles "user" and "assistant", ending with a user turn
+
+
+def dialogue_turns(prompt: str | list[dict[str, Any]]) -> Turns:
+    """The conversation before the reply: an HH transcript (`"\n\nHuman: ...\n\nAssistant:"`) or a message list."""
     from ..data import ASSISTANT_TAG, HUMAN_TAG
 
     if isinstance(prompt, list):
-        return next(message["content"] for message in prompt if message["role"] == "user").strip()
-    start = prompt.find(HUMAN_TAG)
-    if start < 0:
-        return prompt.strip()
-    start += len(HUMAN_TAG)
-    end = prompt.find(ASSISTANT_TAG, start)
-    return prompt[start : end if end >= 0 else None].strip()
+        return tuple((message["role"], message["content"].strip()) for message in prompt)
+    if HUMAN_TAG not in prompt:
+        return (("user", prompt.strip()),)
+    turns = []
+    for human_part in prompt.split(HUMAN_TAG)[1:]:
+        question, _, answer = human_part.partition(ASSISTANT_TAG)
+        turns.append(("user", question.strip()))
+        if answer.strip():
+            turns.append(("assistant", answer.strip()))
+    return tuple(turns)
 
 
-def format_prompts(questions: list[str], prompt_template: str, reward_prompt_format: str):
-    """A prompt dataset (`prompt` for the policy, `reward_prompt` for the reward model) from plain questions."""
+def select_turns(turns: Turns, prompt_turns: str) -> Turns:
+    """All turns, or only the opening user turn (`prompt_turns="first"`)."""
+    if prompt_turns == "first":
+        return tuple(turn for turn in turns if turn[0] == "user")[:1]
+    return turns
+
+
+def format_prompts(dialogues: list[Turns], prompt_template: str, reward_prompt_format: str):
+    """A prompt dataset (`prompt` for the policy, `reward_prompt` for the reward model) from conversations.
+
+    The Alpaca template takes one instruction: a multi-turn conversation becomes the instruction (its last user
+    turn) with the conversation before it as the template's input.
+    """
     from datasets import Dataset
 
-    from ..data import ASSISTANT_TAG, HUMAN_TAG
+    from ..data.formats import render_dialogue
 
-    def render(question: str, style: str):
+    def render(turns: Turns, style: str):
         if style == "alpaca":
-            return alpaca_prompt(question)
+            history = render_dialogue(turns[:-1]).removesuffix("\n\nAssistant:").strip() if len(turns) > 1 else None
+            return alpaca_prompt(turns[-1][1], history)
         if style == "hh":
-            return f"{HUMAN_TAG} {question}{ASSISTANT_TAG}"
-        return [{"role": "user", "content": question}]
+            return render_dialogue(turns)
+        return [{"role": role, "content": text} for role, text in turns]
 
-    prompts = [render(question, prompt_template) for question in questions]
+    prompts = [render(turns, prompt_template) for turns in dialogues]
     if reward_prompt_format == "policy":
         reward_prompts = prompts
     else:
-        reward_prompts = [render(question, reward_prompt_format) for question in questions]
+        reward_prompts = [render(turns, reward_prompt_format) for turns in dialogues]
     return Dataset.from_dict({"prompt": prompts, "reward_prompt": reward_prompts})
 
 
@@ -140,14 +167,16 @@ def load_prompts(script_args: RejectionSamplingScriptArguments, seed: int):
 
     from .evaluate import load_sources
 
-    questions = []
+    dialogues = []
     for dataset in load_sources(script_args.prompt_sources, script_args.prompt_split).values():
-        questions.extend(first_human_turn(prompt) for prompt in dataset["prompt"])
-    questions = [question for question in dict.fromkeys(questions) if question]  # keeps first occurrences, in order
-    random.Random(seed).shuffle(questions)
+        dialogues.extend(
+            select_turns(dialogue_turns(prompt), script_args.prompt_turns) for prompt in dataset["prompt"]
+        )
+    dialogues = [turns for turns in dict.fromkeys(dialogues) if turns and turns[-1][1]]  # first occurrences, in order
+    random.Random(seed).shuffle(dialogues)
     if script_args.max_prompts is not None:
-        questions = questions[: script_args.max_prompts]
-    return format_prompts(questions, script_args.prompt_template, script_args.reward_prompt_format)
+        dialogues = dialogues[: script_args.max_prompts]
+    return format_prompts(dialogues, script_args.prompt_template, script_args.reward_prompt_format)
 
 
 def main(
