@@ -346,7 +346,11 @@ def captured_push(push):
 
 def test_push_to_hub_sends_code_config_with_auto_map_card_and_tokenizer(qwen, tmp_path):
     model, tokenizer = qwen
-    files = captured_push(lambda: model.push_to_hub("user/armo-tiny", tokenizer=tokenizer, tags=["test"]))
+    model.config.evaluation_results = {"held-out R^2": {"helpfulness": 0.5}}
+    try:
+        files = captured_push(lambda: model.push_to_hub("user/armo-tiny", tokenizer=tokenizer, tags=["test"]))
+    finally:
+        model.config.evaluation_results = None
     assert {"configuration_multi_objective.py", "modeling_multi_objective.py", "config.json", "README.md"} <= set(
         files
     )
@@ -359,7 +363,27 @@ def test_push_to_hub_sends_code_config_with_auto_map_card_and_tokenizer(qwen, tm
     assert config["objectives"] == OBJECTIVES
     card = files["README.md"].decode()
     assert "- test" in card and "verbosity" in card and "trust_remote_code=True" in card
+    assert "## Evaluation" in card and "held-out R^2" in card and "0.5" in card
     assert b"import trl_more" not in files["modeling_multi_objective.py"]
 
     files = captured_push(lambda: model.save_pretrained(tmp_path, push_to_hub=True, repo_id="user/armo-tiny"))
     assert {"modeling_multi_objective.py", "config.json", "README.md", "model.safetensors"} <= set(files)
+
+
+def test_trl_more_armo_reports_a_failed_upload_and_keeps_its_output(qwen, tmp_path):
+    from trl_more.cli.armo import _save
+    from trl_more.trainer import MultiObjectiveRewardConfig
+
+    model, tokenizer = qwen
+    args = MultiObjectiveRewardConfig(
+        str(tmp_path / "armo"), push_to_hub=True, hub_model_id="user/armo-tiny", bf16=False, report_to="none"
+    )
+    failing_upload = mock.patch.object(MultiObjectiveRewardModel, "push_to_hub", side_effect=OSError("403 Forbidden"))
+    with failing_upload, pytest.raises(SystemExit) as exit_info:
+        _save(model, tokenizer, args)
+    message = str(exit_info.value)
+    assert (
+        message.startswith("trl-more armo: Uploading") and "'user/armo-tiny' failed: OSError: 403 Forbidden" in message
+    )
+    assert f"saved locally and unchanged in {tmp_path / 'armo'}" in message and "hf upload user/armo-tiny" in message
+    assert {"config.json", "model.safetensors", "modeling_multi_objective.py"} <= set(os.listdir(tmp_path / "armo"))

@@ -25,6 +25,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from trl import TrlParser
 
+from ..trainer.more_model_card import upload_failure_message
 from ..trainer.multi_objective_config import MultiObjectiveRewardConfig
 
 
@@ -237,6 +238,10 @@ def _save(model, tokenizer, training_args: MultiObjectiveRewardConfig) -> None:
     state.wait_for_everyone()
     state.destroy_process_group()
     if training_args.push_to_hub and state.is_main_process:
-        url = model.push_to_hub(training_args.hub_model_id or training_args.output_dir.rstrip("/").split("/")[-1],
-                                tokenizer=tokenizer, private=training_args.hub_private_repo)  # fmt: skip
+        repo_id = training_args.hub_model_id or training_args.output_dir.rstrip("/").split("/")[-1]
+        try:
+            url = model.push_to_hub(repo_id, tokenizer=tokenizer, private=training_args.hub_private_repo)
+        except Exception as error:  # the saved folder stays: say where it is and how to retry
+            message = upload_failure_message(error, repo_id, training_args.output_dir)
+            raise SystemExit(f"trl-more armo: {message}") from error
         print(f"Pushed: {url}")
