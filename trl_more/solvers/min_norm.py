@@ -13,16 +13,17 @@ noise when the two vectors agree to about half the float64 digits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
 
 __all__ = ["min_norm_weights", "min_norm_weights_from_gram"]
 
-# Relative tolerance (w.r.t. the largest squared norm) for optimality and for dropping vanishing weights.
+# Relative tolerance (w.r.t. the largest squared norm) for optimality, for dropping vanishing weights and for
+# merging duplicates.
 _TOL = 1e-12
+# Pairs whose Gram-matrix distance is above this (relative) are distinct for sure; below it they are measured exactly.
+_SCREEN = 1e-8
 
 
 def min_norm_weights(grads: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
@@ -38,12 +39,15 @@ def min_norm_weights(grads: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndar
     if grads.ndim != 2:
         raise ValueError(f"`grads` must be a K x H matrix, got shape {tuple(grads.shape)}.")
     if isinstance(grads, torch.Tensor):
-        g64 = grads.detach().to(torch.float64).cpu().numpy()
-        weights = min_norm_weights_from_gram(g64 @ g64.T, _duplicate_groups(g64))
+        weights = _min_norm_weights_of_vectors(grads.detach().to(torch.float64).cpu().numpy())
         dtype = grads.dtype if grads.is_floating_point() else torch.float32
         return torch.from_numpy(weights).to(device=grads.device, dtype=dtype)
-    g64 = np.asarray(grads, dtype=np.float64)
-    return min_norm_weights_from_gram(g64 @ g64.T, _duplicate_groups(g64))
+    return _min_norm_weights_of_vectors(np.asarray(grads, dtype=np.float64))
+
+
+def _min_norm_weights_of_vectors(vectors: np.ndarray) -> np.ndarray:
+    gram = vectors @ vectors.T
+    return min_norm_weights_from_gram(gram, _duplicate_groups(vectors, gram))
 
 
 def min_norm_weights_from_gram(gram: np.ndarray, groups: list[list[int]] | None = None) -> np.ndarray:
@@ -131,26 +135,39 @@ def _affine_minimizer(gram: np.ndarray, support: list[int]) -> np.ndarray:
     return solution[:n]
 
 
-def _duplicate_groups(vectors: np.ndarray) -> list[list[int]]:
-    """Indices of rows equal up to round-off, grouped, in order of first appearance."""
-    scale = float(np.max(np.einsum("ij,ij->i", vectors, vectors)))
-    return _close_groups(len(vectors), lambda i, j: float(np.sum((vectors[i] - vectors[j]) ** 2)), scale)
+def _duplicate_groups(vectors: np.ndarray, gram: np.ndarray) -> list[list[int]]:
+    """Indices of rows equal up to round-off, grouped, in order of first appearance.
+
+    The Gram matrix screens the pairs: its distances are exact to ~1e-15 of the largest squared norm, so only pairs
+    it puts within `_SCREEN` of each other are measured on the vectors themselves.
+    """
+    scale = max(float(np.max(np.diag(gram))), np.finfo(np.float64).tiny)
+    close = _gram_distances(gram) <= _SCREEN * scale
+    for i, j in zip(*np.nonzero(np.triu(close, k=1))):
+        close[i, j] = close[j, i] = float(np.sum((vectors[i] - vectors[j]) ** 2)) <= _TOL * scale
+    return _groups(close)
 
 
 def _duplicate_groups_from_gram(gram: np.ndarray) -> list[list[int]]:
-    scale = float(np.max(np.diag(gram)))
-    return _close_groups(len(gram), lambda i, j: gram[i, i] + gram[j, j] - 2.0 * gram[i, j], scale)
+    scale = max(float(np.max(np.diag(gram))), np.finfo(np.float64).tiny)
+    return _groups(_gram_distances(gram) <= _TOL * scale)
 
 
-def _close_groups(count: int, squared_distance: Callable[[int, int], float], scale: float) -> list[list[int]]:
-    """Greedy groups of indices whose squared distance to their group's first member is <= _TOL * scale."""
-    threshold = _TOL * max(scale, np.finfo(np.float64).tiny)
+def _gram_distances(gram: np.ndarray) -> np.ndarray:
+    """Squared distances ||g_i - g_j||^2 from the Gram matrix (with round-off of ~1e-16 of the squared norms)."""
+    diagonal = np.diag(gram)
+    return diagonal[:, None] + diagonal[None, :] - 2.0 * gram
+
+
+def _groups(close: np.ndarray) -> list[list[int]]:
+    """Greedy groups: every index joins the first group whose first member it is close to."""
     groups: list[list[int]] = []
-    for index in range(count):
-        for group in groups:
-            if squared_distance(index, group[0]) <= threshold:
-                group.append(index)
-                break
+    firsts: list[int] = []
+    for index in range(len(close)):
+        matches = np.flatnonzero(close[index, firsts]) if firsts else ()
+        if len(matches):
+            groups[matches[0]].append(index)
         else:
             groups.append([index])
+            firsts.append(index)
     return groups
