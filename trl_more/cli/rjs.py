@@ -112,7 +112,8 @@ Turns = tuple[tuple[str, str], ...]  # ((role, text), ...), roles "user" and "as
 
 
 def dialogue_turns(prompt: str | list[dict[str, Any]]) -> Turns:
-    """The conversation before the reply: an HH transcript (`"\n\nHuman: ...\n\nAssistant:"`) or a message list."""
+    """The conversation before the reply, from an HH transcript (`"\\n\\nHuman: ...\\n\\nAssistant:"`) or a message
+    list."""
     from ..data import ASSISTANT_TAG, HUMAN_TAG
 
     if isinstance(prompt, list):
@@ -143,11 +144,11 @@ def format_prompts(dialogues: list[Turns], prompt_template: str, reward_prompt_f
     """
     from datasets import Dataset
 
-    from ..data.formats import render_dialogue
+    from ..data.formats import ASSISTANT_TAG, render_dialogue
 
     def render(turns: Turns, style: str):
         if style == "alpaca":
-            history = render_dialogue(turns[:-1]).removesuffix("\n\nAssistant:").strip() if len(turns) > 1 else None
+            history = render_dialogue(turns[:-1]).removesuffix(ASSISTANT_TAG).strip() if len(turns) > 1 else None
             return alpaca_prompt(turns[-1][1], history)
         if style == "hh":
             return render_dialogue(turns)
