@@ -51,3 +51,42 @@ def test_qlora_more_training_moves_adapters_and_head_only(tmp_path):
             assert changed, f"{name} did not train"
         else:
             assert not changed, f"frozen {name} changed"
+
+
+def test_qlora_more_training_continues_after_an_evaluation(tmp_path):
+    """bitsandbytes repacks 4-bit weights for CPU inference on an eval pass (on AVX512-BF16 CPUs, like CI's); the
+    training steps after it must still run. Width 64: that CPU kernel packs inputs in blocks of 64."""
+    tokenizer = tiny_tokenizer()
+    tiny_reward_model("qwen2", tokenizer, seed=2, hidden_size=64, intermediate_size=128).save_pretrained(
+        tmp_path / "base"
+    )
+    tokenizer.save_pretrained(tmp_path / "base")
+    sources = toy_preference_sources(12)
+    args = MORERewardConfig(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=6,
+        max_steps=4,
+        learning_rate=1e-2,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=2,
+        report_to="none",
+        bf16=True,
+        use_cpu=True,
+        save_strategy="no",
+        model_init_kwargs={"device_map": "cpu", "dtype": torch.float32},
+    )
+    trainer = MORERewardTrainer(
+        model=str(tmp_path / "base"),
+        args=args,
+        train_dataset=sources,
+        eval_dataset=sources["polite"],
+        processing_class=tokenizer,
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        ),
+        peft_config=LoraConfig(task_type="SEQ_CLS", r=4, target_modules="all-linear", modules_to_save=["score"]),
+    )
+    trainer.train()
+    assert trainer.state.global_step == 4
+    assert len([entry for entry in trainer.state.log_history if "eval_loss" in entry]) == 2

@@ -35,6 +35,7 @@ from .more_model_card import (
     more_model_card,
     upload_failure_message,
 )
+from .quantized_cpu import keep_4bit_weights_trainable
 
 
 logger = get_logger(__name__)
@@ -184,6 +185,7 @@ class MORERewardTrainer(RewardTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
+        keep_4bit_weights_trainable(self.model)  # training resumes after every evaluation
 
         if self.accelerator.num_processes > 1 and self.accelerator.distributed_type == DistributedType.NO:
             raise ValueError(

@@ -84,6 +84,7 @@ from ..rewards import (
     prepare_reward_model,
     select_samples,
 )
+from .quantized_cpu import keep_4bit_weights_trainable
 from .rejection_sampling_config import RejectionSamplingConfig
 
 
@@ -265,7 +266,7 @@ class RejectionSamplingTrainer(SFTTrainer):
         if self._is_vlm:
             raise ValueError("RejectionSamplingTrainer samples text only; pass a tokenizer as `processing_class`.")
         _check_process_layout(self.accelerator)
-        _keep_cpu_4bit_weights_trainable(self.model)
+        keep_4bit_weights_trainable(self.model)  # it trains right after generating without grad
 
         self._set_prompts(prompts, reward_prompts)
         self.response_filter = response_filter
@@ -547,19 +548,6 @@ def _steer_reward_models(reward_models: Sequence[nn.Module], objective_weights: 
         )
     for model in steerable:
         model.set_steering(objective_weights)  # an unknown objective name raises here, naming the known ones
-
-
-def _keep_cpu_4bit_weights_trainable(model: torch.nn.Module) -> None:
-    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
-
-    On CPUs with AVX512-BF16, bitsandbytes (0.50) rewrites a `Linear4bit` weight into an inference-only layout on its
-    first no-grad forward pass and keeps it there, so the policy that just generated can no longer be trained
-    ("a view of a leaf Variable ... in-place operation"). RJS alternates the two, so the repacking stays off. GPUs
-    never take this path.
-    """
-    for module in model.modules():
-        if getattr(module, "support_avx512bf16_for_cpu", False):
-            module.support_avx512bf16_for_cpu = False
 
 
 def _check_process_layout(accelerator: Accelerator) -> None:
