@@ -119,10 +119,10 @@ def main(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardCo
         raise ValueError(f"Unknown stage {script_args.stage!r}; choose one of {STAGES}.")
 
 
-def _tokenizer(path: str):
-    from transformers import AutoTokenizer
+def _tokenizer(path: str, trust_remote_code: bool):
+    from ..pretrained import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token  # BERT-style encoders: TRL appends the eos token to every text
     if tokenizer.pad_token is None:
@@ -148,9 +148,9 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     objectives = script_args.objectives or list(scales)
     ratings = load_preference_source(script_args.rating_source, path=script_args.rating_path).dataset
     backbone = script_args.model_name_or_path or str(minilm_path())
-    tokenizer = _tokenizer(backbone)
+    tokenizer = _tokenizer(backbone, training_args.trust_remote_code)
     model = MultiObjectiveRewardModel.from_backbone(
-        AutoModel.from_pretrained(backbone, **(training_args.model_init_kwargs or {})),  # e.g. {"dtype": "bfloat16"}
+        AutoModel.from_pretrained(backbone, **_model_init_kwargs(training_args)),  # e.g. {"dtype": "bfloat16"}
         objectives,
         pooling=script_args.pooling or ("mean" if script_args.model_name_or_path is None else "last"),
         regression_bias=script_args.regression_bias,
@@ -199,9 +199,9 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
     if script_args.model_name_or_path is None:
         raise ValueError("Stage 2 (`--stage gate`) needs `--model_name_or_path`: the model saved by stage 1.")
     model = MultiObjectiveRewardModel.from_pretrained(
-        script_args.model_name_or_path, **(training_args.model_init_kwargs or {})
+        script_args.model_name_or_path, **_model_init_kwargs(training_args)
     )
-    tokenizer = _tokenizer(script_args.model_name_or_path)
+    tokenizer = _tokenizer(script_args.model_name_or_path, training_args.trust_remote_code)
     pairs = load_preference_source(script_args.preference_source, path=script_args.preference_path).dataset
     training_args.max_length = _max_length(training_args.max_length, model)
     splits = pairs.train_test_split(test_size=script_args.eval_fraction, seed=training_args.seed)
@@ -222,6 +222,11 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     print(trainer.evaluate())
     _save(model, tokenizer, training_args)
+
+
+def _model_init_kwargs(training_args: MultiObjectiveRewardConfig) -> dict:
+    """`from_pretrained` keyword arguments: the config's `model_init_kwargs`, with its `trust_remote_code`."""
+    return {"trust_remote_code": training_args.trust_remote_code, **(training_args.model_init_kwargs or {})}
 
 
 def _max_length(max_length: int | None, model) -> int | None:

@@ -72,6 +72,9 @@ class EvaluateConfig:
             Dtype to load the model in (`float32`, `bfloat16`, `float16` or `auto`).
         device (`str` or `None`, *optional*, defaults to `None`):
             Device to score on; `None` picks `cuda` when available, else `cpu`.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Run code shipped inside the model folder or repository (e.g. the multi-objective model's modeling file
+            where trl-more's classes are not registered). Only for folders whose code you have read.
     """
 
     model: str = field(metadata={"help": "Folder of a saved reward model and its tokenizer."})
@@ -114,6 +117,9 @@ class EvaluateConfig:
         metadata={"help": "Dtype to load the model in.", "choices": ["float32", "bfloat16", "float16", "auto"]},
     )
     device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run code shipped inside the model folder (only if you have read it)."}
+    )
 
     def __post_init__(self):
         if self.save_calibrated_model and not self.calibration_sources:
@@ -164,9 +170,10 @@ def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> 
 
 def main(config: EvaluateConfig) -> RewardEvaluation:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     from ..metrics import set_reward_temperature
+    from ..pretrained import check_model_reference, load_tokenizer
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:  # every process would score everything on one device and write the same files
@@ -174,6 +181,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
             f"`trl-more evaluate` scores in one process, but it was launched in {world_size}. Run it with "
             "`trl-more evaluate ...` (or `accelerate launch --num_processes 1 -m trl_more.cli evaluate ...`)."
         )
+    check_model_reference(config.model)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     eval_sources = load_sources(config.sources, config.split, config.max_pairs_per_source)
@@ -181,12 +189,14 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
-    model = AutoModelForSequenceClassification.from_pretrained(config.model, dtype=dtype).to(device)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.model, dtype=dtype, trust_remote_code=config.trust_remote_code
+    ).to(device)
     if model.config.num_labels != 1:
         raise ValueError(
             f"{config.model} has {model.config.num_labels} outputs; a reward model has one (`num_labels=1`)."
         )
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     if config.eos_token is not None:
         if config.eos_token not in tokenizer.get_vocab():
             raise ValueError(f"`--eos_token {config.eos_token}` is not in the vocabulary of {config.model}.")

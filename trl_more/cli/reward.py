@@ -125,17 +125,17 @@ def default_model(output_dir: str) -> str:
 
 
 def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, model_args: ModelConfig) -> None:
-    from transformers import AutoTokenizer
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     from ..metrics import PreferenceMetrics, evaluate_reward_model
+    from ..pretrained import load_tokenizer
     from ..trainer import MORERewardTrainer
     from ..trainer.more_model_card import HubUploadError
 
     train_dataset, test_sources = load_sources(script_args, training_args.seed)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = load_tokenizer(
         model_name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
     )
     if tokenizer.eos_token is None and training_args.eos_token is None and tokenizer.sep_token is not None:

@@ -183,9 +183,8 @@ def load_prompts(script_args: RejectionSamplingScriptArguments, seed: int):
 def main(
     script_args: RejectionSamplingScriptArguments, training_args: RejectionSamplingConfig, model_args: ModelConfig
 ):
-    from transformers import AutoTokenizer
-
     from ..generation import is_degenerate_response
+    from ..pretrained import load_tokenizer
     from ..trainer import RejectionSamplingTrainer
 
     if model_args.model_name_or_path is None:
@@ -194,7 +193,7 @@ def main(
     if training_args.reward_model_init_kwargs is None and model_args.dtype is not None:
         training_args.reward_model_init_kwargs = {"dtype": model_args.dtype}
 
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = load_tokenizer(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,

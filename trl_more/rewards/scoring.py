@@ -11,12 +11,13 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 from trl.models.utils import prepare_deepspeed
 from trl.trainer.utils import pad
 
 from ..generation.batching import length_sorted_batches
 from ..models.tokenization import fit_to_max_length, tokenize_prompt_response
+from ..pretrained import load_tokenizer
 from .ensemble import combine_rewards
 
 
@@ -34,9 +35,14 @@ class RewardScores(NamedTuple):
 def load_reward_model(
     name_or_path: str, model_init_kwargs: dict[str, Any] | None = None
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
-    """A sequence-classification reward model and its tokenizer from a local folder or the Hub."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **(model_init_kwargs or {}))
+    """A sequence-classification reward model and its tokenizer from a local folder or the Hub.
+
+    `model_init_kwargs` go to `from_pretrained`; their `trust_remote_code` (default False) applies to the tokenizer
+    too.
+    """
+    model_init_kwargs = {"trust_remote_code": False, **(model_init_kwargs or {})}
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code=model_init_kwargs["trust_remote_code"])
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_init_kwargs)
     return model, tokenizer
 
 

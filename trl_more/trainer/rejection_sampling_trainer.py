@@ -64,7 +64,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedType, broadcast_object_list, gather_object
 from datasets import Dataset
 from torch import nn
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import SFTTrainer
 
 from ..generation import (
@@ -75,6 +75,7 @@ from ..generation import (
     distinct_n,
     shard_for_process,
 )
+from ..pretrained import load_tokenizer
 from ..rewards import (
     Prompt,
     RewardModelScorer,
@@ -599,16 +600,16 @@ def _load_reward_models(
             reward_model, own_tokenizer = load_reward_model(reward_model, model_init_kwargs)
             tokenizer = tokenizer or own_tokenizer
         elif tokenizer is None:
-            tokenizer = _tokenizer_of(reward_model)
+            tokenizer = _tokenizer_of(reward_model, (model_init_kwargs or {}).get("trust_remote_code", False))
         models.append(reward_model)
         loaded_tokenizers.append(tokenizer)
     return models, loaded_tokenizers
 
 
-def _tokenizer_of(model: nn.Module) -> PreTrainedTokenizerBase:
-    name_or_path = getattr(model.config, "_name_or_path", "")
+def _tokenizer_of(model: nn.Module, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    name_or_path = model.config.name_or_path
     try:
-        return AutoTokenizer.from_pretrained(name_or_path)
+        return load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         raise ValueError(
             f"Could not load the tokenizer of the reward model {type(model).__name__} from {name_or_path!r}; pass it "
