@@ -24,7 +24,7 @@ import time
 import torch
 from accelerate import Accelerator
 
-from trl_more.generation import SamplingSettings, TransformersGenerationBackend
+from trl_more.rejection_sampling.generation import SamplingSettings, TransformersGenerationBackend
 from trl_more.rewards import RewardModelScorer
 from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 

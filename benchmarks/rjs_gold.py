@@ -198,7 +198,7 @@ def sample_answers(policy, tokenizer, questions: list[str], num_samples: int, ma
     """`num_samples` sampled answers (decoded text) per question, in the HH format the policy was trained on."""
     from accelerate import Accelerator
 
-    from trl_more.generation import SamplingSettings, TransformersGenerationBackend
+    from trl_more.rejection_sampling.generation import SamplingSettings, TransformersGenerationBackend
 
     backend = TransformersGenerationBackend(
         Accelerator(cpu=True),
@@ -344,7 +344,7 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
-    from trl_more.generation import is_degenerate_response
+    from trl_more.rejection_sampling import is_degenerate_response
 
     tokenizer = AutoTokenizer.from_pretrained(policy_folder)
     policy = AutoModelForCausalLM.from_pretrained(policy_folder)

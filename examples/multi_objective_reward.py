@@ -16,13 +16,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_more.data import RATING_SCALES, load_preference_source
-from trl_more.models import MultiObjectiveRewardModel
-from trl_more.models.features import extract_features
-from trl_more.models.regression import fit_regression_layer, prepare_rating_dataset, r2_per_objective
-from trl_more.models.tokenization import tokenize_prompt
+from trl_more.multi_objective import MultiObjectiveRewardModel
+from trl_more.multi_objective.features import extract_features
+from trl_more.multi_objective.multi_objective_config import MultiObjectiveRewardConfig
+from trl_more.multi_objective.multi_objective_trainer import MultiObjectiveRewardTrainer
+from trl_more.multi_objective.regression import fit_regression_layer, prepare_rating_dataset, r2_per_objective
 from trl_more.testing import minilm_path
-from trl_more.trainer.multi_objective_config import MultiObjectiveRewardConfig
-from trl_more.trainer.multi_objective_trainer import MultiObjectiveRewardTrainer
+from trl_more.tokenization import tokenize_prompt
 
 
 parser = argparse.ArgumentParser()

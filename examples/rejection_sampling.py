@@ -15,8 +15,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from trl_more.generation import is_degenerate_response
-from trl_more.trainer import RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more.rejection_sampling import is_degenerate_response
 
 
 QUESTIONS = [

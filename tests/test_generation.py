@@ -7,14 +7,12 @@ import types
 import pytest
 from accelerate import Accelerator
 
-from trl_more.generation import (
+from trl_more.batching import length_sorted_batches, shard_for_process
+from trl_more.rejection_sampling import distinct_n, is_degenerate_response
+from trl_more.rejection_sampling.generation import (
     SamplingSettings,
     TransformersGenerationBackend,
     VLLMGenerationBackend,
-    distinct_n,
-    is_degenerate_response,
-    length_sorted_batches,
-    shard_for_process,
     truncate_after_eos,
 )
 from trl_more.testing import tiny_causal_lm, tiny_tokenizer

@@ -23,6 +23,7 @@ from transformers import AutoModelForSequenceClassification
 
 from trl_more import MORERewardConfig, MORERewardTrainer
 from trl_more.cli import main as cli_main
+from trl_more.hub import HubUploadError
 from trl_more.metrics import PreferenceMetrics, set_reward_temperature
 from trl_more.testing import (
     save_tiny_reward_model,
@@ -31,7 +32,6 @@ from trl_more.testing import (
     toy_preference_sources,
     write_toy_mixture,
 )
-from trl_more.trainer.more_model_card import HubUploadError
 
 
 SOURCES = ("polite", "concise", "factual")

@@ -5,7 +5,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from trl_more.models import MultiObjectiveRewardModel
+from trl_more.multi_objective import MultiObjectiveRewardModel
 from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 
 

@@ -10,9 +10,9 @@ import torch
 from huggingface_hub import HfApi
 from transformers import AutoModelForSequenceClassification
 
-from trl_more.models import MultiObjectiveRewardModel, MultiObjectiveRewardModelConfig
-from trl_more.models.tokenization import fit_to_max_length, tokenize_prompt, tokenize_prompt_response
+from trl_more.multi_objective import MultiObjectiveRewardModel, MultiObjectiveRewardModelConfig
 from trl_more.testing import tiny_reward_model, tiny_tokenizer
+from trl_more.tokenization import fit_to_max_length, tokenize_prompt, tokenize_prompt_response
 
 
 OBJECTIVES = ["helpfulness", "correctness", "verbosity"]
@@ -316,7 +316,9 @@ def test_round_trip_through_the_auto_class_in_a_fresh_process(qwen, tmp_path):
 def test_saved_model_loads_in_process_and_with_the_auto_class(qwen, tmp_path):
     model, tokenizer = qwen
     model.save_pretrained(tmp_path)
-    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()  # registered by trl_more.models
+    loaded = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path
+    ).eval()  # registered by trl_more.multi_objective
     assert type(loaded) is MultiObjectiveRewardModel
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
@@ -371,8 +373,8 @@ def test_push_to_hub_sends_code_config_with_auto_map_card_and_tokenizer(qwen, tm
 
 
 def test_trl_more_armo_reports_a_failed_upload_and_keeps_its_output(qwen, tmp_path):
+    from trl_more import MultiObjectiveRewardConfig
     from trl_more.cli.armo import _save
-    from trl_more.trainer import MultiObjectiveRewardConfig
 
     model, tokenizer = qwen
     args = MultiObjectiveRewardConfig(

@@ -7,11 +7,11 @@ from datasets import Dataset
 from scipy.stats import spearmanr
 from transformers import TrainingArguments
 
-from trl_more.models import MultiObjectiveRewardModel
-from trl_more.models.debiasing import debias_verbosity
-from trl_more.models.features import extract_features
-from trl_more.models.modeling_multi_objective import masked_mse_loss
-from trl_more.models.regression import (
+from trl_more.multi_objective import MultiObjectiveRewardModel
+from trl_more.multi_objective.debiasing import debias_verbosity
+from trl_more.multi_objective.features import extract_features
+from trl_more.multi_objective.modeling_multi_objective import masked_mse_loss
+from trl_more.multi_objective.regression import (
     DataCollatorForRatings,
     fit_regression_layer,
     prepare_rating_dataset,
@@ -19,8 +19,8 @@ from trl_more.models.regression import (
     rating_targets,
     regression_trainer,
 )
-from trl_more.models.tokenization import tokenize_prompt
 from trl_more.testing import tiny_reward_model, tiny_tokenizer
+from trl_more.tokenization import tokenize_prompt
 
 
 OBJECTIVES = ["helpfulness", "verbosity", "politeness"]

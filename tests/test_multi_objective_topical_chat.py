@@ -6,9 +6,9 @@ import torch
 from transformers import AutoTokenizer
 
 from trl_more.data import RATING_SCALES, load_preference_source
-from trl_more.models import MultiObjectiveRewardModel
-from trl_more.models.features import extract_features
-from trl_more.models.regression import fit_regression_layer, prepare_rating_dataset
+from trl_more.multi_objective import MultiObjectiveRewardModel
+from trl_more.multi_objective.features import extract_features
+from trl_more.multi_objective.regression import fit_regression_layer, prepare_rating_dataset
 
 
 def test_stage1_on_topical_chat_with_minilm_beats_the_per_objective_mean(shared_data):

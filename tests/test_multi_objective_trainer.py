@@ -3,11 +3,11 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig
 
-from trl_more.models import MultiObjectiveRewardModel
-from trl_more.models.tokenization import tokenize_prompt
+from trl_more.multi_objective import MultiObjectiveRewardModel
+from trl_more.multi_objective.multi_objective_config import MultiObjectiveRewardConfig
+from trl_more.multi_objective.multi_objective_trainer import MultiObjectiveRewardTrainer, PreferenceFeatures
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
-from trl_more.trainer.multi_objective_config import MultiObjectiveRewardConfig
-from trl_more.trainer.multi_objective_trainer import MultiObjectiveRewardTrainer, PreferenceFeatures
+from trl_more.tokenization import tokenize_prompt
 
 
 OBJECTIVES = ["polite", "concise", "factual"]

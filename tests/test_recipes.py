@@ -13,11 +13,11 @@ import pytest
 import yaml
 from trl import ModelConfig
 
+from trl_more import MORERewardConfig, RejectionSamplingConfig
 from trl_more.cli import main as cli_main
 from trl_more.cli import parse_subcommand_arguments
 from trl_more.cli.reward import RewardScriptArguments
 from trl_more.data import MixtureConfig
-from trl_more.trainer import MORERewardConfig, RejectionSamplingConfig
 
 
 REPO = Path(__file__).resolve().parents[1]

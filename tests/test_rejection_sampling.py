@@ -10,8 +10,8 @@ import torch
 from datasets import Dataset
 from transformers import GenerationMixin, TrainerCallback
 
-from trl_more.trainer import RejectionSamplingConfig, RejectionSamplingTrainer
-from trl_more.trainer.rejection_sampling_trainer import IterationStore
+from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more.rejection_sampling.rejection_sampling_trainer import IterationStore
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -297,9 +297,9 @@ def test_conversational_prompts_use_each_models_chat_template(tmp_path):
 
 
 def test_a_multi_objective_reward_model_with_its_own_tokenizer_is_steered_by_the_config(tmp_path):
-    from trl_more.models import MultiObjectiveRewardModel
-    from trl_more.models.tokenization import tokenize_prompt_response
+    from trl_more.multi_objective import MultiObjectiveRewardModel
     from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+    from trl_more.tokenization import tokenize_prompt_response
 
     policy_tokenizer, reward_tokenizer = tiny_tokenizer("bpe"), tiny_tokenizer("wordpiece")
     encoder = tiny_reward_model("bert", reward_tokenizer, seed=3)
@@ -348,7 +348,7 @@ def test_a_multi_objective_reward_model_with_its_own_tokenizer_is_steered_by_the
 def test_an_iteration_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     store = IterationStore(tmp_path)
     sample = {"prompt_index": 0, "sample_index": 0, "prompt": "p", "response": "r", "reward": 1.0, "selected": True}
-    import trl_more.trainer.rejection_sampling_trainer as module
+    import trl_more.rejection_sampling.rejection_sampling_trainer as module
 
     original = module._write_jsonl
     written = []

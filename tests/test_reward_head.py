@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from trl_more.reward_head import (
+from trl_more.more.reward_head import (
     RewardHeadInputCapture,
     find_reward_head,
     pairwise_reward_loss,

@@ -4,14 +4,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from trl_more.rewards import (
-    RewardModelScorer,
-    align_pad_token,
-    combine_rewards,
-    max_selected,
-    prepare_reward_model,
-    select_samples,
-)
+from trl_more.rejection_sampling import max_selected, select_samples
+from trl_more.rewards import RewardModelScorer, align_pad_token, combine_rewards, prepare_reward_model
 from trl_more.testing import tiny_reward_model, tiny_tokenizer
 
 
@@ -160,9 +154,9 @@ def test_conversational_prompts_use_the_reward_models_chat_template(decoder_rewa
 
 
 def test_the_multi_objective_model_gets_prompt_lengths_and_can_be_steered():
-    from trl_more.models import MultiObjectiveRewardModel
-    from trl_more.models.tokenization import tokenize_prompt_response
+    from trl_more.multi_objective import MultiObjectiveRewardModel
     from trl_more.testing import tiny_causal_lm
+    from trl_more.tokenization import tokenize_prompt_response
 
     tokenizer = tiny_tokenizer()
     model = MultiObjectiveRewardModel.from_backbone(tiny_causal_lm("qwen2", tokenizer), ["helpful", "safe"]).eval()

@@ -6,7 +6,7 @@ import pytest
 from accelerate.data_loader import BatchSamplerShard
 from torch.utils.data import BatchSampler
 
-from trl_more.samplers import SourceGroupedSampler
+from trl_more.more.sampler import SourceGroupedSampler
 
 
 def batches(sampler, batch_size):

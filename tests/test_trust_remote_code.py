@@ -19,7 +19,9 @@ def folder_with_custom_tokenizer_code(folder: Path, marker: Path) -> Path:
     save_tiny_reward_model(folder, "qwen2")
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
-    config["auto_map"] = {"AutoTokenizer": ["tokenization_custom.CustomTokenizer", "tokenization_custom.CustomTokenizer"]}
+    config["auto_map"] = {
+        "AutoTokenizer": ["tokenization_custom.CustomTokenizer", "tokenization_custom.CustomTokenizer"]
+    }
     config["tokenizer_class"] = "CustomTokenizer"
     config_path.write_text(json.dumps(config))
     (folder / "tokenization_custom.py").write_text(

@@ -11,17 +11,19 @@ __version__ = "0.1.0"
 # Public names and the module that defines each; imported on first use so that `import trl_more` stays fast and the
 # light modules (solvers, metrics, data) do not pull in trl and transformers.
 _EXPORTS = {
-    # trainer
-    "HubUploadError": "trl_more.trainer",
-    "MORERewardConfig": "trl_more.trainer",
-    "MORERewardTrainer": "trl_more.trainer",
-    "MultiObjectiveRewardConfig": "trl_more.trainer",
-    "MultiObjectiveRewardTrainer": "trl_more.trainer",
-    "RejectionSamplingConfig": "trl_more.trainer",
-    "RejectionSamplingTrainer": "trl_more.trainer",
-    # models
-    "MultiObjectiveRewardModel": "trl_more.models",
-    "MultiObjectiveRewardModelConfig": "trl_more.models",
+    # MORE
+    "MORERewardConfig": "trl_more.more",
+    "MORERewardTrainer": "trl_more.more",
+    # multi-objective reward model (ArmoRM)
+    "MultiObjectiveRewardConfig": "trl_more.multi_objective",
+    "MultiObjectiveRewardModel": "trl_more.multi_objective",
+    "MultiObjectiveRewardModelConfig": "trl_more.multi_objective",
+    "MultiObjectiveRewardTrainer": "trl_more.multi_objective",
+    # rejection sampling
+    "RejectionSamplingConfig": "trl_more.rejection_sampling",
+    "RejectionSamplingTrainer": "trl_more.rejection_sampling",
+    # Hub
+    "HubUploadError": "trl_more.hub",
     # data
     "MixtureConfig": "trl_more.data",
     "SourceConfig": "trl_more.data",
@@ -68,13 +70,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import (  # noqa: F401
-        MixtureConfig,
-        SourceConfig,
-        load_mixture,
-        load_preference_source,
-        mix_sources,
-    )
+    from .data import MixtureConfig, SourceConfig, load_mixture, load_preference_source, mix_sources  # noqa: F401
+    from .hub import HubUploadError  # noqa: F401
     from .metrics import (  # noqa: F401
         PreferenceMetrics,
         RewardEvaluation,
@@ -91,25 +88,13 @@ if TYPE_CHECKING:  # pragma: no cover
         reward_temperature,
         set_reward_temperature,
     )
-    from .models import (  # noqa: F401
+    from .more import MORERewardConfig, MORERewardTrainer  # noqa: F401
+    from .multi_objective import (  # noqa: F401
+        MultiObjectiveRewardConfig,
         MultiObjectiveRewardModel,
         MultiObjectiveRewardModelConfig,
-    )
-    from .rewards import (  # noqa: F401
-        RewardModelScorer,
-        combine_rewards,
-    )
-    from .solvers import (  # noqa: F401
-        fit_ridge,
-        min_norm_weights,
-        verbosity_penalties,
-    )
-    from .trainer import (  # noqa: F401
-        HubUploadError,
-        MORERewardConfig,
-        MORERewardTrainer,
-        MultiObjectiveRewardConfig,
         MultiObjectiveRewardTrainer,
-        RejectionSamplingConfig,
-        RejectionSamplingTrainer,
     )
+    from .rejection_sampling import RejectionSamplingConfig, RejectionSamplingTrainer  # noqa: F401
+    from .rewards import RewardModelScorer, combine_rewards  # noqa: F401
+    from .solvers import fit_ridge, min_norm_weights, verbosity_penalties  # noqa: F401

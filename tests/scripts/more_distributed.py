@@ -11,9 +11,9 @@ import os
 from transformers import TrainerCallback
 
 from trl_more import MORERewardConfig, MORERewardTrainer
-from trl_more.reward_head import find_reward_head
+from trl_more.more.lambdas import MinNormSourceWeighting
+from trl_more.more.reward_head import find_reward_head
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
-from trl_more.weighting import MinNormSourceWeighting
 
 
 class RecordingWeighting(MinNormSourceWeighting):

@@ -21,8 +21,8 @@ import torch
 from datasets import Dataset
 from transformers import GenerationMixin, TrainerCallback
 
+from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
 from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
-from trl_more.trainer import RejectionSamplingConfig, RejectionSamplingTrainer
 
 
 NUM_PROMPTS = 5

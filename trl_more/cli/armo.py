@@ -25,8 +25,8 @@ from accelerate import PartialState
 from datasets import Dataset
 from trl import TrlParser
 
-from ..trainer.more_model_card import upload_failure_message
-from ..trainer.multi_objective_config import MultiObjectiveRewardConfig
+from ..hub import upload_failure_message
+from ..multi_objective.multi_objective_config import MultiObjectiveRewardConfig
 
 
 STAGES = ("regression", "gate")
@@ -135,9 +135,14 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     from transformers import AutoModel
 
     from ..data import RATING_SCALES, load_preference_source
-    from ..models import MultiObjectiveRewardModel
-    from ..models.features import extract_features
-    from ..models.regression import fit_regression_layer, prepare_rating_dataset, r2_per_objective, regression_trainer
+    from ..multi_objective import MultiObjectiveRewardModel
+    from ..multi_objective.features import extract_features
+    from ..multi_objective.regression import (
+        fit_regression_layer,
+        prepare_rating_dataset,
+        r2_per_objective,
+        regression_trainer,
+    )
     from ..testing import minilm_path
 
     scales = RATING_SCALES.get(script_args.rating_source)
@@ -191,10 +196,10 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
 def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
     """Stage 2: optionally debias against verbosity, then train the gate on preference pairs."""
     from ..data import load_preference_source
-    from ..models import MultiObjectiveRewardModel
-    from ..models.debiasing import debias_verbosity
-    from ..models.features import extract_features
-    from ..trainer.multi_objective_trainer import MultiObjectiveRewardTrainer
+    from ..multi_objective import MultiObjectiveRewardModel
+    from ..multi_objective.debiasing import debias_verbosity
+    from ..multi_objective.features import extract_features
+    from ..multi_objective.multi_objective_trainer import MultiObjectiveRewardTrainer
 
     if script_args.model_name_or_path is None:
         raise ValueError("Stage 2 (`--stage gate`) needs `--model_name_or_path`: the model saved by stage 1.")

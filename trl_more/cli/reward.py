@@ -23,7 +23,7 @@ from pathlib import Path
 from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
-from ..trainer import MORERewardConfig
+from ..more.more_config import MORERewardConfig
 from .common import model_init_kwargs
 
 
@@ -127,10 +127,10 @@ def default_model(output_dir: str) -> str:
 def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, model_args: ModelConfig) -> None:
     from transformers.integrations import is_deepspeed_zero3_enabled
 
+    from ..hub import HubUploadError
     from ..metrics import PreferenceMetrics, evaluate_reward_model
+    from ..more import MORERewardTrainer
     from ..pretrained import load_tokenizer
-    from ..trainer import MORERewardTrainer
-    from ..trainer.more_model_card import HubUploadError
 
     train_dataset, test_sources = load_sources(script_args, training_args.seed)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir)

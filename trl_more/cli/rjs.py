@@ -18,7 +18,7 @@ from typing import Any
 
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
-from ..trainer.rejection_sampling_config import RejectionSamplingConfig
+from ..rejection_sampling.rejection_sampling_config import RejectionSamplingConfig
 from .common import model_init_kwargs
 
 
@@ -183,9 +183,9 @@ def load_prompts(script_args: RejectionSamplingScriptArguments, seed: int):
 def main(
     script_args: RejectionSamplingScriptArguments, training_args: RejectionSamplingConfig, model_args: ModelConfig
 ):
-    from ..generation import is_degenerate_response
     from ..pretrained import load_tokenizer
-    from ..trainer import RejectionSamplingTrainer
+    from ..rejection_sampling import RejectionSamplingTrainer
+    from ..rejection_sampling.diversity import is_degenerate_response
 
     if model_args.model_name_or_path is None:
         raise ValueError("Give the policy with `--model_name_or_path`.")

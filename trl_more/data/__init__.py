@@ -23,7 +23,7 @@ from .mixture import (
 from .oasst import convert_oasst
 from .ratings import RATING_SCALES, convert_helpsteer, convert_topical_chat
 from .resampling import resample_indices, resample_sources
-from .source_ids import SOURCE_ID_COLUMN, attach_source_ids
+from .sources import SOURCE_ID_COLUMN, attach_source_ids
 from .summarize import convert_summarize
 from .ultrafeedback import convert_ultrafeedback
 from .webgpt import convert_webgpt

@@ -1,4 +1,4 @@
-"""Rewards for sampled responses: scoring with reward models, ensembles, and the selection rejection sampling uses."""
+"""Scoring (prompt, response) pairs with one or several reward models, and combining their rewards."""
 
 from .ensemble import ENSEMBLE_MODES, combine_rewards
 from .scoring import (
@@ -9,19 +9,15 @@ from .scoring import (
     load_reward_model,
     prepare_reward_model,
 )
-from .selection import SELECTION_STRATEGIES, max_selected, select_samples
 
 
 __all__ = [
     "ENSEMBLE_MODES",
-    "SELECTION_STRATEGIES",
     "Prompt",
     "RewardModelScorer",
     "RewardScores",
     "align_pad_token",
     "combine_rewards",
     "load_reward_model",
-    "max_selected",
     "prepare_reward_model",
-    "select_samples",
 ]

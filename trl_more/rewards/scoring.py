@@ -15,9 +15,9 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 from trl.models.utils import prepare_deepspeed
 from trl.trainer.utils import pad
 
-from ..generation.batching import length_sorted_batches
-from ..models.tokenization import fit_to_max_length, tokenize_prompt_response
+from ..batching import length_sorted_batches
 from ..pretrained import load_tokenizer
+from ..tokenization import fit_to_max_length, tokenize_prompt_response
 from .ensemble import combine_rewards
 
 

@@ -24,8 +24,8 @@ from transformers.trainer_utils import EvalPrediction
 from trl.trainer.utils import pad
 
 from ..solvers.ridge import DEFAULT_ALPHAS, RidgeFit, fit_ridge
+from ..tokenization import fit_to_max_length, tokenize_prompt_response
 from .modeling_multi_objective import MultiObjectiveRewardModel
-from .tokenization import fit_to_max_length, tokenize_prompt_response
 
 
 __all__ = [
@@ -85,7 +85,7 @@ def prepare_rating_dataset(
 ) -> Dataset:
     """Tokenize rated responses: columns `input_ids`, `prompt_length` and `labels` (k scaled ratings, NaN if missing).
 
-    `prompt` and `response_column` may be plain text or conversations; see `trl_more.models.tokenization` for how the
+    `prompt` and `response_column` may be plain text or conversations; see `trl_more.tokenization` for how the
     prompt length is found and how `max_length` / `truncation_mode` apply (errors, never silent drops).
     """
     for column in ("prompt", response_column):

@@ -21,21 +21,16 @@ from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.utils import get_config_model_id
 
+from .._compat import keep_4bit_weights_trainable
 from ..data.resampling import resample_sources
-from ..data.source_ids import SOURCE_ID_COLUMN, attach_source_ids
+from ..data.sources import SOURCE_ID_COLUMN, attach_source_ids
+from ..hub import HubUploadError, upload_failure_message
 from ..metrics.trainer_metrics import PreferenceMetrics
-from ..reward_head import RewardHeadInputCapture, pairwise_reward_loss, per_source_head_gradients, per_source_mean
-from ..samplers import SourceGroupedSampler, check_batch_size_fits_sources
-from ..weighting import MinNormSourceWeighting
+from .lambdas import MinNormSourceWeighting
+from .model_card import fill_trl_card_gaps, model_id_of, more_model_card
 from .more_config import MORERewardConfig
-from .more_model_card import (
-    HubUploadError,
-    fill_trl_card_gaps,
-    model_id_of,
-    more_model_card,
-    upload_failure_message,
-)
-from .quantized_cpu import keep_4bit_weights_trainable
+from .reward_head import RewardHeadInputCapture, pairwise_reward_loss, per_source_head_gradients, per_source_mean
+from .sampler import SourceGroupedSampler, check_batch_size_fits_sources
 
 
 logger = get_logger(__name__)

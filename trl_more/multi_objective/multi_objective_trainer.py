@@ -16,9 +16,9 @@ from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names, is_conversational
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from ..models.features import SequenceFeatures, extract_features
-from ..models.tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
-from ..reward_head import pairwise_reward_loss
+from ..more.reward_head import pairwise_reward_loss
+from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
+from .features import SequenceFeatures, extract_features
 from .multi_objective_config import MultiObjectiveRewardConfig
 
 
@@ -80,7 +80,7 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
     Accepts the data [`~trl.RewardTrainer`] accepts (explicit or implicit prompt, plain text or conversational, or
     already tokenized with `chosen_ids`/`rejected_ids`). Every sequence gets its prompt length, so the gate reads the
     hidden state of the last prompt token: for explicit prompts the common prefix of the tokenized prompt and the
-    sequence, for implicit ones the common prefix of chosen and rejected (see `trl_more.models.tokenization`). With
+    sequence, for implicit ones the common prefix of chosen and rejected (see `trl_more.tokenization`). With
     `cache_features=True` the frozen backbone runs once over the data and training steps only run the gate.
 
     Logs TRL's reward metrics plus `beta` and the mean gating weight of every objective (`gate/<objective>`), and
@@ -90,7 +90,7 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
 
     ```python
     >>> from trl_more import MultiObjectiveRewardConfig, MultiObjectiveRewardTrainer
-    >>> from trl_more.models import MultiObjectiveRewardModel
+    >>> from trl_more.multi_objective import MultiObjectiveRewardModel
 
     >>> model = MultiObjectiveRewardModel.from_pretrained("stage1-model")  # regression layer fitted in stage 1
     >>> trainer = MultiObjectiveRewardTrainer(
@@ -102,7 +102,7 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
     ```
 
     Args:
-        model ([`~trl_more.models.MultiObjectiveRewardModel`] or `str`):
+        model ([`~trl_more.multi_objective.MultiObjectiveRewardModel`] or `str`):
             The model, or a path / Hub id of a saved one (loaded with `AutoModelForSequenceClassification`; set
             `args.trust_remote_code=True` where trl-more's classes are not registered).
         args ([`MultiObjectiveRewardConfig`], *optional*):

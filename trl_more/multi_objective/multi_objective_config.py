@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..models.tokenization import TRUNCATION_MODES
+from ..tokenization import TRUNCATION_MODES
 
 
 @dataclass
@@ -17,7 +17,7 @@ class MultiObjectiveRewardConfig(RewardConfig):
 
     Only the gate (and its scale beta) trains; the backbone, the regression layer and the reward transform stay
     frozen. The gate's architecture, dropout (0.2 in training), temperature (10) and initial beta are fields of the
-    model's configuration ([`~trl_more.models.MultiObjectiveRewardModelConfig`]). TRL's `disable_dropout` (default
+    model's configuration ([`~trl_more.multi_objective.MultiObjectiveRewardModelConfig`]). TRL's `disable_dropout` (default
     `True`) zeroes the backbone's dropout modules; the gate's dropout is functional and stays active in training.
 
     Parameters:

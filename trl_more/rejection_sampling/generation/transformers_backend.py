@@ -13,8 +13,8 @@ from transformers import GenerationConfig
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
+from ...batching import length_sorted_batches
 from .base import GenerationBackend, SamplingSettings, truncate_after_eos
-from .batching import length_sorted_batches
 
 
 class TransformersGenerationBackend(GenerationBackend):

@@ -67,26 +67,19 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import SFTTrainer
 
-from ..generation import (
+from .._compat import keep_4bit_weights_trainable
+from ..batching import shard_for_process
+from ..pretrained import load_tokenizer
+from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
+from .diversity import distinct_n
+from .generation import (
     GenerationBackend,
     SamplingSettings,
     TransformersGenerationBackend,
     VLLMGenerationBackend,
-    distinct_n,
-    shard_for_process,
 )
-from ..pretrained import load_tokenizer
-from ..rewards import (
-    Prompt,
-    RewardModelScorer,
-    align_pad_token,
-    load_reward_model,
-    max_selected,
-    prepare_reward_model,
-    select_samples,
-)
-from .quantized_cpu import keep_4bit_weights_trainable
 from .rejection_sampling_config import RejectionSamplingConfig
+from .selection import max_selected, select_samples
 
 
 logger = get_logger(__name__)

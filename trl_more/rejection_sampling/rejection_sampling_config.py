@@ -7,8 +7,9 @@ from typing import Any
 
 from trl import SFTConfig
 
-from ..rewards import ENSEMBLE_MODES, SELECTION_STRATEGIES
-from .more_config import _check_choice
+from ..more.more_config import _check_choice
+from ..rewards import ENSEMBLE_MODES
+from .selection import SELECTION_STRATEGIES
 
 
 GENERATION_BACKENDS = ("transformers", "vllm")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .solvers import min_norm_weights
+from ..solvers import min_norm_weights
 
 
 __all__ = ["MinNormSourceWeighting", "normalize_gradients"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.source_ids import SOURCE_ID_COLUMN
+from ..data.sources import SOURCE_ID_COLUMN
 from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, reward_temperature
 
 
@@ -38,10 +38,6 @@ EVALUATION_KEYS = (
     "negative_outliers",
     "negative_outlier_mean",
 )
-
-
-class HubUploadError(RuntimeError):
-    """Uploading a trained model to the Hub failed. Nothing local is removed: the message says where it is."""
 
 
 def more_model_card(trainer: MORERewardTrainer, evaluation: RewardEvaluation | None = None) -> str:
@@ -121,23 +117,6 @@ def evaluation_from_log(
 def model_id_of(trainer: MORERewardTrainer) -> str:
     """The Hub repository of the trainer's model when it has one, else its output folder."""
     return trainer.hub_model_id or trainer.args.hub_model_id or trainer.args.output_dir
-
-
-def upload_failure_message(error: BaseException, repo_id: str | None, output_dir: str) -> str:
-    """What failed, where the local copy is and how to retry, for a failed `push_to_hub`."""
-    output_dir = os.path.abspath(output_dir)
-    saved = any(os.path.isfile(os.path.join(output_dir, name)) for name in ("config.json", "adapter_config.json"))
-    repo = repo_id or os.path.basename(output_dir)
-    local = (
-        f"The trained model is saved locally and unchanged in {output_dir} (weights, config, tokenizer, model card)."
-        if saved
-        else f"No saved model was found in {output_dir}: save it with `trainer.save_model()` before retrying."
-    )
-    return (
-        f"Uploading {output_dir} to the Hub repository {repo!r} failed: {type(error).__name__}: {error}\n{local}\n"
-        f"Retry with `trainer.push_to_hub()`, or from a shell once the cause is fixed (login: `hf auth login`): "
-        f"hf upload {repo} {output_dir} . --exclude 'checkpoint-*' --exclude '_*'"
-    )
 
 
 def _eval_set_names(eval_dataset: Any) -> list[str] | None:

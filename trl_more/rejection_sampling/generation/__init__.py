@@ -4,8 +4,6 @@
 """
 
 from .base import GenerationBackend, SamplingSettings, truncate_after_eos
-from .batching import length_sorted_batches, shard_for_process
-from .diversity import distinct_n, is_degenerate_response
 from .transformers_backend import TransformersGenerationBackend
 from .vllm_backend import VLLMGenerationBackend
 
@@ -15,9 +13,5 @@ __all__ = [
     "SamplingSettings",
     "TransformersGenerationBackend",
     "VLLMGenerationBackend",
-    "distinct_n",
-    "is_degenerate_response",
-    "length_sorted_batches",
-    "shard_for_process",
     "truncate_after_eos",
 ]
