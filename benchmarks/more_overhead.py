@@ -38,7 +38,6 @@ def load_sources():
             {"name": "ultrafeedback", "path": str(SHARED_DATA / "ultrafeedback/train_clean.jsonl")},
         ],
         test_size=0,
-        samples_per_source=600,
     )
     return mixture.train
 
@@ -70,17 +69,18 @@ def worker(trainer_name: str, steps: int) -> dict:
     )
     more = MORERewardTrainer(
         model=model,
-        args=MORERewardConfig("outputs/bench-more", max_length=128, truncation_mode="keep_end", **common),
+        args=MORERewardConfig(
+            "outputs/bench-more", max_length=128, truncation_mode="keep_end", samples_per_source=600, **common
+        ),
         train_dataset=load_sources(),
         processing_class=tokenizer,
     )
     trainer = more
     if trainer_name == "RewardTrainer":
-        # Only MORE's tokenised pairs and batch order are borrowed: its head hook comes off the shared model and the
-        # MORE trainer is freed before the baseline is built, so the baseline runs plain TRL.
+        # Only MORE's tokenised pairs and batch order are borrowed (its head hook is attached only while it trains)
+        # and the MORE trainer is freed before the baseline is built, so the baseline runs plain TRL.
         order = list(more._get_train_sampler())
-        same_batches = more.train_dataset.select(order).remove_columns(["source_id"])
-        more._head_capture.remove()
+        same_batches = more.train_dataset.select(order).remove_columns(["source_index"])
         del more, trainer
         gc.collect()
         assert not find_reward_head(model)._forward_hooks, "a hook is still on the reward head"

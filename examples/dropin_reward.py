@@ -10,7 +10,7 @@ and here it reads
     from trl_more import MORERewardConfig as RewardConfig, MORERewardTrainer as RewardTrainer
 
 Nothing else changes. MORE reads the `source` column of the data (TRL's trainer drops it): every batch holds the same
-number of pairs from each source and the per-source losses are reweighted; MORE's options (`--reweighting`,
+number of pairs from each source and the per-source losses are reweighted; MORE's options (`--lambda_method`,
 `--samples_per_source`, ...) join TRL's on the command line.
 
 Offline by default: without `--dataset_name` it trains on HH-RLHF helpful + harmless and the UltraFeedback sample from

@@ -3,12 +3,12 @@
 Offline by default: HH-RLHF helpful, HH-RLHF harmless and the UltraFeedback sample from ../shared/data with the
 pretrained MiniLM encoder (a few minutes on 2 CPU cores). `--tiny` uses a tiny random model and the toy sources
 (seconds). Every batch holds 4 pairs of each source; the per-source losses are weighted by MORE's lambda
-(`--reweighting uniform`: the MultiTask baseline). The output folder gets the model, its tokenizer and a model card
+(`--lambda_method uniform`: the MultiTask baseline). The output folder gets the model, its tokenizer and a model card
 (README.md: sources, method, per-source accuracy and ECE, the lambda plot, how to load it); `--push_to_hub
 --hub_model_id you/name` uploads it.
 
     python examples/more_reward.py
-    python examples/more_reward.py --reweighting uniform --output_dir runs/example-multitask
+    python examples/more_reward.py --lambda_method uniform --output_dir runs/example-multitask
     python examples/more_reward.py --tiny --max_steps 3 --output_dir /tmp/more-tiny
 """
 
@@ -26,7 +26,7 @@ from trl_more.testing import minilm_path, save_tiny_reward_model, write_toy_mixt
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--data_dir", default=os.environ.get("TRL_MORE_SHARED_DATA", "../shared/data"))
 parser.add_argument("--output_dir", default="runs/example-more")
-parser.add_argument("--reweighting", default="more", choices=["more", "uniform"])
+parser.add_argument("--lambda_method", default="min_norm", choices=["min_norm", "uniform"])
 parser.add_argument("--max_steps", type=int, default=100)
 parser.add_argument("--tiny", action="store_true", help="A tiny random model and the toy sources (seconds).")
 parser.add_argument("--push_to_hub", action="store_true")
@@ -51,14 +51,14 @@ else:
             },
         ],
         test_size=100,  # held-out pairs per source
-        samples_per_source=600,
     )
 print(mixture.summary)
 
 tokenizer = AutoTokenizer.from_pretrained(model_path)
 args = MORERewardConfig(
     options.output_dir,
-    reweighting=options.reweighting,
+    lambda_method=options.lambda_method,
+    samples_per_source=None if options.tiny else 600,  # every real source resampled to 600 training pairs
     per_device_train_batch_size=12,  # 4 pairs of each of the 3 sources in every batch
     per_device_eval_batch_size=32,
     max_steps=options.max_steps,

@@ -151,12 +151,12 @@ def test_reward_trains_evaluates_and_writes_the_model_card_from_a_yaml_config(tm
 
 
 def test_reward_flags_override_the_yaml_under_accelerate_launch(tmp_path):
-    """`accelerate launch -m trl_more.cli reward --config ... --reweighting uniform`: the flag wins over the YAML."""
-    config = reward_config(tmp_path, reweighting="more", max_steps=2)
+    """`accelerate launch -m trl_more.cli reward --config ... --lambda_method uniform`: the flag wins over the YAML."""
+    config = reward_config(tmp_path, lambda_method="min_norm", max_steps=2)
     result = launch_cli(
         ["--config_file", str(REPO / "recipes" / "accelerate_configs" / "cpu.yaml")],
         "reward",
-        ["--config", str(config), "--reweighting", "uniform", "--evaluate", "false"],
+        ["--config", str(config), "--lambda_method", "uniform", "--evaluate", "false"],
         cwd=tmp_path,
         timeout=300,
     )

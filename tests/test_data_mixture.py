@@ -108,21 +108,39 @@ def test_other_seeds_split_differently_and_sources_do_not_disturb_each_other(hh_
     assert pairs_of(alone.test) == pairs_of(hh_mixture.test, "hh-harmless")
 
 
-def test_resampling_cuts_large_sources_and_repeats_small_ones(hh_sources, hh_pools):
-    sources = [hh_sources[0], WEBGPT]
-    mixture = mix_sources(sources, samples_per_source=1001, test_size=0, seed=3)
-    assert Counter(mixture.train["source"]) == {"hh-helpful": 1001, "webgpt": 1001}
-    assert len(mixture.test) == 0
-    helpful = pairs_of(mixture.train, "hh-helpful")
-    assert len(set(helpful)) == 1001  # down-sampling draws distinct pairs
-    assert set(helpful) <= set(hh_pools["hh-helpful"])
-    webgpt = Counter(pairs_of(mixture.train, "webgpt"))  # 2 pairs up-sampled to 1001
-    assert len(webgpt) == 2 and sorted(webgpt.values()) == [500, 501]
-    assert pairs_of(mix_sources(sources, samples_per_source=1001, test_size=0, seed=3).train) == pairs_of(
-        mixture.train
+def resampled_by_the_trainer(tmp_path, train_dataset, samples_per_source, seed=3):
+    tokenizer = tiny_tokenizer("bpe")
+    args = MORERewardConfig(
+        str(tmp_path), samples_per_source=samples_per_source, per_device_train_batch_size=2, max_length=64,
+        truncation_mode="keep_end", report_to="none", bf16=False, seed=seed,
+    )  # fmt: skip
+    trainer = MORERewardTrainer(
+        tiny_reward_model("qwen2", tokenizer), args, train_dataset=train_dataset, processing_class=tokenizer
     )
-    summary = {row.source: row for row in mixture.summary.sources}
-    assert (summary["webgpt"].train, summary["webgpt"].train_resampled) == (2, 1001)
+    prepared = trainer.train_dataset
+    ids = list(zip(prepared["chosen_ids"], prepared["rejected_ids"]))
+    return Counter(prepared["source_index"]), ids, prepared["source_index"]
+
+
+def test_the_trainer_resamples_after_tokenization_cutting_large_sources_and_repeating_small_ones(
+    hh_sources, tmp_path, caplog
+):
+    mixture = mix_sources([hh_sources[0], WEBGPT], test_size=0, seed=3)
+    with caplog.at_level("WARNING"):
+        counts, pairs, source_index = resampled_by_the_trainer(tmp_path, mixture.train, 1001)
+    assert counts == {0: 1001, 1: 1001} and "webgpt: 500x" in caplog.text  # 2 pairs repeated 500 times: said
+    helpful = [pair for pair, source in zip(pairs, source_index) if source == 0]
+    assert len(set(map(str, helpful))) == 1001  # down-sampling draws distinct pairs
+    webgpt = Counter(str(pair) for pair, source in zip(pairs, source_index) if source == 1)  # 2 pairs -> 1001
+    assert len(webgpt) == 2 and sorted(webgpt.values()) == [500, 501]
+    assert resampled_by_the_trainer(tmp_path, mixture.train, 1001)[1] == pairs  # deterministic for a seed
+
+
+def test_resampling_belongs_to_the_trainer_not_the_mixture(tmp_path):
+    config = tmp_path / "mixture.yaml"
+    config.write_text("sources: [webgpt]\nsamples_per_source: 10\n")
+    with pytest.raises(ValueError, match="resampling the sources is the trainer's option.*MORERewardConfig"):
+        MixtureConfig.from_yaml(config)
 
 
 def test_summary_counts_and_mean_lengths(hh_mixture, hh_pools):
@@ -136,7 +154,6 @@ def test_summary_counts_and_mean_lengths(hh_mixture, hh_pools):
         1882,
         470,
     )
-    assert helpful.train_resampled is None
     assert helpful.mean_prompt_chars == pytest.approx(np.mean([len(text) for text in prompts]))
     assert helpful.mean_chosen_chars == pytest.approx(np.mean([len(text) for text in chosen]))
     assert helpful.mean_response_chars == pytest.approx((helpful.mean_chosen_chars + helpful.mean_rejected_chars) / 2)
@@ -218,13 +235,11 @@ def test_bad_mixtures_are_clear_errors(hh_sources, shared_data):
         mix_sources([WEBGPT], test_size=2)
     with pytest.raises(ValueError, match="must be a fraction in \\[0, 1\\) or a non-negative count, got 1.5"):
         mix_sources([WEBGPT], test_size=1.5)
-    with pytest.raises(ValueError, match="`samples_per_source` must be a positive integer or None, got 0"):
-        mix_sources([WEBGPT], samples_per_source=0)
     with pytest.raises(ValueError, match="give `test_path` or `test_split`, not both"):
         SourceConfig("webgpt", test_path="a.jsonl", test_split="test")
     with pytest.raises(ValueError, match="mixes preference sources .* with rating sets"):
         mix_sources([WEBGPT, {"name": "helpsteer", "path": str(FIXTURES / "helpsteer.jsonl")}], test_size=0)
-    with pytest.raises(ValueError, match="Source 'summarize' has no examples after conversion"):
+    with pytest.raises(ValueError, match="No row could be converted; the rows have the columns \\['answer_0'"):
         mix_sources([{"name": "summarize", "path": str(FIXTURES / "webgpt_comparisons.jsonl")}])
 
 
@@ -252,7 +267,6 @@ def test_paper_recipe_declares_the_five_hub_sources():
         "summarize",
     ]
     assert all(source.name in known_source_names() and source.path is None for source in config.sources)
-    assert config.samples_per_source == 40000
     held_out = {source.label: (source.test_split, source.test_size) for source in config.sources}
     assert held_out == {
         "hh-helpful": ("test", None),
@@ -289,10 +303,11 @@ def test_unknown_yaml_keys_are_named(tmp_path):
 
 
 def test_mixture_trains_a_more_reward_model(hh_sources, tmp_path):
-    mixture = mix_sources([*hh_sources, {**WEBGPT, "test_size": 1}], samples_per_source=8, test_size=4, seed=0)
+    mixture = mix_sources([*hh_sources, {**WEBGPT, "test_size": 1}], test_size=4, seed=0)
     tokenizer = tiny_tokenizer("bpe")
     args = MORERewardConfig(
         output_dir=str(tmp_path),
+        samples_per_source=8,
         per_device_train_batch_size=6,
         max_steps=2,
         max_length=64,
@@ -310,11 +325,11 @@ def test_mixture_trains_a_more_reward_model(hh_sources, tmp_path):
         eval_dataset=mixture.test_by_source(),
         processing_class=tokenizer,
     )
-    assert trainer.source_names == ["hh-harmless", "hh-helpful", "webgpt"]
+    assert trainer.sources == ["hh-helpful", "hh-harmless", "webgpt"]  # in the mixture's order
     result = trainer.train()
     assert trainer.state.global_step == 2 and math.isfinite(result.training_loss)
     logged = trainer.state.log_history[0]
     assert {"lambda/hh-helpful", "lambda/hh-harmless", "lambda/webgpt"} <= set(logged)
-    assert sum(logged[f"lambda/{name}"] for name in trainer.source_names) == pytest.approx(1.0)
+    assert sum(logged[f"lambda/{name}"] for name in trainer.sources) == pytest.approx(1.0)
     metrics = trainer.evaluate()  # one evaluation per source of the held-out split
     assert {"eval_hh-helpful_accuracy", "eval_hh-harmless_accuracy", "eval_webgpt_accuracy"} <= set(metrics)

@@ -280,8 +280,16 @@ def test_summarize_malformed_rows_are_invalid():
             "choice": 2,
         },
     ]
-    dataset, report = convert_summarize(rows)
-    assert len(dataset) == 0 and dataset.column_names == PAIR_COLUMNS
+    # Rows all invalid: even with on_invalid="drop" this is an error (an empty source is never returned silently).
+    with pytest.raises(InvalidRowsError, match="No row could be converted; the rows have the columns") as raised:
+        convert_summarize(rows + [rows[0]], on_invalid="drop")
+    assert raised.value.report.invalid == {
+        "no post or article to summarise": 2,
+        "expected two summaries and a choice of 0 or 1": 2,
+    }
+    valid = {"info": {"post": "p", "title": "t", "subreddit": "s"}, "summaries": [{"text": "a"}, {"text": "b"}]}
+    dataset, report = convert_summarize([*rows, {**valid, "choice": 1}])
+    assert len(dataset) == 1 and dataset.column_names == PAIR_COLUMNS
     assert report.invalid == {"no post or article to summarise": 1, "expected two summaries and a choice of 0 or 1": 2}
 
 

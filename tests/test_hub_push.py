@@ -72,10 +72,10 @@ def mocked_hub(failure: Exception | None = None):
         yield uploads
 
 
-def train(output_dir: Path, reweighting: str = "more", **overrides) -> MORERewardTrainer:
+def train(output_dir: Path, lambda_method: str = "min_norm", **overrides) -> MORERewardTrainer:
     """A tiny MORE reward model trained on the three toy sources (24 pairs each), evaluated per source."""
     tokenizer = tiny_tokenizer()
-    args = MORERewardConfig(str(output_dir), reweighting=reweighting, eval_strategy="steps", eval_steps=3, **TINY)
+    args = MORERewardConfig(str(output_dir), lambda_method=lambda_method, eval_strategy="steps", eval_steps=3, **TINY)
     trainer = MORERewardTrainer(
         tiny_reward_model("qwen2", tokenizer),
         args=args,
@@ -112,14 +112,17 @@ def test_the_upload_holds_weights_config_tokenizer_card_and_lambda_plot(pushed):
         assert torch.equal(weights[name], tensor), name
 
 
-def test_the_card_extends_trls_card_with_sources_method_metrics_plot_and_usage(pushed):
+def test_the_card_shows_sources_method_metrics_plot_usage_versions_and_citations(pushed):
     trainer, upload = pushed
     card = upload["files"]["README.md"].decode()
     header = yaml.safe_load(card.split("---")[1])
     assert {"trl", "reward-trainer", "trl-more"} <= set(header["tags"])
-    assert "## Framework versions" in card and "Cite TRL as" in card  # TRL's card is kept
-    assert "trained with MORE Reward, a method introduced in [On Diversified Preferences" in card
-    assert "[None]" not in card and 'pipeline(model="user/tiny-more"' in card
+    assert header["library_name"] == "transformers" and header["pipeline_tag"] == "text-classification"
+    assert "base_model" not in header  # trained from a model that is not on the Hub
+    assert card.startswith("---\n") and "# Model Card for tiny-more" in card
+    assert "## Framework versions" in card and "- trl: " in card and "- transformers: " in card
+    assert "Cite MORE as:" in card and "zeng2024diversified" in card and "Cite TRL as:" in card
+    assert "None" not in card and "{%" not in card and "\n\n\n" not in card  # nothing left unfilled or empty
 
     assert all(f"| {name} | 24 |" in card for name in SOURCES) and "| **total** | 72 |" in card
     for name in SOURCES:  # the card shows the last logged lambda of every source
@@ -150,7 +153,7 @@ def test_the_pushed_files_load_as_the_trained_model(pushed, tmp_path):
 
 
 def test_a_multitask_card_names_the_method_and_has_no_lambda_plot(tmp_path):
-    trainer = train(tmp_path / "tiny-multitask", reweighting="uniform")
+    trainer = train(tmp_path / "tiny-multitask", lambda_method="uniform")
     trainer.create_model_card()
     card = (tmp_path / "tiny-multitask" / "README.md").read_text()
     assert "**MultiTask**" in card and "weight 1/3" in card and "**MORE**" not in card

@@ -637,10 +637,10 @@ def test_train_with_center_rewards_coefficient(tmp_path, model_path, sources):
     train_and_check(trainer, sources=sources)
 
 
-@pytest.mark.parametrize("reweighting", ["uniform", "more"])
+@pytest.mark.parametrize("lambda_method", ["uniform", "min_norm"])
 @pytest.mark.parametrize("margin", [False, True], ids=["no_margin", "margin"])
 @pytest.mark.parametrize("center", [None, 0.01], ids=["no_center", "center"])
-def test_loss_keeps_trl_margin_and_centering_semantics(tmp_path, reweighting, margin, center):
+def test_loss_keeps_trl_margin_and_centering_semantics(tmp_path, lambda_method, margin, center):
     """The training loss is sum_i lambda_i * mean over source i of TRL's per-pair loss, margin and centering included.
 
     Per pair: -log sigmoid(r_chosen - r_rejected - margin) + c * (r_chosen + r_rejected)^2 (TRL's RewardTrainer, whose
@@ -651,14 +651,14 @@ def test_loss_keeps_trl_margin_and_centering_semantics(tmp_path, reweighting, ma
         dataset = dataset.add_column("margin", [0.25 * (i % 4) for i in range(len(dataset))])
     tokenizer = tiny_tokenizer()
     args = make_args(
-        tmp_path, reweighting=reweighting, center_rewards_coefficient=center, gradient_normalization="loss"
+        tmp_path, lambda_method=lambda_method, center_rewards_coefficient=center, gradient_normalization="loss"
     )
     trainer = MORERewardTrainer(
         model=tiny_reward_model("qwen2", tokenizer), args=args, train_dataset=dataset, processing_class=tokenizer
     )
     batch = next(iter(trainer.get_train_dataloader()))
-    source_ids = batch["source_ids"].clone()
-    assert torch.bincount(source_ids, minlength=3).tolist() == [2, 2, 2]
+    source_index = batch["source_index"].clone()
+    assert torch.bincount(source_index, minlength=3).tolist() == [2, 2, 2]
     trainer.model.train()
     loss, outputs = trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
 
@@ -667,10 +667,10 @@ def test_loss_keeps_trl_margin_and_centering_semantics(tmp_path, reweighting, ma
     pair_loss = -F.logsigmoid(rewards_chosen - rewards_rejected - pair_margin)
     if center is not None:
         pair_loss = pair_loss + center * (rewards_chosen + rewards_rejected) ** 2
-    source_loss = torch.stack([pair_loss[source_ids == k].mean() for k in range(3)])
+    source_loss = torch.stack([pair_loss[source_index == k].mean() for k in range(3)])
     lambdas = torch.tensor([trainer._metrics["train"][f"lambda/{name}"][-1] for name in SOURCES], dtype=torch.float64)
     assert lambdas.sum().item() == pytest.approx(1.0, abs=1e-6)
-    if reweighting == "uniform":
+    if lambda_method == "uniform":
         assert lambdas.tolist() == pytest.approx([1 / 3] * 3)
         trl_batch_loss = -F.logsigmoid(rewards_chosen - rewards_rejected - pair_margin).mean()
         if center is not None:
@@ -784,7 +784,7 @@ def test_plain_reward_config_is_accepted(tmp_path, model_path, sources):
     # Every MORE option takes its documented default (read from the dataclass: building a second config would reset
     # the accelerator state the trainer holds).
     more_options = {field.name for field in fields(MORERewardConfig)} - {field.name for field in fields(RewardConfig)}
-    assert more_options >= {"source_column", "reweighting", "gradient_normalization", "lambda_momentum"}
+    assert more_options >= {"source_column", "lambda_method", "gradient_normalization", "lambda_momentum"}
     for field in fields(MORERewardConfig):
         if field.name in more_options:
             assert getattr(trainer.args, field.name) == field.default, field.name

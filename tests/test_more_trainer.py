@@ -47,7 +47,7 @@ def logged(trainer, key):
 
 
 def test_uniform_weighting_matches_trl_reward_trainer_on_the_same_batches(tmp_path):
-    more = trainer_for(tmp_path / "more", reweighting="uniform")
+    more = trainer_for(tmp_path / "more", lambda_method="uniform")
     order = list(more._get_train_sampler())
     tokenizer = more.processing_class
     plain_dataset = concatenate_datasets(list(toy_preference_sources(12).values())).select(order)
@@ -91,9 +91,16 @@ def test_source_column_of_names_ints_or_class_labels(tmp_path):
     )
     as_ints = mixed.map(lambda row: {"source": SOURCES.index(row["source"])})
     as_labels = as_ints.cast_column("source", ClassLabel(names=list(SOURCES)))
-    for dataset, names in [(mixed, sorted(SOURCES)), (as_ints, ["0", "1", "2"]), (as_labels, list(SOURCES))]:
+    reversed_rows = as_labels.select(range(len(as_labels) - 1, -1, -1))
+    cases = [
+        (mixed, list(SOURCES)),
+        (as_ints, ["0", "1", "2"]),
+        (as_labels, list(SOURCES)),
+        (reversed_rows, list(reversed(SOURCES))),  # one rule for every type: the order of first appearance
+    ]
+    for dataset, names in cases:
         trainer = trainer_for(tmp_path, dataset, max_steps=1)
-        assert trainer.source_names == names
+        assert trainer.sources == names
         trainer.train()
         assert f"lambda/{names[0]}" in trainer.state.log_history[0]
 
@@ -118,7 +125,7 @@ def test_resampling_gives_every_source_the_same_size(tmp_path):
     sources = toy_preference_sources(12)
     sources["polite"] = sources["polite"].select(range(5))
     trainer = trainer_for(tmp_path, sources, samples_per_source=8, max_steps=1)
-    counts = torch.bincount(torch.tensor(trainer.train_dataset["source_id"]))
+    counts = torch.bincount(torch.tensor(trainer.train_dataset["source_index"]))
     assert counts.tolist() == [8, 8, 8]
 
 
@@ -198,7 +205,7 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture, ma
     interrupted.train()
     assert interrupted.state.global_step == stop_at
     checkpoint = tmp_path / "resumed" / f"checkpoint-{stop_at}"
-    assert (checkpoint / "more_state_rank0.pt").is_file()
+    assert (checkpoint / "trl_more_state_rank0.pt").is_file()
 
     resumed = trainer_for(tmp_path / "resumed", **options)
     resumed.train(resume_from_checkpoint=str(checkpoint))
@@ -209,17 +216,15 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture, ma
         )
     for (name, p_full), (_, p_resumed) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         torch.testing.assert_close(p_resumed, p_full, atol=1e-6, rtol=0, msg=name)
-    full_averages = full._weighting.moving_gradients
-    torch.testing.assert_close(resumed._weighting.moving_gradients, full_averages, atol=1e-6, rtol=0)
+    full_averages = full.min_norm_lambda.moving_gradients
+    torch.testing.assert_close(resumed.min_norm_lambda.moving_gradients, full_averages, atol=1e-6, rtol=0)
 
-    # Without the saved moving averages they restart from zero and end elsewhere: the state file is what makes
-    # resumption exact. (Lambda itself may coincide, e.g. 0.5/0.5 whenever two l2-normalised gradients span the
-    # min-norm face, so the averages are compared.)
-    os.remove(checkpoint / "more_state_rank0.pt")
+    # The moving averages are part of the checkpoint: one without them is incomplete and refused, since resuming
+    # from it would restart them from zero and leave the uninterrupted trajectory.
+    os.remove(checkpoint / "trl_more_state_rank0.pt")
     restarted = trainer_for(tmp_path / "resumed", **options)
-    restarted.train(resume_from_checkpoint=str(checkpoint))
-    gap = (restarted._weighting.moving_gradients - full_averages).abs().max().item()
-    assert gap > 1e-3 * full_averages.abs().max().item()
+    with pytest.raises(ValueError, match="incomplete checkpoint .*missing trl_more_state_rank0.pt"):
+        restarted.train(resume_from_checkpoint=str(checkpoint))
 
 
 def test_plain_reward_config_gets_more_defaults(tmp_path):
@@ -231,7 +236,7 @@ def test_plain_reward_config_gets_more_defaults(tmp_path):
         train_dataset=toy_preference_sources(6),
         processing_class=tokenizer,
     )
-    assert isinstance(trainer.args, MORERewardConfig) and trainer.args.reweighting == "more"
+    assert isinstance(trainer.args, MORERewardConfig) and trainer.args.lambda_method == "min_norm"
     assert trainer.args.per_device_train_batch_size == 6
     trainer.train()
 
@@ -241,7 +246,7 @@ def test_dict_and_column_inputs_train_on_the_same_pairs(tmp_path):
     as_dict = trainer_for(tmp_path, sources, max_steps=1)
     column = concatenate_datasets([d.add_column("source", [n] * len(d)) for n, d in sources.items()])
     as_column = trainer_for(tmp_path, column, max_steps=1)
-    assert as_dict.source_names == list(SOURCES)
+    assert as_dict.sources == list(SOURCES)
     assert sorted(as_dict.train_dataset["chosen_ids"]) == sorted(as_column.train_dataset["chosen_ids"])
     assert isinstance(as_dict.train_dataset, Dataset)
 

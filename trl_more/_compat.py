@@ -1,17 +1,117 @@
-"""The one place where trl-more reaches into TRL and transformers beyond their public, top-level APIs.
+"""The one place where trl-more reaches into TRL, transformers and bitsandbytes beyond their public, top-level APIs.
 
-Everything here is an internal or a sub-module name of TRL or transformers that trl-more depends on. Each is reached
-through this module only, and `tests/test_compat.py` checks every one of them against the installed versions, so that
-an upgrade that renames or changes one fails there with a message that names it, instead of deep inside a training
-run. The versions CI tests are pinned in setup.cfg.
+Two kinds of dependency live here:
+
+- Internals trl-more *calls* or *reads* (underscore names, and names TRL keeps in sub-modules rather than at its top
+  level). Each is wrapped in a small function below, and only these functions are used elsewhere.
+- Internal *hooks* trl-more's trainers override: `Trainer` and TRL methods with an underscore that are nonetheless
+  the places a subclass has to change (how a dataset is prepared, which sampler or columns are used, what a checkpoint
+  holds). `OVERRIDDEN_HOOKS` lists each with the parameters trl-more's override expects.
+
+`tests/test_compat.py` checks every entry against the installed versions, so that an upgrade that renames or changes
+one fails there, with a message naming it, instead of deep inside a training run. setup.cfg pins the TRL and
+transformers versions CI has tested.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
+from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
+from trl.trainer.reward_trainer import DataCollatorForPreference
+from trl.trainer.utils import ensure_master_addr_port, pad
+
+
+__all__ = [
+    "OVERRIDDEN_HOOKS",
+    "DataCollatorForPreference",
+    "dataset_column_names",
+    "ensure_master_addr_port",
+    "gather_parameters",
+    "keep_4bit_weights_trainable",
+    "keep_batch_columns",
+    "pad",
+    "prepare_deepspeed",
+    "prepare_reward_dataset",
+    "read_tokenizer_config",
+    "save_model_without_push",
+    "trainer_metrics",
+    "unwrap_model_for_generation",
+    "zero3_init_paused",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TRL (`prepare_deepspeed`, `unwrap_model_for_generation`, `DataCollatorForPreference`, `pad` and
+# `ensure_master_addr_port` are imported above from the sub-modules TRL keeps them in)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def dataset_column_names(dataset: Any) -> list[str]:
+    """The column names of a `Dataset` or `IterableDataset` (read from the first row when it declares none)."""
+    from trl.data_utils import get_dataset_column_names
+
+    return get_dataset_column_names(dataset)
+
+
+def gather_parameters(accelerator: Any):
+    """TRL's context manager that gathers (ZeRO-3) parameters on every process for the duration of a block."""
+    from trl.distributed import DistributedBackend
+
+    return DistributedBackend(accelerator).gather_params
+
+
+def prepare_reward_dataset(dataset: Any, processing_class: Any, name: str, dataset_num_proc: int | None = None) -> Any:
+    """Tokenize preference pairs exactly as `trl.RewardTrainer` does (EOS, explicit prompts, chat templates), with
+    no length filter, outside a trainer (for evaluation and scoring)."""
+    from types import SimpleNamespace
+
+    from trl import RewardTrainer
+
+    # `RewardTrainer._prepare_dataset` reads no trainer state, only these two fields of its args.
+    args = SimpleNamespace(dataset_num_proc=dataset_num_proc, max_length=None)
+    return RewardTrainer._prepare_dataset(None, dataset, processing_class, args, name)
+
+
+def trainer_metrics(trainer: Any, mode: str) -> dict[str, list[float]]:
+    """The per-mode metric lists TRL's trainers average and log at every logging step (`trainer._metrics[mode]`)."""
+    return trainer._metrics[mode]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# transformers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def keep_batch_columns(trainer: Any, columns: list[str]) -> None:
+    """Keep dataset `columns` through the Trainer's removal of the columns the model's forward does not take (call
+    from `_set_signature_columns_if_needed`, after the parent has set the list)."""
+    kept = trainer._signature_columns
+    trainer._signature_columns = [*kept, *(column for column in columns if column not in kept)]
+
+
+def save_model_without_push(trainer: Any, output_dir: str) -> None:
+    """`trainer.save_model(output_dir)` without the Hub upload that `push_to_hub=True` would start (the caller
+    uploads later, once the model card is complete)."""
+    trainer.save_model(output_dir, _internal_call=True)
+
+
+@contextmanager
+def zero3_init_paused() -> Iterator[None]:
+    """Within the block, `from_pretrained` loads a model whole on this process although a DeepSpeed ZeRO-3 config is
+    active (transformers would otherwise partition it with `zero.Init` as it loads)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    active = hf_deepspeed._hf_deepspeed_config_weak_ref  # transformers can unset the config, but not restore it
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = active
 
 
 def read_tokenizer_config(name_or_path: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:
@@ -21,9 +121,24 @@ def read_tokenizer_config(name_or_path: str | os.PathLike, revision: str | None 
     return get_tokenizer_config(os.fspath(name_or_path), revision=revision)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# Internal methods trl-more's trainers override, with the parameters (after `self`) the overrides take.
+OVERRIDDEN_HOOKS: dict[str, dict[str, tuple[str, ...]]] = {
+    "transformers.Trainer": {
+        "_get_train_sampler": ("train_dataset",),
+        "_set_signature_columns_if_needed": (),
+        "_save_optimizer_and_scheduler": ("output_dir",),
+        "_load_optimizer_and_scheduler": ("checkpoint",),
+    },
+    "trl.RewardTrainer": {"_prepare_dataset": ("dataset", "processing_class", "args", "dataset_name")},
+    "trl.SFTTrainer": {
+        "_prepare_dataset": ("dataset", "processing_class", "args", "packing", "formatting_func", "dataset_name")
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # bitsandbytes
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def keep_4bit_weights_trainable(model: nn.Module) -> None:

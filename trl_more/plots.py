@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .constants import LAMBDA_METRIC_PREFIX
 from .metrics.calibration import as_margins, calibration_bins
 
 
 __all__ = ["load_log_history", "plot_lambda_history", "plot_reliability_diagrams", "plot_reward_differences"]
-
-LAMBDA_PREFIX = "lambda/"
 
 
 def _figure(figsize: tuple[float, float], dpi: int):
@@ -199,14 +198,14 @@ def plot_lambda_history(
     series: dict[str, tuple[list[int], list[float]]] = {}
     for entry in history:
         for key, value in entry.items():
-            if key.startswith(LAMBDA_PREFIX):
-                steps, values = series.setdefault(key[len(LAMBDA_PREFIX) :], ([], []))
+            if key.startswith(LAMBDA_METRIC_PREFIX):
+                steps, values = series.setdefault(key[len(LAMBDA_METRIC_PREFIX) :], ([], []))
                 steps.append(entry.get("step", len(steps)))
                 values.append(value)
     if not series:
         raise ValueError(
             "The log history has no `lambda/<source>` entries: they are logged by `MORERewardTrainer` on two or more "
-            "sources with `reweighting='more'` (or 'uniform'), at every `logging_steps`."
+            "sources with `lambda_method='min_norm'` (or 'uniform'), at every `logging_steps`."
         )
     figure = _figure(figsize, dpi)
     axis = figure.subplots()

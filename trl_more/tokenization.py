@@ -1,7 +1,8 @@
-"""Token ids and prompt lengths for the multi-objective reward model.
+"""Token ids, prompt lengths and truncation, shared by every trainer and scorer of trl-more.
 
-The gate reads the hidden state of the last prompt token, so every tokenized sequence carries its prompt length: the
-number of leading tokens that belong to the prompt. It is derived from the tokenization itself, never from a
+Several parts need to know where the prompt of a tokenized sequence ends (the multi-objective model's gate reads the
+hidden state of the last prompt token; reward scoring truncates the prompt, never the response). That prompt length,
+the number of leading tokens that belong to the prompt, is derived from the tokenization itself, never from a
 template-specific token pattern:
 
 - explicit prompt: the common prefix of the tokenized prompt (with the generation prompt of the chat template, for
@@ -10,8 +11,9 @@ template-specific token pattern:
 - implicit prompt (only `chosen` and `rejected`): the common prefix of the two tokenized sequences. If both
   responses start with the same tokens, those count as prompt: give explicit prompts where that matters.
 
-Texts are tokenized as TRL's `RewardTrainer` tokenizes them (plain text gets the eos token appended), so the features
-of stage 1 (ratings) and stage 2 (preferences) come from identically built sequences.
+Texts are tokenized as TRL's `RewardTrainer` tokenizes them (plain text with the tokenizer's `__call__`, eos token
+appended; conversations with its chat template), so every part of trl-more scores the sequences a reward model was
+trained on.
 """
 
 from __future__ import annotations
@@ -19,18 +21,49 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
-from trl.data_utils import _tokenize, common_prefix_length, is_conversational
+
+from .constants import TRUNCATION_MODES, check_choice
 
 
 __all__ = [
-    "TRUNCATION_MODES",
+    "common_prefix_length",
     "fit_to_max_length",
     "prompt_length_of",
+    "tokenize",
     "tokenize_prompt",
     "tokenize_prompt_response",
+    "truncate",
 ]
 
-TRUNCATION_MODES = ("keep_start", "keep_end")
+
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase, text: str | list[dict[str, Any]], **chat_template_kwargs
+) -> list[int]:
+    """Token ids of plain text (the tokenizer's `__call__`, with its special tokens) or of a conversation (a list of
+    `{"role", "content"}` messages, with the chat template), as TRL's trainers tokenize them."""
+    if isinstance(text, list):
+        return tokenizer.apply_chat_template(text, tokenize=True, return_dict=True, **chat_template_kwargs)[
+            "input_ids"
+        ]
+    return tokenizer(text=text)["input_ids"]
+
+
+def common_prefix_length(ids: list[int], other_ids: list[int]) -> int:
+    """Number of leading tokens the two sequences share."""
+    length = 0
+    for token, other_token in zip(ids, other_ids):
+        if token != other_token:
+            break
+        length += 1
+    return length
+
+
+def truncate(ids: list[int], max_length: int | None, truncation_mode: str = "keep_end") -> list[int]:
+    """At most `max_length` tokens of `ids`: the last ones (`"keep_end"`) or the first ones (`"keep_start"`)."""
+    if max_length is None or len(ids) <= max_length:
+        return ids
+    check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
+    return ids[-max_length:] if truncation_mode == "keep_end" else ids[:max_length]
 
 
 def tokenize_prompt(
@@ -38,8 +71,8 @@ def tokenize_prompt(
 ) -> list[int]:
     """Token ids of a prompt alone: plain text as is, a conversation with the chat template's generation prompt."""
     if isinstance(prompt, list):
-        return _tokenize(tokenizer, prompt, add_generation_prompt=True, **chat_template_kwargs)["input_ids"]
-    return _tokenize(tokenizer, prompt)["input_ids"]
+        return tokenize(tokenizer, prompt, add_generation_prompt=True, **chat_template_kwargs)
+    return tokenize(tokenizer, prompt)
 
 
 def tokenize_prompt_response(
@@ -49,12 +82,12 @@ def tokenize_prompt_response(
     **chat_template_kwargs,
 ) -> tuple[list[int], int]:
     """Token ids of prompt + response and the prompt length, tokenized as TRL's reward trainer does."""
-    if is_conversational({"prompt": prompt}):
-        ids = _tokenize(tokenizer, prompt + response, **chat_template_kwargs)["input_ids"]
+    if isinstance(prompt, list):
+        ids = tokenize(tokenizer, prompt + response, **chat_template_kwargs)
     else:
         if tokenizer.eos_token is not None and not response.endswith(tokenizer.eos_token):
             response = response + tokenizer.eos_token
-        ids = _tokenize(tokenizer, prompt + response)["input_ids"]
+        ids = tokenize(tokenizer, prompt + response)
     return ids, prompt_length_of([ids], tokenize_prompt(tokenizer, prompt, **chat_template_kwargs))
 
 
@@ -88,8 +121,7 @@ def fit_to_max_length(
     (the response is kept whole). Raises a `ValueError` naming `where` when no prompt or no response token would
     remain, instead of dropping the example.
     """
-    if truncation_mode not in TRUNCATION_MODES:
-        raise ValueError(f"Unknown `truncation_mode` {truncation_mode!r}; choose one of {TRUNCATION_MODES}.")
+    check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
     if max_length is None or len(ids) <= max_length:
         return ids, prompt_length
     if truncation_mode == "keep_start":

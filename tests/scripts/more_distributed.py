@@ -11,22 +11,22 @@ import os
 from transformers import TrainerCallback
 
 from trl_more import MORERewardConfig, MORERewardTrainer
-from trl_more.more.lambdas import MinNormSourceWeighting
+from trl_more.more.lambdas import MinNormLambda
 from trl_more.more.reward_head import find_reward_head
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
-class RecordingWeighting(MinNormSourceWeighting):
-    """The trainer's weighting, also keeping every solution it returns."""
+class RecordingLambda(MinNormLambda):
+    """The trainer's lambda, also keeping every solution it returns."""
 
-    def __init__(self, weighting: MinNormSourceWeighting):
-        self.__dict__.update(weighting.__dict__)
+    def __init__(self, min_norm_lambda: MinNormLambda):
+        self.__dict__.update(min_norm_lambda.__dict__)
         self.solved = []
 
     def __call__(self, gradients, losses):
-        weights = super().__call__(gradients, losses)
-        self.solved.append(weights.tolist())
-        return weights
+        lambdas = super().__call__(gradients, losses)
+        self.solved.append(lambdas.tolist())
+        return lambdas
 
 
 class AssertHeadPartitioned(TrainerCallback):
@@ -74,14 +74,14 @@ def main():
         train_dataset=toy_preference_sources(12),
         processing_class=tokenizer,
     )
-    trainer._weighting = RecordingWeighting(trainer._weighting)
+    trainer.min_norm_lambda = RecordingLambda(trainer.min_norm_lambda)
     callback = None
     if options.check_zero3:
         callback = AssertHeadPartitioned(find_reward_head(trainer.model))
         trainer.add_callback(callback)
     trainer.train()
     rank = trainer.accelerator.process_index
-    record = {"lambda": trainer._weighting.solved, "world_size": trainer.accelerator.num_processes}
+    record = {"lambda": trainer.min_norm_lambda.solved, "world_size": trainer.accelerator.num_processes}
     if callback is not None:
         record["partition_checks"] = callback.checked
     with open(os.path.join(options.output_dir, f"lambda_rank{rank}.json"), "w") as file:

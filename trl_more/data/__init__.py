@@ -4,11 +4,12 @@
   Summarize, UltraFeedback, HelpSteer, Topical-Chat), from the Hub or local files, as explicit-prompt preference pairs
   (`prompt`, `chosen`, `rejected`, `source`) or rated responses, with a `ConversionReport` of every row not converted.
 - `mix_sources([...])` / `load_mixture("recipes/mixtures/....yaml")`: K sources as one train and one test `Dataset`
-  with a `source` column (ready for `MORERewardTrainer`), optional resampling to N pairs per source, and a summary.
+  with a `source` column (ready for `MORERewardTrainer`) and a summary.
 """
 
+from ..constants import SOURCE_COLUMN, SOURCE_INDEX_COLUMN
 from .conversion import ConversionReport, ConvertedSource, InvalidRowsError
-from .formats import ASSISTANT_TAG, HUMAN_TAG, SOURCE_COLUMN
+from .formats import ASSISTANT_TAG, HUMAN_TAG
 from .hh_rlhf import convert_hh_rlhf
 from .loading import KNOWN_SOURCES, known_source_names, load_preference_source, read_records
 from .mixture import (
@@ -23,7 +24,7 @@ from .mixture import (
 from .oasst import convert_oasst
 from .ratings import RATING_SCALES, convert_helpsteer, convert_topical_chat
 from .resampling import resample_indices, resample_sources
-from .sources import SOURCE_ID_COLUMN, attach_source_ids
+from .sources import attach_source_indices
 from .summarize import convert_summarize
 from .ultrafeedback import convert_ultrafeedback
 from .webgpt import convert_webgpt
@@ -35,7 +36,7 @@ __all__ = [
     "KNOWN_SOURCES",
     "RATING_SCALES",
     "SOURCE_COLUMN",
-    "SOURCE_ID_COLUMN",
+    "SOURCE_INDEX_COLUMN",
     "ConversionReport",
     "ConvertedSource",
     "InvalidRowsError",
@@ -44,7 +45,7 @@ __all__ = [
     "SourceConfig",
     "SourceMixture",
     "SourceSummary",
-    "attach_source_ids",
+    "attach_source_indices",
     "convert_hh_rlhf",
     "convert_helpsteer",
     "convert_oasst",

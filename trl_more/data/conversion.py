@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 from datasets import Dataset, Features, Value
 from datasets.utils.tqdm import tqdm
 
-from .formats import PREFERENCE_COLUMNS, RATING_TEXT_COLUMNS, SOURCE_COLUMN
+from ..constants import SOURCE_COLUMN
+from .formats import PREFERENCE_COLUMNS, RATING_TEXT_COLUMNS
 
 
 __all__ = [
@@ -86,12 +87,20 @@ class ConvertedSource(NamedTuple):
 
 
 class InvalidRowsError(ValueError):
-    """Raised with `on_invalid="raise"` when some rows cannot be converted; `report` has the counts and examples."""
+    """Raised when rows cannot be converted and `on_invalid="raise"`, or when no row at all could be converted (a
+    file in another schema); `report` has the counts and examples."""
 
-    def __init__(self, report: ConversionReport):
+    def __init__(self, report: ConversionReport, columns: list[str] | None = None):
+        if columns is not None:  # nothing could be converted: most likely the rows are not in this source's schema
+            fix = (
+                f"No row could be converted; the rows have the columns {columns}. Is the file in the raw schema of "
+                "this source (see its converter in `trl_more.data`)? A file already in TRL's preference format "
+                "(prompt/chosen/rejected) loads as the `ultrafeedback` source or directly with `datasets`."
+            )
+        else:
+            fix = "Fix the data, or pass `on_invalid='drop'` to drop these rows (they are counted in the report)."
         super().__init__(
-            f"{report.num_invalid} row(s) of source {report.source!r} cannot be converted:\n{report}\n"
-            "Fix the data, or pass `on_invalid='drop'` to drop these rows (they are counted in the report)."
+            f"{report.num_invalid} row(s) of source {report.source!r} cannot be converted:\n{report}\n{fix}"
         )
         self.report = report
 
@@ -123,11 +132,14 @@ class _ExampleBuilder:
         self.features = features
         self.columns: dict[str, list] = {name: [] for name in features if name != SOURCE_COLUMN}
         self.report = ConversionReport(source=source)
+        self.first_columns: list[str] | None = None
 
     def read(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """Yield `("row <index>", row)` for every raw row, counted for the report, with a progress bar on a terminal."""
         description = f"Converting {self.report.source}"
         for index, row in enumerate(tqdm(rows, desc=description, unit=" rows", disable=None, leave=False)):
+            if self.first_columns is None:
+                self.first_columns = sorted(row) if isinstance(row, Mapping) else [type(row).__name__]
             self.report.rows_read += 1
             yield f"row {index}", row
 
@@ -155,8 +167,8 @@ class _ExampleBuilder:
         self.report.examples += 1
 
     def finish(self) -> ConvertedSource:
-        if self.report.num_invalid and self.on_invalid == "raise":
-            raise InvalidRowsError(self.report)
+        if self.report.num_invalid and (self.on_invalid == "raise" or not self.report.examples):
+            raise InvalidRowsError(self.report, self.first_columns if not self.report.examples else None)
         if self.report.num_invalid:
             logger.warning(f"Dropped {self.report.num_invalid} row(s) that cannot be converted.\n{self.report}")
         elif self.report.skipped or self.report.notes:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..constants import SOURCE_COLUMN
+
 
 __all__ = [
     "ASSISTANT_TAG",
     "HUMAN_TAG",
     "PREFERENCE_COLUMNS",
     "RATING_TEXT_COLUMNS",
-    "SOURCE_COLUMN",
     "render_dialogue",
     "render_response",
 ]
@@ -24,8 +25,6 @@ __all__ = [
 HUMAN_TAG = "\n\nHuman:"
 ASSISTANT_TAG = "\n\nAssistant:"
 
-# Column naming the source of every example (the default `source_column` of `MORERewardConfig`).
-SOURCE_COLUMN = "source"
 # Columns of a converted preference source (TRL's explicit-prompt standard preference format plus the source).
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected", SOURCE_COLUMN)
 # Text columns of a converted rating source; one float column per objective follows.

@@ -202,16 +202,35 @@ def load_preference_source(
     elif spec.hub_id is None:
         raise ValueError(f"Source {name!r} has no Hub copy: give the `path` of a local file.")
     else:
-        rows = datasets.load_dataset(
-            spec.hub_id,
-            spec.hub_config,
-            data_dir=data_dir or spec.data_dir,
-            revision=revision or spec.revision,
-            split=spec.split_names.get(split, split),
-        )
+        rows = _load_from_hub(spec, name, split, data_dir or spec.data_dir, revision or spec.revision)
     if on_invalid is not None:
         options["on_invalid"] = on_invalid
     return spec.converter(rows, source=source, **options)
+
+
+def _load_from_hub(spec: SourceSpec, name: str, split: str, data_dir: str | None, revision: str | None):
+    where = ", ".join(
+        part for part in (spec.hub_id, spec.hub_config, data_dir and f"data_dir {data_dir}", f"split {split}") if part
+    )
+    try:
+        return datasets.load_dataset(
+            spec.hub_id,
+            spec.hub_config,
+            data_dir=data_dir,
+            revision=revision,
+            split=spec.split_names.get(split, split),
+        )
+    except Exception as error:  # network, authentication, a wrong split or data_dir: say which source and how to go on
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "false", "") or os.environ.get(
+            "HF_DATASETS_OFFLINE", "0"
+        ) not in ("0", "false", "")
+        hint = " (the Hub is switched off here: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)" if offline else ""
+        raise RuntimeError(
+            f"Could not load source {name!r} from the Hub ({where}){hint}: {type(error).__name__}: {error}\n"
+            "Give local files in the source's raw schema instead (`path` in a mixture, `NAME=PATH` on the command "
+            "line, `--data_dir` for the default sources of `trl-more reward`), or try `trl-more reward --demo` for "
+            "the bundled toy sources."
+        ) from error
 
 
 def read_records(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, Any]]:

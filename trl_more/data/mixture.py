@@ -1,8 +1,9 @@
-"""A K-source mixture: every source converted, split into train and test, optionally resampled, and summarised.
+"""A K-source mixture: every source converted, split into train and test, and summarised.
 
 The train split is what `MORERewardTrainer` (or `trl.RewardTrainer`) takes as `train_dataset`: one `Dataset` with
 `prompt`, `chosen`, `rejected` and a `source` column naming each pair's source. The same mixture can be declared in a
-YAML file (see recipes/mixtures/) and loaded with `load_mixture`.
+YAML file (see recipes/mixtures/) and loaded with `load_mixture`. Balancing the sources by resampling is the trainer's
+job (`MORERewardConfig.samples_per_source`), done after tokenization and the length limit.
 
 Example:
     >>> from trl_more.data import mix_sources
@@ -12,9 +13,9 @@ Example:
     ...         {"name": "hh-harmless", "path": "../shared/data/hh_rlhf/harmless-base.test.jsonl.gz"},
     ...     ],
     ...     test_size=0.2,
-    ...     samples_per_source=1000,
     ... )
     >>> print(mixture.summary)  # pairs read, dropped, train/test sizes and mean lengths, per source
+    >>> args = MORERewardConfig("out", samples_per_source=1000)  # resample every source to 1,000 training pairs
     >>> trainer = MORERewardTrainer(model, args, train_dataset=mixture.train, eval_dataset=mixture.test_by_source())
 """
 
@@ -34,10 +35,9 @@ import pyarrow.compute
 import yaml
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 
+from ..constants import SOURCE_COLUMN
 from .conversion import ConversionReport, check_on_invalid
-from .formats import SOURCE_COLUMN
 from .loading import default_source_label, load_preference_source
-from .resampling import resample_indices
 
 
 __all__ = [
@@ -59,8 +59,11 @@ class SourceConfig:
 
     Attributes:
         name: A known source name or Hub id (see `trl_more.data.known_source_names()`).
-        path: Local file(s) in the source's raw schema; `None` loads from the Hub.
+        path: Local file(s) in the source's raw schema; they must exist. `None` loads from the Hub.
         split: Hub split to load (ignored with `path`).
+        local_copy: Local file(s) holding a copy of the Hub split (e.g. an offline mirror), read when they all exist;
+            otherwise the Hub split is loaded, and a warning says so. For configs meant to run both offline next to
+            the copy and online without it. Exclusive with `path`.
         label: Value of the `source` column; defaults to `name` (with `/<data_dir>` when `data_dir` is set).
         data_dir: Hub data directory, overriding the source's own.
         revision: Hub revision, overriding the source's own.
@@ -76,6 +79,7 @@ class SourceConfig:
     name: str
     path: str | list[str] | None = None
     split: str = "train"
+    local_copy: str | list[str] | None = None
     label: str | None = None
     data_dir: str | None = None
     revision: str | None = None
@@ -89,6 +93,11 @@ class SourceConfig:
             self.label = default_source_label(self.name, self.data_dir)
         if self.test_path is not None and self.test_split is not None:
             raise ValueError(f"Source {self.label!r}: give `test_path` or `test_split`, not both.")
+        if self.path is not None and self.local_copy is not None:
+            raise ValueError(
+                f"Source {self.label!r}: give `path` (local files, required) or `local_copy` (local files used when "
+                "present, the Hub otherwise), not both."
+            )
         if self.test_size is not None:
             _check_test_size(self.test_size, f"source {self.label!r}")
         if not isinstance(self.options, Mapping):
@@ -98,6 +107,20 @@ class SourceConfig:
     def has_held_out_split(self) -> bool:
         return self.test_path is not None or self.test_split is not None
 
+    def resolved_path(self) -> str | list[str] | None:
+        """The local files to read: `path`, or `local_copy` when all its files exist; `None` for the Hub."""
+        if self.local_copy is None:
+            return self.path
+        copies = [self.local_copy] if isinstance(self.local_copy, str) else list(self.local_copy)
+        missing = [copy for copy in copies if not os.path.isfile(os.path.expanduser(copy))]
+        if missing:
+            logger.warning(
+                f"Source {self.label!r}: no local copy at {', '.join(missing)}; loading split {self.split!r} of "
+                f"{self.name!r} from the Hub."
+            )
+            return None
+        return self.local_copy
+
 
 @dataclass
 class MixtureConfig:
@@ -105,18 +128,14 @@ class MixtureConfig:
 
     Attributes:
         sources: The sources, each a `SourceConfig` (in YAML: a mapping of its fields, or just a name).
-        samples_per_source: If set, resample every source's train split to exactly this many pairs (SPEC section 1:
-            a larger source is cut without replacement, a smaller one repeated whole then topped up with distinct
-            rows). `None` keeps natural sizes.
         test_size: Held-out pairs carved out of each source that has no held-out split of its own: a fraction in
             [0, 1) or a count. Sources with `test_path` or `test_split` use their own `test_size` instead.
-        seed: Seed of the train/test split and of the resampling. Each source draws from its own stream seeded by
-            `(seed, label)`, so adding a source does not change the others.
+        seed: Seed of the train/test split. Each source draws from its own stream seeded by `(seed, label)`, so adding
+            a source does not change the others' splits.
         on_invalid: `"drop"` or `"raise"` for rows that cannot be converted (always counted in the reports).
     """
 
     sources: list[SourceConfig]
-    samples_per_source: int | None = None
     test_size: float | int = 0.1
     seed: int = 0
     on_invalid: str = "drop"
@@ -129,14 +148,6 @@ class MixtureConfig:
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"Several sources are labelled {repeated}; give each a distinct `label`.")
-        if self.samples_per_source is not None and (
-            isinstance(self.samples_per_source, bool)
-            or not isinstance(self.samples_per_source, int)
-            or self.samples_per_source <= 0
-        ):
-            raise ValueError(
-                f"`samples_per_source` must be a positive integer or None, got {self.samples_per_source!r}."
-            )
         _check_test_size(self.test_size, "the mixture")
         check_on_invalid(self.on_invalid)
 
@@ -145,6 +156,12 @@ class MixtureConfig:
         """Build from a mapping (e.g. parsed YAML); an unknown key is an error that names it."""
         if not isinstance(data, Mapping):
             raise ValueError(f"{origin} must be a mapping with a `sources` list, got {type(data).__name__}.")
+        if "samples_per_source" in data:
+            raise ValueError(
+                f"`samples_per_source` in {origin}: resampling the sources is the trainer's option, applied after "
+                "tokenization and the length limit. Move it to the training config (`MORERewardConfig."
+                "samples_per_source`, e.g. the `trl-more reward` YAML or `--samples_per_source`)."
+            )
         _check_keys(cls, data, origin)
         if not isinstance(data.get("sources"), list):
             raise ValueError(f"{origin} needs a `sources` list.")
@@ -199,9 +216,9 @@ class SourceSummary:
     """Counts and mean lengths (characters) of one source of a mixture.
 
     `rows_read`, `invalid` and `skipped` count raw rows as the converter saw them; `examples` the converted pairs
-    (or rated responses) of the training pool; `train` the pairs left for training after the test split, and
-    `train_resampled` after resampling (`None` without it); `test` the held-out pairs. Mean lengths are over the
-    training pool; `mean_response_chars` averages chosen and rejected (or the rated responses).
+    (or rated responses) of the training pool; `train` the pairs left for training after the test split; `test` the
+    held-out pairs. Mean lengths are over the training pool; `mean_response_chars` averages chosen and rejected (or
+    the rated responses).
     """
 
     source: str
@@ -210,7 +227,6 @@ class SourceSummary:
     skipped: int
     examples: int
     train: int
-    train_resampled: int | None
     test: int
     mean_prompt_chars: float
     mean_response_chars: float
@@ -225,7 +241,6 @@ class MixtureSummary:
     sources: list[SourceSummary]
 
     def __str__(self) -> str:
-        resampled = any(row.train_resampled is not None for row in self.sources)
         pairs = all(row.mean_chosen_chars is not None for row in self.sources)
         columns: list[tuple[str, list[Any]]] = [
             ("source", [row.source for row in self.sources]),
@@ -235,8 +250,6 @@ class MixtureSummary:
             ("examples", [row.examples for row in self.sources]),
             ("train", [row.train for row in self.sources]),
         ]
-        if resampled:
-            columns.append(("resampled", [row.train_resampled for row in self.sources]))
         columns.append(("test", [row.test for row in self.sources]))
         columns.append(("prompt chars", [round(row.mean_prompt_chars) for row in self.sources]))
         if pairs:
@@ -291,16 +304,15 @@ class SourceMixture:
 def mix_sources(
     sources: Sequence[SourceConfig | Mapping[str, Any] | str],
     *,
-    samples_per_source: int | None = None,
     test_size: float | int = 0.1,
     seed: int = 0,
     on_invalid: str = "drop",
 ) -> SourceMixture:
-    """Load K sources, split each into train and test, optionally resample each train split, and concatenate.
+    """Load K sources, split each into train and test, and concatenate.
 
     Args:
         sources: Each a `SourceConfig`, a mapping of its fields, or a known source name (loaded from the Hub).
-        samples_per_source, test_size, seed, on_invalid: As in `MixtureConfig`.
+        test_size, seed, on_invalid: As in `MixtureConfig`.
 
     Returns:
         A `SourceMixture` with `train`, `test`, `summary` and `reports`. All sources must be of one kind: preference
@@ -309,7 +321,6 @@ def mix_sources(
     return load_mixture(
         MixtureConfig(
             sources=list(sources),
-            samples_per_source=samples_per_source,
             test_size=test_size,
             seed=seed,
             on_invalid=on_invalid,
@@ -323,13 +334,15 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
         config = MixtureConfig.from_yaml(config)
     train_parts, test_parts, rows, reports = [], [], [], {}
     for source in config.sources:
+        path = source.resolved_path()
+        from_hub = path is None
         converted = load_preference_source(
             source.name,
-            source.path,
+            path,
             source.split,
             source=source.label,
-            data_dir=source.data_dir,
-            revision=source.revision,
+            data_dir=source.data_dir if from_hub else None,
+            revision=source.revision if from_hub else None,
             on_invalid=config.on_invalid,
             **source.options,
         )
@@ -355,14 +368,9 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
             train, test = _split(
                 pool, config.test_size if source.test_size is None else source.test_size, rng, source.label
             )
-        natural_train = len(train)
-        if config.samples_per_source is not None:
-            train = train.select(resample_indices(natural_train, config.samples_per_source, rng))
         train_parts.append(train)
         test_parts.append(test)
-        rows.append(
-            _summarise(source.label, converted.report, pool, natural_train, config.samples_per_source, len(test))
-        )
+        rows.append(_summarise(source.label, converted.report, pool, len(train), len(test)))
     mixture = SourceMixture(
         train=_concatenate(train_parts), test=_concatenate(test_parts), summary=MixtureSummary(rows), reports=reports
     )
@@ -393,9 +401,7 @@ def _mean_chars(dataset: Dataset, column: str) -> float:
     return math.nan if mean is None else float(mean)
 
 
-def _summarise(
-    label: str, report: ConversionReport, pool: Dataset, train: int, resampled: int | None, test: int
-) -> SourceSummary:
+def _summarise(label: str, report: ConversionReport, pool: Dataset, train: int, test: int) -> SourceSummary:
     is_pairs = "chosen" in pool.column_names
     chosen = _mean_chars(pool, "chosen") if is_pairs else None
     rejected = _mean_chars(pool, "rejected") if is_pairs else None
@@ -406,7 +412,6 @@ def _summarise(
         skipped=report.num_skipped,
         examples=len(pool),
         train=train,
-        train_resampled=resampled,
         test=test,
         mean_prompt_chars=_mean_chars(pool, "prompt"),
         mean_response_chars=(chosen + rejected) / 2 if is_pairs else _mean_chars(pool, "response"),

@@ -1,4 +1,9 @@
-"""Resampling every source of a mixture to a common size (MORE's source balancing, SPEC section 1)."""
+"""Resampling every source of a training set to a common size: MORE's source balancing (docs/more.md).
+
+This is the only place that resamples sources; `MORERewardConfig.samples_per_source` is the one option that asks
+for it, applied by the trainer after tokenization and the length limit, so that the pairs a source loses there are
+not counted towards its size.
+"""
 
 from __future__ import annotations
 
@@ -25,15 +30,16 @@ def resample_indices(num_rows: int, target: int, rng: np.random.Generator) -> np
     return np.concatenate([np.tile(np.arange(num_rows), copies), np.sort(extra)])
 
 
-def resample_sources(source_ids: Sequence[int], target: int, seed: int) -> np.ndarray:
-    """Row indices that resample every source (rows sharing a source id) of a data set to `target` rows.
+def resample_sources(source_index: Sequence[int], target: int, seed: int) -> np.ndarray:
+    """Row indices that resample every source (rows sharing a source index) of a data set to `target` rows.
 
-    Deterministic for a seed; sources are processed in increasing id order, each row index refers to `source_ids`.
+    Deterministic for a seed; sources are processed in increasing index order, each row index refers to
+    `source_index`.
     """
-    source_ids = np.asarray(source_ids)
+    source_index = np.asarray(source_index)
     rng = np.random.default_rng(seed)
     selected = []
-    for source in np.unique(source_ids):
-        rows = np.flatnonzero(source_ids == source)
+    for source in np.unique(source_index):
+        rows = np.flatnonzero(source_index == source)
         selected.append(rows[resample_indices(len(rows), target, rng)])
     return np.concatenate(selected) if selected else np.zeros(0, dtype=np.int64)

@@ -7,12 +7,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..constants import TRUNCATION_MODES, check_choice
 from .calibration import DEFAULT_OUTLIER_THRESHOLD, as_margins, preference_metrics
 from .temperature import reward_temperature
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RewardEvaluation", "evaluate_reward_model"]
 
-TRUNCATION_MODES = ("keep_end", "keep_start")
 AVERAGED_METRICS = ("preference_accuracy", "ece", "ace", "mce")
 
 
@@ -184,6 +183,8 @@ def evaluate_reward_model(
     """
     import torch
 
+    from ..tokenization import truncate
+
     if isinstance(datasets, Mapping):
         datasets = dict(datasets)
     elif hasattr(datasets, "column_names"):
@@ -192,8 +193,7 @@ def evaluate_reward_model(
         raise TypeError(f"`datasets` must be a dict of `{{source: Dataset}}` or a Dataset, not {type(datasets)}.")
     if not datasets:
         raise ValueError("`datasets` is empty: give at least one `{source: Dataset}` entry.")
-    if truncation_mode not in TRUNCATION_MODES:
-        raise ValueError(f"`truncation_mode` must be one of {TRUNCATION_MODES}, got {truncation_mode!r}.")
+    check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
     temperature = reward_temperature(model) if temperature is None else float(temperature)
@@ -210,9 +210,8 @@ def evaluate_reward_model(
                 if len(dataset) == 0:
                     raise ValueError(f"Source {source!r} has no pairs.")
                 chosen, rejected = _tokenized_pairs(dataset, processing_class, str(source))
-                if max_length is not None:
-                    keep = slice(-max_length, None) if truncation_mode == "keep_end" else slice(0, max_length)
-                    chosen, rejected = [ids[keep] for ids in chosen], [ids[keep] for ids in rejected]
+                chosen = [truncate(ids, max_length, truncation_mode) for ids in chosen]
+                rejected = [truncate(ids, max_length, truncation_mode) for ids in rejected]
                 margins[source] = _score(model, collator, chosen, rejected, batch_size, source, show_progress)
     finally:
         model.train(was_training)
@@ -223,7 +222,7 @@ def evaluate_reward_model(
 
 def _preference_collator(model: PreTrainedModel, processing_class: PreTrainedTokenizerBase):
     """TRL's preference collator, padding with the id the model takes for padding (it reads the last other token)."""
-    from trl.trainer.reward_trainer import DataCollatorForPreference
+    from .._compat import DataCollatorForPreference
 
     config = model.config.get_text_config()
     pad_token_id = config.pad_token_id
@@ -241,8 +240,9 @@ def _tokenized_pairs(
     dataset: Dataset, processing_class: PreTrainedTokenizerBase, name: str
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of the chosen and rejected sequences, from `trl.RewardTrainer`'s own preprocessing."""
-    from trl import RewardTrainer
-    from trl.data_utils import is_conversational
+    from trl import is_conversational
+
+    from .._compat import prepare_reward_dataset
 
     if processing_class.eos_token is None and not is_conversational(dataset[0]):
         raise ValueError(
@@ -250,10 +250,7 @@ def _tokenized_pairs(
             "Set the one the model was trained with, e.g. `tokenizer.eos_token = '[SEP]'` for a BERT-style encoder "
             "(`RewardConfig(eos_token=...)` in training, `--eos_token` for `trl-more evaluate`)."
         )
-    # `_prepare_dataset` reads no trainer state, only `args.dataset_num_proc` and `args.max_length`; calling it
-    # directly keeps the evaluation tokenization identical to training (EOS handling, prompts, chat templates).
-    args = SimpleNamespace(dataset_num_proc=None, max_length=None)
-    tokenized = RewardTrainer._prepare_dataset(None, dataset, processing_class, args, name)
+    tokenized = prepare_reward_dataset(dataset, processing_class, name)
     return tokenized["chosen_ids"], tokenized["rejected_ids"]
 
 
@@ -266,13 +263,12 @@ def _score(
     source: str,
     show_progress: bool,
 ) -> np.ndarray:
-    lengths = np.array([max(len(c), len(r)) for c, r in zip(chosen, rejected)])
-    order = np.argsort(-lengths, kind="stable")
+    from ..batching import length_sorted_batches
+
     device = next(model.parameters()).device
-    margins = np.empty(len(order), dtype=np.float64)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
-        rows = order[start : start + batch_size]
+    margins = np.empty(len(chosen), dtype=np.float64)
+    batches = length_sorted_batches([max(len(c), len(r)) for c, r in zip(chosen, rejected)], batch_size)
+    for rows in tqdm(batches, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
         batch = collator([{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in rows])
         logits = model(
             input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), use_cache=False

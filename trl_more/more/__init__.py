@@ -9,10 +9,10 @@
 The method, its formulas and where this implementation departs from the reference are in docs/more.md.
 """
 
-from .lambdas import MinNormSourceWeighting
+from .lambdas import MinNormLambda
 from .more_config import MORERewardConfig
 from .more_trainer import MORERewardTrainer
 from .sampler import SourceGroupedSampler
 
 
-__all__ = ["MORERewardConfig", "MORERewardTrainer", "MinNormSourceWeighting", "SourceGroupedSampler"]
+__all__ = ["MORERewardConfig", "MORERewardTrainer", "MinNormLambda", "SourceGroupedSampler"]

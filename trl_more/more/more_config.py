@@ -6,17 +6,18 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
+from ..constants import SOURCE_COLUMN, TRUNCATION_MODES, check_choice
 
-REWEIGHTING_CHOICES = ("more", "uniform")
-GRADIENT_NORMALIZATION_CHOICES = ("l2", "none", "loss", "loss+")
-TRUNCATION_CHOICES = ("keep_end", "keep_start")
+
+LAMBDA_METHODS = ("min_norm", "uniform")
+GRADIENT_NORMALIZATIONS = ("l2", "none", "loss", "loss+")
 
 
 @dataclass
 class MORERewardConfig(RewardConfig):
     r"""
     Configuration class for the [`MORERewardTrainer`]: TRL's [`~trl.RewardConfig`] plus the options of MORE
-    (multi-objective reward learning on diversified preferences, SPEC section 1).
+    (multi-objective reward learning on diversified preferences; the method is described in docs/more.md).
 
     Only the parameters specific to MORE are listed here; see [`~trl.RewardConfig`] and
     [`~transformers.TrainingArguments`] for the others. With a single source (or no source column) every MORE option
@@ -39,16 +40,16 @@ class MORERewardConfig(RewardConfig):
             last `max_length` tokens (the end of the response, where the reward is read) and `"keep_start"` the first
             ones, so no pair is lost.
 
-        > Parameters that control the reweighting
+        > Parameters that control lambda, the per-source loss weights
 
-        reweighting (`str`, *optional*, defaults to `"more"`):
-            `"more"` weights the per-source losses with the min-norm solution over the per-source reward-head
-            gradients; `"uniform"` gives every source the weight 1/K (the balanced MultiTask baseline).
+        lambda_method (`str`, *optional*, defaults to `"min_norm"`):
+            `"min_norm"` (MORE) sets lambda to the minimum-norm point of the convex hull of the per-source reward-head
+            gradients; `"uniform"` gives every source lambda = 1/K (the balanced MultiTask baseline).
         gradient_normalization (`str`, *optional*, defaults to `"l2"`):
             Normalisation of each source's (smoothed) head gradient before the min-norm solve: `"l2"` divides by its
             L2 norm, `"loss"` by the source's loss, `"loss+"` by both, `"none"` leaves it as is. Note that with two
             sources and `"l2"` the min-norm weights are always exactly (1/2, 1/2), i.e. MORE equals the balanced
-            baseline; MORE's reweighting shows with three or more sources or another normalisation.
+            baseline; MORE's lambda differs from it with three or more sources or another normalisation.
         lambda_momentum (`float`, *optional*, defaults to `0.99`):
             Weight `a` of the newest head gradient in the exponential moving average that is solved over:
             `m_i <- (1 - a) * m_i + a * g_i`, with `m_i` starting at zero (the reference's value and convention).
@@ -60,7 +61,7 @@ class MORERewardConfig(RewardConfig):
     """
 
     source_column: str = field(
-        default="source",
+        default=SOURCE_COLUMN,
         metadata={"help": "Column of the training dataset that names the source of every pair."},
     )
     samples_per_source: int | None = field(
@@ -77,18 +78,19 @@ class MORERewardConfig(RewardConfig):
             "`keep_start` truncates it."
         },
     )
-    reweighting: str = field(
-        default="more",
+    lambda_method: str = field(
+        default="min_norm",
         metadata={
-            "help": "`more`: min-norm weights over per-source head gradients; `uniform`: 1/K (MultiTask baseline).",
-            "choices": list(REWEIGHTING_CHOICES),
+            "help": "`min_norm` (MORE): lambda is the min-norm point of the per-source head gradients; `uniform`: 1/K "
+            "(the MultiTask baseline).",
+            "choices": list(LAMBDA_METHODS),
         },
     )
     gradient_normalization: str = field(
         default="l2",
         metadata={
             "help": "Normalisation of each source's head gradient before the min-norm solve.",
-            "choices": list(GRADIENT_NORMALIZATION_CHOICES),
+            "choices": list(GRADIENT_NORMALIZATIONS),
         },
     )
     lambda_momentum: float = field(
@@ -102,20 +104,15 @@ class MORERewardConfig(RewardConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice("reweighting", self.reweighting, REWEIGHTING_CHOICES)
-        _check_choice("gradient_normalization", self.gradient_normalization, GRADIENT_NORMALIZATION_CHOICES)
+        check_choice("lambda_method", self.lambda_method, LAMBDA_METHODS)
+        check_choice("gradient_normalization", self.gradient_normalization, GRADIENT_NORMALIZATIONS)
         if isinstance(self.truncation_mode, str) and self.truncation_mode.lower() in ("none", "null", ""):
             self.truncation_mode = None  # the command line passes the value as a string
         if self.truncation_mode is not None:
-            _check_choice("truncation_mode", self.truncation_mode, TRUNCATION_CHOICES)
+            check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
         if not 0.0 < self.lambda_momentum <= 1.0:
             raise ValueError(f"`lambda_momentum` must be in (0, 1], got {self.lambda_momentum}.")
         if self.samples_per_source is not None and self.samples_per_source <= 0:
             raise ValueError(
                 f"`samples_per_source` must be a positive integer or None, got {self.samples_per_source}."
             )
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown `{name}` {value!r}; choose one of {', '.join(map(repr, choices))}.")

@@ -1,13 +1,11 @@
-"""MORE: a drop-in `trl.RewardTrainer` that balances sources in every batch and reweights their losses."""
+"""MORE: a drop-in `trl.RewardTrainer` that balances sources in every batch and weights their losses by lambda."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-import textwrap
-from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,44 +17,49 @@ from datasets import Dataset, IterableDataset
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
-from trl.trainer.utils import get_config_model_id
 
-from .._compat import keep_4bit_weights_trainable
+from .._compat import keep_4bit_weights_trainable, keep_batch_columns, trainer_metrics
+from ..constants import SOURCE_INDEX_COLUMN
 from ..data.resampling import resample_sources
-from ..data.sources import SOURCE_ID_COLUMN, attach_source_ids
+from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
-from ..metrics.trainer_metrics import PreferenceMetrics
-from .lambdas import MinNormSourceWeighting
-from .model_card import fill_trl_card_gaps, model_id_of, more_model_card
+from ..losses import pairwise_loss, split_rewards
+from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
+from ..tokenization import truncate
+from ..trainer_utils import CheckpointedState, CheckpointingMixin, convert_config
+from .lambdas import MinNormLambda
+from .model_card import LAMBDA_PLOT_NAME, RewardModelCard, evaluation_from_log, last_lambdas
 from .more_config import MORERewardConfig
-from .reward_head import RewardHeadInputCapture, pairwise_reward_loss, per_source_head_gradients, per_source_mean
+from .reward_head import RewardHeadInputCapture, per_source_head_gradients, per_source_mean
 from .sampler import SourceGroupedSampler, check_batch_size_fits_sources
 
 
 logger = get_logger(__name__)
 
-MORE_STATE_NAME = "more_state_rank{rank}.pt"
+# A source repeated more often than this (resampled, or cycled to fill balanced batches) is worth a warning.
+REPETITION_WARNING = 10
+PAIR_TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-class DataCollatorWithSourceIds:
-    """Wraps a preference collator so that the `source_id` of every example reaches the batch as `source_ids`."""
+class DataCollatorWithSourceIndex:
+    """Wraps a preference collator so that the `source_index` of every example reaches the batch."""
 
     def __init__(self, collator: Callable[[list[dict[str, Any]]], dict[str, Any]]):
         self.collator = collator
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        if not examples or SOURCE_ID_COLUMN not in examples[0]:
+        if not examples or SOURCE_INDEX_COLUMN not in examples[0]:
             return self.collator(examples)
-        source_ids = torch.tensor([example[SOURCE_ID_COLUMN] for example in examples], dtype=torch.long)
-        batch = self.collator([{k: v for k, v in example.items() if k != SOURCE_ID_COLUMN} for example in examples])
-        batch["source_ids"] = source_ids
+        source_index = torch.tensor([example[SOURCE_INDEX_COLUMN] for example in examples], dtype=torch.long)
+        batch = self.collator([{k: v for k, v in example.items() if k != SOURCE_INDEX_COLUMN} for example in examples])
+        batch[SOURCE_INDEX_COLUMN] = source_index
         return batch
 
 
-class MORERewardTrainer(RewardTrainer):
+class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     """
-    Reward trainer for preference data from several sources, with MORE's source-balanced batches and min-norm
-    reweighting of the per-source losses ("On Diversified Preferences of Large Language Model Alignment").
+    Reward trainer for preference data from several sources, with MORE's source-balanced batches and per-source
+    losses weighted by lambda ("On Diversified Preferences of Large Language Model Alignment", docs/more.md).
 
     A drop-in replacement for [`~trl.RewardTrainer`]: same arguments, same data formats, same outputs. What changes
     when the training set has K >= 2 sources:
@@ -64,13 +67,14 @@ class MORERewardTrainer(RewardTrainer):
     - every micro-batch holds `per_device_train_batch_size / K` pairs of each source (see [`SourceGroupedSampler`]);
     - the loss is `sum_i lambda_i * mean loss of source i`, where lambda is the min-norm point of the (smoothed,
       normalised) per-source gradients of the reward head, computed in closed form from the head's input
-      (`reweighting="uniform"` uses 1/K instead: the balanced MultiTask baseline);
+      (`lambda_method="uniform"` uses 1/K instead: the balanced MultiTask baseline);
     - `lambda/<source>`, `loss/<source>` and `accuracy/<source>` are logged next to TRL's metrics.
 
-    With one source, or no source column, it behaves exactly like [`~trl.RewardTrainer`]. Its model card (written on
-    every checkpoint, by `create_model_card` and by `push_to_hub`) is TRL's plus the sources and their sizes, the
-    method, the per-source accuracy and ECE, the lambda plot and how to load the model; a failed `push_to_hub` raises
-    `HubUploadError` and leaves the saved output in place.
+    With one source, or no source column, it behaves exactly like [`~trl.RewardTrainer`]. Checkpoints hold lambda's
+    moving averages (resuming reproduces the uninterrupted run), and a partially written checkpoint is never
+    resumed from. The model card (written on every checkpoint, by `create_model_card` and by `push_to_hub`) shows
+    the sources and their sizes, the method, the per-source accuracy and ECE, the lambda plot and how to load the
+    model; a failed `push_to_hub` raises `HubUploadError` and leaves the saved output in place.
 
     Example:
 
@@ -97,28 +101,15 @@ class MORERewardTrainer(RewardTrainer):
             As for [`~trl.RewardTrainer`]. A [`~trl_more.metrics.PreferenceMetrics`] as `compute_metrics` brings its
             own `preprocess_logits_for_metrics` unless one is given.
         args ([`MORERewardConfig`], *optional*):
-            Configuration. A plain [`~trl.RewardConfig`] is accepted and gets MORE's defaults.
+            Configuration. A plain [`~trl.RewardConfig`] is converted (its fields kept, MORE's at their defaults).
         train_dataset ([`~datasets.Dataset`], [`~datasets.IterableDataset`] or `dict[str, Dataset]`):
             Preference data in any format [`~trl.RewardTrainer`] accepts, either with a source column
             (`args.source_column`, names or integers) or as a dict / `DatasetDict` of `{source_name: Dataset}`.
+            Sources are numbered in the order they first appear (a dict: its order).
     """
 
     _tag_names = ["trl", "reward-trainer", "trl-more", "more"]
     _name = "MORE Reward"
-    _paper = {
-        "title": "On Diversified Preferences of Large Language Model Alignment",
-        "id": "2312.07401",
-        "citation": textwrap.dedent(
-            """\
-            @inproceedings{zeng2024diversified,
-                title     = {{On Diversified Preferences of Large Language Model Alignment}},
-                author    = {Dun Zeng and Yong Dai and Pengyu Cheng and Longyue Wang and Tianhao Hu and Wanshun Chen and Nan Du and Zenglin Xu},
-                booktitle = {Findings of the Association for Computational Linguistics: EMNLP 2024},
-                pages     = {9194--9210},
-                year      = 2024,
-            }"""
-        ),
-    }
 
     def __init__(
         self,
@@ -140,18 +131,17 @@ class MORERewardTrainer(RewardTrainer):
             # It needs one row per pair before the batches are gathered (see `PreferenceMetrics`).
             preprocess_logits_for_metrics = compute_metrics.preprocess_logits
         if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
+            model_name = model if isinstance(model, str) else model.config.name_or_path
             args = MORERewardConfig(f"{model_name.split('/')[-1]}-MORE-Reward")
-        elif not isinstance(args, MORERewardConfig):
-            args = _with_more_defaults(args)
+        args = convert_config(args, MORERewardConfig, RewardConfig)
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
 
-        self.source_names: list[str] = []
+        self.sources: list[str] = []
         if isinstance(train_dataset, (Mapping, Dataset, IterableDataset)):  # other types get TRL's own error
-            train_dataset, self.source_names = attach_source_ids(train_dataset, args.source_column)
-        self.num_sources = len(self.source_names)
-        if args.samples_per_source is not None and not self.source_names:
+            train_dataset, self.sources = attach_source_indices(train_dataset, args.source_column)
+        self.num_sources = len(self.sources)
+        if args.samples_per_source is not None and not self.sources:
             raise ValueError(
                 f"`samples_per_source={args.samples_per_source}` resamples every source, but the training set has no "
                 f"`{args.source_column}` column. Add one (or pass a dict of datasets keyed by source), or set "
@@ -163,6 +153,11 @@ class MORERewardTrainer(RewardTrainer):
                 raise ValueError(
                     "`accelerator_config.split_batches=True` splits each batch across processes, which breaks the "
                     "per-rank source balance MORE needs. Set it to False and choose `per_device_train_batch_size`."
+                )
+            if args.auto_find_batch_size:
+                raise ValueError(
+                    "`auto_find_batch_size=True` would change the batch size below the per-source balance MORE needs. "
+                    "Set it to False and choose `per_device_train_batch_size` (a multiple of the number of sources)."
                 )
 
         super().__init__(
@@ -190,8 +185,8 @@ class MORERewardTrainer(RewardTrainer):
             )
         self._eval_sets_prefix: str | None = None  # set while a dict of eval sets is evaluated set by set
         self._eval_set_name: str | None = None
-        self._head_capture: RewardHeadInputCapture | None = None
-        self._weighting: MinNormSourceWeighting | None = None
+        self.head_capture: RewardHeadInputCapture | None = None
+        self.min_norm_lambda: MinNormLambda | None = None
         if self.num_sources < 2:
             logger.info(
                 f"MORE: the training set has {self.num_sources or 'no'} source(s) (no `{args.source_column}` column "
@@ -203,16 +198,16 @@ class MORERewardTrainer(RewardTrainer):
                 f"`train_sampling_strategy={args.train_sampling_strategy!r}` is ignored: MORE builds source-balanced "
                 "batches with its own sampler."
             )
-        self.data_collator = DataCollatorWithSourceIds(self.data_collator)
-        if args.reweighting == "more":
-            self._head_capture = RewardHeadInputCapture(self.model)
-            self._weighting = MinNormSourceWeighting(
-                self.num_sources, momentum=args.lambda_momentum, normalization=args.gradient_normalization
+        self.data_collator = DataCollatorWithSourceIndex(self.data_collator)
+        if args.lambda_method == "min_norm":
+            self.head_capture = RewardHeadInputCapture(self.model)
+            self.min_norm_lambda = MinNormLambda(
+                self.sources, momentum=args.lambda_momentum, normalization=args.gradient_normalization
             )
         logger.info(
-            f"MORE: {self.num_sources} sources ({', '.join(self.source_names)}), "
-            f"{args.per_device_train_batch_size // self.num_sources} pairs of each per micro-batch, "
-            f"{args.reweighting} weighting."
+            f"MORE: {self.num_sources} sources ({', '.join(self.sources)}), "
+            f"{args.per_device_train_batch_size // self.num_sources} pairs of each per micro-batch, lambda "
+            f"{args.lambda_method}."
         )
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -226,18 +221,48 @@ class MORERewardTrainer(RewardTrainer):
         args: MORERewardConfig,
         dataset_name: str,
     ) -> Dataset | IterableDataset:
+        if isinstance(dataset, Dataset):
+            self._check_rows(dataset, dataset_name)
         # TRL silently drops pairs longer than `max_length`; MORE applies the limit itself, to report the loss per
         # source (and to truncate instead, when `truncation_mode` is set).
-        max_length, args.max_length = args.max_length, None
-        try:
-            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        finally:
-            args.max_length = max_length
-        if max_length is not None:
-            dataset = self._fit_to_max_length(dataset, max_length, args.truncation_mode, dataset_name)
-        if dataset_name == "train" and args.samples_per_source is not None and isinstance(dataset, Dataset):
-            dataset = self._resample_sources(dataset, args.samples_per_source, args.seed)
+        without_limit = copy.copy(args)
+        without_limit.max_length = None
+        dataset = super()._prepare_dataset(dataset, processing_class, without_limit, dataset_name)
+        if args.max_length is not None:
+            dataset = self._fit_to_max_length(dataset, args.max_length, args.truncation_mode, dataset_name)
+        if dataset_name == "train" and isinstance(dataset, Dataset):
+            self._check_tied_pairs(dataset, args)
+            if args.samples_per_source is not None:
+                dataset = self._resample_sources(dataset, args.samples_per_source, args.seed)
+            elif self.num_sources > 1:
+                self._warn_about_cycling(np.bincount(dataset[SOURCE_INDEX_COLUMN], minlength=self.num_sources))
         return dataset
+
+    def _where(self, dataset: Dataset, row: int) -> str:
+        """`row R (source S)` for messages about a row of a data set."""
+        if self.sources and SOURCE_INDEX_COLUMN in dataset.column_names:
+            return f"row {row} (source {self.sources[dataset[row][SOURCE_INDEX_COLUMN]]!r})"
+        return f"row {row}"
+
+    def _check_rows(self, dataset: Dataset, dataset_name: str) -> None:
+        """Refuse missing texts and non-finite margins before tokenization, naming the row and its source."""
+        table = dataset.with_format("arrow")
+        for column in (name for name in PAIR_TEXT_COLUMNS if name in dataset.column_names):
+            if table[column].null_count:
+                rows = np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))
+                raise ValueError(
+                    f"{rows.size} pair(s) of the {dataset_name} set have no `{column}` (e.g. {self._where(dataset, rows[0])}). "
+                    "Drop or fill them before training."
+                )
+        if "margin" in dataset.column_names:
+            margins = np.asarray(table["margin"].to_numpy(zero_copy_only=False), dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(margins))
+            if bad.size:
+                raise ValueError(
+                    f"{bad.size} pair(s) of the {dataset_name} set have a margin that is not a finite number (e.g. "
+                    f"{self._where(dataset, bad[0])}: {margins[bad[0]]}); one such margin makes every weight NaN after "
+                    "one step. Fix or drop these rows, or remove the `margin` column."
+                )
 
     def _fit_to_max_length(
         self, dataset: Dataset | IterableDataset, max_length: int, truncation_mode: str | None, dataset_name: str
@@ -246,12 +271,14 @@ class MORERewardTrainer(RewardTrainer):
             return len(example["chosen_ids"]) <= max_length and len(example["rejected_ids"]) <= max_length
 
         if truncation_mode is not None:
-            keep = slice(-max_length, None) if truncation_mode == "keep_end" else slice(0, max_length)
 
-            def truncate(example):
-                return {"chosen_ids": example["chosen_ids"][keep], "rejected_ids": example["rejected_ids"][keep]}
+            def truncated(example):
+                return {
+                    side: truncate(example[side], max_length, truncation_mode)
+                    for side in ("chosen_ids", "rejected_ids")
+                }
 
-            return dataset.map(truncate)
+            return dataset.map(truncated)
         if isinstance(dataset, IterableDataset):
             return dataset.filter(is_short)
         kept = dataset.filter(is_short, desc=f"Filtering {dataset_name} >{max_length} tokens")
@@ -259,19 +286,21 @@ class MORERewardTrainer(RewardTrainer):
             self._report_dropped(dataset, kept, max_length, dataset_name)
         return kept
 
+    def _per_source_counts(self, dataset: Dataset) -> np.ndarray:
+        return np.bincount(dataset[SOURCE_INDEX_COLUMN], minlength=self.num_sources)
+
     def _report_dropped(self, before: Dataset, after: Dataset, max_length: int, dataset_name: str) -> None:
         message = (
             f"{len(before) - len(after)} of {len(before)} pairs of the {dataset_name} set are longer than "
             f"max_length={max_length} tokens and were dropped"
         )
-        if SOURCE_ID_COLUMN in before.column_names and self.source_names:
-            counts_before = np.bincount(before[SOURCE_ID_COLUMN], minlength=self.num_sources)
-            counts_after = np.bincount(after[SOURCE_ID_COLUMN], minlength=self.num_sources)
+        if SOURCE_INDEX_COLUMN in before.column_names and self.sources:
+            counts_before, counts_after = self._per_source_counts(before), self._per_source_counts(after)
             per_source = ", ".join(
-                f"{name}: {b - a} of {b}" for name, b, a in zip(self.source_names, counts_before, counts_after)
+                f"{name}: {b - a} of {b}" for name, b, a in zip(self.sources, counts_before, counts_after)
             )
             message += f" ({per_source})"
-            empty = [name for name, count in zip(self.source_names, counts_after) if count == 0]
+            empty = [name for name, count in zip(self.sources, counts_after) if count == 0]
             if empty:
                 raise ValueError(
                     f"{message}, which leaves no pairs for source(s) {empty}. Raise `max_length` or set "
@@ -279,26 +308,69 @@ class MORERewardTrainer(RewardTrainer):
                 )
         logger.warning(f"{message}. Set `truncation_mode='keep_end'` to truncate them instead.")
 
+    def _check_tied_pairs(self, dataset: Dataset, args: MORERewardConfig) -> None:
+        """Report pairs whose chosen and rejected sequences are identical token for token (after truncation): they
+        have no gradient. A source made only of such pairs is an error, since it cannot be learned from."""
+        tied = dataset.filter(
+            lambda chosen, rejected: [c == r for c, r in zip(chosen, rejected)],
+            input_columns=["chosen_ids", "rejected_ids"],
+            batched=True,
+            desc="Finding tied pairs",
+        )
+        if len(tied) == 0:
+            return
+        if self.sources:
+            tied_counts, counts = self._per_source_counts(tied), self._per_source_counts(dataset)
+        else:
+            tied_counts, counts = np.array([len(tied)]), np.array([len(dataset)])
+        names = self.sources or ["the training set"]
+        hint = (
+            " `truncation_mode='keep_start'` keeps the beginning of every sequence, which cuts the responses of long "
+            "prompts: use 'keep_end' or a larger `max_length`."
+            if args.truncation_mode == "keep_start"
+            else " Such pairs usually repeat one response twice, or differ only beyond `max_length`."
+        )
+        report = ", ".join(f"{name}: {t} of {n}" for name, t, n in zip(names, tied_counts, counts) if t)
+        all_tied = [name for name, t, n in zip(names, tied_counts, counts) if t == n]
+        if all_tied:
+            raise ValueError(
+                f"Every training pair of {all_tied} has identical chosen and rejected tokens, so nothing can be "
+                f"learned from it (tied pairs: {report}).{hint}"
+            )
+        logger.warning(f"Tied pairs (identical chosen and rejected tokens; no gradient): {report}.{hint}")
+
     def _resample_sources(self, dataset: Dataset, samples_per_source: int, seed: int) -> Dataset:
-        source_ids = dataset[SOURCE_ID_COLUMN]
-        counts = np.bincount(source_ids, minlength=max(self.num_sources, 1))
-        resampled = dataset.select(resample_sources(source_ids, samples_per_source, seed))
-        sizes = ", ".join(f"{name}: {count} -> {samples_per_source}" for name, count in zip(self.source_names, counts))
+        counts = self._per_source_counts(dataset)
+        resampled = dataset.select(resample_sources(dataset[SOURCE_INDEX_COLUMN], samples_per_source, seed))
+        sizes = ", ".join(f"{name}: {count} -> {samples_per_source}" for name, count in zip(self.sources, counts))
         logger.info(f"MORE: resampled every source to {samples_per_source} pairs ({sizes}).")
+        self._warn_about_repetition({name: samples_per_source / count for name, count in zip(self.sources, counts)})
         return resampled
+
+    def _warn_about_cycling(self, counts: np.ndarray) -> None:
+        self._warn_about_repetition({name: counts.max() / count for name, count in zip(self.sources, counts)})
+
+    def _warn_about_repetition(self, repetitions: Mapping[str, float]) -> None:
+        repeated = {name: times for name, times in repetitions.items() if times > REPETITION_WARNING}
+        if repeated:
+            listing = ", ".join(f"{name}: {times:.0f}x" for name, times in repeated.items())
+            logger.warning(
+                f"Every epoch repeats the pairs of some sources many times ({listing}), which over-fits them. Give "
+                "them more pairs, lower `samples_per_source`, or drop them."
+            )
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if self.num_sources > 1 and SOURCE_ID_COLUMN not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, SOURCE_ID_COLUMN]
+        if self.num_sources > 1:
+            keep_batch_columns(self, [SOURCE_INDEX_COLUMN])
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
         train_dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.num_sources < 2:
             return super()._get_train_sampler(train_dataset)
         return SourceGroupedSampler(
-            train_dataset[SOURCE_ID_COLUMN],
-            batch_size=self._train_batch_size,
+            train_dataset[SOURCE_INDEX_COLUMN],
+            batch_size=self.args.per_device_train_batch_size,
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
             num_sources=self.num_sources,
         )
@@ -308,49 +380,57 @@ class MORERewardTrainer(RewardTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        source_ids = inputs.pop("source_ids", None)
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if source_ids is not None and self.model.training:
-            loss = self._source_weighted_loss(outputs.logits, inputs, source_ids)
+        source_index = inputs.pop(SOURCE_INDEX_COLUMN, None)
+        if source_index is None or not self.model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # MORE's hook is on the reward head only during this forward pass: the model carries none otherwise.
+        with self.head_capture.attached() if self.head_capture is not None else contextlib.nullcontext():
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            loss = self._lambda_weighted_loss(outputs.logits, inputs, source_index)
         return (loss, outputs) if return_outputs else loss
 
-    def _source_weighted_loss(
-        self, logits: torch.Tensor, inputs: dict[str, torch.Tensor], source_ids: torch.Tensor
+    def _lambda_weighted_loss(
+        self, logits: torch.Tensor, inputs: dict[str, torch.Tensor], source_index: torch.Tensor
     ) -> torch.Tensor:
         rewards = logits.squeeze(-1)
         margin = inputs.get("margin")
         center = self.args.center_rewards_coefficient
-        pair_losses = pairwise_reward_loss(rewards, margin)
+        pair_losses = pairwise_loss(rewards, margin)
         if center is not None:
-            pair_losses = pair_losses + center * rewards.view(2, -1).sum(0) ** 2
-        source_losses = per_source_mean(pair_losses, source_ids, self.num_sources)
+            rewards_chosen, rewards_rejected = split_rewards(rewards)
+            pair_losses = pair_losses + center * (rewards_chosen + rewards_rejected) ** 2
+        source_losses = per_source_mean(pair_losses, source_index, self.num_sources)
+        lambdas = self._lambdas(rewards, inputs, source_index, margin, source_losses)
+        self._log_source_metrics(lambdas, source_losses.detach(), rewards.detach(), source_index)
+        return (lambdas * source_losses).sum()
 
-        if self._weighting is None:
-            weights = torch.full_like(source_losses, 1.0 / self.num_sources)
-        else:
-            features = self._head_capture.pooled_features(inputs["input_ids"], logits)
-            gradients = per_source_head_gradients(features, rewards, source_ids, self.num_sources, margin, center)
-            losses = source_losses.detach().float()
-            if self.args.sync_lambda_across_processes and self.accelerator.num_processes > 1:
-                packed = self.accelerator.reduce(torch.cat([gradients, losses[:, None]], dim=1), reduction="mean")
-                gradients, losses = packed[:, :-1], packed[:, -1]
-            weights = self._weighting(gradients, losses).to(source_losses.dtype)
-
-        self._log_source_metrics(weights, source_losses.detach(), rewards.detach(), source_ids)
-        return (weights * source_losses).sum()
+    def _lambdas(self, rewards, inputs, source_index, margin, source_losses) -> torch.Tensor:
+        """lambda for this batch: 1/K (MultiTask), or MORE's min-norm solve over the per-source head gradients."""
+        if self.min_norm_lambda is None:
+            return torch.full_like(source_losses, 1.0 / self.num_sources)
+        features = self.head_capture.pooled_features(inputs["input_ids"], rewards[:, None])
+        gradients = per_source_head_gradients(
+            features, rewards, source_index, self.num_sources, margin, self.args.center_rewards_coefficient
+        )
+        losses = source_losses.detach().float()
+        if self.args.sync_lambda_across_processes and self.accelerator.num_processes > 1:
+            packed = self.accelerator.reduce(torch.cat([gradients, losses[:, None]], dim=1), reduction="mean")
+            gradients, losses = packed[:, :-1], packed[:, -1]
+        return self.min_norm_lambda(gradients, losses).to(source_losses.dtype)
 
     def _log_source_metrics(
-        self, weights: torch.Tensor, source_losses: torch.Tensor, rewards: torch.Tensor, source_ids: torch.Tensor
+        self, lambdas: torch.Tensor, source_losses: torch.Tensor, rewards: torch.Tensor, source_index: torch.Tensor
     ) -> None:
-        rewards_chosen, rewards_rejected = rewards.chunk(2)
-        accuracy = per_source_mean((rewards_chosen > rewards_rejected).float(), source_ids, self.num_sources)
-        stats = torch.stack([weights.float(), source_losses.float(), accuracy])
+        rewards_chosen, rewards_rejected = split_rewards(rewards)
+        accuracy = per_source_mean((rewards_chosen > rewards_rejected).float(), source_index, self.num_sources)
+        stats = torch.stack([lambdas.float(), source_losses.float(), accuracy])
         if self.accelerator.num_processes > 1:
             stats = self.accelerator.reduce(stats, reduction="mean")
-        for name, (weight, loss, acc) in zip(self.source_names, stats.T.tolist()):
-            self._metrics["train"][f"lambda/{name}"].append(weight)
-            self._metrics["train"][f"loss/{name}"].append(loss)
-            self._metrics["train"][f"accuracy/{name}"].append(acc)
+        metrics = trainer_metrics(self, "train")
+        for name, (weight, loss, acc) in zip(self.sources, stats.T.tolist()):
+            metrics[f"lambda/{name}"].append(weight)
+            metrics[f"loss/{name}"].append(loss)
+            metrics[f"accuracy/{name}"].append(acc)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Evaluation and logging
@@ -376,28 +456,96 @@ class MORERewardTrainer(RewardTrainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if not self.model.training and self._eval_set_name:
-            self._metrics["eval"] = defaultdict(
-                list, {f"{self._eval_set_name}_{key}": values for key, values in self._metrics["eval"].items()}
-            )
+            metrics = trainer_metrics(self, "eval")
+            renamed = {f"{self._eval_set_name}_{key}": values for key, values in metrics.items()}
+            metrics.clear()
+            metrics.update(renamed)
         super().log(logs, start_time)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Checkpoints: lambda's moving averages belong to the optimiser state
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def checkpointed_state(self) -> dict[str, CheckpointedState]:
+        return {"min_norm_lambda": self.min_norm_lambda} if self.min_norm_lambda is not None else {}
 
     # ----------------------------------------------------------------------------------------------------------------
     # Model card and Hub upload
     # ----------------------------------------------------------------------------------------------------------------
 
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None, evaluation=None):
-        """TRL's reward-model card, followed by MORE's sections (see `more_model_card`): sources and their sizes,
-        method, per-source accuracy and ECE (`evaluation`, a `RewardEvaluation`, or else the per-source metrics
-        logged in evaluation), the lambda plot (`lambda.png`, written next to the card) and how to load the model."""
-        model_id = model_id_of(self)
-        super().create_model_card(
-            model_name=model_name or os.path.basename(os.path.normpath(model_id)), dataset_name=dataset_name, tags=tags
+    def model_card_data(self, evaluation: RewardEvaluation | None = None) -> RewardModelCard:
+        """What the model card shows, from this trainer (after training).
+
+        Args:
+            evaluation: the per-source evaluation to show (e.g. the one `trl-more reward` computes); `None` uses the
+                latest per-source metrics logged during evaluation (with `PreferenceMetrics`), if any.
+        """
+        args, history = self.args, self.state.log_history
+        if evaluation is None:
+            eval_sets = [str(name) for name in self.eval_dataset] if isinstance(self.eval_dataset, Mapping) else None
+            evaluation = evaluation_from_log(
+                history,
+                eval_sets,
+                n_bins=getattr(self.compute_metrics, "n_bins", 10),
+                outlier_threshold=getattr(self.compute_metrics, "outlier_threshold", 5.0),
+            )
+        method = "single" if self.num_sources < 2 else {"min_norm": "more", "uniform": "multitask"}[args.lambda_method]
+        length = f"longer pairs truncated ({args.truncation_mode})" if args.truncation_mode else "longer pairs dropped"
+        epochs = args.num_train_epochs
+        duration = f"{args.max_steps} steps" if args.max_steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
+        schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        lambdas = last_lambdas(history)
+        return RewardModelCard(
+            model_id=self.hub_model_id or args.hub_model_id or args.output_dir,
+            base_model=self.accelerator.unwrap_model(self.model).config.name_or_path or None,
+            method=method,
+            sources=self._training_pairs_per_source(),
+            lambdas=lambdas,
+            pairs_per_source=args.per_device_train_batch_size // max(self.num_sources, 1),
+            gradient_normalization=args.gradient_normalization,
+            lambda_momentum=args.lambda_momentum,
+            lambda_synced=args.sync_lambda_across_processes and args.world_size > 1,
+            settings={
+                "per-device batch (pairs)": args.per_device_train_batch_size,
+                "processes x gradient accumulation": f"{args.world_size} x {args.gradient_accumulation_steps}",
+                "learning rate": f"{args.learning_rate:g} ({schedule})",
+                "training": f"{duration}, {self.state.global_step} optimizer steps done",
+                "max length (tokens)": f"{args.max_length}, {length}",
+                "resampled by the trainer to": args.samples_per_source or "no (sources as given)",
+                "seed": args.seed,
+            },
+            evaluation=evaluation,
+            lambda_plot=LAMBDA_PLOT_NAME if method == "more" and lambdas else None,
+            lambda_note="No source weights were logged (training ran fewer steps than `logging_steps`).",
+            temperature=reward_temperature(self.accelerator.unwrap_model(self.model)),
+            eos_token=getattr(self.processing_class, "eos_token", None),
+            tags=self._tag_names,
         )
-        card = Path(self.args.output_dir, "README.md")
-        if self.is_world_process_zero() and card.is_file():
-            base_model = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
-            text = fill_trl_card_gaps(card.read_text(encoding="utf-8"), base_model, model_id)
-            card.write_text(text + "\n" + more_model_card(self, evaluation), encoding="utf-8")
+
+    def _training_pairs_per_source(self) -> dict[str, int | None] | None:
+        if not self.sources:
+            return None
+        if SOURCE_INDEX_COLUMN not in (getattr(self.train_dataset, "column_names", None) or []):
+            return dict.fromkeys(self.sources)
+        return dict(zip(self.sources, self._per_source_counts(self.train_dataset).tolist()))
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, evaluation=None):
+        """Write the model card (README.md, see `model_card_data`) and the lambda plot next to it, from the main
+        process. `model_name`, `dataset_name` and `tags` are TRL's arguments; only `tags` is used."""
+        if not self.is_world_process_zero():
+            return
+        card = self.model_card_data(evaluation)
+        card.tags = [*card.tags, *([tags] if isinstance(tags, str) else tags or [])]
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        if card.lambda_plot is not None:
+            try:
+                from ..plots import plot_lambda_history
+            except ImportError:  # matplotlib is an optional extra
+                card.lambda_plot = None
+                card.lambda_note = "The plot of lambda over training needs matplotlib: `pip install trl-more[plots]`."
+            else:
+                plot_lambda_history(self.state.log_history, os.path.join(self.args.output_dir, LAMBDA_PLOT_NAME))
+        Path(self.args.output_dir, "README.md").write_text(card.render(), encoding="utf-8")
 
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs):
         """`Trainer.push_to_hub`: save to `output_dir`, write the model card (`evaluation=` is passed on to
@@ -411,38 +559,3 @@ class MORERewardTrainer(RewardTrainer):
                 raise
             message = upload_failure_message(error, self.hub_model_id or self.args.hub_model_id, self.args.output_dir)
             raise HubUploadError(message) from error
-
-    # ----------------------------------------------------------------------------------------------------------------
-    # Checkpoints: the moving averages of the head gradients are part of the optimiser state
-    # ----------------------------------------------------------------------------------------------------------------
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        super()._save_optimizer_and_scheduler(output_dir)
-        if self._weighting is not None:
-            path = os.path.join(output_dir, MORE_STATE_NAME.format(rank=self.args.process_index))
-            torch.save(self._weighting.state_dict(), f"{path}.tmp")
-            os.replace(f"{path}.tmp", path)  # a crash mid-write never leaves a truncated state file behind
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or self._weighting is None:
-            return
-        path = os.path.join(checkpoint, MORE_STATE_NAME.format(rank=self.args.process_index))
-        if os.path.isfile(path):
-            self._weighting.load_state_dict(torch.load(path, weights_only=True))
-        else:
-            logger.warning(
-                f"No MORE state in {checkpoint} ({os.path.basename(path)}): the moving averages of the head gradients "
-                "restart from zero, so lambda will differ from an uninterrupted run for the first steps."
-            )
-
-
-def _with_more_defaults(args: RewardConfig) -> MORERewardConfig:
-    """A `MORERewardConfig` with the settings of a plain `RewardConfig` and MORE's defaults for the rest."""
-    more_args = copy.copy(args)
-    more_args.__class__ = MORERewardConfig
-    inherited = {field.name for field in fields(RewardConfig)}
-    for field in fields(MORERewardConfig):
-        if field.name not in inherited:
-            setattr(more_args, field.name, field.default)
-    return more_args

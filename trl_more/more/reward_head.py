@@ -1,23 +1,26 @@
 """The reward head of a sequence-classification model, its captured input, and per-source head gradients.
 
-MORE reweights sources with gradients taken with respect to the reward head weight only. For a linear head
-r = w . z + b the gradient of the Bradley-Terry loss has a closed form in the head input z (SPEC section 1), so a
-forward hook that keeps z is all that is needed: no extra backward pass through the backbone, and the head weight is
-never read, which keeps the computation valid when ZeRO-3 partitions it.
+MORE weights sources with gradients taken with respect to the reward head weight only. For a linear head
+r = w . z + b the gradient of the pairwise loss has a closed form in the head input z (docs/more.md), so a forward
+hook that keeps z is all that is needed: no extra backward pass through the backbone, and the head weight is never
+read, which keeps the computation valid when ZeRO-3 partitions it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel, is_peft_model
+
+from ..losses import pairwise_loss_slope, split_rewards
 
 
 __all__ = [
     "RewardHeadInputCapture",
     "find_reward_head",
-    "pairwise_reward_loss",
     "per_source_head_gradients",
     "per_source_mean",
 ]
@@ -66,7 +69,8 @@ def _final_linear(module: nn.Module, path: str) -> nn.Module:
 
 
 class RewardHeadInputCapture:
-    """Keeps the (detached) input and output of the reward head's final linear layer on every forward pass.
+    """Keeps the (detached) input and output of the reward head's final linear layer on every forward pass made
+    while it is `attached()`; the model carries no hook outside that block.
 
     Args:
         model (`nn.Module`):
@@ -78,14 +82,20 @@ class RewardHeadInputCapture:
         self.pad_token_id = extract_model_from_parallel(model).config.get_text_config().pad_token_id
         self.inputs: torch.Tensor | None = None
         self.outputs: torch.Tensor | None = None
-        self._handle = self.head.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         self.inputs = args[0].detach()
         self.outputs = output.detach()
 
-    def remove(self) -> None:
-        self._handle.remove()
+    @contextmanager
+    def attached(self) -> Iterator[RewardHeadInputCapture]:
+        """Capture the head's input and output during the block (e.g. one `train()` call)."""
+        handle = self.head.register_forward_hook(self._hook)
+        try:
+            yield self
+        finally:
+            handle.remove()
+            self.inputs = self.outputs = None
 
     def pooled_features(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The head input z of the pooled token of every sequence, shape (batch, hidden_size).
@@ -124,21 +134,22 @@ def _last_non_pad_positions(input_ids: torch.Tensor, pad_token_id: int | None) -
 def per_source_head_gradients(
     features: torch.Tensor,
     rewards: torch.Tensor,
-    source_ids: torch.Tensor,
+    source_index: torch.Tensor,
     num_sources: int,
     margin: torch.Tensor | None = None,
     center_rewards_coefficient: float | None = None,
 ) -> torch.Tensor:
-    """Gradient of every source's mean reward loss with respect to the reward head weight, in closed form.
+    """Gradient of every source's mean pair loss with respect to the reward head weight, in closed form.
 
-    The loss of pair b is TRL's: -log sigmoid(r_w - r_l - margin_b) [+ c * (r_w + r_l)^2]. Its gradient with respect
-    to the head weight is coef_w * z_w + coef_l * z_l with coef_w = -sigmoid(-(d_b - margin_b)) + 2c(r_w + r_l) and
-    coef_l = sigmoid(-(d_b - margin_b)) + 2c(r_w + r_l); averaging over each source's pairs gives g_i.
+    The loss of pair b is `trl_more.losses.pairwise_loss` (TRL's -log sigmoid(r_w - r_l - margin_b)) plus TRL's
+    reward-centering term c * (r_w + r_l)^2. With s_b = dL/d delta (`pairwise_loss_slope`) its gradient with respect
+    to the head weight is coef_w * z_w + coef_l * z_l, with coef_w = s_b + 2c(r_w + r_l) and
+    coef_l = -s_b + 2c(r_w + r_l); averaging over each source's pairs gives g_i.
 
     Args:
         features: head inputs z, shape (2N, H), chosen sequences first, then rejected ones (TRL's layout).
         rewards: rewards, shape (2N,), same layout.
-        source_ids: source of every pair, shape (N,), values in [0, num_sources).
+        source_index: source of every pair, shape (N,), values in [0, num_sources).
         num_sources: K.
         margin: optional per-pair margin, shape (N,).
         center_rewards_coefficient: optional coefficient c of TRL's reward-centering term.
@@ -146,33 +157,20 @@ def per_source_head_gradients(
     Returns:
         A float32 tensor of shape (K, H); a source without pairs in the batch gets a zero row.
     """
-    features, rewards = features.float(), rewards.detach().float()
-    chosen_features, rejected_features = features.chunk(2)
-    rewards_chosen, rewards_rejected = rewards.chunk(2)
-    difference = rewards_chosen - rewards_rejected
-    if margin is not None:
-        difference = difference - margin.float()
-    push = torch.sigmoid(-difference)  # -d(-log sigmoid(d)) / dd
-    coef_chosen, coef_rejected = -push, push
+    chosen_features, rejected_features = features.float().chunk(2)
+    slope = pairwise_loss_slope(rewards, margin)
+    coef_chosen, coef_rejected = slope, -slope
     if center_rewards_coefficient is not None:
+        rewards_chosen, rewards_rejected = split_rewards(rewards.detach().float())
         center = 2.0 * center_rewards_coefficient * (rewards_chosen + rewards_rejected)
         coef_chosen, coef_rejected = coef_chosen + center, coef_rejected + center
     pair_gradients = coef_chosen[:, None] * chosen_features + coef_rejected[:, None] * rejected_features
-    return per_source_mean(pair_gradients, source_ids, num_sources)
+    return per_source_mean(pair_gradients, source_index, num_sources)
 
 
-def per_source_mean(values: torch.Tensor, source_ids: torch.Tensor, num_sources: int) -> torch.Tensor:
+def per_source_mean(values: torch.Tensor, source_index: torch.Tensor, num_sources: int) -> torch.Tensor:
     """Mean of `values` (shape (N, ...)) over the rows of every source; zero for a source without rows."""
-    source_ids = source_ids.to(values.device)
-    sums = values.new_zeros((num_sources, *values.shape[1:])).index_add(0, source_ids, values)
-    counts = torch.bincount(source_ids, minlength=num_sources).clamp(min=1).to(values.dtype)
+    source_index = source_index.to(values.device)
+    sums = values.new_zeros((num_sources, *values.shape[1:])).index_add(0, source_index, values)
+    counts = torch.bincount(source_index, minlength=num_sources).clamp(min=1).to(values.dtype)
     return sums / counts.view(-1, *([1] * (values.dim() - 1)))
-
-
-def pairwise_reward_loss(rewards: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-pair Bradley-Terry loss -log sigmoid(r_w - r_l - margin) from TRL-layout rewards, shape (N,)."""
-    rewards_chosen, rewards_rejected = rewards.chunk(2)
-    difference = rewards_chosen - rewards_rejected
-    if margin is not None:
-        difference = difference - margin
-    return -F.logsigmoid(difference)

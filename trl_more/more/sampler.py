@@ -22,21 +22,21 @@ class SourceGroupedSampler(Sampler[int]):
     so with sources resampled to a common size an epoch is exactly one pass over the data.
 
     Args:
-        source_ids (`Sequence[int]`):
-            Source id (0 .. K-1) of every row of the data set.
+        source_index (`Sequence[int]`):
+            Source index (0 .. K-1) of every row of the data set.
         batch_size (`int`):
             Rows per batch; must be a multiple of the number of sources K.
         seed (`int`, defaults to `0`):
             Seed of the shuffling; the order depends only on the seed and the epoch (see `set_epoch`).
         num_sources (`int`, *optional*):
-            K; defaults to `max(source_ids) + 1`. Every source must have at least one row.
+            K; defaults to `max(source_index) + 1`. Every source must have at least one row.
     """
 
-    def __init__(self, source_ids: Sequence[int], batch_size: int, seed: int = 0, num_sources: int | None = None):
-        source_ids = torch.as_tensor(source_ids, dtype=torch.long)
-        self.num_sources = num_sources if num_sources is not None else int(source_ids.max()) + 1
+    def __init__(self, source_index: Sequence[int], batch_size: int, seed: int = 0, num_sources: int | None = None):
+        source_index = torch.as_tensor(source_index, dtype=torch.long)
+        self.num_sources = num_sources if num_sources is not None else int(source_index.max()) + 1
         check_batch_size_fits_sources(batch_size, self.num_sources)
-        self.rows_by_source = [torch.nonzero(source_ids == source).flatten() for source in range(self.num_sources)]
+        self.rows_by_source = [torch.nonzero(source_index == source).flatten() for source in range(self.num_sources)]
         empty = [source for source, rows in enumerate(self.rows_by_source) if len(rows) == 0]
         if empty:
             raise ValueError(f"Sources {empty} have no rows; every source needs at least one pair.")

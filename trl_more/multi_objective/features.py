@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from trl.trainer.utils import pad
 
+from .._compat import pad
 from .modeling_multi_objective import MultiObjectiveRewardModel
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..tokenization import TRUNCATION_MODES
+from ..constants import TRUNCATION_MODES, check_choice
 
 
 @dataclass
@@ -68,5 +68,4 @@ class MultiObjectiveRewardConfig(RewardConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.truncation_mode not in TRUNCATION_MODES:
-            raise ValueError(f"Unknown `truncation_mode` {self.truncation_mode!r}; choose one of {TRUNCATION_MODES}.")
+        check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)

@@ -12,12 +12,12 @@ from accelerate.logging import get_logger
 from datasets import Dataset, IterableDataset
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 from transformers.trainer_utils import EvalPrediction
-from trl import RewardTrainer
-from trl.data_utils import get_dataset_column_names, is_conversational
-from trl.trainer.reward_trainer import DataCollatorForPreference
+from trl import RewardConfig, RewardTrainer, is_conversational
 
-from ..more.reward_head import pairwise_reward_loss
+from .._compat import DataCollatorForPreference, dataset_column_names, keep_batch_columns, trainer_metrics
+from ..losses import pairwise_loss, split_rewards
 from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
+from ..trainer_utils import CheckpointingMixin, convert_config
 from .features import SequenceFeatures, extract_features
 from .multi_objective_config import MultiObjectiveRewardConfig
 
@@ -71,9 +71,9 @@ def collate_preference_features(examples: list[dict[str, Any]]) -> dict[str, tor
     return batch
 
 
-class MultiObjectiveRewardTrainer(RewardTrainer):
+class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
     """
-    Stage 2 of the multi-objective reward model (ArmoRM, SPEC section 3): trains the gate, and its scale beta, with
+    Stage 2 of the multi-objective reward model (ArmoRM, docs/multi_objective.md): trains the gate, and its scale beta, with
     the Bradley-Terry loss on preference pairs; the backbone, the regression layer and the reward transform stay
     frozen (the backbone also stays in eval mode).
 
@@ -106,7 +106,8 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
             The model, or a path / Hub id of a saved one (loaded with `AutoModelForSequenceClassification`; set
             `args.trust_remote_code=True` where trl-more's classes are not registered).
         args ([`MultiObjectiveRewardConfig`], *optional*):
-            Configuration.
+            Configuration. A plain [`~trl.RewardConfig`] is converted (its fields kept, the gate's new fields at
+            their defaults; a warning names the fields whose defaults differ, such as the learning rate).
         data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks, optimizers,
         optimizer_cls_and_kwargs, preprocess_logits_for_metrics:
             As for [`~trl.RewardTrainer`] (the default collator adds `prompt_lengths`).
@@ -130,13 +131,9 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
         preprocess_logits_for_metrics: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ):
         if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
+            model_name = model if isinstance(model, str) else model.config.name_or_path
             args = MultiObjectiveRewardConfig(f"{os.path.basename(str(model_name)) or 'model'}-gate")
-        elif not isinstance(args, MultiObjectiveRewardConfig):
-            raise TypeError(
-                f"`args` must be a MultiObjectiveRewardConfig (gate-training defaults: lr 1e-3, cosine schedule, no "
-                f"gradient checkpointing), got {type(args).__name__}."
-            )
+        args = convert_config(args, MultiObjectiveRewardConfig, RewardConfig)
         super().__init__(
             model=model,
             args=args,
@@ -151,6 +148,7 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         )
         _check_is_multi_objective(self.model)
+        self._num_train_tokens = 0
         self.model.set_trainable(backbone=False, regression=False, gate=True)
         if data_collator is None:
             self.data_collator = DataCollatorForMultiObjectivePreference(
@@ -173,7 +171,7 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
         args: MultiObjectiveRewardConfig,
         dataset_name: str,
     ) -> Dataset | IterableDataset:
-        column_names = get_dataset_column_names(dataset)
+        column_names = dataset_column_names(dataset)
         if all(column in column_names for column in PROMPT_LENGTH_COLUMNS):
             return dataset  # already prepared by this trainer
         explicit_prompt = "prompt" in column_names and "chosen_ids" not in column_names
@@ -197,9 +195,7 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        for column in (*PROMPT_LENGTH_COLUMNS, *FEATURE_KEYS):  # kept by the Trainer's column removal
-            if column not in self._signature_columns:
-                self._signature_columns = [*self._signature_columns, column]
+        keep_batch_columns(self, [*PROMPT_LENGTH_COLUMNS, *FEATURE_KEYS])
 
     def _cached_features(
         self, dataset: Dataset | PreferenceFeatures | Mapping[str, Dataset], name: str
@@ -242,8 +238,8 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
         margin = inputs.pop("margin", None)
         outputs = model(**inputs)
         rewards = outputs.logits.squeeze(-1)
-        loss = pairwise_reward_loss(rewards, margin).mean()
-        rewards_chosen, rewards_rejected = rewards.chunk(2)
+        loss = pairwise_loss(rewards, margin).mean()
+        rewards_chosen, rewards_rejected = split_rewards(rewards)
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
         self._record_metrics(mode, inputs, outputs, rewards_chosen, rewards_rejected, unwrapped)
@@ -251,12 +247,13 @@ class MultiObjectiveRewardTrainer(RewardTrainer):
 
     @torch.no_grad()
     def _record_metrics(self, mode, inputs, outputs, rewards_chosen, rewards_rejected, model) -> None:
-        metrics = self._metrics[mode]
-        if "attention_mask" in inputs:
+        metrics = trainer_metrics(self, mode)
+        if "attention_mask" in inputs:  # cached features have no tokens
             if mode == "train":
-                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-                self._total_train_tokens += tokens // self._tp_size
-            metrics["num_tokens"] = [self._total_train_tokens]
+                self._num_train_tokens += (
+                    self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                )
+            metrics["num_tokens"] = [self._num_train_tokens]
         all_rewards = self.accelerator.gather(outputs.logits)
         metrics["min_reward"].append(all_rewards.min().item())
         metrics["mean_reward"].append(all_rewards.mean().item())

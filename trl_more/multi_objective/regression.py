@@ -21,8 +21,8 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_utils import EvalPrediction
-from trl.trainer.utils import pad
 
+from .._compat import pad
 from ..solvers.ridge import DEFAULT_ALPHAS, RidgeFit, fit_ridge
 from ..tokenization import fit_to_max_length, tokenize_prompt_response
 from .modeling_multi_objective import MultiObjectiveRewardModel

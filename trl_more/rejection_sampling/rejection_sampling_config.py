@@ -7,7 +7,7 @@ from typing import Any
 
 from trl import SFTConfig
 
-from ..more.more_config import _check_choice
+from ..constants import check_choice
 from ..rewards import ENSEMBLE_MODES
 from .selection import SELECTION_STRATEGIES
 
@@ -177,9 +177,9 @@ class RejectionSamplingConfig(SFTConfig):
             _check_positive(name, getattr(self, name))
         for name in ("max_new_tokens", "generation_batch_size", "reward_batch_size"):
             _check_positive(name, getattr(self, name))
-        _check_choice("generation_backend", self.generation_backend, GENERATION_BACKENDS)
-        _check_choice("ensemble", self.ensemble, ENSEMBLE_MODES)
-        _check_choice("selection", self.selection, SELECTION_STRATEGIES)
+        check_choice("generation_backend", self.generation_backend, GENERATION_BACKENDS)
+        check_choice("ensemble", self.ensemble, ENSEMBLE_MODES)
+        check_choice("selection", self.selection, SELECTION_STRATEGIES)
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"`top_fraction` must be in (0, 1], got {self.top_fraction}.")
         if self.reward_max_length is not None and self.reward_max_length <= self.max_new_tokens:

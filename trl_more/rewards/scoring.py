@@ -12,9 +12,8 @@ from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
-from trl.models.utils import prepare_deepspeed
-from trl.trainer.utils import pad
 
+from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..pretrained import load_tokenizer
 from ..tokenization import fit_to_max_length, tokenize_prompt_response

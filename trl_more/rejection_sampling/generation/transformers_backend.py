@@ -10,9 +10,8 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
-from trl.models.utils import unwrap_model_for_generation
-from trl.trainer.utils import pad
 
+from ..._compat import pad, unwrap_model_for_generation
 from ...batching import length_sorted_batches
 from .base import GenerationBackend, SamplingSettings, truncate_after_eos
 

@@ -8,9 +8,8 @@ from collections.abc import Collection, Sequence
 from accelerate import Accelerator
 from accelerate.utils import is_peft_model
 from torch import nn
-from trl.distributed import DistributedBackend
-from trl.trainer.utils import ensure_master_addr_port
 
+from ..._compat import ensure_master_addr_port, gather_parameters
 from .base import GenerationBackend, SamplingSettings, truncate_after_eos
 
 
@@ -108,7 +107,7 @@ class VLLMGenerationBackend(GenerationBackend):
         """Copy the policy's current weights into the engine (collective under ZeRO-3: every process must call it)."""
         unwrapped = self.accelerator.unwrap_model(model)
         engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        gather_params = DistributedBackend(self.accelerator).gather_params
+        gather_params = gather_parameters(self.accelerator)
         for name, parameter in unwrapped.named_parameters():
             with gather_params([parameter]):
                 engine_model.load_weights([(name.replace("_checkpoint_wrapped_module.", ""), parameter.data)])

@@ -1,0 +1,30 @@
+"""Names shared across trl-more: dataset columns, metric prefixes and option values that several modules read.
+
+Each concept has one name, defined here once:
+
+- a pair's *source* is named by the string in the `source` column (`SOURCE_COLUMN`); trainers number the sources
+  0 .. K-1 in the order they first appear in the training data (a dict of datasets: its key order) and carry that
+  number in the `source_index` column (`SOURCE_INDEX_COLUMN`) and batch key;
+- MORE's per-source loss weights are *lambda*, logged as `lambda/<source>` (`LAMBDA_METRIC_PREFIX`);
+- sequences longer than a limit are cut by one of `TRUNCATION_MODES`.
+"""
+
+from __future__ import annotations
+
+
+__all__ = ["LAMBDA_METRIC_PREFIX", "SOURCE_COLUMN", "SOURCE_INDEX_COLUMN", "TRUNCATION_MODES", "check_choice"]
+
+# Column naming the source of every example (the default `source_column` of `MORERewardConfig`).
+SOURCE_COLUMN = "source"
+# Column (and batch key) holding the number 0 .. K-1 a trainer gives each example's source.
+SOURCE_INDEX_COLUMN = "source_index"
+# Prefix of MORE's logged per-source weights: `lambda/<source>`.
+LAMBDA_METRIC_PREFIX = "lambda/"
+# `"keep_end"` keeps the last tokens (the end of the response, where a reward is read), `"keep_start"` the first ones.
+TRUNCATION_MODES = ("keep_end", "keep_start")
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a `ValueError` naming the option and its valid values when `value` is not one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"Unknown `{name}` {value!r}; choose one of {', '.join(map(repr, choices))}.")

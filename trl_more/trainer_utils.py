@@ -1,0 +1,212 @@
+"""What every trainer of trl-more shares: its config rule, and checkpoints that resume exactly or not at all.
+
+Configs. Each trainer takes its own config class (`MORERewardConfig`, `MultiObjectiveRewardConfig`,
+`RejectionSamplingConfig`, ...). Given instead a config of the TRL class that one extends (a plain `RewardConfig` or
+`SFTConfig`, as an unchanged TRL script passes), it converts it: every field keeps its value, the new fields take
+their defaults, and fields whose value differs from the trainer's own default are named in a warning. Any other type
+is an error.
+
+Checkpoints. A checkpoint folder is complete once `trainer_state.json` is in it: transformers writes that file last,
+and trl-more's trainers write their own state (e.g. MORE's moving averages) before it, all processes included. A run
+killed while writing a checkpoint leaves a folder without it; `resume_from_checkpoint=True` then resumes from the
+latest complete checkpoint (with a warning naming the skipped ones) instead of crashing on the partial one, and an
+explicit path to a partial checkpoint is refused with the missing files named. The command line's
+`--resume_from_checkpoint true` means `True`, not a folder called "true".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate.logging import get_logger
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+
+__all__ = [
+    "TRAINER_STATE_NAME",
+    "CheckpointedState",
+    "CheckpointingMixin",
+    "complete_checkpoints",
+    "convert_config",
+    "resolve_resume_checkpoint",
+]
+
+logger = get_logger(__name__)
+
+TRAINER_STATE_NAME = "trainer_state.json"
+STATE_FILE = "trl_more_state_rank{rank}.pt"
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def convert_config(args: Any, config_class: type, parent_class: type) -> Any:
+    """`args` as a `config_class`: unchanged if it is one, converted if it is a `parent_class` (see the module
+    docstring), refused otherwise."""
+    if isinstance(args, config_class):
+        return args
+    if not isinstance(args, parent_class):
+        raise TypeError(
+            f"`args` must be a {config_class.__name__} (or a {parent_class.__name__}, which is converted), got "
+            f"{type(args).__name__}."
+        )
+    values = args.to_dict()
+    values.update({name: getattr(args, name) for name in values if name.endswith("_token")})  # `to_dict` masks them
+    ours, theirs = _field_defaults(config_class), _field_defaults(parent_class)
+    kept = sorted(
+        name
+        for name, default in ours.items()
+        if name in theirs and default != theirs[name] and values.get(name, default) != default
+    )
+    converted = config_class(**values)
+    logger.info(f"Converted the {parent_class.__name__} to a {config_class.__name__} (new fields at their defaults).")
+    if kept:
+        logger.warning(
+            f"The {parent_class.__name__} passed sets {', '.join(kept)}, whose defaults differ in "
+            f"{config_class.__name__}; its values are kept. Pass a {config_class.__name__} to get its defaults."
+        )
+    return converted
+
+
+def _field_defaults(config_class: type) -> dict[str, Any]:
+    return {
+        field.name: field.default
+        for field in dataclasses.fields(config_class)
+        if field.init and field.default is not dataclasses.MISSING
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _step(folder: Path) -> int:
+    return int(_CHECKPOINT.match(folder.name).group(1))
+
+
+def _missing_files(folder: Path, required: tuple[str, ...]) -> list[str]:
+    return [name for name in (TRAINER_STATE_NAME, *required) if not (folder / name).is_file()]
+
+
+def complete_checkpoints(output_dir: str | os.PathLike, required: tuple[str, ...] = ()) -> list[Path]:
+    """The complete `checkpoint-<step>` folders of `output_dir` (with `trainer_state.json` and `required` files),
+    oldest first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    checkpoints = sorted((path for path in folder.iterdir() if _CHECKPOINT.match(path.name)), key=_step)
+    return [path for path in checkpoints if not _missing_files(path, required)]
+
+
+def resolve_resume_checkpoint(
+    resume_from_checkpoint: str | bool | None, output_dir: str | os.PathLike, required: tuple[str, ...] = ()
+) -> str | None:
+    """The checkpoint folder to resume from, or `None` to start afresh (see the module docstring).
+
+    Raises:
+        ValueError: for an explicit folder that is not a complete checkpoint, or for `True` when `output_dir` holds no
+            checkpoint at all (as transformers does).
+    """
+    if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in ("true", "false", ""):
+        resume_from_checkpoint = resume_from_checkpoint.strip().lower() == "true"
+    if resume_from_checkpoint is None or resume_from_checkpoint is False:
+        return None
+    if resume_from_checkpoint is not True:
+        folder = Path(resume_from_checkpoint)
+        if not folder.is_dir():
+            raise ValueError(f"`resume_from_checkpoint={resume_from_checkpoint}`: no such checkpoint folder.")
+        missing = _missing_files(folder, required)
+        if missing:
+            raise ValueError(
+                f"{folder} is an incomplete checkpoint (missing {', '.join(missing)}): the run was interrupted while "
+                "writing it. Resume from an earlier checkpoint, or with `resume_from_checkpoint=True`, which picks "
+                "the latest complete one."
+            )
+        return str(folder)
+    output = Path(output_dir)
+    partial = [
+        path
+        for path in (output.iterdir() if output.is_dir() else ())
+        if _CHECKPOINT.match(path.name) and _missing_files(path, required)
+    ]
+    complete = complete_checkpoints(output_dir, required)
+    if complete and partial:
+        skipped = [path.name for path in partial if _step(path) > _step(complete[-1])]
+        if skipped:
+            logger.warning(
+                f"Skipping incomplete checkpoint(s) {', '.join(skipped)} (interrupted while being written); "
+                f"resuming from {complete[-1].name}."
+            )
+    if complete:
+        return str(complete[-1])
+    if partial:
+        logger.warning(
+            f"{output_dir} holds only incomplete checkpoints ({', '.join(sorted(path.name for path in partial))}), "
+            "interrupted while being written: training starts from the beginning."
+        )
+        return None
+    raise ValueError(f"No valid checkpoint found in output directory ({output_dir}) to resume from.")
+
+
+class CheckpointedState(Protocol):
+    """Anything with `state_dict()` / `load_state_dict(state)` that a trainer saves in its checkpoints."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class CheckpointingMixin:
+    """Mixin for a `transformers.Trainer` subclass: resumes only from complete checkpoints, and saves and restores
+    the trainer's own state objects (`checkpointed_state()`) with every checkpoint, per process.
+
+    The state of every process is written (temporary file, then rename) before transformers writes
+    `trainer_state.json`, and all processes wait for each other there, so a checkpoint with that file holds every
+    process's state.
+    """
+
+    def checkpointed_state(self) -> Mapping[str, CheckpointedState]:
+        """The objects whose state belongs in a checkpoint, by name (none by default)."""
+        return {}
+
+    def _state_file_name(self) -> str:
+        return STATE_FILE.format(rank=self.args.process_index)
+
+    def _required_checkpoint_files(self) -> tuple[str, ...]:
+        return (self._state_file_name(),) if self.checkpointed_state() else ()
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None):
+        checkpoint = resolve_resume_checkpoint(
+            resume_from_checkpoint, self.args.output_dir, self._required_checkpoint_files()
+        )
+        return super().train(resume_from_checkpoint=checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        states = self.checkpointed_state()
+        if states:
+            path = os.path.join(output_dir, self._state_file_name())
+            torch.save({name: state.state_dict() for name, state in states.items()}, f"{path}.tmp")
+            os.replace(f"{path}.tmp", path)  # never a truncated file under the final name
+        self.accelerator.wait_for_everyone()  # every process's state is on disk before trainer_state.json
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        states = self.checkpointed_state()
+        if checkpoint is None or not states:
+            return
+        saved = torch.load(os.path.join(checkpoint, self._state_file_name()), weights_only=True)
+        for name, state in states.items():
+            if name not in saved:
+                raise ValueError(f"{checkpoint} holds no `{name}` state; it was saved by a run with other settings.")
+            state.load_state_dict(saved[name])
