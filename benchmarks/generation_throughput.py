@@ -90,11 +90,13 @@ def main():
     one_at_a_time = backend(1, sort=False)
 
     def naive():
-        return [[one_at_a_time.generate(policy, [ids], 1)[0][0] for _ in range(args.samples)] for ids in prompt_ids]
+        return [
+            [one_at_a_time.generate(policy, [ids], 1, seed=0)[0][0] for _ in range(args.samples)] for ids in prompt_ids
+        ]
 
     generation = {
-        "batched, length-sorted": lambda: sorted_backend.generate(policy, prompt_ids, args.samples),
-        "batched, unsorted": lambda: unsorted_backend.generate(policy, prompt_ids, args.samples),
+        "batched, length-sorted": lambda: sorted_backend.generate(policy, prompt_ids, args.samples, seed=0),
+        "batched, unsorted": lambda: unsorted_backend.generate(policy, prompt_ids, args.samples, seed=0),
         "naive (one response per call)": naive,
     }
     print(

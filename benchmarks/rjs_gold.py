@@ -209,7 +209,7 @@ def sample_answers(policy, tokenizer, questions: list[str], num_samples: int, ma
         show_progress=False,
     )
     prompt_ids = [tokenizer(text=hh_prompt(question))["input_ids"] for question in questions]
-    samples = backend.generate(policy, prompt_ids, num_samples)
+    samples = backend.generate(policy, prompt_ids, num_samples, seed=0)
     return [[tokenizer.decode(ids, skip_special_tokens=True) for ids in answers] for answers in samples]
 
 
@@ -389,7 +389,7 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
 
     def evaluate_policy() -> None:
         # The trainer's own generation backend and sampling settings, on the fixed evaluation questions.
-        samples = trainer.generation_backend.generate(trainer.model_wrapped, eval_prompt_ids, 4)
+        samples = trainer.generation_backend.generate(trainer.model_wrapped, eval_prompt_ids, 4, seed=0)
         flat_questions = [q for q, group in zip(eval_questions, samples) for _ in group]
         flat_answers = [tokenizer.decode(ids, skip_special_tokens=True) for group in samples for ids in group]
         values, relevance, tone = gold.scores(flat_questions, flat_answers)

@@ -24,7 +24,7 @@ from trl_more.cli import parse_subcommand_arguments
 from trl_more.cli import rjs as rjs_cli
 from trl_more.data import load_mixture
 from trl_more.metrics import evaluate_reward_model
-from trl_more.rejection_sampling.rejection_sampling_trainer import IterationStore
+from trl_more.rejection_sampling import IterationStore
 from trl_more.testing import (
     save_tiny_reward_model,
     tiny_causal_lm,

@@ -5,6 +5,7 @@ import sys
 import types
 
 import pytest
+import torch
 from accelerate import Accelerator
 
 from trl_more.batching import length_sorted_batches, shard_for_process
@@ -106,8 +107,8 @@ def test_batched_left_padded_generation_matches_one_prompt_at_a_time(policy_and_
     model, tokenizer = policy_and_tokenizer
     texts = ["Human: hi", "Human: How do I bake bread at home today?", "Hello", "The capital of France is"]
     prompt_ids = [tokenizer(text)["input_ids"] for text in texts]
-    batched = _backend(tokenizer, batch_size=3).generate(model, prompt_ids, num_samples=2)
-    single = _backend(tokenizer, batch_size=1).generate(model, prompt_ids, num_samples=1)
+    batched = _backend(tokenizer, batch_size=3).generate(model, prompt_ids, num_samples=2, seed=0)
+    single = _backend(tokenizer, batch_size=1).generate(model, prompt_ids, num_samples=1, seed=0)
     assert len(batched) == len(texts)
     for prompt_samples, reference in zip(batched, single):
         assert len(prompt_samples) == 2
@@ -134,7 +135,7 @@ def test_generation_samples_with_cache_and_restores_training_state(policy_and_to
 
     monkeypatch.setattr(type(model), "generate", spy)
     prompts = [tokenizer("a")["input_ids"], tokenizer("a much longer prompt here")["input_ids"]]
-    samples = _backend(tokenizer, batch_size=2, temperature=1.0, max_new_tokens=5).generate(model, prompts, 3)
+    samples = _backend(tokenizer, batch_size=2, temperature=1.0, max_new_tokens=5).generate(model, prompts, 3, seed=0)
     assert seen == {
         "training": False,
         "checkpointing": False,
@@ -148,6 +149,19 @@ def test_generation_samples_with_cache_and_restores_training_state(policy_and_to
     for sample in (sample for prompt_samples in samples for sample in prompt_samples):
         assert 1 <= len(sample) <= 5
         assert tokenizer.eos_token_id not in sample[:-1]  # nothing kept after an end of sequence
+
+
+def test_a_round_samples_by_its_seed_and_leaves_the_training_random_state_alone(policy_and_tokenizer):
+    model, tokenizer = policy_and_tokenizer
+    backend = _backend(tokenizer, batch_size=2, temperature=1.0, max_new_tokens=6)
+    prompts = [tokenizer("a")["input_ids"], tokenizer("The capital of France is")["input_ids"]]
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = backend.generate(model, prompts, 4, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)  # training continues with its own random numbers
+    torch.manual_seed(999)  # whatever state the run is in, the seed decides the samples
+    assert backend.generate(model, prompts, 4, seed=7) == first
+    assert backend.generate(model, prompts, 4, seed=8) != first
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -205,10 +219,11 @@ def test_vllm_backend_builds_a_colocated_engine_syncs_weights_and_samples_n_per_
     assert calls["llm"]["model"] == "/checkpoints/policy"
     assert calls["llm"]["distributed_executor_backend"] == "external_launcher"
     assert calls["llm"]["seed"] == 3  # process 0
-    samples = backend.generate(model, [[11, 12], [13]], num_samples=3)
+    samples = backend.generate(model, [[11, 12], [13]], num_samples=3, seed=41)
 
     assert calls["sampling_params"] == {
         "n": 3,
+        "seed": 41,
         "temperature": 0.9,
         "top_p": 0.95,
         "top_k": -1,

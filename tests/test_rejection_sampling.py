@@ -11,7 +11,7 @@ from datasets import Dataset
 from transformers import GenerationMixin, TrainerCallback
 
 from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
-from trl_more.rejection_sampling.rejection_sampling_trainer import IterationStore
+from trl_more.rejection_sampling import IterationStore
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +48,15 @@ def _config(output_dir, **overrides):
     return RejectionSamplingConfig(str(output_dir), **settings)
 
 
-def _trainer(output_dir, callbacks=None, response_filter=None, **overrides):
+def _trainer(
+    output_dir, callbacks=None, response_filter=None, policy_seed=0, reward_seed=1, policy_dropout=0.0, **overrides
+):
     from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     return RejectionSamplingTrainer(
-        tiny_causal_lm("qwen2", tokenizer),
-        tiny_reward_model("llama", tokenizer, seed=1),
+        tiny_causal_lm("qwen2", tokenizer, seed=policy_seed, attention_dropout=policy_dropout),
+        tiny_reward_model("llama", tokenizer, seed=reward_seed),
         args=_config(output_dir, **overrides),
         train_dataset=PROMPTS,
         processing_class=tokenizer,
@@ -128,7 +130,13 @@ def test_every_iteration_writes_its_samples_and_selections(finished_run):
     assert calls[0][0] == 3 * 4
     for iteration, prompt_indices in ((0, [0, 1, 2]), (1, [3, 4, 5])):
         folder = Path(output_dir) / f"iteration-{iteration:02d}"
-        assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "samples.jsonl", "selected.jsonl"]
+        files = ["metrics.json", "provenance.json", "samples.jsonl", "selected.jsonl"]
+        assert sorted(path.name for path in folder.iterdir()) == files
+        provenance = json.loads((folder / "provenance.json").read_text())
+        assert provenance["iteration"] == iteration and provenance["global_step"] == 2 * iteration
+        assert provenance["initial_policy"] == trainer.initial_policy_fingerprint
+        assert provenance["reward_models"] == trainer.reward_model_fingerprints
+        assert ("training" in provenance) == (iteration > 0)  # training shapes the policy from iteration 1 on
         samples = _samples(output_dir, iteration)
         assert [(s["prompt_index"], s["sample_index"]) for s in samples] == [
             (index, sample) for index in prompt_indices for sample in range(4)
@@ -348,7 +356,7 @@ def test_a_multi_objective_reward_model_with_its_own_tokenizer_is_steered_by_the
 def test_an_iteration_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     store = IterationStore(tmp_path)
     sample = {"prompt_index": 0, "sample_index": 0, "prompt": "p", "response": "r", "reward": 1.0, "selected": True}
-    import trl_more.rejection_sampling.rejection_sampling_trainer as module
+    import trl_more.rejection_sampling.iterations as module
 
     original = module._write_jsonl
     written = []
@@ -408,15 +416,66 @@ def test_a_resumed_run_reuses_written_iterations_instead_of_generating_again(tmp
     assert calls == []
 
 
+class _CrashAfterSaving(TrainerCallback):
+    """Simulates a crash right after the checkpoint at the end of iteration 0, before iteration 1 is generated."""
+
+    def on_save(self, args, state, control, **kwargs):
+        raise RuntimeError("simulated crash")
+
+
+def test_a_resumed_run_samples_and_trains_exactly_as_the_uninterrupted_one(tmp_path):
+    # Dropout and sampling both draw random numbers: the resumed run must draw the same ones.
+    settings = {"temperature": 1.0, "policy_dropout": 0.1, "save_strategy": "epoch"}
+    full = _trainer(tmp_path / "full", **settings)
+    full.train()
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _trainer(tmp_path / "resumed", callbacks=[_CrashAfterSaving()], **settings).train()
+    assert not IterationStore(tmp_path / "resumed").is_complete(1)
+    resumed = _trainer(tmp_path / "resumed", **settings)
+    with _counting_generate_calls() as calls:
+        resumed.train(resume_from_checkpoint=True)
+    assert len(calls) == 1  # iteration 1, generated after resuming
+    assert _samples(tmp_path / "resumed", 1) == _samples(tmp_path / "full", 1)
+    for (name, p_full), (_, p_resumed) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        torch.testing.assert_close(p_resumed, p_full, atol=0, rtol=0, msg=name)
+
+
 def test_files_from_other_settings_are_not_reused(tmp_path):
     IterationStore(tmp_path).write(
         0,
         [{"prompt_index": 0, "sample_index": 0, "prompt": "", "response": "", "reward": 0.0, "selected": True}],
         {},
     )
-    trainer = _trainer(tmp_path, num_iterations=1)
+    with pytest.raises(ValueError, match="no provenance.json"):
+        _trainer(tmp_path, num_iterations=1).train()
+    # Even when told to reuse it, a folder that does not hold this run's prompts cannot be trained on.
     with pytest.raises(ValueError, match="different prompts"):
-        trainer.train()
+        _trainer(tmp_path, num_iterations=1, reuse_mismatched_iterations=True).train()
+
+
+@pytest.mark.parametrize(
+    "change, difference",
+    [
+        ({"reward_seed": 2}, "reward_models"),
+        ({"temperature": 0.7}, "generation"),
+        ({"selection": "top_fraction"}, "selection"),
+        ({"policy_seed": 5}, "initial_policy"),
+    ],
+    ids=["reward_model", "temperature", "selection", "policy"],
+)
+def test_a_new_run_with_other_settings_refuses_the_iterations_of_the_old_one(tmp_path, change, difference):
+    _trainer(tmp_path, num_iterations=1).train()
+    written = (tmp_path / "iteration-00" / "samples.jsonl").read_bytes()
+    with pytest.raises(
+        ValueError, match=rf"produced by another policy, reward model or other settings(.|\n)*{difference}:"
+    ):
+        _trainer(tmp_path, num_iterations=1, **change).train()
+    assert (tmp_path / "iteration-00" / "samples.jsonl").read_bytes() == written  # nothing was overwritten
+    forced = _trainer(tmp_path, num_iterations=1, reuse_mismatched_iterations=True, **change)
+    with _counting_generate_calls() as calls:
+        forced.train()
+    assert calls == []  # reused, as asked
 
 
 # ---------------------------------------------------------------------------------------------------------------------

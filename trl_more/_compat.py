@@ -37,6 +37,7 @@ __all__ = [
     "pad",
     "prepare_deepspeed",
     "prepare_reward_dataset",
+    "prepare_sft_dataset",
     "read_tokenizer_config",
     "save_model_without_push",
     "trainer_metrics",
@@ -75,6 +76,12 @@ def prepare_reward_dataset(dataset: Any, processing_class: Any, name: str, datas
     # `RewardTrainer._prepare_dataset` reads no trainer state, only these two fields of its args.
     args = SimpleNamespace(dataset_num_proc=dataset_num_proc, max_length=None)
     return RewardTrainer._prepare_dataset(None, dataset, processing_class, args, name)
+
+
+def prepare_sft_dataset(trainer: Any, dataset: Any, name: str) -> Any:
+    """`SFTTrainer`'s own preparation of a tokenized dataset (labels from the completion mask, truncation to
+    `max_length`, examples left without a completion token dropped), with the trainer's tokenizer and config."""
+    return trainer._prepare_dataset(dataset, trainer.processing_class, trainer.args, False, None, name)
 
 
 def trainer_metrics(trainer: Any, mode: str) -> dict[str, list[float]]:

@@ -8,8 +8,9 @@ The method and its traps are described in docs/rejection_sampling.md.
 """
 
 from .diversity import distinct_n, is_degenerate_response
+from .iterations import IterationStore
 from .rejection_sampling_config import RejectionSamplingConfig
-from .rejection_sampling_trainer import IterationStore, RejectionSamplingTrainer
+from .rejection_sampling_trainer import RejectionSamplingTrainer
 from .selection import SELECTION_STRATEGIES, max_selected, select_samples
 
 

@@ -103,6 +103,13 @@ class RejectionSamplingConfig(SFTConfig):
             responses as `"best_per_prompt"`).
         min_reward (`float` or `None`, *optional*, defaults to `None`):
             If set, responses with a (combined) reward below it are never selected.
+
+        > Parameters that control resumption
+
+        reuse_mismatched_iterations (`bool`, *optional*, defaults to `False`):
+            A run reuses the `iteration-XX` folders it finds in `output_dir` only when they were produced by its own
+            policy, reward models and settings (their `provenance.json`); a folder produced otherwise stops the run
+            with the differences named. `True` trains on such folders anyway (with a warning).
     """
 
     _VALID_DICT_FIELDS = SFTConfig._VALID_DICT_FIELDS + ["reward_model_init_kwargs", "reward_objective_weights"]
@@ -170,6 +177,12 @@ class RejectionSamplingConfig(SFTConfig):
     )
     min_reward: float | None = field(
         default=None, metadata={"help": "Responses with a reward below this are never selected."}
+    )
+
+    # Resumption
+    reuse_mismatched_iterations: bool = field(
+        default=False,
+        metadata={"help": "Reuse iteration folders produced by another policy, reward model or settings."},
     )
 
     def __post_init__(self):

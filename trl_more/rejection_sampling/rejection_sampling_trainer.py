@@ -41,19 +41,19 @@ Files and resumption
 --------------------
 `output_dir/iteration-XX/` holds `samples.jsonl` (every sample: prompt, response, its token ids, per-model and
 combined rewards, whether the filter kept it, whether it was selected), `selected.jsonl` (the selected prompt/response
-pairs) and `metrics.json`. The folder is written under a temporary name and renamed when complete, before training
-on it, so a crash leaves no partial folder; when a run restarts (with or without `resume_from_checkpoint`), completed
-iterations are read back instead of generated again.
+pairs), `metrics.json` and `provenance.json` (what produced it: see `iterations.py`). The folder is written under a
+temporary name and renamed when complete, before training on it, so a crash leaves no partial folder; when a run
+restarts (with or without `resume_from_checkpoint`), completed iterations are read back instead of generated again,
+provided they were produced by this run's policy, reward models and settings (otherwise the run stops and names the
+differences). Each round samples with a seed derived from (`seed`, iteration, process), inside a fork of the random
+state, so a resumed run generates and trains exactly as the uninterrupted one; checkpoints are resumed only when
+complete (`trl_more.trainer_utils`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -65,12 +65,13 @@ from accelerate.utils import DistributedType, broadcast_object_list, gather_obje
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
-from trl import SFTTrainer
+from trl import SFTConfig, SFTTrainer
 
-from .._compat import keep_4bit_weights_trainable
+from .._compat import gather_parameters, keep_4bit_weights_trainable, prepare_sft_dataset, trainer_metrics
 from ..batching import shard_for_process
 from ..pretrained import load_tokenizer
 from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
+from ..trainer_utils import CheckpointingMixin, convert_config
 from .diversity import distinct_n
 from .generation import (
     GenerationBackend,
@@ -78,6 +79,7 @@ from .generation import (
     TransformersGenerationBackend,
     VLLMGenerationBackend,
 )
+from .iterations import IterationDataset, IterationStore, fingerprint, model_fingerprint, provenance_differences
 from .rejection_sampling_config import RejectionSamplingConfig
 from .selection import max_selected, select_samples
 
@@ -85,66 +87,6 @@ from .selection import max_selected, select_samples
 logger = get_logger(__name__)
 
 ResponseFilter = Callable[[Prompt, str], bool]
-
-
-class IterationDataset(torch.utils.data.Dataset):
-    """The current iteration's tokenized training examples, padded to a fixed length with examples that carry no loss.
-
-    The length never changes, so the Trainer can size the run once; the content is replaced at every iteration.
-    """
-
-    def __init__(self, length: int, pad_token_id: int):
-        self.length = length
-        self.filler = {"input_ids": [pad_token_id], "labels": [-100]}
-        self.examples: list[dict[str, list[int]]] = []
-
-    def set_examples(self, examples: list[dict[str, list[int]]]) -> None:
-        if len(examples) > self.length:
-            raise ValueError(f"{len(examples)} examples do not fit an iteration of {self.length}.")
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.examples[index] if index < len(self.examples) else self.filler
-
-
-class IterationStore:
-    """`output_dir/iteration-XX/` folders, each written whole (temporary name, then rename) or not at all."""
-
-    SAMPLES = "samples.jsonl"
-    SELECTED = "selected.jsonl"
-    METRICS = "metrics.json"
-
-    def __init__(self, output_dir: str | os.PathLike):
-        self.output_dir = Path(output_dir)
-
-    def path(self, iteration: int) -> Path:
-        return self.output_dir / f"iteration-{iteration:02d}"
-
-    def is_complete(self, iteration: int) -> bool:
-        return (self.path(iteration) / self.SAMPLES).is_file()
-
-    def write(self, iteration: int, samples: list[dict[str, Any]], metrics: dict[str, float]) -> Path:
-        final = self.path(iteration)
-        staging = final.with_name(final.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)  # left over by a crash while writing
-        staging.mkdir(parents=True)
-        _write_jsonl(staging / self.SAMPLES, samples)
-        selected = [
-            {key: sample[key] for key in ("prompt_index", "sample_index", "prompt", "response", "reward")}
-            for sample in samples
-            if sample["selected"]
-        ]
-        _write_jsonl(staging / self.SELECTED, selected)
-        (staging / self.METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-        staging.rename(final)  # atomic: the folder appears complete or not at all
-        return final
-
-    def read(self, iteration: int) -> list[dict[str, Any]]:
-        with open(self.path(iteration) / self.SAMPLES, encoding="utf-8") as file:
-            return [json.loads(line) for line in file if line.strip()]
 
 
 class _IterationBoundary(TrainerCallback):
@@ -159,7 +101,7 @@ class _IterationBoundary(TrainerCallback):
         self.trainer.prepare_iteration(epoch // args.num_epochs_per_iteration)
 
 
-class RejectionSamplingTrainer(SFTTrainer):
+class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
     """
     Rejection-sampling fine-tuning (RJS, RAFT): sample several responses per prompt from the current policy, score
     them with one or several reward models, keep the best, fine-tune on them with the loss on the response tokens only
@@ -189,7 +131,8 @@ class RejectionSamplingTrainer(SFTTrainer):
             Sequence-classification reward model(s), as paths or instances. The reward is `logits[:, 0]`. Several
             models are combined by `args.ensemble`.
         args ([`RejectionSamplingConfig`], *optional*):
-            Configuration.
+            Configuration. A plain [`~trl.SFTConfig`] is converted (its fields kept, rejection sampling's at their
+            defaults).
         train_dataset ([`~datasets.Dataset`]):
             The prompts: a `prompt` column of plain text (the policy's template already applied) or of conversations
             (lists of messages, rendered with the policy's chat template). An optional `reward_prompt` column gives the
@@ -228,13 +171,9 @@ class RejectionSamplingTrainer(SFTTrainer):
         quantization_config=None,
     ):
         if args is None:
-            model_name = model if isinstance(model, str) else model.config._name_or_path
+            model_name = model if isinstance(model, str) else model.config.name_or_path
             args = RejectionSamplingConfig(f"{model_name.split('/')[-1]}-RJS")
-        elif not isinstance(args, RejectionSamplingConfig):
-            raise TypeError(
-                f"`args` must be a RejectionSamplingConfig, got {type(args).__name__}: the run needs the rejection "
-                "sampling settings (iterations, samples per prompt, selection) to size its schedule."
-            )
+        args = convert_config(args, RejectionSamplingConfig, SFTConfig)
         prompts, reward_prompts = _read_prompts(train_dataset)
         # Reward models are loaded before the policy is wrapped but after `args` exists, so that under ZeRO-3 they are
         # partitioned by `zero.Init` like the policy.
@@ -257,7 +196,7 @@ class RejectionSamplingTrainer(SFTTrainer):
             peft_config=peft_config,
             quantization_config=quantization_config,
         )
-        if self._is_vlm:
+        if not isinstance(self.processing_class, PreTrainedTokenizerBase):
             raise ValueError("RejectionSamplingTrainer samples text only; pass a tokenizer as `processing_class`.")
         _check_process_layout(self.accelerator)
         keep_4bit_weights_trainable(self.model)  # it trains right after generating without grad
@@ -271,7 +210,7 @@ class RejectionSamplingTrainer(SFTTrainer):
             args.selection, args.prompts_per_iteration, args.num_samples_per_prompt, args.top_fraction
         )
         self.train_dataset = IterationDataset(
-            -(-capacity // global_batch) * global_batch, self._tokenizer.pad_token_id
+            -(-capacity // global_batch) * global_batch, self.processing_class.pad_token_id
         )
 
         for reward_model, tokenizer in zip(reward_models, reward_tokenizers):
@@ -289,6 +228,12 @@ class RejectionSamplingTrainer(SFTTrainer):
             device=self.accelerator.device,
         )
         self.generation_backend = self._make_generation_backend()
+        # What produced every iteration is recorded with it (see `iterations.py`); the fingerprints are collective.
+        self._gather = gather_parameters(self.accelerator)
+        self.initial_policy_fingerprint = model_fingerprint(self.model, self._gather)
+        self.reward_model_fingerprints = [
+            model_fingerprint(getattr(model, "module", model), self._gather) for model in self.reward_models
+        ]
         self.iteration_store = IterationStore(args.output_dir)
         self.current_iteration: int | None = None
         # First in line, so that every other callback's `on_epoch_begin` already sees the iteration's data.
@@ -320,19 +265,19 @@ class RejectionSamplingTrainer(SFTTrainer):
     def _render_prompt(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
             return prompt
-        return self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return self.processing_class.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     def _tokenize_prompt(self, prompt: Prompt) -> list[int]:
         # The same tokenization SFTTrainer applies to the prompt of a prompt-completion example.
         if isinstance(prompt, str):
             return self._tokenizer(text=prompt)["input_ids"]
-        encoded = self._tokenizer.apply_chat_template(
+        encoded = self.processing_class.apply_chat_template(
             prompt, tokenize=True, add_generation_prompt=True, return_dict=True
         )
         return encoded["input_ids"]
 
     def _eos_token_ids(self) -> set[int]:
-        eos_ids = {self._tokenizer.eos_token_id}
+        eos_ids = {self.processing_class.eos_token_id}
         configured = self.model.generation_config.eos_token_id
         eos_ids.update(configured if isinstance(configured, list) else [configured])
         return {token_id for token_id in eos_ids if token_id is not None}
@@ -359,7 +304,7 @@ class RejectionSamplingTrainer(SFTTrainer):
         return TransformersGenerationBackend(
             self.accelerator,
             settings,
-            pad_token_id=self._tokenizer.pad_token_id,
+            pad_token_id=self.processing_class.pad_token_id,
             eos_token_ids=self.eos_token_ids,
             batch_size=args.generation_batch_size,
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
@@ -374,13 +319,61 @@ class RejectionSamplingTrainer(SFTTrainer):
         size = self.args.prompts_per_iteration
         return [(iteration * size + offset) % len(self.prompts) for offset in range(size)]
 
+    def iteration_provenance(self, iteration: int) -> dict[str, Any]:
+        """What produces iteration `iteration` in this run (collective: the policy's fingerprint gathers ZeRO-3
+        parameters). Training settings shape the policy from the second iteration on, so they are recorded too."""
+        args = self.args
+        indices = self.iteration_prompt_indices(iteration)
+        filter_name = getattr(self.response_filter, "__qualname__", None) if self.response_filter else None
+        provenance = {
+            "iteration": iteration,
+            "global_step": self.state.global_step,
+            "initial_policy": self.initial_policy_fingerprint,
+            "policy": model_fingerprint(self.model, self._gather),
+            "reward_models": self.reward_model_fingerprints,
+            "prompts": fingerprint([[self.prompt_texts[i], self.reward_prompts[i]] for i in indices]),
+            "generation": {
+                name: getattr(args, name)
+                for name in (
+                    "generation_backend",
+                    "max_new_tokens",
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "repetition_penalty",
+                    "num_samples_per_prompt",
+                    "seed",
+                )
+            },  # fmt: skip
+            "scoring": {
+                name: getattr(args, name)
+                for name in ("ensemble", "ensemble_std_coef", "reward_max_length", "reward_objective_weights")
+            },
+            "selection": {
+                "selection": args.selection,
+                "top_fraction": args.top_fraction,
+                "min_reward": args.min_reward,
+                "response_filter": filter_name,
+            },  # fmt: skip
+        }
+        if iteration > 0:
+            provenance["training"] = {
+                name: str(getattr(args, name))
+                for name in ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim",
+                             "per_device_train_batch_size", "gradient_accumulation_steps", "num_iterations",
+                             "num_epochs_per_iteration", "max_length", "data_seed")
+            }  # fmt: skip
+            provenance["training"]["world_size"] = str(self.accelerator.num_processes)
+        return provenance
+
     def prepare_iteration(self, iteration: int) -> None:
         """Make the training set hold iteration `iteration`'s selected responses (collective: every process calls it)."""
         if iteration == self.current_iteration:
             return
+        provenance = self.iteration_provenance(iteration)
         reuse = [self.iteration_store.is_complete(iteration) if self.accelerator.is_main_process else None]
         if broadcast_object_list(reuse, from_process=0)[0]:
-            samples = [self._read_iteration(iteration) if self.accelerator.is_main_process else None]
+            samples = [self._read_iteration(iteration, provenance) if self.accelerator.is_main_process else None]
             samples = broadcast_object_list(samples, from_process=0)[0]
             logger.info(f"Iteration {iteration}: reusing {self.iteration_store.path(iteration)}.")
             metrics = iteration_metrics(samples)
@@ -388,14 +381,27 @@ class RejectionSamplingTrainer(SFTTrainer):
             samples = self._sample_iteration(iteration)
             metrics = iteration_metrics(samples)
             if self.accelerator.is_main_process:
-                self.iteration_store.write(iteration, samples, metrics)
+                self.iteration_store.write(iteration, samples, metrics, provenance)
         for name, value in metrics.items():
-            self._metrics["train"][name].append(value)
+            trainer_metrics(self, "train")[name].append(value)
         logger.info(f"Iteration {iteration}: " + ", ".join(f"{name}={value:.4g}" for name, value in metrics.items()))
         self.train_dataset.set_examples(self._training_examples(iteration, samples))
         self.current_iteration = iteration
 
-    def _read_iteration(self, iteration: int) -> list[dict[str, Any]]:
+    def _read_iteration(self, iteration: int, provenance: dict[str, Any]) -> list[dict[str, Any]]:
+        folder = self.iteration_store.path(iteration)
+        differences = provenance_differences(
+            self.iteration_store.read_provenance(iteration), provenance, self.state.global_step
+        )
+        if differences and not self.args.reuse_mismatched_iterations:
+            raise ValueError(
+                f"{folder} was produced by another policy, reward model or other settings than this run would use:\n  "
+                + "\n  ".join(differences)
+                + "\nUse a new `output_dir`, delete the iteration folders from this one on to generate them again, or "
+                "set `reuse_mismatched_iterations=True` to train on them anyway."
+            )
+        if differences:
+            logger.warning(f"Reusing {folder} although it differs from this run ({'; '.join(differences)}).")
         samples = self.iteration_store.read(iteration)
         expected = sorted(self.iteration_prompt_indices(iteration))
         found = sorted({sample["prompt_index"] for sample in samples})
@@ -420,14 +426,17 @@ class RejectionSamplingTrainer(SFTTrainer):
         )
         local_indices = [indices[position] for position in positions]
         completions = self.generation_backend.generate(
-            self.model_wrapped, [self.prompt_ids[index] for index in local_indices], args.num_samples_per_prompt
+            self.model_wrapped,
+            [self.prompt_ids[index] for index in local_indices],
+            args.num_samples_per_prompt,
+            seed=self.round_seed(iteration),
         )
         pairs = [
             (index, sample, ids)
             for index, samples in zip(local_indices, completions)
             for sample, ids in enumerate(samples)
         ]
-        responses = [self._tokenizer.decode(ids, skip_special_tokens=True) for _, _, ids in pairs]
+        responses = [self.processing_class.decode(ids, skip_special_tokens=True) for _, _, ids in pairs]
         with self.accelerator.autocast():
             scores = self.reward_scorer.score([self.reward_prompts[index] for index, _, _ in pairs], responses)
 
@@ -474,6 +483,12 @@ class RejectionSamplingTrainer(SFTTrainer):
             sample["selected"] = position in selected
         return samples
 
+    def round_seed(self, iteration: int) -> int:
+        """The sampling seed of this process in iteration `iteration`: a function of (`seed`, iteration, process)
+        only, so that a resumed run samples what the uninterrupted one did."""
+        entropy = [self.args.seed, iteration, self.accelerator.process_index]
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
     def _training_examples(self, iteration: int, samples: list[dict[str, Any]]) -> list[dict[str, list[int]]]:
         """The selected responses as SFT examples: prompt + response tokens, labels -100 on the prompt."""
         selected = [sample for sample in samples if sample["selected"]]
@@ -492,9 +507,7 @@ class RejectionSamplingTrainer(SFTTrainer):
         # SFTTrainer's own preparation: labels from the completion mask, truncation to `max_length`, and dropping of
         # examples left without a response token. Its progress bars would interrupt the training bar every iteration.
         with _datasets_progress_bars_disabled():
-            prepared = self._prepare_dataset(
-                dataset, self.processing_class, self.args, False, None, f"iteration-{iteration:02d}"
-            )
+            prepared = prepare_sft_dataset(self, dataset, f"iteration-{iteration:02d}")
         if len(prepared) < len(selected):
             logger.warning(
                 f"Iteration {iteration}: {len(selected) - len(prepared)} of {len(selected)} selected responses start "
@@ -619,9 +632,3 @@ def _datasets_progress_bars_disabled() -> Iterator[None]:
     finally:
         if not was_disabled:
             datasets.enable_progress_bars()
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")

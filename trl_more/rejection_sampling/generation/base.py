@@ -33,7 +33,7 @@ class GenerationBackend(ABC):
 
     @abstractmethod
     def generate(
-        self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], num_samples: int
+        self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], num_samples: int, seed: int
     ) -> list[list[list[int]]]:
         """For every prompt, `num_samples` sampled responses as token ids.
 
@@ -41,6 +41,9 @@ class GenerationBackend(ABC):
             model: The training model as the trainer holds it (possibly wrapped by DDP or DeepSpeed).
             prompt_ids: Token ids of each prompt, without padding.
             num_samples: Responses per prompt.
+            seed: Seed of this round's sampling. The same seed and prompts on the same weights give the same
+                responses, whatever ran before (the training's own random state is left untouched), so that a
+                resumed run samples what the uninterrupted one did.
 
         Returns:
             `result[i][j]` is the j-th response to prompt i: its token ids up to and including the first end-of-sequence

@@ -75,6 +75,16 @@ class TransformersGenerationBackend(GenerationBackend):
         )
 
     def generate(
+        self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], num_samples: int, seed: int
+    ) -> list[list[list[int]]]:
+        # Sampled from torch's generator, seeded for this round inside a fork: the training's random state is the
+        # same afterwards as before.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return self._generate(model, prompt_ids, num_samples)
+
+    def _generate(
         self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], num_samples: int
     ) -> list[list[list[int]]]:
         generation_config = self.generation_config()

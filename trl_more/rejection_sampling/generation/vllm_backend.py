@@ -83,12 +83,13 @@ class VLLMGenerationBackend(GenerationBackend):
         accelerator.wait_for_everyone()
 
     def generate(
-        self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], num_samples: int
+        self, model: nn.Module, prompt_ids: Sequence[Sequence[int]], num_samples: int, seed: int
     ) -> list[list[list[int]]]:
         self.load_weights(model)
         settings = self.settings
         sampling_params = self._sampling_params(
             n=num_samples,
+            seed=seed,  # vLLM's per-request seed: the round samples the same whatever the engine did before
             temperature=settings.temperature,
             top_p=settings.top_p,
             top_k=settings.top_k if settings.top_k > 0 else -1,  # -1 disables top-k in every vLLM version
