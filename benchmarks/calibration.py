@@ -16,7 +16,7 @@ Three ways to train, with the same batch size, learning rate and schedule, and t
   nearly as much as K mixed runs on a CPU, where small batches are inefficient.)
 
 For each seed (model head initialisation and batch order; the train/test split stays fixed), every model is scored on
-the held-out pairs: accuracy and ECE (SPEC section 2, 10 bins) per source and their unweighted average, reported as
+the held-out pairs: accuracy and ECE (docs/calibration.md, 10 bins) per source and their unweighted average, reported as
 mean and standard deviation over seeds, with MORE - MultiTask differences paired by seed (same initialisation, same
 batches). Plots (first seed): reliability diagrams per method, reward-difference box plots, MORE's lambda.
 

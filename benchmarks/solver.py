@@ -18,7 +18,7 @@ from trl_more.solvers import min_norm_weights
 
 
 def frank_wolfe(grads: np.ndarray, iterations: int = 1000) -> np.ndarray:
-    """The MGDA reference solver (SPEC section 1): Frank-Wolfe with exact line search, from uniform weights."""
+    """The MGDA reference solver (docs/more.md): Frank-Wolfe with exact line search, from uniform weights."""
     gram = grads @ grads.T
     weights = np.full(len(grads), 1.0 / len(grads))
     for _ in range(iterations):

@@ -1,4 +1,4 @@
-"""K-source mixtures: train/test splits, resampling (SPEC section 1), YAML configs, summaries, and MORE training."""
+"""K-source mixtures: train/test splits, YAML configs, summaries, and MORE training."""
 
 import math
 from collections import Counter
@@ -57,7 +57,7 @@ def hh_pools(hh_paths):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# resample_indices (SPEC section 1)
+# resample_indices (docs/more.md)
 # --------------------------------------------------------------------------------------------------------------------
 
 

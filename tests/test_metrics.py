@@ -1,4 +1,4 @@
-"""Accuracy, calibration errors, outlier statistics and temperature scaling against known answers (SPEC section 2)."""
+"""Accuracy, calibration errors, outlier statistics and temperature scaling against known answers (docs/calibration.md)."""
 
 import math
 import subprocess

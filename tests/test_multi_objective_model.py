@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -243,7 +244,7 @@ LOAD_IN_FRESH_PROCESS = textwrap.dedent(
     torch.set_num_threads(1)
     folder, inputs_file = sys.argv[1], sys.argv[2]
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # it reads the config too
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)  # no custom code: as the card says
     inputs = json.load(open(inputs_file))
     with torch.no_grad():
         outputs = model(
@@ -298,11 +299,13 @@ def test_round_trip_through_the_auto_class_in_a_fresh_process(qwen, tmp_path):
         [sys.executable, "-I", str(tmp_path / "load.py"), str(tmp_path / "model"), str(tmp_path / "inputs.json")],
         cwd=tmp_path,
         env=environment,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Do you wish to run the custom code" not in result.stdout + result.stderr  # no question asked
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["module"].startswith("transformers_modules.")
     assert loaded["objectives"] == OBJECTIVES
@@ -327,20 +330,21 @@ def test_saved_model_loads_in_process_and_with_the_auto_class(qwen, tmp_path):
 
 
 def captured_push(push):
-    """Run `push()` with the Hub API mocked; return {path_in_repo: content} of the commit it would make."""
+    """Run `push()` with the Hub API mocked; return {path_in_repo: content} of the folder it would upload."""
     files = {}
 
-    def create_commit(self, repo_id, operations, **kwargs):
-        for operation in operations:
-            with open(operation.path_or_fileobj, "rb") as handle:
-                files[operation.path_in_repo] = handle.read()
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        folder = Path(folder_path)
+        files.update(
+            {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+        )
         return mock.Mock(commit_url=f"https://huggingface.co/{repo_id}/commit/0")
 
     with (
         mock.patch.object(
             HfApi, "create_repo", side_effect=lambda self=None, repo_id=None, **kw: mock.Mock(repo_id=repo_id)
         ),
-        mock.patch.object(HfApi, "create_commit", autospec=True, side_effect=create_commit),
+        mock.patch.object(HfApi, "upload_folder", autospec=True, side_effect=upload_folder),
     ):
         push()
     return files
@@ -365,6 +369,9 @@ def test_push_to_hub_sends_code_config_with_auto_map_card_and_tokenizer(qwen, tm
     assert config["objectives"] == OBJECTIVES
     card = files["README.md"].decode()
     assert "- test" in card and "verbosity" in card and "trust_remote_code=True" in card
+    assert "## Requirements" in card and "transformers >= 5.0" in card
+    assert "AutoTokenizer.from_pretrained(path, trust_remote_code=False)" in card  # the tokenizer has no custom code
+    assert config["minimum_transformers_version"] == "5.0"
     assert "## Evaluation" in card and "held-out R^2" in card and "0.5" in card
     assert b"import trl_more" not in files["modeling_multi_objective.py"]
 

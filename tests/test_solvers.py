@@ -1,4 +1,4 @@
-"""The min-norm solver against the known answers of SPEC section 1 and the optimality conditions of the problem."""
+"""The min-norm solver against the known answers of docs/more.md and the optimality conditions of the problem."""
 
 import math
 
@@ -101,7 +101,7 @@ def test_gram_entry_point_with_given_groups_survives_a_cancelled_distance():
 
 
 def test_two_unit_vectors_always_get_equal_weights():
-    # SPEC: with K = 2 and l2 normalisation MORE reduces to the balanced baseline.
+    # docs/more.md: with K = 2 and l2 normalisation MORE reduces to the balanced baseline.
     rng = np.random.default_rng(0)
     for _ in range(20):
         grads = rng.normal(size=(2, 10))

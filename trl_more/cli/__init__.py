@@ -49,22 +49,37 @@ def parse_strictly(parser, args: list[str]) -> tuple:
     options = {field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init}
     if "--config" in args and args.index("--config") + 1 < len(args):
         _check_config_keys(args[args.index("--config") + 1], options, prog)
-    *parsed, unknown_flags = parser.parse_args_and_config(args, return_remaining_strings=True)
-    flags = [flag for flag in unknown_flags if flag.startswith("-")]
-    if unknown_flags:
-        raise SystemExit(
-            f"{prog}: unrecognized arguments {' '.join(unknown_flags)}"
-            + "".join(_suggestion(flag.lstrip("-").split("=")[0], options) for flag in flags)
-            + f". `{prog} --help` lists the options."
-        )
+    # Flags are checked by name before the configs are built, whose own checks (e.g. bf16 on a CPU) would otherwise
+    # answer a misspelled flag with an unrelated error.
+    known = options | {f"no_{option}" for option in options} | {"config", "help"}
+    unknown = []
+    for position, argument in enumerate(args):
+        if argument.startswith("--") and argument[2:].split("=")[0] not in known:
+            value = args[position + 1 : position + 2]
+            unknown += [argument, *(value if value and not value[0].startswith("--") and "=" not in argument else [])]
+    _refuse_unknown(unknown, options, prog)
+    *parsed, unknown = parser.parse_args_and_config(args, return_remaining_strings=True)
+    _refuse_unknown(unknown, options, prog)
     return tuple(parsed)
 
 
-def _check_config_keys(path: str, options: set[str], prog: str) -> None:
-    import yaml
+def _refuse_unknown(arguments: list[str], options: set[str], prog: str) -> None:
+    if arguments:
+        flags = [argument for argument in arguments if argument.startswith("-")]
+        raise SystemExit(
+            f"{prog}: unrecognized arguments {' '.join(arguments)}"
+            + "".join(_suggestion(flag.lstrip("-").split("=")[0], options) for flag in flags)
+            + f". `{prog} --help` lists the options."
+        )
 
-    with open(path, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle)
+
+def _check_config_keys(path: str, options: set[str], prog: str) -> None:
+    from ..yaml_loading import load_yaml
+
+    try:
+        config = load_yaml(path)
+    except ValueError as error:
+        raise SystemExit(f"{prog}: {error}") from error
     if not isinstance(config, dict):
         raise SystemExit(f"{prog}: {path} must be a YAML mapping of option names to values.")
     unknown = [key for key in config if key not in options and key != "env"]  # `env`: variables TrlParser sets

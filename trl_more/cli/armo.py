@@ -107,7 +107,9 @@ class ArmoScriptArguments:
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
-    return TrlParser((ArmoScriptArguments, MultiObjectiveRewardConfig), prog=prog)
+    return TrlParser(
+        (ArmoScriptArguments, MultiObjectiveRewardConfig), prog=prog, description=__doc__.split("\n\n")[0]
+    )
 
 
 def main(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:

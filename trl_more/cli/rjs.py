@@ -22,7 +22,7 @@ from ..rejection_sampling.rejection_sampling_config import RejectionSamplingConf
 from .common import model_init_kwargs
 
 
-# SPEC section 4: the Alpaca instruction template, without and with an input.
+# The Alpaca instruction template, without and with an input (docs/rejection_sampling.md).
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Response:"

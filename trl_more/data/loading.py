@@ -13,6 +13,7 @@ import gzip
 import inspect
 import json
 import os
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,18 +263,38 @@ def read_records(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
 
 def _read_json(file: Path) -> list[dict[str, Any]]:
     name = file.name.lower()
-    with (gzip.open if name.endswith(".gz") else open)(file, "rt", encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with (gzip.open if name.endswith(".gz") else open)(file, "rt", encoding="utf-8") as handle:
+            text = handle.read()
+    except (EOFError, OSError, zlib.error, UnicodeDecodeError) as error:  # e.g. a truncated download
+        raise ValueError(
+            f"Cannot read {file}: {type(error).__name__}: {error}. The file is damaged or incomplete (a truncated "
+            "download?); fetch it again."
+        ) from error
     if name.endswith((".jsonl", ".jsonl.gz")):
-        return _json_lines(text)
+        return _json_lines(text, file)
     try:
         content = json.loads(text)
-    except json.JSONDecodeError:  # a .json file holding JSON lines
-        return _json_lines(text)
+    except json.JSONDecodeError as error:
+        if text.lstrip().startswith("["):  # a JSON document (a list of records) that breaks somewhere
+            raise ValueError(
+                f"{file} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+            ) from error
+        return _json_lines(text, file)  # a .json file holding JSON lines
     if not isinstance(content, list):
         raise ValueError(f"{file} holds a JSON {type(content).__name__}; expected a list of records or JSON lines.")
     return content
 
 
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _json_lines(text: str, file: Path) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{file}, line {number}: not a JSON record ({error.msg}, column {error.colno}): {line[:80]!r}"
+            ) from error
+    return records

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute
-import yaml
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 
 from ..constants import SOURCE_COLUMN
+from ..yaml_loading import load_yaml
 from .conversion import ConversionReport, check_on_invalid
 from .loading import default_source_label, load_preference_source
 
@@ -174,8 +174,7 @@ class MixtureConfig:
     def from_yaml(cls, path: str | os.PathLike) -> MixtureConfig:
         """Read a YAML mixture file (see recipes/mixtures/). Relative data paths in it are resolved against the
         current directory when the sources are loaded."""
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(yaml.safe_load(handle), origin=os.fspath(path))
+        return cls.from_dict(load_yaml(path), origin=os.fspath(path))
 
 
 def _check_keys(cls: type, data: Mapping[str, Any], origin: str) -> None:

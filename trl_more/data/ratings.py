@@ -1,4 +1,4 @@
-"""Rating sets for the multi-objective reward model (SPEC section 3): responses rated on several objectives.
+"""Rating sets for the multi-objective reward model (docs/multi_objective.md): responses rated on several objectives.
 
 Each set converts to `prompt`, `response` (shared transcript format), `source`, and one float column per objective
 named `<set>-<attribute>` (as ArmoRM names them; the prefix keeps apart attributes that share a name but not a scale,

@@ -2,7 +2,7 @@
 
 Every function takes the reward margins `r(x, y_chosen) - r(x, y_rejected)` of a set of preference pairs (a torch
 tensor, a numpy array or a list) and reads them as Bradley-Terry probabilities `p = sigmoid(margin)` that the chosen
-response is preferred. Definitions follow the MORE paper and SPEC section 2; only numpy is needed.
+response is preferred. Definitions follow the MORE paper (docs/calibration.md); only numpy is needed.
 """
 
 from __future__ import annotations

@@ -1,16 +1,27 @@
 """Configuration of the multi-objective reward model with gated scalarization (ArmoRM).
 
 This file is copied next to the weights by `save_pretrained`, and loaded by
-`AutoConfig.from_pretrained(path, trust_remote_code=True)` without trl-more installed: it imports only transformers.
+`AutoConfig.from_pretrained(path, trust_remote_code=True)` without trl-more installed: it imports only transformers,
+version 5 or newer (its configuration classes, `PreTrainedConfig` and sub-config declarations, are not in 4.x).
 """
 
 from typing import ClassVar
 
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+import transformers
 
 
-__all__ = ["POOLING_CHOICES", "MultiObjectiveRewardModelConfig"]
+MINIMUM_TRANSFORMERS_VERSION = "5.0"
+if int(transformers.__version__.split(".")[0]) < int(MINIMUM_TRANSFORMERS_VERSION.split(".")[0]):
+    raise ImportError(
+        f"This multi-objective reward model needs transformers >= {MINIMUM_TRANSFORMERS_VERSION}, found "
+        f"{transformers.__version__}: `pip install -U 'transformers>={MINIMUM_TRANSFORMERS_VERSION}'`."
+    )
+
+from transformers import AutoConfig, PreTrainedConfig  # noqa: E402 (after the version check, which names the fix)
+from transformers.configuration_utils import SubConfigSpec  # noqa: E402
+
+
+__all__ = ["MINIMUM_TRANSFORMERS_VERSION", "POOLING_CHOICES", "MultiObjectiveRewardModelConfig"]
 
 POOLING_CHOICES = ("last", "mean")
 
@@ -19,7 +30,7 @@ class MultiObjectiveRewardModelConfig(PreTrainedConfig):
     r"""
     Configuration of a [`MultiObjectiveRewardModel`]: a transformers backbone, a linear regression layer predicting k
     objectives from the hidden state of the last token, and a gating MLP on the hidden state of the last prompt
-    token that weighs the (transformed) objectives into one score (SPEC section 3).
+    token that weighs the (transformed) objectives into one score (docs/multi_objective.md in the trl-more repository).
 
     The score is `R = g(h_prompt) . (r @ M)`, where `r = W h_last` are the k objective rewards, `M` the reward
     transform (identity, or verbosity debiasing), and `g = beta * softmax(MLP(h_prompt) / temperature)`.
@@ -55,6 +66,9 @@ class MultiObjectiveRewardModelConfig(PreTrainedConfig):
             intercept per objective (fitted by stage 1) predicts ratings much better.
         evaluation_results (`dict[str, dict[str, float]]`, *optional*):
             Evaluation tables written into the model card: `{table name: {column: value}}`.
+        minimum_transformers_version (`str`, *optional*, defaults to `"5.0"`):
+            The oldest transformers this model's code runs with, saved in config.json for users to see (the code
+            checks it when it is imported).
     """
 
     model_type = "multi_objective_reward"
@@ -73,6 +87,7 @@ class MultiObjectiveRewardModelConfig(PreTrainedConfig):
     pooling: str = "last"
     regression_bias: bool = False
     evaluation_results: dict | None = None
+    minimum_transformers_version: str = MINIMUM_TRANSFORMERS_VERSION
 
     def __post_init__(self, **kwargs):
         if self.id2label is None:

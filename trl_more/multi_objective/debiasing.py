@@ -1,4 +1,4 @@
-"""Verbosity debiasing of a multi-objective reward model, written into its reward transform (SPEC section 3)."""
+"""Verbosity debiasing of a multi-objective reward model, written into its reward transform (docs/multi_objective.md)."""
 
 from __future__ import annotations
 

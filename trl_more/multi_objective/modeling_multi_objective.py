@@ -5,7 +5,7 @@ This file is copied next to the weights by `save_pretrained` and loaded by
 imports only torch, transformers and the configuration file next to it.
 
 Where the gate reads the prompt. The gate conditions on the hidden state of the last prompt token, taken from the same
-forward pass as the response (SPEC section 3). The caller passes `prompt_lengths`: the number of prompt tokens at the
+forward pass as the response (docs/multi_objective.md in the trl-more repository). The caller passes `prompt_lengths`: the number of prompt tokens at the
 start of every sequence, counted over attended tokens, so left or right padding does not matter. Without
 `prompt_lengths` (e.g. when TRL's `GRPOTrainer` scores whole texts with `model(**tokenizer(texts)).logits[:, 0]`), the
 gate reads the last token instead: the score is still defined, but the gate then sees the response too (and with
@@ -27,7 +27,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput
 
-from .configuration_multi_objective import MultiObjectiveRewardModelConfig
+from .configuration_multi_objective import MINIMUM_TRANSFORMERS_VERSION, MultiObjectiveRewardModelConfig
 
 
 __all__ = ["GatingNetwork", "MultiObjectiveRewardModel", "MultiObjectiveRewardOutput", "masked_mse_loss"]
@@ -116,7 +116,7 @@ def last_true_positions(mask: torch.Tensor) -> torch.Tensor:
 
 class MultiObjectiveRewardModel(PreTrainedModel):
     """
-    Reward model with k interpretable objectives and a prompt-conditioned gate (ArmoRM, SPEC section 3).
+    Reward model with k interpretable objectives and a prompt-conditioned gate (ArmoRM).
 
     `model(input_ids, attention_mask, prompt_lengths=...)` returns a [`MultiObjectiveRewardOutput`] whose `logits`
     (batch, 1) is the score, so the model works wherever TRL expects a sequence-classification reward model.
@@ -390,7 +390,6 @@ class MultiObjectiveRewardModel(PreTrainedModel):
         }
         tags = kwargs.pop("tags", None)
         os.makedirs(save_directory, exist_ok=True)
-        timestamps = self._get_files_timestamps(save_directory)
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             if tokenizer is not None:
@@ -399,7 +398,7 @@ class MultiObjectiveRewardModel(PreTrainedModel):
                 card.write(self.model_card(tags=tags))
         if push_to_hub:
             repo_id = hub_options.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
-            self._upload_folder(save_directory, repo_id, timestamps, token=kwargs.get("token"), **hub_options)
+            self._upload_folder(save_directory, repo_id, token=kwargs.get("token"), **hub_options)
 
     def push_to_hub(
         self,
@@ -421,7 +420,6 @@ class MultiObjectiveRewardModel(PreTrainedModel):
             return self._upload_folder(
                 folder,
                 repo_id,
-                {},
                 token=token,
                 commit_message=commit_message or "Upload multi-objective reward model",
                 commit_description=commit_description,
@@ -430,11 +428,18 @@ class MultiObjectiveRewardModel(PreTrainedModel):
                 create_pr=create_pr,
             )
 
-    def _upload_folder(self, folder, repo_id, files_timestamps, token=None, private=None, **commit_options):
-        from transformers.utils.hub import hf_api
+    @staticmethod
+    def _upload_folder(folder, repo_id, token=None, private=None, commit_message=None, **commit_options):
+        from huggingface_hub import HfApi
 
-        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-        return self._upload_modified_files(folder, repo_id, files_timestamps, token=token, **commit_options)
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=commit_message or "Upload multi-objective reward model",
+            **commit_options,
+        )
 
     def model_card(self, tags: Sequence[str] | None = None, metadata: bool = True) -> str:
         """The model card: objectives, transform, gate and evaluation tables, and how to load and use the model.
@@ -473,14 +478,22 @@ class MultiObjectiveRewardModel(PreTrainedModel):
         ]
         if config.evaluation_results:
             sections.append("## Evaluation\n\n" + _markdown_table(config.evaluation_results))
-        sections.append(
-            "## Usage\n\n```python\nimport torch\nfrom transformers import AutoModelForSequenceClassification, "
-            "AutoTokenizer\n\nmodel = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)"
-            "\ntokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)\nprompt = tokenizer(prompt_text)['input_ids']\n"
-            "inputs = tokenizer(prompt_text + response_text, return_tensors='pt')\n"
-            "outputs = model(**inputs, prompt_lengths=torch.tensor([len(prompt)]))\nscore = outputs.logits[0, 0]\n"
-            "print(model.score_breakdown(outputs)[0])  # contribution of every objective\n"
-            f"steered = model(**inputs, objective_weights={{{config.objectives[0]!r}: 1.0}})\n```"
+        sections.extend(
+            [
+                "## Requirements\n\n"
+                f"transformers >= {MINIMUM_TRANSFORMERS_VERSION}. The model's code ships in this repository "
+                "(`modeling_multi_objective.py`, `configuration_multi_objective.py`; torch and transformers only): load the "
+                "model with `trust_remote_code=True`, or without it where trl-more is installed and imported. The "
+                "tokenizer has no custom code: load it with `trust_remote_code=False` (transformers reads `config.json` "
+                "first and would otherwise ask whether to run the model's code).",
+                "## Usage\n\n```python\nimport torch\nfrom transformers import AutoModelForSequenceClassification, "
+                "AutoTokenizer\n\nmodel = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)"
+                "\ntokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)\nprompt = tokenizer(prompt_text)['input_ids']\n"
+                "inputs = tokenizer(prompt_text + response_text, return_tensors='pt')\n"
+                "outputs = model(**inputs, prompt_lengths=torch.tensor([len(prompt)]))\nscore = outputs.logits[0, 0]\n"
+                "print(model.score_breakdown(outputs)[0])  # contribution of every objective\n"
+                f"steered = model(**inputs, objective_weights={{{config.objectives[0]!r}: 1.0}})\n```",
+            ]
         )
         return "\n\n".join(sections) + "\n"
 

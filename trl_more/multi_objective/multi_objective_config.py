@@ -13,7 +13,7 @@ from ..constants import TRUNCATION_MODES, check_choice
 class MultiObjectiveRewardConfig(RewardConfig):
     r"""
     Configuration class for the [`MultiObjectiveRewardTrainer`]: TRL's [`~trl.RewardConfig`] with the defaults of
-    ArmoRM's stage 2 (SPEC section 3) and the options of gate training.
+    ArmoRM's stage 2 (docs/multi_objective.md) and the options of gate training.
 
     Only the gate (and its scale beta) trains; the backbone, the regression layer and the reward transform stay
     frozen. The gate's architecture, dropout (0.2 in training), temperature (10) and initial beta are fields of the

@@ -2,7 +2,7 @@
 
 Rated responses (`prompt`, `response`, one column per objective, NaN where an objective is not rated, as
 `trl_more.data` converts HelpSteer and Topical-Chat) are scaled to [0, 1] per objective from each column's declared
-scale, tokenized with their prompt length, and fitted in one of two ways (SPEC section 3):
+scale, tokenized with their prompt length, and fitted in one of two ways (docs/multi_objective.md):
 
 - linear probing: `extract_features` once over the frozen backbone, then `fit_regression_layer` (closed-form ridge,
   alpha chosen per objective by validation MSE);

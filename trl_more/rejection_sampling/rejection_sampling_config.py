@@ -21,7 +21,7 @@ SUPPORTED_SAMPLING_STRATEGIES = ("random", "sequential")
 class RejectionSamplingConfig(SFTConfig):
     r"""
     Configuration class for the [`RejectionSamplingTrainer`]: TRL's [`~trl.SFTConfig`] plus the options of rejection
-    sampling fine-tuning (RJS / RAFT, SPEC section 4).
+    sampling fine-tuning (RJS / RAFT, docs/rejection_sampling.md).
 
     The run is `num_iterations` iterations of: take the next `prompts_per_iteration` prompts, sample
     `num_samples_per_prompt` responses per prompt with the current policy, score them with the reward model(s), select,

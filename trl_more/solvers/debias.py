@@ -1,7 +1,7 @@
 """Verbosity debiasing of multi-objective rewards: r'_i = r_i - lambda_i r_v, decorrelated from r_v.
 
 For a verbosity objective v, lambda_i is chosen so that the Spearman correlation of r_i - lambda_i r_v with r_v is
-zero on a reference set (SPEC section 3). As a function of lambda that correlation is a non-increasing step function:
+zero on a reference set (docs/multi_objective.md). As a function of lambda that correlation is a non-increasing step function:
 the ranking of r_i - lambda r_v only changes when two rows a, b swap places, at lambda_ab = (r_ia - r_ib) / (r_va - r_vb),
 and each swap moves the row with the larger r_v down. Beyond every swap point, i.e. for |lambda| larger than
 B = range(r_i) / (smallest gap between distinct r_v values), the ranking follows r_v (correlation > 0 at -B) or its

@@ -1,6 +1,6 @@
 """Closed-form ridge regression of several objectives at once, for every regularisation strength at once.
 
-Stage 1 of the multi-objective reward model (SPEC section 3) fits a linear layer on frozen features, one objective at
+Stage 1 of the multi-objective reward model (docs/multi_objective.md) fits a linear layer on frozen features, one objective at
 a time, choosing the ridge strength alpha per objective from a grid by validation MSE. Refitting for every alpha and
 every objective (what a loop of `sklearn.linear_model.Ridge` fits does) repeats the same expensive work: the feature
 covariance X^T X and its factorisation. Here both are computed once per set of labelled rows. The covariance is
