@@ -55,7 +55,11 @@ def build(architecture, lora):
 
 @pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt_neox", "bert", "roberta"])
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-@pytest.mark.parametrize("loss_options", [{}, {"margin": True, "center": 0.01}], ids=["plain", "margin+center"])
+@pytest.mark.parametrize(
+    "loss_options",
+    [{}, {"margin": True, "center": 0.01}, {"smoothing": 0.15}, {"smoothing": "per_pair", "margin": True}],
+    ids=["plain", "margin+center", "smoothing", "per_pair_smoothing+margin"],
+)
 def test_closed_form_equals_autograd(architecture, lora, loss_options):
     model, tokenizer = build(architecture, lora)
     batch = preference_batch(tokenizer)
@@ -65,8 +69,11 @@ def test_closed_form_equals_autograd(architecture, lora, loss_options):
         rewards = logits.squeeze(-1)
         margin = torch.linspace(-0.5, 0.5, len(TEXTS)) if loss_options.get("margin") else None
         center = loss_options.get("center")
+        smoothing = loss_options.get("smoothing")
+        if smoothing == "per_pair":  # e.g. smoothing only the pairs below a strength threshold
+            smoothing = torch.tensor([0.3, 0.0, 0.1, 0.0, 0.2, 0.05])
 
-        pair_losses = pairwise_loss(rewards, margin)
+        pair_losses = pairwise_loss(rewards, margin, smoothing)
         if center is not None:
             pair_losses = pair_losses + center * rewards.view(2, -1).sum(0) ** 2
         source_losses = per_source_mean(pair_losses, SOURCE_IDS, 3)
@@ -76,7 +83,7 @@ def test_closed_form_equals_autograd(architecture, lora, loss_options):
         )
 
         features = capture.pooled_features(batch["input_ids"], logits)
-        closed_form = per_source_head_gradients(features, rewards, SOURCE_IDS, 3, margin, center)
+        closed_form = per_source_head_gradients(features, rewards, SOURCE_IDS, 3, margin, center, smoothing)
         assert expected.abs().max() > 1e-4  # the check is not vacuous
         torch.testing.assert_close(closed_form, expected, rtol=1e-4, atol=1e-6)
         # Reading releases the captured activations, so a stale capture can never be read for another batch.

@@ -6,18 +6,33 @@ Each concept has one name, defined here once:
   0 .. K-1 in the order they first appear in the training data (a dict of datasets: its key order) and carry that
   number in the `source_index` column (`SOURCE_INDEX_COLUMN`) and batch key;
 - MORE's per-source loss weights are *lambda*, logged as `lambda/<source>` (`LAMBDA_METRIC_PREFIX`);
+- a pair's *preference strength* mu is in the `strength_mean` column (`STRENGTH_COLUMN`);
 - sequences longer than a limit are cut by one of `TRUNCATION_MODES`.
 """
 
 from __future__ import annotations
 
 
-__all__ = ["LAMBDA_METRIC_PREFIX", "SOURCE_COLUMN", "SOURCE_INDEX_COLUMN", "TRUNCATION_MODES", "check_choice"]
+__all__ = [
+    "LAMBDA_METRIC_PREFIX",
+    "SOURCE_COLUMN",
+    "SOURCE_INDEX_COLUMN",
+    "STRENGTH_COLUMN",
+    "STRENGTH_DIFFERENCES_COLUMN",
+    "STRENGTH_STD_COLUMN",
+    "TRUNCATION_MODES",
+    "check_choice",
+]
 
 # Column naming the source of every example (the default `source_column` of `MORERewardConfig`).
 SOURCE_COLUMN = "source"
 # Column (and batch key) holding the number 0 .. K-1 a trainer gives each example's source.
 SOURCE_INDEX_COLUMN = "source_index"
+# A pair's preference strength: the mean (mu) and population std (sigma) of the reward differences of an ensemble of
+# reward models, and those differences themselves (docs/noisy_preferences.md).
+STRENGTH_COLUMN = "strength_mean"
+STRENGTH_STD_COLUMN = "strength_std"
+STRENGTH_DIFFERENCES_COLUMN = "strength_differences"
 # Prefix of MORE's logged per-source weights: `lambda/<source>`.
 LAMBDA_METRIC_PREFIX = "lambda/"
 # `"keep_end"` keeps the last tokens (the end of the response, where a reward is read), `"keep_start"` the first ones.

@@ -3,6 +3,7 @@
 - `plot_reliability_diagrams`: per source, the observed preference frequency against the predicted probability.
 - `plot_reward_differences`: box plots of reward margins per source and per model (the MORE paper's Figures 3, 5).
 - `plot_lambda_history`: MORE's per-source weights lambda over training steps, from a trainer's log history.
+- `plot_preference_strength`: histograms of every source's strength mean and std, and the std against the mean.
 
 Figures are drawn on matplotlib's Agg canvas without pyplot, so no global backend or open-figure state changes.
 Every function returns the path of the PNG it wrote; its size in pixels is `figsize * dpi`.
@@ -22,7 +23,13 @@ from .constants import LAMBDA_METRIC_PREFIX
 from .metrics.calibration import as_margins, calibration_bins
 
 
-__all__ = ["load_log_history", "plot_lambda_history", "plot_reliability_diagrams", "plot_reward_differences"]
+__all__ = [
+    "load_log_history",
+    "plot_lambda_history",
+    "plot_preference_strength",
+    "plot_reliability_diagrams",
+    "plot_reward_differences",
+]
 
 
 def _figure(figsize: tuple[float, float], dpi: int):
@@ -214,5 +221,42 @@ def plot_lambda_history(
     axis.axhline(1.0 / len(series), color="gray", linestyle="--", linewidth=1, label="uniform 1/K")
     axis.set(xlabel="training step", ylabel="lambda", title="MORE source weights")
     axis.legend(fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_preference_strength(dataset: Any, path: str | Path, panel_size: float = 3.2, dpi: int = 100) -> Path:
+    """Preference strength per source: a histogram of mu and one of sigma for every source (one column each), and in
+    the last column sigma against mu for all pairs, coloured by source.
+
+    Args:
+        dataset: pairs with `strength_mean`, `strength_std` and (optionally) `source` columns, e.g.
+            `PreferenceStrength.dataset`.
+        path: the PNG file to write.
+    """
+    from .constants import SOURCE_COLUMN, STRENGTH_COLUMN, STRENGTH_STD_COLUMN
+
+    mu = np.asarray(dataset[STRENGTH_COLUMN], dtype=np.float64)
+    sigma = np.asarray(dataset[STRENGTH_STD_COLUMN], dtype=np.float64)
+    names = np.asarray(dataset[SOURCE_COLUMN]) if SOURCE_COLUMN in dataset.column_names else np.full(len(mu), "all")
+    sources = list(dict.fromkeys(names.tolist()))
+    figure = _figure((panel_size * (len(sources) + 1), panel_size * 2), dpi)
+    axes = figure.subplots(2, len(sources) + 1, squeeze=False)
+    for column, source in enumerate(sources):
+        rows = names == source
+        axes[0, column].hist(mu[rows], bins=30, color=f"C{column % 10}")
+        axes[0, column].axvline(0.0, color="gray", linestyle="--", linewidth=1)
+        axes[0, column].set(
+            title=f"{source}: mu < 0 for {100 * (mu[rows] < 0).mean():.0f}%", xlabel="strength mean mu"
+        )
+        axes[1, column].hist(sigma[rows], bins=30, color=f"C{column % 10}")
+        axes[1, column].set(xlabel="strength std sigma")
+    scatter = axes[0, -1]
+    for column, source in enumerate(sources):
+        rows = names == source
+        scatter.scatter(mu[rows], sigma[rows], s=4, alpha=0.4, color=f"C{column % 10}", label=source)
+    scatter.set(xlabel="mu", ylabel="sigma", title="sigma against mu")
+    scatter.legend(fontsize="small", markerscale=3)
+    axes[1, -1].set_visible(False)
     figure.tight_layout()
     return _save(figure, path)

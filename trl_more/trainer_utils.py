@@ -33,6 +33,7 @@ __all__ = [
     "CheckpointedState",
     "CheckpointingMixin",
     "complete_checkpoints",
+    "config_with",
     "convert_config",
     "resolve_resume_checkpoint",
 ]
@@ -59,8 +60,7 @@ def convert_config(args: Any, config_class: type, parent_class: type) -> Any:
             f"`args` must be a {config_class.__name__} (or a {parent_class.__name__}, which is converted), got "
             f"{type(args).__name__}."
         )
-    values = args.to_dict()
-    values.update({name: getattr(args, name) for name in values if name.endswith("_token")})  # `to_dict` masks them
+    values = _config_values(args)
     ours, theirs = _field_defaults(config_class), _field_defaults(parent_class)
     kept = sorted(
         name
@@ -75,6 +75,18 @@ def convert_config(args: Any, config_class: type, parent_class: type) -> Any:
             f"{config_class.__name__}; its values are kept. Pass a {config_class.__name__} to get its defaults."
         )
     return converted
+
+
+def config_with(args: Any, **changes: Any) -> Any:
+    """A copy of a training config with some fields changed, built afresh (so that its checks run again)."""
+    return type(args)(**{**_config_values(args), **changes})
+
+
+def _config_values(args: Any) -> dict[str, Any]:
+    """The init fields of a training config, as `to_dict` gives them but with the `*_token` fields it masks."""
+    values = args.to_dict()
+    values.update({name: getattr(args, name) for name in values if name.endswith("_token")})
+    return values
 
 
 def _field_defaults(config_class: type) -> dict[str, Any]:

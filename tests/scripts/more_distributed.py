@@ -45,6 +45,7 @@ def main():
     parser.add_argument("--per_device_train_batch_size", type=int, default=3)
     parser.add_argument("--max_steps", type=int, default=3)
     parser.add_argument("--check_zero3", action="store_true")
+    parser.add_argument("--contrastive_loss", default=None, choices=["simcse", "swav"])
     options = parser.parse_args()
 
     tokenizer = tiny_tokenizer()
@@ -66,6 +67,9 @@ def main():
         # CPU multi-process training: DDP needs `use_cpu` (accelerate's MULTI_CPU), ZeRO needs the gloo backend.
         use_cpu=distributed and not options.check_zero3,
         ddp_backend="gloo" if distributed else None,
+        contrastive_loss=options.contrastive_loss,
+        contrastive_dropout=0.1,
+        swav_prototypes=4,
         seed=0,
     )
     trainer = MORERewardTrainer(
@@ -82,6 +86,11 @@ def main():
     trainer.train()
     rank = trainer.accelerator.process_index
     record = {"lambda": trainer.min_norm_lambda.solved, "world_size": trainer.accelerator.num_processes}
+    record["contrastive_losses"] = [
+        entry["loss/contrastive"] for entry in trainer.state.log_history if "loss/contrastive" in entry
+    ]
+    if trainer.swav_prototypes is not None:
+        record["prototypes"] = trainer.swav_prototypes.weight.detach().cpu().tolist()
     if callback is not None:
         record["partition_checks"] = callback.checked
     with open(os.path.join(options.output_dir, f"lambda_rank{rank}.json"), "w") as file:

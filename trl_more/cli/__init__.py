@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "evaluate": ("trl_more.cli.evaluate", "score preference sources: accuracy, ECE, reward margins, plots"),
     "rjs": ("trl_more.cli.rjs", "rejection-sampling fine-tuning (RJS/RAFT) of a policy against reward models"),
     "armo": ("trl_more.cli.armo", "multi-objective reward model with a gate (ArmoRM): stage 1 ratings, stage 2 gate"),
+    "strength": ("trl_more.cli.strength", "preference strength of every pair from an ensemble of reward models"),
 }
 
 

@@ -11,6 +11,7 @@ from ..constants import SOURCE_COLUMN, SOURCE_INDEX_COLUMN
 from .conversion import ConversionReport, ConvertedSource, InvalidRowsError
 from .formats import ASSISTANT_TAG, HUMAN_TAG
 from .hh_rlhf import convert_hh_rlhf
+from .hh_rlhf_strength import convert_hh_rlhf_strength
 from .loading import KNOWN_SOURCES, known_source_names, load_preference_source, read_records
 from .mixture import (
     MixtureConfig,
@@ -47,6 +48,7 @@ __all__ = [
     "SourceSummary",
     "attach_source_indices",
     "convert_hh_rlhf",
+    "convert_hh_rlhf_strength",
     "convert_helpsteer",
     "convert_oasst",
     "convert_summarize",

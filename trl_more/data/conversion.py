@@ -178,12 +178,22 @@ class _ExampleBuilder:
 
 
 class PreferencePairsBuilder(_ExampleBuilder):
-    """Builds a preference source: `prompt`, `chosen`, `rejected` (plain text) and `source`."""
+    """Builds a preference source: `prompt`, `chosen`, `rejected` (plain text) and `source`, plus the `extra` columns
+    a source carries (e.g. precomputed preference strengths), with their features."""
 
-    def __init__(self, source: str, on_invalid: str = "drop"):
-        super().__init__(source, on_invalid, Features({name: Value("string") for name in PREFERENCE_COLUMNS}))
+    def __init__(self, source: str, on_invalid: str = "drop", extra: Mapping[str, Any] | None = None):
+        features = {name: Value("string") for name in PREFERENCE_COLUMNS}
+        super().__init__(source, on_invalid, Features({**features, **(extra or {})}))
 
-    def add(self, where: str, prompt: str, chosen: str, rejected: str, allow_empty_response: bool = False) -> None:
+    def add(
+        self,
+        where: str,
+        prompt: str,
+        chosen: str,
+        rejected: str,
+        allow_empty_response: bool = False,
+        **extra: Any,
+    ) -> None:
         """Add a pair, or count it as invalid: empty prompt, empty response (unless allowed), chosen == rejected."""
         fields = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
         if not prompt.strip():
@@ -193,7 +203,7 @@ class PreferencePairsBuilder(_ExampleBuilder):
         elif chosen == rejected:
             self.invalid("chosen identical to rejected", where, **fields)
         else:
-            self._append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+            self._append({"prompt": prompt, "chosen": chosen, "rejected": rejected, **extra})
 
 
 class RatingsBuilder(_ExampleBuilder):

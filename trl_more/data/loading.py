@@ -23,6 +23,7 @@ import datasets
 
 from .conversion import ConvertedSource
 from .hh_rlhf import convert_hh_rlhf
+from .hh_rlhf_strength import convert_hh_rlhf_strength
 from .oasst import convert_oasst
 from .ratings import convert_helpsteer, convert_topical_chat
 from .summarize import convert_summarize
@@ -80,6 +81,13 @@ KNOWN_SOURCES: dict[str, SourceSpec] = {
         "Anthropic/hh-rlhf",
         "HH-RLHF transcript pairs, any subset via data_dir (default: all preference subsets)",
         aliases=("Anthropic/hh-rlhf",),
+    ),
+    "hh-rlhf-strength": SourceSpec(
+        convert_hh_rlhf_strength,
+        "fnlp/hh-rlhf-strength-cleaned",
+        "HH-RLHF re-split with the ensemble preference strengths of Secrets of RLHF II (splits train, valid)",
+        split_names={"test": "valid", "validation": "valid"},
+        aliases=("fnlp/hh-rlhf-strength-cleaned",),
     ),
     "oasst1": SourceSpec(
         convert_oasst,

@@ -6,22 +6,26 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..constants import SOURCE_COLUMN, TRUNCATION_MODES, check_choice
+from ..constants import SOURCE_COLUMN, STRENGTH_COLUMN, TRUNCATION_MODES, check_choice
 
 
 LAMBDA_METHODS = ("min_norm", "uniform")
 GRADIENT_NORMALIZATIONS = ("l2", "none", "loss", "loss+")
+CONTRASTIVE_LOSSES = ("simcse", "swav")
+CONTRASTIVE_REPRESENTATIONS = ("pair", "difference")
 
 
 @dataclass
 class MORERewardConfig(RewardConfig):
     r"""
     Configuration class for the [`MORERewardTrainer`]: TRL's [`~trl.RewardConfig`] plus the options of MORE
-    (multi-objective reward learning on diversified preferences; the method is described in docs/more.md).
+    (multi-objective reward learning on diversified preferences; docs/more.md) and of reward modelling on noisy
+    preferences (denoising losses and contrastive learning; docs/noisy_preferences.md).
 
-    Only the parameters specific to MORE are listed here; see [`~trl.RewardConfig`] and
+    Only the parameters specific to trl-more are listed here; see [`~trl.RewardConfig`] and
     [`~transformers.TrainingArguments`] for the others. With a single source (or no source column) every MORE option
-    is inert and the trainer behaves exactly like [`~trl.RewardTrainer`].
+    is inert, and with the denoising and contrastive options at their defaults the trainer behaves exactly like
+    [`~trl.RewardTrainer`].
 
     Parameters:
         > Parameters that control the source mixture
@@ -58,6 +62,56 @@ class MORERewardConfig(RewardConfig):
             Average the K head gradients across processes (one all-reduce of K x hidden_size floats) before the
             solve, so that the weights are the same on every rank and equal to the single-process weights for the
             same global batch. With `False`, every rank solves on its own micro-batch, as the reference does.
+
+        > Parameters that control the losses for noisy preferences (they apply to the training set only)
+
+        strength_column (`str`, *optional*, defaults to `"strength_mean"`):
+            Column holding every pair's preference strength mu (the mean reward difference of a reward-model
+            ensemble, see `trl_more.noisy_preferences.estimate_preference_strength`), read by the options below.
+        flip_below_strength (`float` or `None`, *optional*, defaults to `None`):
+            Swap chosen and rejected of every training pair whose strength is below this value (e.g. `0.0`: the pairs
+            the ensemble prefers the other way); the flipped pair's strength becomes -mu. The number flipped per
+            source is logged.
+        flip_fraction (`float` or `None`, *optional*, defaults to `None`):
+            Swap chosen and rejected of this fraction of every source's training pairs, those with the lowest
+            strength (the paper flips the bottom 10-20%). Exclusive with `flip_below_strength`.
+        label_smoothing (`float`, *optional*, defaults to `0.0`):
+            Label smoothing alpha in [0, 0.5): the loss becomes -[(1 - alpha) log sigmoid(d) + alpha log sigmoid(-d)],
+            trusting each label with probability 1 - alpha. At 0.5 the loss has no gradient.
+        label_smoothing_below_strength (`float` or `None`, *optional*, defaults to `None`):
+            Smooth only the pairs whose strength is below this value (the paper's "soft label + margin" smooths the
+            pairs with mu < 0, i.e. `0.0`); `None` smooths every pair.
+        adaptive_margin (`float`, *optional*, defaults to `0.0`):
+            gamma of the adaptive margin: every pair's loss becomes -log sigmoid(d - m) with m = gamma * mu (added to
+            TRL's own `margin` column when there is one). The paper uses gamma = 1 and advises a small margin.
+        adaptive_margin_clip (`float` or `None`, *optional*, defaults to `None`):
+            Clip the adaptive margin gamma * mu to [-clip, clip].
+
+        > Parameters that control contrastive learning
+
+        contrastive_loss (`str` or `None`, *optional*, defaults to `None`):
+            An auxiliary contrastive loss on the reward head's input: `"simcse"` (in-batch negatives) or `"swav"`
+            (online clustering against learned prototypes). Two views of every pair come from the training forward
+            pass and an extra forward pass with dropout `contrastive_dropout` on the token embeddings (about twice the
+            compute of a step, since both views are backpropagated).
+        contrastive_representation (`str`, *optional*, defaults to `"pair"`):
+            `"pair"`: the representations of the chosen and of the rejected response; `"difference"`: their
+            difference f_chosen - f_rejected and its negative.
+        contrastive_coefficient (`float`, *optional*, defaults to `1.0`):
+            beta in L = L_reward + beta * L_contrastive (the paper: 1 for SimCSE, 0.5 for SwAV on differences, 0.1
+            for SwAV on responses).
+        contrastive_temperature (`float` or `None`, *optional*, defaults to `None`):
+            tau of the cosine similarities (SimCSE) or prototype scores (SwAV); `None` takes SimCSE's usual 0.05 and
+            SwAV's 0.1.
+        contrastive_dropout (`float`, *optional*, defaults to `0.05`):
+            Dropout probability on the token embeddings of the extra forward pass that makes the second view (the
+            paper's 0.05, which it applies inside the model).
+        swav_prototypes (`int`, *optional*, defaults to `20`):
+            Number of SwAV prototypes (the paper: 20 on differences, 50 on responses).
+        swav_sinkhorn_iterations (`int`, *optional*, defaults to `3`):
+            Sinkhorn-Knopp iterations that turn prototype scores into balanced codes.
+        swav_epsilon (`float`, *optional*, defaults to `0.05`):
+            Entropy regularisation epsilon of the Sinkhorn codes.
     """
 
     source_column: str = field(
@@ -102,6 +156,51 @@ class MORERewardConfig(RewardConfig):
         metadata={"help": "Average the per-source head gradients across processes before solving for lambda."},
     )
 
+    # Losses for noisy preferences
+    strength_column: str = field(
+        default=STRENGTH_COLUMN, metadata={"help": "Column holding every pair's preference strength mu."}
+    )
+    flip_below_strength: float | None = field(
+        default=None, metadata={"help": "Swap chosen and rejected of the training pairs whose strength is below this."}
+    )
+    flip_fraction: float | None = field(
+        default=None, metadata={"help": "Swap chosen and rejected of this fraction of every source's weakest pairs."}
+    )
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing alpha in [0, 0.5)."})
+    label_smoothing_below_strength: float | None = field(
+        default=None, metadata={"help": "Smooth only the pairs whose strength is below this (None: every pair)."}
+    )
+    adaptive_margin: float = field(
+        default=0.0, metadata={"help": "gamma: margin gamma * strength inside the sigmoid of every pair's loss."}
+    )
+    adaptive_margin_clip: float | None = field(
+        default=None, metadata={"help": "Clip the adaptive margin to [-clip, clip]."}
+    )
+
+    # Contrastive learning
+    contrastive_loss: str | None = field(
+        default=None,
+        metadata={
+            "help": "Auxiliary contrastive loss on the head input: `simcse` or `swav`.",
+            "choices": list(CONTRASTIVE_LOSSES),
+        },
+    )
+    contrastive_representation: str = field(
+        default="pair",
+        metadata={
+            "help": "`pair` (chosen and rejected) or `difference` (chosen - rejected).",
+            "choices": list(CONTRASTIVE_REPRESENTATIONS),
+        },
+    )
+    contrastive_coefficient: float = field(default=1.0, metadata={"help": "beta: weight of the contrastive loss."})
+    contrastive_temperature: float | None = field(
+        default=None, metadata={"help": "tau; None: 0.05 (SimCSE) or 0.1 (SwAV)."}
+    )
+    contrastive_dropout: float = field(default=0.05, metadata={"help": "Dropout of the second view's forward pass."})
+    swav_prototypes: int = field(default=20, metadata={"help": "Number of SwAV prototypes."})
+    swav_sinkhorn_iterations: int = field(default=3, metadata={"help": "Sinkhorn-Knopp iterations of SwAV."})
+    swav_epsilon: float = field(default=0.05, metadata={"help": "Entropy regularisation of the Sinkhorn codes."})
+
     def __post_init__(self):
         super().__post_init__()
         check_choice("lambda_method", self.lambda_method, LAMBDA_METHODS)
@@ -116,3 +215,31 @@ class MORERewardConfig(RewardConfig):
             raise ValueError(
                 f"`samples_per_source` must be a positive integer or None, got {self.samples_per_source}."
             )
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(
+                f"`label_smoothing` must be in [0, 0.5), got {self.label_smoothing}: at 0.5 every label is a coin flip "
+                "and the loss has no gradient, above it the labels are inverted. Use `flip_below_strength` to invert "
+                "labels."
+            )
+        if self.flip_below_strength is not None and self.flip_fraction is not None:
+            raise ValueError("Give `flip_below_strength` or `flip_fraction`, not both.")
+        if self.flip_fraction is not None and not 0.0 < self.flip_fraction < 1.0:
+            raise ValueError(f"`flip_fraction` must be in (0, 1), got {self.flip_fraction}.")
+        if self.adaptive_margin_clip is not None and not self.adaptive_margin_clip > 0:
+            raise ValueError(f"`adaptive_margin_clip` must be positive, got {self.adaptive_margin_clip}.")
+        if isinstance(self.contrastive_loss, str) and self.contrastive_loss.lower() in ("none", "null", ""):
+            self.contrastive_loss = None
+        if self.contrastive_loss is not None:
+            check_choice("contrastive_loss", self.contrastive_loss, CONTRASTIVE_LOSSES)
+        check_choice("contrastive_representation", self.contrastive_representation, CONTRASTIVE_REPRESENTATIONS)
+        if not 0.0 <= self.contrastive_dropout < 1.0:
+            raise ValueError(f"`contrastive_dropout` must be in [0, 1), got {self.contrastive_dropout}.")
+        if self.contrastive_temperature is not None and not self.contrastive_temperature > 0:
+            raise ValueError(f"`contrastive_temperature` must be positive, got {self.contrastive_temperature}.")
+
+    @property
+    def uses_strength(self) -> bool:
+        """Whether an option reads the strength column."""
+        smoothing_by_strength = self.label_smoothing > 0 and self.label_smoothing_below_strength is not None
+        flipping = self.flip_below_strength is not None or self.flip_fraction is not None
+        return flipping or smoothing_by_strength or self.adaptive_margin != 0.0

@@ -25,6 +25,14 @@ from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
 from ..losses import pairwise_loss, split_rewards
 from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
+from ..noisy_preferences.contrastive import (
+    SwAVPrototypes,
+    embedding_dropout,
+    representations,
+    simcse_loss,
+    swav_loss,
+)
+from ..noisy_preferences.denoising import PairLossTerms, check_strengths, flip_weak_pairs
 from ..tokenization import truncate
 from ..trainer_utils import CheckpointedState, CheckpointingMixin, convert_config
 from .lambdas import MinNormLambda
@@ -41,18 +49,26 @@ REPETITION_WARNING = 10
 PAIR_TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-class DataCollatorWithSourceIndex:
-    """Wraps a preference collator so that the `source_index` of every example reaches the batch."""
+STRENGTH_BATCH_KEY = "strength"
 
-    def __init__(self, collator: Callable[[list[dict[str, Any]]], dict[str, Any]]):
+
+class DataCollatorWithPairColumns:
+    """Wraps a preference collator so that per-pair columns (the source index, the preference strength) reach the
+    batch as tensors: `{column: (batch key, dtype)}`. Columns an example does not have are left out."""
+
+    def __init__(
+        self,
+        collator: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        columns: Mapping[str, tuple[str, torch.dtype]],
+    ):
         self.collator = collator
+        self.columns = dict(columns)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        if not examples or SOURCE_INDEX_COLUMN not in examples[0]:
-            return self.collator(examples)
-        source_index = torch.tensor([example[SOURCE_INDEX_COLUMN] for example in examples], dtype=torch.long)
-        batch = self.collator([{k: v for k, v in example.items() if k != SOURCE_INDEX_COLUMN} for example in examples])
-        batch[SOURCE_INDEX_COLUMN] = source_index
+        present = {column: spec for column, spec in self.columns.items() if examples and column in examples[0]}
+        batch = self.collator([{k: v for k, v in example.items() if k not in present} for example in examples])
+        for column, (key, dtype) in present.items():
+            batch[key] = torch.tensor([example[column] for example in examples], dtype=dtype)
         return batch
 
 
@@ -138,6 +154,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             raise ValueError("`train_dataset` is required")
 
         self.sources: list[str] = []
+        self.flipped_pairs: dict[str, int] = {}  # training pairs flipped per source (the noisy-preference option)
         if isinstance(train_dataset, (Mapping, Dataset, IterableDataset)):  # other types get TRL's own error
             train_dataset, self.sources = attach_source_indices(train_dataset, args.source_column)
         self.num_sources = len(self.sources)
@@ -187,10 +204,27 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         self._eval_set_name: str | None = None
         self.head_capture: RewardHeadInputCapture | None = None
         self.min_norm_lambda: MinNormLambda | None = None
+        self.swav_prototypes: SwAVPrototypes | None = None
+        self.pair_loss_terms = PairLossTerms(
+            args.label_smoothing, args.label_smoothing_below_strength, args.adaptive_margin, args.adaptive_margin_clip
+        )
+        pair_columns = {SOURCE_INDEX_COLUMN: (SOURCE_INDEX_COLUMN, torch.long)} if self.num_sources > 1 else {}
+        if args.uses_strength:
+            pair_columns[args.strength_column] = (STRENGTH_BATCH_KEY, torch.float32)
+        if pair_columns:
+            self.data_collator = DataCollatorWithPairColumns(self.data_collator, pair_columns)
+        min_norm = self.num_sources > 1 and args.lambda_method == "min_norm"
+        if min_norm or args.contrastive_loss is not None:
+            self.head_capture = RewardHeadInputCapture(self.model, keep_graph=args.contrastive_loss is not None)
+        if args.contrastive_loss == "swav":
+            self.swav_prototypes = SwAVPrototypes(
+                args.swav_prototypes, self.head_capture.hidden_size, args.learning_rate, args.seed, self.args.device
+            )
+            self.add_callback(_SwAVPrototypesStep(self))
         if self.num_sources < 2:
             logger.info(
                 f"MORE: the training set has {self.num_sources or 'no'} source(s) (no `{args.source_column}` column "
-                "with several values), so this trainer behaves exactly like trl.RewardTrainer."
+                "with several values), so MORE's options have no effect."
             )
             return
         if args.train_sampling_strategy != "random":
@@ -198,9 +232,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 f"`train_sampling_strategy={args.train_sampling_strategy!r}` is ignored: MORE builds source-balanced "
                 "batches with its own sampler."
             )
-        self.data_collator = DataCollatorWithSourceIndex(self.data_collator)
-        if args.lambda_method == "min_norm":
-            self.head_capture = RewardHeadInputCapture(self.model)
+        if min_norm:
             self.min_norm_lambda = MinNormLambda(
                 self.sources, momentum=args.lambda_momentum, normalization=args.gradient_normalization
             )
@@ -223,6 +255,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     ) -> Dataset | IterableDataset:
         if isinstance(dataset, Dataset):
             self._check_rows(dataset, dataset_name)
+            if dataset_name == "train" and args.uses_strength:
+                check_strengths(dataset, args.strength_column, dataset_name, lambda row: self._where(dataset, row))
         # TRL silently drops pairs longer than `max_length`; MORE applies the limit itself, to report the loss per
         # source (and to truncate instead, when `truncation_mode` is set).
         without_limit = copy.copy(args)
@@ -232,6 +266,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             dataset = self._fit_to_max_length(dataset, args.max_length, args.truncation_mode, dataset_name)
         if dataset_name == "train" and isinstance(dataset, Dataset):
             self._check_tied_pairs(dataset, args)
+            if args.flip_below_strength is not None or args.flip_fraction is not None:
+                dataset = self._flip_weak_pairs(dataset, args)
             if args.samples_per_source is not None:
                 dataset = self._resample_sources(dataset, args.samples_per_source, args.seed)
             elif self.num_sources > 1:
@@ -339,6 +375,15 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             )
         logger.warning(f"Tied pairs (identical chosen and rejected tokens; no gradient): {report}.{hint}")
 
+    def _flip_weak_pairs(self, dataset: Dataset, args: MORERewardConfig) -> Dataset:
+        dataset, self.flipped_pairs = flip_weak_pairs(
+            dataset, args.strength_column, self.sources, args.flip_below_strength, args.flip_fraction
+        )
+        counts = self._per_source_counts(dataset) if self.sources else [len(dataset)]
+        report = ", ".join(f"{name}: {n} of {total}" for (name, n), total in zip(self.flipped_pairs.items(), counts))
+        logger.info(f"Flipped the weakest training pairs (chosen and rejected swapped): {report}.")
+        return dataset
+
     def _resample_sources(self, dataset: Dataset, samples_per_source: int, seed: int) -> Dataset:
         counts = self._per_source_counts(dataset)
         resampled = dataset.select(resample_sources(dataset[SOURCE_INDEX_COLUMN], samples_per_source, seed))
@@ -361,8 +406,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if self.num_sources > 1:
-            keep_batch_columns(self, [SOURCE_INDEX_COLUMN])
+        keep_batch_columns(self, list(getattr(self.data_collator, "columns", {})))
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
         train_dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -381,42 +425,89 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         source_index = inputs.pop(SOURCE_INDEX_COLUMN, None)
-        if source_index is None or not self.model.training:
+        strength = inputs.pop(STRENGTH_BATCH_KEY, None)
+        custom = source_index is not None or self.pair_loss_terms.active or self.args.contrastive_loss is not None
+        if not custom or not self.model.training:  # TRL's own loss: evaluation, or no option of trl-more in use
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        # MORE's hook is on the reward head only during this forward pass: the model carries none otherwise.
+        # The hook is on the reward head only during this step: the model carries none otherwise.
         with self.head_capture.attached() if self.head_capture is not None else contextlib.nullcontext():
-            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-            loss = self._lambda_weighted_loss(outputs.logits, inputs, source_index)
+            if self.args.contrastive_loss is None:
+                loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+                features = None
+                if self.head_capture is not None:
+                    features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits)
+                return self._finish(
+                    self._training_loss(outputs.logits, inputs, source_index, strength, features),
+                    outputs,
+                    return_outputs,
+                )
+            loss, outputs, features, second_view = self._two_view_forward(model, inputs, num_items_in_batch)
+            loss = self._training_loss(outputs.logits, inputs, source_index, strength, features)
+            loss = loss + self.args.contrastive_coefficient * self._contrastive_loss(features, second_view)
+        return self._finish(loss, outputs, return_outputs)
+
+    @staticmethod
+    def _finish(loss, outputs, return_outputs):
         return (loss, outputs) if return_outputs else loss
 
-    def _lambda_weighted_loss(
-        self, logits: torch.Tensor, inputs: dict[str, torch.Tensor], source_index: torch.Tensor
-    ) -> torch.Tensor:
+    def _two_view_forward(self, model, inputs, num_items_in_batch):
+        """One forward pass of the batch twice over, the second copy with dropout on its token embeddings: TRL's loss
+        and metrics on the first copy, the head inputs of both (a single pass, as DDP and ZeRO-3 expect)."""
+        rows = inputs["input_ids"].shape[0]
+        doubled = {key: torch.cat([inputs[key], inputs[key]]) for key in ("input_ids", "attention_mask")}
+        with embedding_dropout(self.accelerator.unwrap_model(model), self.args.contrastive_dropout, rows):
+            both = model(**doubled, use_cache=False)
+        first = type(both)(logits=both.logits[:rows])
+        # TRL's compute_loss (its loss, token count and reward metrics) on the first copy's outputs, already computed.
+        loss, outputs = super().compute_loss(lambda **_: first, inputs, True, num_items_in_batch)
+        features, second_view = self.head_capture.pooled_features(doubled["input_ids"], both.logits).split(rows)
+        return loss, outputs, features, second_view
+
+    def _training_loss(self, logits, inputs, source_index, strength, features) -> torch.Tensor:
+        """The pairwise loss with the denoising terms, lambda-weighted over the sources when there are several."""
         rewards = logits.squeeze(-1)
-        margin = inputs.get("margin")
+        margin = self.pair_loss_terms.margin(inputs.get("margin"), strength)
+        smoothing = self.pair_loss_terms.smoothing(strength)
         center = self.args.center_rewards_coefficient
-        pair_losses = pairwise_loss(rewards, margin)
+        pair_losses = pairwise_loss(rewards, margin, smoothing)
         if center is not None:
             rewards_chosen, rewards_rejected = split_rewards(rewards)
             pair_losses = pair_losses + center * (rewards_chosen + rewards_rejected) ** 2
+        if source_index is None:
+            return pair_losses.mean()
         source_losses = per_source_mean(pair_losses, source_index, self.num_sources)
-        lambdas = self._lambdas(rewards, inputs, source_index, margin, source_losses)
+        lambdas = self._lambdas(rewards, features, source_index, margin, smoothing, source_losses)
         self._log_source_metrics(lambdas, source_losses.detach(), rewards.detach(), source_index)
         return (lambdas * source_losses).sum()
 
-    def _lambdas(self, rewards, inputs, source_index, margin, source_losses) -> torch.Tensor:
+    def _lambdas(self, rewards, features, source_index, margin, smoothing, source_losses) -> torch.Tensor:
         """lambda for this batch: 1/K (MultiTask), or MORE's min-norm solve over the per-source head gradients."""
         if self.min_norm_lambda is None:
             return torch.full_like(source_losses, 1.0 / self.num_sources)
-        features = self.head_capture.pooled_features(inputs["input_ids"], rewards[:, None])
         gradients = per_source_head_gradients(
-            features, rewards, source_index, self.num_sources, margin, self.args.center_rewards_coefficient
+            features, rewards, source_index, self.num_sources, margin, self.args.center_rewards_coefficient, smoothing
         )
         losses = source_losses.detach().float()
         if self.args.sync_lambda_across_processes and self.accelerator.num_processes > 1:
             packed = self.accelerator.reduce(torch.cat([gradients, losses[:, None]], dim=1), reduction="mean")
             gradients, losses = packed[:, :-1], packed[:, -1]
         return self.min_norm_lambda(gradients, losses).to(source_losses.dtype)
+
+    def _contrastive_loss(self, features: torch.Tensor, second_view: torch.Tensor) -> torch.Tensor:
+        """SimCSE or SwAV between the head inputs of the two views (see `trl_more.noisy_preferences.contrastive`)."""
+        args = self.args
+        view_a = representations(features, args.contrastive_representation)
+        view_b = representations(second_view, args.contrastive_representation)
+        if args.contrastive_loss == "simcse":
+            value = simcse_loss(view_a, view_b, args.contrastive_temperature or 0.05)
+        else:
+            value = swav_loss(
+                view_a, view_b, self.swav_prototypes.weight, args.contrastive_temperature or 0.1, args.swav_epsilon,
+                args.swav_sinkhorn_iterations,
+            )  # fmt: skip
+        logged = self.accelerator.gather_for_metrics(value.detach()).mean().item()
+        trainer_metrics(self, "train")["loss/contrastive"].append(logged)
+        return value
 
     def _log_source_metrics(
         self, lambdas: torch.Tensor, source_losses: torch.Tensor, rewards: torch.Tensor, source_index: torch.Tensor
@@ -467,7 +558,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def checkpointed_state(self) -> dict[str, CheckpointedState]:
-        return {"min_norm_lambda": self.min_norm_lambda} if self.min_norm_lambda is not None else {}
+        states = {"min_norm_lambda": self.min_norm_lambda, "swav_prototypes": self.swav_prototypes}
+        return {name: state for name, state in states.items() if state is not None}
 
     # ----------------------------------------------------------------------------------------------------------------
     # Model card and Hub upload
@@ -512,6 +604,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 "training": f"{duration}, {self.state.global_step} optimizer steps done",
                 "max length (tokens)": f"{args.max_length}, {length}",
                 "resampled by the trainer to": args.samples_per_source or "no (sources as given)",
+                **self._noisy_preference_settings(),
                 "seed": args.seed,
             },
             evaluation=evaluation,
@@ -521,6 +614,32 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             eos_token=getattr(self.processing_class, "eos_token", None),
             tags=self._tag_names,
         )
+
+    def _noisy_preference_settings(self) -> dict[str, str]:
+        """The denoising and contrastive options in use, for the model card."""
+        args, settings = self.args, {}
+        if self.flipped_pairs:
+            rule = (
+                f"strength < {args.flip_below_strength:g}"
+                if args.flip_below_strength is not None
+                else (f"the weakest {args.flip_fraction:.0%} of every source")
+            )
+            counts = ", ".join(f"{name}: {count}" for name, count in self.flipped_pairs.items())
+            settings["flipped pairs"] = f"{rule} ({counts})"
+        if args.label_smoothing > 0:
+            below = args.label_smoothing_below_strength
+            settings["label smoothing"] = f"{args.label_smoothing:g}" + (
+                f" (pairs with strength < {below:g})" if below is not None else ""
+            )
+        if args.adaptive_margin != 0.0:
+            clip = f", clipped to +-{args.adaptive_margin_clip:g}" if args.adaptive_margin_clip else ""
+            settings["adaptive margin"] = f"{args.adaptive_margin:g} x strength{clip}"
+        if args.contrastive_loss is not None:
+            settings["contrastive loss"] = (
+                f"{args.contrastive_loss} on the {args.contrastive_representation} representation, coefficient "
+                f"{args.contrastive_coefficient:g}, dropout {args.contrastive_dropout:g}"
+            )
+        return settings
 
     def _training_pairs_per_source(self) -> dict[str, int | None] | None:
         if not self.sources:
@@ -559,3 +678,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 raise
             message = upload_failure_message(error, self.hub_model_id or self.args.hub_model_id, self.args.output_dir)
             raise HubUploadError(message) from error
+
+
+class _SwAVPrototypesStep(TrainerCallback):
+    """After every optimizer step of the reward model, the SwAV prototypes take theirs."""
+
+    def __init__(self, trainer: MORERewardTrainer):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.swav_prototypes.step(self.trainer.accelerator)

@@ -69,22 +69,31 @@ def _final_linear(module: nn.Module, path: str) -> nn.Module:
 
 
 class RewardHeadInputCapture:
-    """Keeps the (detached) input and output of the reward head's final linear layer on every forward pass made
-    while it is `attached()`; the model carries no hook outside that block.
+    """Keeps the input and output of the reward head's final linear layer on every forward pass made while it is
+    `attached()`; the model carries no hook outside that block.
 
     Args:
         model (`nn.Module`):
             The reward model (plain, PEFT, DDP- or DeepSpeed-wrapped).
+        keep_graph (`bool`, defaults to `False`):
+            Keep the captured input in the autograd graph (for a loss on the representation, e.g. contrastive
+            learning); by default it is detached, which is all MORE's closed-form gradients need.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, keep_graph: bool = False):
         self.head = find_reward_head(model)
         self.pad_token_id = extract_model_from_parallel(model).config.get_text_config().pad_token_id
+        self.keep_graph = keep_graph
         self.inputs: torch.Tensor | None = None
         self.outputs: torch.Tensor | None = None
 
+    @property
+    def hidden_size(self) -> int:
+        """Width of the head input (the representation)."""
+        return next(module.in_features for module in self.head.modules() if isinstance(module, nn.Linear))
+
     def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        self.inputs = args[0].detach()
+        self.inputs = args[0] if self.keep_graph else args[0].detach()
         self.outputs = output.detach()
 
     @contextmanager
@@ -138,13 +147,14 @@ def per_source_head_gradients(
     num_sources: int,
     margin: torch.Tensor | None = None,
     center_rewards_coefficient: float | None = None,
+    label_smoothing: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
     """Gradient of every source's mean pair loss with respect to the reward head weight, in closed form.
 
-    The loss of pair b is `trl_more.losses.pairwise_loss` (TRL's -log sigmoid(r_w - r_l - margin_b)) plus TRL's
-    reward-centering term c * (r_w + r_l)^2. With s_b = dL/d delta (`pairwise_loss_slope`) its gradient with respect
-    to the head weight is coef_w * z_w + coef_l * z_l, with coef_w = s_b + 2c(r_w + r_l) and
-    coef_l = -s_b + 2c(r_w + r_l); averaging over each source's pairs gives g_i.
+    The loss of pair b is `trl_more.losses.pairwise_loss` (TRL's -log sigmoid(r_w - r_l - margin_b), with the label
+    smoothing of the noisy-preference losses) plus TRL's reward-centering term c * (r_w + r_l)^2. With
+    s_b = dL/d delta (`pairwise_loss_slope`) its gradient with respect to the head weight is coef_w * z_w + coef_l * z_l,
+    with coef_w = s_b + 2c(r_w + r_l) and coef_l = -s_b + 2c(r_w + r_l); averaging over each source's pairs gives g_i.
 
     Args:
         features: head inputs z, shape (2N, H), chosen sequences first, then rejected ones (TRL's layout).
@@ -153,12 +163,13 @@ def per_source_head_gradients(
         num_sources: K.
         margin: optional per-pair margin, shape (N,).
         center_rewards_coefficient: optional coefficient c of TRL's reward-centering term.
+        label_smoothing: optional label smoothing, one number or one value per pair (N,).
 
     Returns:
         A float32 tensor of shape (K, H); a source without pairs in the batch gets a zero row.
     """
-    chosen_features, rejected_features = features.float().chunk(2)
-    slope = pairwise_loss_slope(rewards, margin)
+    chosen_features, rejected_features = features.detach().float().chunk(2)
+    slope = pairwise_loss_slope(rewards, margin, label_smoothing)
     coef_chosen, coef_rejected = slope, -slope
     if center_rewards_coefficient is not None:
         rewards_chosen, rewards_rejected = split_rewards(rewards.detach().float())

@@ -10,8 +10,6 @@ refused with the differences named, unless `reuse_mismatched_iterations=True`.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -20,13 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 
-__all__ = ["IterationDataset", "IterationStore", "fingerprint", "model_fingerprint", "provenance_differences"]
-
-# Values read per parameter for a model's fingerprint: enough to tell any two trained models apart, cheap for 7B.
-_VALUES_PER_PARAMETER = 4096
+__all__ = ["IterationDataset", "IterationStore", "provenance_differences"]
 
 
 class IterationDataset(torch.utils.data.Dataset):
@@ -50,28 +44,6 @@ class IterationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return self.examples[index] if index < len(self.examples) else self.filler
-
-
-def fingerprint(value: Any) -> str:
-    """A short hash of a JSON-serialisable value."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def model_fingerprint(model: nn.Module, gather: Any = None) -> str:
-    """A hash of every parameter's name, shape and dtype and of a strided sample of its values.
-
-    `gather(parameters)` is a context manager that makes partitioned (DeepSpeed ZeRO-3) parameters whole, e.g.
-    `trl_more._compat.gather_parameters(accelerator)`; under ZeRO-3 every process must call this function.
-    """
-    digest = hashlib.sha256()
-    for name, parameter in model.named_parameters():
-        with gather([parameter]) if gather is not None else contextlib.nullcontext():
-            values = parameter.detach().reshape(-1)
-            stride = max(1, values.numel() // _VALUES_PER_PARAMETER)
-            sample = values[::stride].to(device="cpu", dtype=torch.float64)
-            digest.update(f"{name}:{tuple(parameter.shape)}:{parameter.dtype}".encode())
-            digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def provenance_differences(found: dict[str, Any] | None, expected: dict[str, Any], global_step: int) -> list[str]:

@@ -69,6 +69,7 @@ from trl import SFTConfig, SFTTrainer
 
 from .._compat import gather_parameters, keep_4bit_weights_trainable, prepare_sft_dataset, trainer_metrics
 from ..batching import shard_for_process
+from ..fingerprints import fingerprint, model_fingerprint
 from ..pretrained import load_tokenizer
 from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
 from ..trainer_utils import CheckpointingMixin, convert_config
@@ -79,7 +80,7 @@ from .generation import (
     TransformersGenerationBackend,
     VLLMGenerationBackend,
 )
-from .iterations import IterationDataset, IterationStore, fingerprint, model_fingerprint, provenance_differences
+from .iterations import IterationDataset, IterationStore, provenance_differences
 from .rejection_sampling_config import RejectionSamplingConfig
 from .selection import max_selected, select_samples
 

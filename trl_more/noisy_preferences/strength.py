@@ -1,0 +1,275 @@
+"""Preference strength: how strongly an ensemble of reward models prefers every pair's chosen response.
+
+For pair i and reward model m, d_im = r_m(x_i, y_chosen) - r_m(x_i, y_rejected). The strength mean mu_i and std
+sigma_i are the mean and population standard deviation of d_im over the models that scored the pair. A low or
+negative mu marks a pair the ensemble would label the other way (possibly mislabelled), a high sigma one it disagrees
+on (ambiguous). docs/noisy_preferences.md describes the method and both modes:
+
+- `"seeds"` (the paper's): M models, each trained on every pair with its own seed, score every pair (in-sample: a
+  model that memorised a wrong label scores it as right, which hides the noise);
+- `"cross_fit"` (the default): repeated cross-fitting. The pairs of every source are split into F folds, R = M / F
+  times with different splits; each model trains on F - 1 folds and scores the held-out one. Every pair is scored by
+  R >= 2 models that never trained on it.
+
+Models are trained with `MORERewardTrainer` (any model, PEFT, MORE or uniform weighting, the usual config), one at a
+time with a progress bar. Each model's scores are written (temporary file, then rename) to
+`<output_dir>/model-XX/scores.json` as soon as it is done, with a fingerprint of the data and settings: an
+interrupted estimate started again reuses the finished models, and scores from other data or settings are refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from ..constants import (
+    SOURCE_COLUMN,
+    SOURCE_INDEX_COLUMN,
+    STRENGTH_COLUMN,
+    STRENGTH_DIFFERENCES_COLUMN,
+    STRENGTH_STD_COLUMN,
+    check_choice,
+)
+from ..data.sources import attach_source_indices
+from ..fingerprints import fingerprint
+from ..trainer_utils import config_with
+
+
+__all__ = ["STRENGTH_MODES", "PreferenceStrength", "estimate_preference_strength", "strength_summary"]
+
+STRENGTH_MODES = ("cross_fit", "seeds")
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+# Fields of the training config that change the trained models (the rest only changes where files and logs go).
+_IRRELEVANT_SETTINGS = ("dir", "hub", "report_to", "logging", "save", "push", "run_name", "disable_tqdm", "print")
+
+
+@dataclass
+class PreferenceStrength:
+    """The pairs with their strength, and how it was estimated.
+
+    Attributes:
+        dataset: the input pairs with `strength_mean` (mu), `strength_std` (sigma, population std) and
+            `strength_differences` (the reward differences of the models that scored the pair) columns, and a
+            `source` column.
+        mode: `"cross_fit"` or `"seeds"`.
+        num_models: models trained.
+    """
+
+    dataset: Dataset
+    mode: str
+    num_models: int
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per source: pairs, the share with mu < 0, and the quantiles of mu and sigma (see `strength_summary`)."""
+        return strength_summary(self.dataset)
+
+    def to_markdown(self) -> str:
+        summary = self.summary()
+        header = ["source", "pairs", "mu < 0 (%)", *(f"mu q{int(q * 100)}" for q in QUANTILES)]
+        header += [f"sigma q{int(q * 100)}" for q in QUANTILES]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for source, row in summary.items():
+            cells = [source, str(int(row["pairs"])), f"{100 * row['share_negative']:.1f}"]
+            cells += [f"{row[f'mu_q{int(q * 100)}']:.3f}" for q in QUANTILES]
+            cells += [f"{row[f'sigma_q{int(q * 100)}']:.3f}" for q in QUANTILES]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + f"\n\nStrength from {self.num_models} reward models, mode {self.mode}.\n"
+
+    def save(self, output_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
+        """Write `strength.jsonl`, `strength.parquet`, `strength_summary.json`/`.md` and (with `plots`)
+        `strength.png` to `output_dir`; returns their paths."""
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "jsonl": folder / "strength.jsonl",
+            "parquet": folder / "strength.parquet",
+            "summary_json": folder / "strength_summary.json",
+            "summary_md": folder / "strength_summary.md",
+        }
+        _write_atomically(paths["jsonl"], lambda path: self.dataset.to_json(path, lines=True, force_ascii=False))
+        _write_atomically(paths["parquet"], lambda path: self.dataset.to_parquet(path))
+        paths["summary_json"].write_text(json.dumps(self.summary(), indent=2) + "\n")
+        paths["summary_md"].write_text(self.to_markdown())
+        if plots:
+            from ..plots import plot_preference_strength
+
+            paths["plot"] = plot_preference_strength(self.dataset, folder / "strength.png")
+        return paths
+
+
+def strength_summary(dataset: Dataset) -> dict[str, dict[str, float]]:
+    """Per source (and `"all"` when there are several): `pairs`, `share_negative` (mu < 0) and the quantiles
+    `mu_q5` ... `mu_q95`, `sigma_q5` ... `sigma_q95`."""
+    mu = np.asarray(dataset[STRENGTH_COLUMN], dtype=np.float64)
+    sigma = np.asarray(dataset[STRENGTH_STD_COLUMN], dtype=np.float64)
+    sources = np.asarray(dataset[SOURCE_COLUMN]) if SOURCE_COLUMN in dataset.column_names else np.full(len(mu), "all")
+    groups = {str(name): sources == name for name in dict.fromkeys(sources.tolist())}
+    if len(groups) > 1:
+        groups["all"] = np.ones(len(mu), dtype=bool)
+    summary = {}
+    for name, rows in groups.items():
+        row = {"pairs": float(rows.sum()), "share_negative": float((mu[rows] < 0).mean())}
+        for q in QUANTILES:
+            row[f"mu_q{int(q * 100)}"] = float(np.quantile(mu[rows], q))
+            row[f"sigma_q{int(q * 100)}"] = float(np.quantile(sigma[rows], q))
+        summary[name] = row
+    return summary
+
+
+def _write_atomically(path: Path, write: Callable[[str], Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    write(str(temporary))
+    os.replace(temporary, path)
+
+
+def _fold_plan(
+    source_index: np.ndarray, mode: str, num_models: int, num_folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For every model, (rows it trains on, rows it scores)."""
+    everything = np.arange(len(source_index))
+    if mode == "seeds":
+        return [(everything, everything)] * num_models
+    plan = []
+    for repeat in range(num_models // num_folds):
+        rng = np.random.default_rng([seed, repeat])
+        fold = np.empty(len(source_index), dtype=np.int64)
+        for source in np.unique(source_index):  # stratified: every model trains on every source
+            rows = np.flatnonzero(source_index == source)
+            fold[rows[rng.permutation(len(rows))]] = np.arange(len(rows)) % num_folds
+        plan.extend(
+            (np.flatnonzero(fold != held_out), np.flatnonzero(fold == held_out)) for held_out in range(num_folds)
+        )
+    return plan
+
+
+def _settings_fingerprint(dataset: Dataset, args: Any, mode: str, num_models: int, num_folds: int) -> str:
+    relevant = {
+        key: value for key, value in args.to_dict().items() if not any(part in key for part in _IRRELEVANT_SETTINGS)
+    }
+    texts = [list(dataset[column]) for column in ("prompt", "chosen", "rejected") if column in dataset.column_names]
+    return fingerprint(
+        {"data": fingerprint(texts), "settings": relevant, "mode": mode, "M": num_models, "F": num_folds}
+    )
+
+
+def estimate_preference_strength(
+    model: str | Callable[[], Any],
+    train_dataset: Dataset | Mapping[str, Dataset],
+    args: Any,
+    *,
+    num_models: int = 4,
+    mode: str = "cross_fit",
+    num_folds: int = 2,
+    processing_class: Any = None,
+    peft_config: Any = None,
+    score_batch_size: int | None = None,
+    show_progress: bool = True,
+) -> PreferenceStrength:
+    """Train `num_models` reward models and score every pair with them (see the module docstring).
+
+    Args:
+        model: a model name or path (each model starts from its weights), or a function returning a fresh model.
+        train_dataset: preference pairs in any format `MORERewardTrainer` takes (a source column, or a dict of
+            sources); the strength is computed for every one of them.
+        args: the `MORERewardConfig` every model is trained with (`output_dir` holds one folder per model; the seed
+            of model m is `args.seed + m`; checkpoints are not written).
+        num_models: M; in `"cross_fit"` mode a multiple of `num_folds` with M / F >= 2.
+        mode: `"cross_fit"` (out-of-sample, the default) or `"seeds"` (the paper's, in-sample).
+        num_folds: F of `"cross_fit"`.
+        processing_class, peft_config: as for `MORERewardTrainer`.
+        score_batch_size: pairs per scoring pass (default: `args.per_device_eval_batch_size`).
+        show_progress: a progress bar over the models.
+    """
+    from ..metrics import evaluate_reward_model
+    from ..more import MORERewardTrainer
+
+    check_choice("mode", mode, STRENGTH_MODES)
+    if mode == "cross_fit" and (num_folds < 2 or num_models % num_folds or num_models // num_folds < 2):
+        raise ValueError(
+            f"`cross_fit` needs num_folds >= 2 and num_models a multiple of num_folds with at least two repeats, so "
+            f"that every pair is scored by two or more models that never saw it; got num_models={num_models}, "
+            f"num_folds={num_folds} (e.g. 4 models, 2 folds)."
+        )
+    if mode == "seeds" and num_models < 2:
+        raise ValueError(f"`seeds` needs at least two models for a standard deviation, got {num_models}.")
+    dataset, sources = attach_source_indices(train_dataset, args.source_column)
+    if not isinstance(dataset, Dataset):
+        raise ValueError("The strength of every pair needs a map-style `Dataset` (not an `IterableDataset`).")
+    if not sources:  # one source: every pair belongs to it
+        dataset = dataset.add_column(SOURCE_INDEX_COLUMN, [0] * len(dataset))
+        sources = ["all"]
+    if SOURCE_COLUMN not in dataset.column_names:
+        dataset = dataset.add_column(SOURCE_COLUMN, [sources[index] for index in dataset[SOURCE_INDEX_COLUMN]])
+    source_index = np.asarray(dataset[SOURCE_INDEX_COLUMN])
+    pairs = dataset.remove_columns(SOURCE_INDEX_COLUMN)
+    plan = _fold_plan(source_index, mode, num_models, num_folds, args.seed)
+    settings = _settings_fingerprint(pairs, args, mode, num_models, num_folds)
+    output_dir = Path(args.output_dir)
+    differences: list[list[float]] = [[] for _ in range(len(pairs))]
+
+    for index, (train_rows, score_rows) in enumerate(tqdm(plan, desc="Strength models", disable=not show_progress)):
+        record_path = output_dir / f"model-{index:02d}" / "scores.json"
+        record = _read_record(record_path, settings)
+        if record is None:
+            model_args = config_with(
+                args, output_dir=str(record_path.parent), seed=args.seed + index, save_strategy="no"
+            )
+            trainer = MORERewardTrainer(
+                model=model() if callable(model) else model,
+                args=model_args,
+                train_dataset=pairs.select(train_rows),
+                processing_class=copy.deepcopy(processing_class),
+                peft_config=peft_config,
+            )
+            trainer.train()
+            scored = evaluate_reward_model(
+                trainer.model,
+                trainer.processing_class,
+                {"pairs": pairs.select(score_rows)},
+                batch_size=score_batch_size or args.per_device_eval_batch_size,
+                max_length=args.max_length,
+                truncation_mode=args.truncation_mode or "keep_end",
+                show_progress=False,
+            )
+            record = {
+                "settings": settings,
+                "rows": score_rows.tolist(),
+                "differences": scored.margins["pairs"].tolist(),
+            }
+            record_path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(record_path, lambda path, record=record: Path(path).write_text(json.dumps(record)))
+            del trainer
+            gc.collect()
+        for row, difference in zip(record["rows"], record["differences"]):
+            differences[row].append(difference)
+
+    means = [float(np.mean(values)) for values in differences]
+    stds = [float(np.std(values)) for values in differences]  # population std (divisor: the number of models)
+    result = pairs.add_column(STRENGTH_COLUMN, means).add_column(STRENGTH_STD_COLUMN, stds)
+    result = result.add_column(STRENGTH_DIFFERENCES_COLUMN, differences)
+    return PreferenceStrength(result, mode, num_models)
+
+
+def _read_record(path: Path, settings: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("settings") != settings:
+        raise ValueError(
+            f"{path} holds the scores of a model trained on other data or with other settings than this estimate. "
+            "Use a new `output_dir`, or delete the model-XX folders to train them again."
+        )
+    if any(not math.isfinite(value) for value in record["differences"]):
+        raise ValueError(f"{path} holds reward differences that are not finite numbers; delete it to score again.")
+    return record
