@@ -325,9 +325,12 @@ def flipped_estimate(tmp_path_factory):
     args = MORERewardConfig(str(output), **STRENGTH_TRAINING)
     estimate = estimate_preference_strength(
         lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, processing_class=tokenizer,
-        show_progress=False,
+        eval_dataset=HELD_OUT, show_progress=False,
     )  # fmt: skip
     return estimate, flipped, output, pairs, args, tokenizer
+
+
+HELD_OUT = dict(toy_preference_sources(6, seed=3))
 
 
 def test_the_out_of_sample_strength_ranks_the_flipped_pairs_lowest(flipped_estimate):
@@ -335,6 +338,13 @@ def test_the_out_of_sample_strength_ranks_the_flipped_pairs_lowest(flipped_estim
     mu = np.asarray(estimate.dataset["strength_mean"])
     assert auroc(-mu, flipped) > 0.9  # -mu finds the injected flips
     assert (mu[flipped] < 0).mean() > 0.8 and (mu[~flipped] > 0).mean() > 0.8
+
+
+def test_every_model_of_the_ensemble_scores_the_held_out_pairs(flipped_estimate):
+    estimate, *_ = flipped_estimate
+    assert len(estimate.evaluations) == 4
+    for evaluation in estimate.evaluations:  # the models learned the true signal despite the flipped labels
+        assert set(evaluation.metrics) == set(SOURCES) and evaluation.average()["preference_accuracy"] > 0.8
 
 
 def test_strength_is_the_mean_and_population_std_of_the_models_differences(flipped_estimate):
@@ -357,7 +367,7 @@ def test_a_restarted_estimate_reuses_the_finished_models(flipped_estimate, monke
     monkeypatch.setattr(MORERewardTrainer, "train", lambda self, *a, **k: trained.append(1) or original(self, *a, **k))
     again = estimate_preference_strength(
         lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, processing_class=tokenizer,
-        show_progress=False,
+        eval_dataset=HELD_OUT, show_progress=False,
     )  # fmt: skip
     assert trained == [1]
     assert again.dataset["strength_mean"] == pytest.approx(estimate.dataset["strength_mean"], abs=1e-6)

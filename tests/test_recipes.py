@@ -137,6 +137,17 @@ def test_the_rjs_smoke_recipe_parses_for_trl_more_rjs():
     assert len(script.prompt_sources) == 2 and script.max_prompts == 64
 
 
+def test_the_strength_recipe_parses_for_trl_more_strength(shared_data):
+    recipe = RECIPES / "strength" / "cpu-minilm-cross-fit.yaml"
+    script, training, model_args = parse_subcommand_arguments("strength", ["--config", str(recipe)])
+    assert (script.num_models, script.mode, script.num_folds) == (4, "cross_fit", 2)
+    assert model_args.model_name_or_path is None and training.lambda_method == "uniform"
+    assert (training.max_steps, training.max_length, training.save_strategy) == (200, 128, "no")
+    mixture = MixtureConfig.from_yaml(REPO / script.mixture)
+    assert all((REPO / source.path).is_file() for source in mixture.sources)
+    assert "trl-more strength --config recipes/strength/cpu-minilm-cross-fit.yaml" in header_command(recipe)
+
+
 @pytest.mark.parametrize("path", sorted((RECIPES / "mixtures").glob("*.yaml")), ids=lambda path: path.name)
 def test_every_mixture_parses(path):
     mixture = MixtureConfig.from_yaml(path)

@@ -25,7 +25,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +64,14 @@ class PreferenceStrength:
             `source` column.
         mode: `"cross_fit"` or `"seeds"`.
         num_models: models trained.
+        evaluations: with an `eval_dataset`, every model's `RewardEvaluation` of it (accuracy, ECE, margins per
+            source), in model order; else empty.
     """
 
     dataset: Dataset
     mode: str
     num_models: int
+    evaluations: list[Any] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per source: pairs, the share with mu < 0, and the quantiles of mu and sigma (see `strength_summary`)."""
@@ -173,6 +176,7 @@ def estimate_preference_strength(
     num_folds: int = 2,
     processing_class: Any = None,
     peft_config: Any = None,
+    eval_dataset: Dataset | Mapping[str, Dataset] | None = None,
     score_batch_size: int | None = None,
     show_progress: bool = True,
 ) -> PreferenceStrength:
@@ -188,10 +192,12 @@ def estimate_preference_strength(
         mode: `"cross_fit"` (out-of-sample, the default) or `"seeds"` (the paper's, in-sample).
         num_folds: F of `"cross_fit"`.
         processing_class, peft_config: as for `MORERewardTrainer`.
+        eval_dataset: held-out pairs (a Dataset, or `{source: Dataset}`) every model also scores, e.g. to see how
+            accurate the ensemble's members are; their evaluations are in `PreferenceStrength.evaluations`.
         score_batch_size: pairs per scoring pass (default: `args.per_device_eval_batch_size`).
         show_progress: a progress bar over the models.
     """
-    from ..metrics import evaluate_reward_model
+    from ..metrics import RewardEvaluation, evaluate_reward_model
     from ..more import MORERewardTrainer
 
     check_choice("mode", mode, STRENGTH_MODES)
@@ -215,6 +221,12 @@ def estimate_preference_strength(
     pairs = dataset.remove_columns(SOURCE_INDEX_COLUMN)
     plan = _fold_plan(source_index, mode, num_models, num_folds, args.seed)
     settings = _settings_fingerprint(pairs, args, mode, num_models, num_folds)
+    held_out = eval_dataset if eval_dataset is None or isinstance(eval_dataset, Mapping) else {"eval": eval_dataset}
+    if held_out is not None:
+        settings = fingerprint(
+            [settings, {name: [list(data[c]) for c in ("chosen", "rejected")] for name, data in held_out.items()}]
+        )
+    evaluations = []
     output_dir = Path(args.output_dir)
     differences: list[list[float]] = [[] for _ in range(len(pairs))]
 
@@ -236,29 +248,29 @@ def estimate_preference_strength(
             scored = evaluate_reward_model(
                 trainer.model,
                 trainer.processing_class,
-                {"pairs": pairs.select(score_rows)},
+                {"pairs": pairs.select(score_rows), **(held_out or {})},
                 batch_size=score_batch_size or args.per_device_eval_batch_size,
                 max_length=args.max_length,
                 truncation_mode=args.truncation_mode or "keep_end",
                 show_progress=False,
             )
-            record = {
-                "settings": settings,
-                "rows": score_rows.tolist(),
-                "differences": scored.margins["pairs"].tolist(),
-            }
+            margins = {name: values.tolist() for name, values in scored.margins.items()}
+            record = {"settings": settings, "rows": score_rows.tolist(), "differences": margins.pop("pairs")}
+            record["held_out"] = margins
             record_path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomically(record_path, lambda path, record=record: Path(path).write_text(json.dumps(record)))
             del trainer
             gc.collect()
         for row, difference in zip(record["rows"], record["differences"]):
             differences[row].append(difference)
+        if record["held_out"]:
+            evaluations.append(RewardEvaluation.from_margins(record["held_out"]))
 
     means = [float(np.mean(values)) for values in differences]
     stds = [float(np.std(values)) for values in differences]  # population std (divisor: the number of models)
     result = pairs.add_column(STRENGTH_COLUMN, means).add_column(STRENGTH_STD_COLUMN, stds)
     result = result.add_column(STRENGTH_DIFFERENCES_COLUMN, differences)
-    return PreferenceStrength(result, mode, num_models)
+    return PreferenceStrength(result, mode, num_models, evaluations)
 
 
 def _read_record(path: Path, settings: str) -> dict[str, Any] | None:
