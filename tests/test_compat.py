@@ -132,3 +132,34 @@ def test_the_installed_versions_are_in_the_range_ci_tests():
         specifier = SpecifierSet(requirements[package][len(package) :])
         assert "<" in str(specifier), f"{package} has no upper bound in setup.cfg: pin the range CI tests"
         assert version(package) in specifier, f"{package} {version(package)} is outside the pinned range {specifier}"
+
+
+def test_parameter_storage_of_a_plain_parameter_is_the_parameter_itself():
+    param = torch.nn.Parameter(torch.arange(6.0).view(2, 3))
+    ((target, values),) = _compat.parameter_storage(param, torch.ones(2, 3))
+    assert target.data_ptr() == param.data_ptr() and torch.equal(values, torch.ones(2, 3))
+    assert _compat.parameter_shape(param) == (2, 3)
+
+
+def test_the_deepspeed_step_hook_runs_before_every_optimizer_step_and_only_at_boundaries():
+    calls = []
+
+    class Engine:  # the two methods of deepspeed.DeepSpeedEngine the hook relies on
+        boundary = False
+
+        def is_gradient_accumulation_boundary(self):
+            return self.boundary
+
+        def step(self):
+            calls.append("step")
+
+    engine = Engine()
+    _compat.before_deepspeed_optimizer_step(engine, lambda: calls.append("restore"))
+    engine.step()
+    engine.boundary = True
+    engine.step()
+    assert calls == ["step", "restore", "step"]
+    import deepspeed
+
+    for method in ("is_gradient_accumulation_boundary", "step"):
+        assert callable(getattr(deepspeed.DeepSpeedEngine, method, None)), f"DeepSpeedEngine.{method} is gone"

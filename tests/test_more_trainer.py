@@ -8,7 +8,7 @@ from datasets import ClassLabel, Dataset, concatenate_datasets
 from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
-from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.testing import StopAfterCheckpoint, tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
 SOURCES = ("polite", "concise", "factual")
@@ -175,20 +175,6 @@ def test_eval_sets_keyed_by_source_get_distinct_metric_names(tmp_path):
     assert "eval_accuracy" not in logged_keys
 
 
-class StopAfter:
-    """Stands in for a crash: ends training right after the checkpoint of `step` is written."""
-
-    def __new__(cls, step):
-        from transformers import TrainerCallback
-
-        class _Stop(TrainerCallback):
-            def on_save(self, args, state, control, **kwargs):
-                if state.global_step == step:
-                    control.should_training_stop = True
-
-        return _Stop()
-
-
 # One epoch is 6 steps; the last case resumes mid-epoch and crosses into the next one (the sampler's `set_epoch`).
 @pytest.mark.parametrize(
     "architecture, max_steps, stop_at", [("qwen2", 6, 3), ("bert", 6, 3), ("qwen2", 10, 4)], ids=str
@@ -201,7 +187,7 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture, ma
     full.train()
 
     interrupted = trainer_for(tmp_path / "resumed", **options)
-    interrupted.add_callback(StopAfter(stop_at))
+    interrupted.add_callback(StopAfterCheckpoint(stop_at))
     interrupted.train()
     assert interrupted.state.global_step == stop_at
     checkpoint = tmp_path / "resumed" / f"checkpoint-{stop_at}"

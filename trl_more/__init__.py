@@ -19,6 +19,9 @@ _EXPORTS = {
     "MultiObjectiveRewardModel": "trl_more.multi_objective",
     "MultiObjectiveRewardModelConfig": "trl_more.multi_objective",
     "MultiObjectiveRewardTrainer": "trl_more.multi_objective",
+    # MetaRM
+    "MetaRMConfig": "trl_more.metarm",
+    "MetaRMTrainer": "trl_more.metarm",
     # rejection sampling
     "RejectionSamplingConfig": "trl_more.rejection_sampling",
     "RejectionSamplingTrainer": "trl_more.rejection_sampling",
@@ -72,6 +75,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .data import MixtureConfig, SourceConfig, load_mixture, load_preference_source, mix_sources  # noqa: F401
     from .hub import HubUploadError  # noqa: F401
+    from .metarm import MetaRMConfig, MetaRMTrainer  # noqa: F401
     from .metrics import (  # noqa: F401
         PreferenceMetrics,
         RewardEvaluation,

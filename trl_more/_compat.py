@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import nn
 from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.reward_trainer import DataCollatorForPreference
@@ -29,12 +30,15 @@ from trl.trainer.utils import ensure_master_addr_port, pad
 __all__ = [
     "OVERRIDDEN_HOOKS",
     "DataCollatorForPreference",
+    "before_deepspeed_optimizer_step",
     "dataset_column_names",
     "ensure_master_addr_port",
     "gather_parameters",
     "keep_4bit_weights_trainable",
     "keep_batch_columns",
     "pad",
+    "parameter_shape",
+    "parameter_storage",
     "prepare_deepspeed",
     "prepare_reward_dataset",
     "prepare_sft_dataset",
@@ -159,3 +163,55 @@ def keep_4bit_weights_trainable(model: nn.Module) -> None:
     for module in model.modules():
         if getattr(module, "support_avx512bf16_for_cpu", False):
             module.support_avx512bf16_for_cpu = False
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DeepSpeed (the attributes ZeRO-3 puts on a partitioned parameter: `ds_tensor`, `ds_shape`, `ds_process_group`)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def parameter_shape(param: nn.Parameter) -> torch.Size:
+    """The full shape of a parameter, also when ZeRO-3 has partitioned it (its own shape is then (0,))."""
+    return getattr(param, "ds_shape", param.shape)
+
+
+def parameter_storage(param: nn.Parameter, full: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Where the values of `param` live on this process, each with the matching values of `full` (a tensor of the
+    parameter's full shape), for editing the parameter in place.
+
+    A plain parameter: itself. Under DeepSpeed ZeRO-3: this rank's partition (`ds_tensor`, elements
+    [rank * n, (rank + 1) * n) of the flattened parameter, zero-padded at the end), plus the full parameter when it is
+    materialised on this rank (parameters below `stage3_param_persistence_threshold` are kept whole on every rank).
+    """
+    shard = getattr(param, "ds_tensor", None)
+    if shard is None:
+        return [(param.data, full)]
+    import torch.distributed as dist
+
+    size = shard.ds_numel
+    start = size * dist.get_rank(group=param.ds_process_group)
+    flat = full.reshape(-1)
+    part = torch.zeros(size, dtype=shard.dtype, device=shard.device)
+    available = max(0, min(size, flat.numel() - start))
+    part[:available] = flat[start : start + available].to(part)
+    storage = [(shard.data.view(-1), part)]
+    if param.data.numel() == flat.numel():
+        storage.append((param.data, full.to(param.data)))
+    return storage
+
+
+def before_deepspeed_optimizer_step(engine: Any, callback: Any) -> None:
+    """Run `callback()` right before every optimizer step of a DeepSpeed engine.
+
+    Under DeepSpeed, accelerate takes the optimizer step inside `accelerator.backward` (`engine.backward` then
+    `engine.step` at gradient-accumulation boundaries), before the Trainer's `on_pre_optimizer_step` callbacks run:
+    this is the only point between the last backward pass and the update.
+    """
+    step = engine.step
+
+    def step_after_callback(*args: Any, **kwargs: Any) -> Any:
+        if engine.is_gradient_accumulation_boundary():
+            callback()
+        return step(*args, **kwargs)
+
+    engine.step = step_after_callback

@@ -26,10 +26,12 @@ from transformers import (
     AutoModelForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    TrainerCallback,
 )
 
 
 __all__ = [
+    "StopAfterCheckpoint",
     "CHAT_TEMPLATE",
     "DECODER_ARCHITECTURES",
     "ENCODER_ARCHITECTURES",
@@ -40,6 +42,7 @@ __all__ = [
     "tiny_causal_lm",
     "tiny_reward_model",
     "tiny_tokenizer",
+    "toy_meta_dataset",
     "toy_preference_sources",
 ]
 
@@ -229,6 +232,29 @@ def toy_preference_sources(num_pairs: int = 32, seed: int = 0, sources: tuple[st
             rows["rejected"].append(f" {bad}{body}")
         result[name] = Dataset.from_dict(rows)
     return DatasetDict(result)
+
+
+def toy_meta_dataset(num_prompts: int = 8, num_responses: int = 3, seed: int = 0) -> Dataset:
+    """Synthetic MetaRM meta data: `num_prompts` toy prompts with `num_responses` unlabeled responses each (a
+    `prompt` column and a `responses` column of lists), mixing the toy sources' markers."""
+    rng = random.Random(seed)
+    markers = [marker for pair in _TOY_SOURCES.values() for marker in pair]
+    rows = {"prompt": [], "responses": []}
+    for _ in range(num_prompts):
+        rows["prompt"].append(f"Human: {rng.choice(_TOY_PROMPTS)} Assistant:")
+        rows["responses"].append([f" {rng.choice(markers)}{rng.choice(_TOY_BODIES)}" for _ in range(num_responses)])
+    return Dataset.from_dict(rows)
+
+
+class StopAfterCheckpoint(TrainerCallback):
+    """Stands in for a crash in resume tests: ends training right after the checkpoint of `step` is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
 
 
 PREFERENCE_FORMATS = (

@@ -32,6 +32,7 @@ __all__ = [
     "tokenize",
     "tokenize_prompt",
     "tokenize_prompt_response",
+    "tokenize_scored_response",
     "truncate",
 ]
 
@@ -89,6 +90,21 @@ def tokenize_prompt_response(
             response = response + tokenizer.eos_token
         ids = tokenize(tokenizer, prompt + response)
     return ids, prompt_length_of([ids], tokenize_prompt(tokenizer, prompt, **chat_template_kwargs))
+
+
+def tokenize_scored_response(
+    tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict[str, Any]], response: str
+) -> tuple[list[int], int]:
+    """Token ids of a (prompt, response) to be scored by a reward model and its prompt length, built as TRL's
+    `RewardTrainer` builds training pairs: a conversational prompt gets the response as an assistant message."""
+    if isinstance(prompt, str):
+        return tokenize_prompt_response(tokenizer, prompt, response)
+    if not tokenizer.chat_template:
+        raise ValueError(
+            "The prompt is conversational but the reward model's tokenizer has no chat template. Give the reward "
+            "model a tokenizer with a chat template, or give plain-text prompts in the reward model's format."
+        )
+    return tokenize_prompt_response(tokenizer, prompt, [{"role": "assistant", "content": response}])
 
 
 def prompt_length_of(sequences: list[list[int]], prompt_ids: list[int] | None = None) -> int:

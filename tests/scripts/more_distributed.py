@@ -1,4 +1,5 @@
-"""MORE training under `accelerate launch` (DDP or DeepSpeed ZeRO-3), recording the lambda every rank computes.
+"""MORE (or, with `--meta_learning_rate`, MetaRM) training under `accelerate launch` (DDP or DeepSpeed ZeRO-3),
+recording the lambda every rank computes and the meta step's J.
 
 Writes `<output_dir>/lambda_rank<r>.json` (the weights each rank solved for at every step) and, with `--check_zero3`,
 asserts on every step that the reward head weight is really partitioned (shape (0,) outside a gather).
@@ -10,10 +11,10 @@ import os
 
 from transformers import TrainerCallback
 
-from trl_more import MORERewardConfig, MORERewardTrainer
+from trl_more import MetaRMConfig, MetaRMTrainer, MORERewardConfig, MORERewardTrainer
 from trl_more.more.lambdas import MinNormLambda
 from trl_more.more.reward_head import find_reward_head
-from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_meta_dataset, toy_preference_sources
 
 
 class RecordingLambda(MinNormLambda):
@@ -46,6 +47,8 @@ def main():
     parser.add_argument("--max_steps", type=int, default=3)
     parser.add_argument("--check_zero3", action="store_true")
     parser.add_argument("--contrastive_loss", default=None, choices=["simcse", "swav"])
+    parser.add_argument("--meta_learning_rate", type=float, default=None, help="Train with MetaRM.")
+    parser.add_argument("--per_device_meta_batch_size", type=int, default=2)
     options = parser.parse_args()
 
     tokenizer = tiny_tokenizer()
@@ -53,7 +56,14 @@ def main():
     # models partitioned (zero.Init), with different random weights than the single-process reference run.
     model = tiny_reward_model("qwen2", tokenizer, seed=3)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    args = MORERewardConfig(
+    metarm = options.meta_learning_rate is not None
+    meta_options = (
+        dict(meta_learning_rate=options.meta_learning_rate, meta_num_responses=3,
+             per_device_meta_batch_size=options.per_device_meta_batch_size)
+        if metarm else {}
+    )  # fmt: skip
+    args = (MetaRMConfig if metarm else MORERewardConfig)(
+        **meta_options,
         output_dir=options.output_dir,
         per_device_train_batch_size=options.per_device_train_batch_size,
         max_steps=options.max_steps,
@@ -72,11 +82,12 @@ def main():
         swav_prototypes=4,
         seed=0,
     )
-    trainer = MORERewardTrainer(
+    trainer = (MetaRMTrainer if metarm else MORERewardTrainer)(
         model=model,
         args=args,
         train_dataset=toy_preference_sources(12),
         processing_class=tokenizer,
+        **({"meta_dataset": toy_meta_dataset(8, 3)} if metarm else {}),
     )
     trainer.min_norm_lambda = RecordingLambda(trainer.min_norm_lambda)
     callback = None
@@ -88,6 +99,9 @@ def main():
     record = {"lambda": trainer.min_norm_lambda.solved, "world_size": trainer.accelerator.num_processes}
     record["contrastive_losses"] = [
         entry["loss/contrastive"] for entry in trainer.state.log_history if "loss/contrastive" in entry
+    ]
+    record["meta_differences"] = [
+        entry["meta/difference"] for entry in trainer.state.log_history if "meta/difference" in entry
     ]
     if trainer.swav_prototypes is not None:
         record["prototypes"] = trainer.swav_prototypes.weight.detach().cpu().tolist()

@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..pretrained import load_tokenizer
-from ..tokenization import fit_to_max_length, tokenize_prompt_response
+from ..tokenization import fit_to_max_length, tokenize_scored_response
 from .ensemble import combine_rewards
 
 
@@ -151,7 +151,7 @@ class RewardModelScorer:
     ) -> torch.Tensor:
         sequences, prompt_lengths = [], []
         for index, (prompt, response) in enumerate(zip(prompts, responses)):
-            ids, prompt_length = self._tokenize(tokenizer, prompt, response)
+            ids, prompt_length = tokenize_scored_response(tokenizer, prompt, response)
             ids, prompt_length = fit_to_max_length(ids, prompt_length, self.max_length, "keep_end", f"pair {index}")
             sequences.append(ids)
             prompt_lengths.append(prompt_length)
@@ -172,15 +172,3 @@ class RewardModelScorer:
             logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
             rewards[batch] = logits[:, 0].float().cpu()
         return rewards
-
-    @staticmethod
-    def _tokenize(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, response: str) -> tuple[list[int], int]:
-        """Token ids of the pair and its prompt length, built as TRL's `RewardTrainer` builds training pairs."""
-        if isinstance(prompt, str):
-            return tokenize_prompt_response(tokenizer, prompt, response)
-        if not tokenizer.chat_template:
-            raise ValueError(
-                "The prompt is conversational but the reward model's tokenizer has no chat template. Give the reward "
-                "model a tokenizer with a chat template, or give plain-text prompts in the reward model's format."
-            )
-        return tokenize_prompt_response(tokenizer, prompt, [{"role": "assistant", "content": response}])
