@@ -78,18 +78,34 @@ def tiny_models(folder: Path) -> list[str]:
     return ["--model_name_or_path", str(folder / "policy"), "--reward_model_path", str(folder / "reward")]
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None, defaults: dict | None = None, smoke_configs: tuple[Path, ...] = ()):
+    """Run the recipe: `defaults` (the paper's, unless another recipe passes its own) under the command line's flags;
+    with `--smoke`, tiny models and the smoke settings (SMOKE_CONFIG, then `smoke_configs`; later files win)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = rjs.make_parser(prog="rjs_alpaca.py")
-    parser.set_defaults(**PAPER_DEFAULTS)
+    parser = rjs.make_parser(prog=Path(sys.argv[0]).name)
+    parser.set_defaults(**(defaults or PAPER_DEFAULTS))
     if "--smoke" not in argv:
         return rjs.main(*parse_strictly(parser, argv))
     argv.remove("--smoke")
-    if "--config" not in argv:
-        argv = ["--config", str(SMOKE_CONFIG), *argv]
     with tempfile.TemporaryDirectory(prefix="rjs-alpaca-smoke-") as folder:
+        if "--config" not in argv:
+            argv = ["--config", str(_merged_yaml([SMOKE_CONFIG, *smoke_configs], Path(folder))), *argv]
         # Flags given on the command line come later and win, so a smoke run can also use real models.
         return rjs.main(*parse_strictly(parser, [*tiny_models(Path(folder)), *argv]))
+
+
+def _merged_yaml(paths: list[Path], folder: Path) -> Path:
+    """One YAML file in `folder` holding the settings of `paths` (later files override earlier ones)."""
+    import yaml
+
+    from trl_more.yaml_loading import load_yaml
+
+    settings = {}
+    for path in paths:
+        settings.update(load_yaml(path))
+    merged = folder / "smoke.yaml"
+    merged.write_text(yaml.safe_dump(settings))
+    return merged
 
 
 if __name__ == "__main__":

@@ -90,3 +90,35 @@ def test_zero3_partitions_gathers_once_per_round_and_saves_full_weights(tmp_path
     check_every_prompt_once(reports, tmp_path)
     with safe_open(str(tmp_path / "final" / "model.safetensors"), "pt") as weights:
         assert list(weights.get_slice("lm_head.weight").get_shape()) == [512, 32]
+
+
+def check_reward_model_updates(reports, output_dir):
+    """MetaRM updated the reward model in both iterations, identically on both ranks, and saved it each time."""
+    before, after = reports[0]["reward_parameters_before"], reports[0]["reward_parameters_after"]
+    assert reports[1]["reward_parameters_after"] == after  # the same reward model on both ranks
+    assert sum(after[name] != before[name] for name in before) > len(before) // 2
+    for iteration in (0, 1):
+        folder = output_dir / f"iteration-{iteration:02d}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["metarm/difference_after"] > metrics["metarm/difference"]
+        with safe_open(str(folder / "reward_model" / "model.safetensors"), "pt") as weights:
+            assert list(weights.get_slice("model.layers.0.mlp.up_proj.weight").get_shape()) == [64, 32]
+
+
+def test_metarm_updates_under_ddp_keep_the_reward_model_identical_on_both_ranks(tmp_path):
+    reports = launch(
+        ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", str(SCRIPT), str(tmp_path), "--use_cpu", "--metarm"],
+        tmp_path,
+    )  # fmt: skip
+    check_every_prompt_once(reports, tmp_path)
+    check_reward_model_updates(reports, tmp_path)
+
+
+def test_metarm_updates_under_zero3_train_the_partitioned_reward_model_on_one_engine(tmp_path):
+    config = REPO / "recipes" / "accelerate_configs" / "deepspeed_zero3_cpu_test.yaml"
+    reports = launch(["--config_file", str(config), str(SCRIPT), str(tmp_path), "--metarm"], tmp_path)
+    for report in reports:
+        assert report["partitioned_shapes"]["reward.layers.0.mlp.up_proj.weight"] == [0]
+    check_every_prompt_once(reports, tmp_path)
+    check_reward_model_updates(reports, tmp_path)

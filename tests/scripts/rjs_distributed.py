@@ -9,7 +9,8 @@ Usage:
     accelerate launch --config_file recipes/accelerate_configs/deepspeed_zero3_cpu_test.yaml \
         tests/scripts/rjs_distributed.py OUTPUT_DIR
     accelerate launch --multi_gpu --num_processes 2 tests/scripts/rjs_distributed.py OUTPUT_DIR --use_cpu
-(`--use_cpu` is what makes accelerate run DDP over gloo on CPU; without it the processes would not talk to each other.)
+(`--metarm` also updates the reward model with MetaRM every iteration and reports its parameters before and after;
+`--use_cpu` is what makes accelerate run DDP over gloo on CPU; without it the processes would not talk to each other.)
 """
 
 import json
@@ -22,13 +23,17 @@ from datasets import Dataset
 from transformers import GenerationMixin, TrainerCallback
 
 from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
-from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
 NUM_PROMPTS = 5
 
 
-def main(output_dir: str, use_cpu: bool) -> None:
+def main(output_dir: str, use_cpu: bool, metarm: bool) -> None:
+    metarm_options = dict(
+        metarm=True, metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_batch_size=2,
+        metarm_meta_batch_size=2, metarm_steps_per_iteration=2,
+    ) if metarm else {}  # fmt: skip
     args = RejectionSamplingConfig(
         output_dir,
         num_iterations=2,
@@ -47,6 +52,7 @@ def main(output_dir: str, use_cpu: bool) -> None:
         ddp_backend="gloo",
         use_cpu=use_cpu,
         seed=0,
+        **metarm_options,
     )
     # Built after the config, so that under ZeRO-3 `zero.Init` partitions them as it would a model loaded by path.
     tokenizer = tiny_tokenizer()
@@ -74,6 +80,7 @@ def main(output_dir: str, use_cpu: bool) -> None:
         processing_class=tokenizer,
         reward_processing_classes=tokenizer,
         callbacks=[_RecordIterationExamples(report)],
+        reward_train_dataset=toy_preference_sources(8)["polite"] if metarm else None,
     )
     collate = trainer.data_collator
 
@@ -86,9 +93,14 @@ def main(output_dir: str, use_cpu: bool) -> None:
 
     trainer.data_collator = recording_collator
     report["parameters_before"] = {name: p.detach().float().sum().item() for name, p in _full_parameters(trainer)}
+    reward_module = trainer.reward_updater.module if metarm else None
+    if metarm:
+        report["reward_parameters_before"] = _parameter_sums(trainer, reward_module)
     with _counting_gathers(report):
         trainer.train()
     report["parameters_after"] = {name: p.detach().float().sum().item() for name, p in _full_parameters(trainer)}
+    if metarm:
+        report["reward_parameters_after"] = _parameter_sums(trainer, reward_module)
     report["world_size"] = trainer.accelerator.num_processes
     report["zero_stage"] = trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else 0
     report["partitioned_shapes"] = {
@@ -143,9 +155,13 @@ def _counting_gathers(report):
         deepspeed.zero.GatheredParameters = original
 
 
-def _full_parameters(trainer):
-    """The policy's parameters, gathered under ZeRO-3 (collective: every process calls it)."""
-    model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+def _parameter_sums(trainer, module):
+    return {name: p.detach().float().sum().item() for name, p in _full_parameters(trainer, module)}
+
+
+def _full_parameters(trainer, model=None):
+    """The policy's (or `model`'s) parameters, gathered under ZeRO-3 (collective: every process calls it)."""
+    model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model_wrapped)
     parameters = list(model.named_parameters())
     if trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3:
         import deepspeed
@@ -157,4 +173,4 @@ def _full_parameters(trainer):
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(sys.argv[1], use_cpu="--use_cpu" in sys.argv[2:])
+    main(sys.argv[1], use_cpu="--use_cpu" in sys.argv[2:], metarm="--metarm" in sys.argv[2:])

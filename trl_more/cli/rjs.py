@@ -75,6 +75,9 @@ class RejectionSamplingScriptArguments:
             (`chat`) or, for `alpaca`, the last user turn as the instruction with the earlier turns as its input.
         filter_degenerate (`bool`, *optional*, defaults to `True`):
             Never select empty responses or responses dominated by one repeated word or character.
+        reward_train_sources (`list[str]` or `None`, *optional*, defaults to `None`):
+            With `--metarm`: the preference pairs the reward model keeps training on (sources as for
+            `--prompt_sources`, split `--prompt_split`); `None` takes the pairs of the prompt sources.
     """
 
     reward_model_path: list[str] = field(
@@ -98,6 +101,12 @@ class RejectionSamplingScriptArguments:
         metadata={"help": "The opening question only, or the whole conversation.", "choices": list(PROMPT_TURNS)},
     )
     filter_degenerate: bool = field(default=True, metadata={"help": "Never select empty or repetitive responses."})
+    reward_train_sources: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "With --metarm: preference sources the reward model trains on (default: the prompt sources)."
+        },
+    )
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -199,8 +208,20 @@ def main(
         trust_remote_code=training_args.trust_remote_code,
     )
     prompts = load_prompts(script_args, training_args.seed)
+    reward_train_dataset = None
+    if training_args.metarm:
+        from datasets import concatenate_datasets
+
+        from .evaluate import load_sources
+
+        sources = script_args.reward_train_sources or script_args.prompt_sources
+        pairs = load_sources(sources, script_args.prompt_split)
+        reward_train_dataset = concatenate_datasets(
+            [dataset.select_columns(["prompt", "chosen", "rejected"]) for dataset in pairs.values()]
+        )
     trainer = RejectionSamplingTrainer(
         model=model_args.model_name_or_path,
+        reward_train_dataset=reward_train_dataset,
         reward_models=script_args.reward_model_path,
         args=training_args,
         train_dataset=prompts,

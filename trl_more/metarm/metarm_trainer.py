@@ -69,10 +69,10 @@ class MetaRMTrainer(MORERewardTrainer):
                 "`prompt` column and a list of responses per prompt)."
             )
         if not isinstance(model, str):
-            _check_trainable_reward_model(model)
+            check_trainable_reward_model(model)
         super().__init__(model, args, **kwargs)
         module = self.accelerator.unwrap_model(self.model)
-        _check_trainable_reward_model(module)
+        check_trainable_reward_model(module)
         checkpointing = self.args.gradient_checkpointing_kwargs or {}
         if self.args.gradient_checkpointing and checkpointing.get("use_reentrant", False):
             raise ValueError(
@@ -146,7 +146,8 @@ class MetaRMTrainer(MORERewardTrainer):
         return card
 
 
-def _check_trainable_reward_model(module) -> None:
+def check_trainable_reward_model(module) -> None:
+    """Refuse reward models MetaRM cannot train by gradient steps on a scalar reward."""
     from ..multi_objective import MultiObjectiveRewardModel
 
     if isinstance(module, MultiObjectiveRewardModel):

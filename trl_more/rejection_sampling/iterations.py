@@ -1,8 +1,8 @@
 """The files and the training set of rejection-sampling iterations, and what produced each iteration.
 
 Every iteration is written to `output_dir/iteration-XX/` (temporary name, then rename: whole or not at all):
-`samples.jsonl` (every sample with its rewards and whether it was selected), `selected.jsonl`, `metrics.json` and
-`provenance.json`, the record of what produced it: the fingerprints of the initial policy, of the policy that
+`samples.jsonl` (every sample with its rewards and whether it was selected), `selected.jsonl`, `metrics.json`,
+`reward_model/` when the reward model is updated every iteration (MetaRM), and `provenance.json`, the record of what produced it: the fingerprints of the initial policy, of the policy that
 generated it and of every reward model, the prompts, and the generation, scoring and selection settings. A run that
 finds an iteration folder reuses it only when that record equals its own; a folder written with other settings is
 refused with the differences named, unless `reuse_mismatched_iterations=True`.
@@ -82,17 +82,30 @@ class IterationStore:
     def is_complete(self, iteration: int) -> bool:
         return (self.path(iteration) / self.SAMPLES).is_file()
 
+    def staging(self, iteration: int) -> Path:
+        """The temporary folder an iteration is written to before it is renamed into place."""
+        final = self.path(iteration)
+        return final.with_name(final.name + ".tmp")
+
+    def begin(self, iteration: int) -> Path:
+        """An empty staging folder for the iteration (one left over by a crash while writing is removed)."""
+        staging = self.staging(iteration)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        return staging
+
     def write(
         self,
         iteration: int,
         samples: list[dict[str, Any]],
         metrics: dict[str, float],
         provenance: dict[str, Any] | None = None,
+        begun: bool = False,
     ) -> Path:
+        """Write the iteration's files and move the folder into place. `begun`: the staging folder was made with
+        `begin` and already holds files of other writers (the updated reward model)."""
         final = self.path(iteration)
-        staging = final.with_name(final.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)  # left over by a crash while writing
-        staging.mkdir(parents=True)
+        staging = self.staging(iteration) if begun else self.begin(iteration)
         _write_jsonl(staging / self.SAMPLES, samples)
         selected = [
             {key: sample[key] for key in ("prompt_index", "sample_index", "prompt", "response", "reward")}

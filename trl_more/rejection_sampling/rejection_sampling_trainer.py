@@ -70,8 +70,10 @@ from trl import SFTConfig, SFTTrainer
 from .._compat import gather_parameters, keep_4bit_weights_trainable, prepare_sft_dataset, trainer_metrics
 from ..batching import shard_for_process
 from ..fingerprints import fingerprint, model_fingerprint
+from ..metarm.reward_model_updates import RewardModelUpdater
 from ..pretrained import load_tokenizer
 from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
+from ..tokenization import fit_to_max_length, tokenize_scored_response
 from ..trainer_utils import CheckpointingMixin, convert_config
 from .diversity import distinct_n
 from .generation import (
@@ -83,6 +85,9 @@ from .generation import (
 from .iterations import IterationDataset, IterationStore, provenance_differences
 from .rejection_sampling_config import RejectionSamplingConfig
 from .selection import max_selected, select_samples
+
+
+REWARD_MODEL_FOLDER = "reward_model"  # in an iteration's folder: the reward model as MetaRM updated it
 
 
 logger = get_logger(__name__)
@@ -145,6 +150,9 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             The policy's tokenizer.
         reward_processing_classes (tokenizer or list of tokenizers, *optional*):
             One per reward model; loaded from the reward model's path when `None`.
+        reward_train_dataset ([`~datasets.Dataset`], *optional*):
+            The preference pairs the reward model was trained on (any format TRL's `RewardTrainer` reads); needed, and
+            only used, with `args.metarm=True`, when the reward model is updated with MetaRM every iteration.
         response_filter (`Callable[[prompt, response], bool]`, *optional*):
             Returns `False` for responses that must never be selected (e.g. degenerate ones); the prompt is the
             dataset's `prompt` value, the response the decoded text.
@@ -165,6 +173,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         processing_class: PreTrainedTokenizerBase | None = None,
         reward_processing_classes: PreTrainedTokenizerBase | Sequence[PreTrainedTokenizerBase | None] | None = None,
         response_filter: ResponseFilter | None = None,
+        reward_train_dataset: Dataset | None = None,
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LambdaLR | None] = (None, None),
         optimizer_cls_and_kwargs: tuple[type[torch.optim.Optimizer], dict[str, Any]] | None = None,
@@ -218,7 +227,11 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             align_pad_token(reward_model, tokenizer)
         if args.reward_objective_weights is not None:
             _steer_reward_models(reward_models, args.reward_objective_weights)
-        self.reward_models = [prepare_reward_model(reward_model, self.accelerator) for reward_model in reward_models]
+        self.reward_updater = self._make_reward_updater(reward_models, reward_tokenizers, reward_train_dataset)
+        if self.reward_updater is not None:
+            self.reward_models = [self.reward_updater.model]
+        else:
+            self.reward_models = [prepare_reward_model(model, self.accelerator) for model in reward_models]
         self.reward_scorer = RewardModelScorer(
             self.reward_models,
             reward_tokenizers,
@@ -237,6 +250,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         ]
         self.iteration_store = IterationStore(args.output_dir)
         self.current_iteration: int | None = None
+        self._reward_model_iteration = -1  # the last iteration whose MetaRM update the reward model holds
         # First in line, so that every other callback's `on_epoch_begin` already sees the iteration's data.
         self.callback_handler.callbacks.insert(0, _IterationBoundary(self))
 
@@ -282,6 +296,37 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         configured = self.model.generation_config.eos_token_id
         eos_ids.update(configured if isinstance(configured, list) else [configured])
         return {token_id for token_id in eos_ids if token_id is not None}
+
+    def _make_reward_updater(
+        self,
+        reward_models: list[nn.Module],
+        tokenizers: list[PreTrainedTokenizerBase],
+        preference_dataset: Dataset | None,
+    ) -> RewardModelUpdater | None:
+        """The MetaRM updater of the reward model, with `metarm=True` (see `trl_more.metarm.reward_model_updates`)."""
+        args = self.args
+        if not args.metarm:
+            return None
+        if len(reward_models) != 1:
+            raise ValueError(
+                f"`metarm=True` updates one reward model, but {len(reward_models)} were given. Use one reward model, or "
+                "turn `metarm` off to score with the ensemble."
+            )
+        return RewardModelUpdater(
+            reward_models[0],
+            tokenizers[0],
+            preference_dataset,
+            self.accelerator,
+            learning_rate=args.metarm_learning_rate,
+            meta_learning_rate=args.metarm_meta_learning_rate,
+            batch_size=args.metarm_batch_size,
+            meta_batch_size=args.metarm_meta_batch_size,
+            steps=args.metarm_steps_per_iteration,
+            abs_epsilon=args.metarm_abs_epsilon,
+            max_length=args.reward_max_length,
+            max_grad_norm=args.max_grad_norm,
+            seed=args.seed,
+        )
 
     def _make_generation_backend(self) -> GenerationBackend:
         args = self.args
@@ -357,6 +402,12 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
                 "response_filter": filter_name,
             },  # fmt: skip
         }
+        if args.metarm:
+            provenance["reward_model_updates"] = {
+                name: getattr(args, name)
+                for name in ("metarm_learning_rate", "metarm_meta_learning_rate", "metarm_batch_size",
+                             "metarm_meta_batch_size", "metarm_steps_per_iteration", "metarm_abs_epsilon")
+            }  # fmt: skip
         if iteration > 0:
             provenance["training"] = {
                 name: str(getattr(args, name))
@@ -377,12 +428,23 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             samples = [self._read_iteration(iteration, provenance) if self.accelerator.is_main_process else None]
             samples = broadcast_object_list(samples, from_process=0)[0]
             logger.info(f"Iteration {iteration}: reusing {self.iteration_store.path(iteration)}.")
+            if self.reward_updater is not None:  # the reward model as this iteration left it
+                self._load_reward_model(iteration)
             metrics = iteration_metrics(samples)
         else:
-            samples = self._sample_iteration(iteration)
-            metrics = iteration_metrics(samples)
+            samples, update_metrics = self._sample_iteration(iteration)
+            metrics = {**iteration_metrics(samples), **update_metrics}
+            if self.reward_updater is not None:
+                if self.accelerator.is_main_process:
+                    self.iteration_store.begin(iteration)
+                self.accelerator.wait_for_everyone()
+                self.reward_updater.save(
+                    self.iteration_store.staging(iteration) / REWARD_MODEL_FOLDER, self._reward_model_card(iteration)
+                )
             if self.accelerator.is_main_process:
-                self.iteration_store.write(iteration, samples, metrics, provenance)
+                self.iteration_store.write(
+                    iteration, samples, metrics, provenance, begun=self.reward_updater is not None
+                )
         for name, value in metrics.items():
             trainer_metrics(self, "train")[name].append(value)
         logger.info(f"Iteration {iteration}: " + ", ".join(f"{name}={value:.4g}" for name, value in metrics.items()))
@@ -416,8 +478,9 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             )
         return samples
 
-    def _sample_iteration(self, iteration: int) -> list[dict[str, Any]]:
-        """Every sample of the iteration, from all processes, in prompt order, with `selected` set."""
+    def _sample_iteration(self, iteration: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """Every sample of the iteration, from all processes, in prompt order, with `selected` set; and the metrics of
+        the reward model's update (with `metarm`: after generation, before scoring)."""
         args = self.args
         indices = self.iteration_prompt_indices(iteration)
         positions, num_real = shard_for_process(
@@ -438,6 +501,10 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             for sample, ids in enumerate(samples)
         ]
         responses = [self.processing_class.decode(ids, skip_special_tokens=True) for _, _, ids in pairs]
+        update_metrics = {}
+        if self.reward_updater is not None:
+            num_real_pairs = num_real * args.num_samples_per_prompt
+            update_metrics = self._update_reward_model(iteration, pairs[:num_real_pairs], responses[:num_real_pairs])
         with self.accelerator.autocast():
             scores = self.reward_scorer.score([self.reward_prompts[index] for index, _, _ in pairs], responses)
 
@@ -482,7 +549,64 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         for position, sample in enumerate(samples):
             sample["eligible"] = eligible[position]
             sample["selected"] = position in selected
-        return samples
+        return samples, update_metrics
+
+    def _update_reward_model(
+        self, iteration: int, pairs: list[tuple[int, int, list[int]]], responses: list[str]
+    ) -> dict[str, float]:
+        """MetaRM on this iteration's responses (gathered from every process: the meta data is the whole
+        iteration's), tokenized as the reward model reads them. A resumed run first reads back the reward model of
+        the previous iteration, whose update it did not run."""
+        if iteration > 0 and self._reward_model_iteration != iteration - 1:
+            self._load_reward_model(iteration - 1)
+        local = [(index, sample, response) for (index, sample, _), response in zip(pairs, responses)]
+        gathered = gather_object(local) if self.accelerator.num_processes > 1 else local
+        by_prompt: dict[int, list[tuple[int, str]]] = {}
+        for index, sample, response in gathered:
+            by_prompt.setdefault(index, []).append((sample, response))
+        tokenizer = self.reward_updater.tokenizer
+        rows = []
+        for index in self.iteration_prompt_indices(iteration):
+            row = []
+            for _, response in sorted(by_prompt[index]):
+                ids, prompt_length = tokenize_scored_response(tokenizer, self.reward_prompts[index], response or " ")
+                row.append(fit_to_max_length(ids, prompt_length, self.args.reward_max_length, "keep_end")[0])
+            rows.append(row)
+        metrics = self.reward_updater.update(iteration, rows, show_progress=not self.args.disable_tqdm)
+        self._reward_model_iteration = iteration
+        logger.info(
+            f"Iteration {iteration}: reward model updated ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items())})."
+        )
+        return metrics
+
+    def _load_reward_model(self, iteration: int) -> None:
+        folder = self.iteration_store.path(iteration) / REWARD_MODEL_FOLDER
+        if not folder.is_dir():
+            raise ValueError(
+                f"{self.iteration_store.path(iteration)} has no {REWARD_MODEL_FOLDER}/, so the reward model as MetaRM "
+                "left it after that iteration is unknown (the folder was written without `metarm`). Use a new "
+                "`output_dir`, or delete the iteration folders from this one on to generate them again."
+            )
+        self.reward_updater.load(folder)
+        self._reward_model_iteration = iteration
+
+    def _reward_model_card(self, iteration: int) -> str:
+        args = self.args
+        base = getattr(self.reward_updater.module.config, "name_or_path", None) or "the initial reward model"
+        return (
+            f"---\ntags:\n- trl-more\n- metarm\n- reward-model\n---\n\n# Reward model after iteration {iteration}\n\n"
+            f"The reward model of the rejection-sampling run in `{args.output_dir}`, updated with MetaRM "
+            f"(docs/metarm.md of trl-more) on the responses the policy sampled in iterations 0-{iteration} and on its "
+            f"preference pairs, starting from `{base}`.\n\n"
+            "| setting | value |\n|---|---|\n"
+            f"| alpha (AdamW learning rate) | {args.metarm_learning_rate:g} |\n"
+            f"| eta (meta step) | {args.metarm_meta_learning_rate:g} |\n"
+            f"| preference pairs / meta prompts per device per step | {args.metarm_batch_size} / "
+            f"{args.metarm_meta_batch_size} |\n"
+            f"| responses per prompt (k) | {args.num_samples_per_prompt} |\n\n"
+            "Load it with `AutoModelForSequenceClassification.from_pretrained(<this folder>)`; the reward is "
+            "`logits[:, 0]`.\n"
+        )
 
     def round_seed(self, iteration: int) -> int:
         """The sampling seed of this process in iteration `iteration`: a function of (`seed`, iteration, process)
