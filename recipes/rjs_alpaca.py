@@ -11,6 +11,14 @@ On 8 GPUs (DeepSpeed ZeRO-3):
     accelerate launch --config_file recipes/accelerate_configs/deepspeed_zero3.yaml recipes/rjs_alpaca.py \\
         --model_name_or_path <alpaca-7b folder or Hub id> --reward_model_path <reward model folder>
 
+The batch is Alpaca's fine-tuning batch, 128 sequences per optimizer step: 4 per GPU x 4 accumulation steps x 8 GPUs.
+With another number of GPUs keep 128 (e.g. 4 GPUs: `--gradient_accumulation_steps 8`); a launch with another global
+batch is refused (`--expected_global_batch_size none` runs one knowingly). Compared with the papers: N = 4 samples
+per prompt, best of 4, HH-RLHF training prompts and Alpaca-7B (the MORE paper's RJS); 2048 prompts per iteration and
+temperature 1.0 (RAFT's); learning rate 2e-5, cosine schedule, 3% warm-up and batch 128 (Alpaca's). One epoch per
+iteration and 3 iterations are our choice: the MORE paper does not state them, and Alpaca's 3 epochs are for its
+supervised fine-tuning on 52K examples, not for each RJS round.
+
 Every setting below, and every option of `trl-more rjs` (`RejectionSamplingConfig`, TRL's `ModelConfig`), can be
 changed on the command line or in a YAML file given with `--config`. A run interrupted after some iterations resumes
 with `--resume_from_checkpoint <output_dir>/checkpoint-N` (a checkpoint is saved after every iteration) and reuses the
@@ -55,6 +63,7 @@ PAPER_DEFAULTS = {
     "warmup_steps": 0.03,  # a fraction of all steps
     "per_device_train_batch_size": 4,
     "gradient_accumulation_steps": 4,
+    "expected_global_batch_size": 128,  # Alpaca's: 4 x 4 x 8 GPUs (see the module docstring)
     "gradient_checkpointing": True,
     "bf16": True,
     "dtype": "bfloat16",

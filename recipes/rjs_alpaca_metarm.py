@@ -2,7 +2,7 @@
 Section 4): before every iteration's responses are scored, the reward model takes MetaRM steps on them (unlabeled)
 and on its HH-RLHF preference pairs, so that it keeps telling apart what the improving policy now writes.
 
-Everything else is recipes/rjs_alpaca.py. The MetaRM settings are the paper's: alpha = eta = 5e-6, 16 preference pairs
+Everything else is recipes/rjs_alpaca.py (the policy's batch included: 128 per optimizer step). The MetaRM settings are the paper's: alpha = eta = 5e-6, 16 preference pairs
 and 16 meta prompts per step, k = 5 responses per prompt (hence 5 samples per prompt, where plain RJS uses 4), one pass
 over each iteration's prompts, 4 rounds. The reward model is trained in full (bf16, its own AdamW); with ZeRO-3 it is
 partitioned like the policy and keeps one DeepSpeed engine for the whole run.

@@ -95,3 +95,20 @@ def test_zero3_with_a_contrastive_loss_keeps_every_rank_identical(tmp_path):
     )
     assert not torch.allclose(torch.tensor(ranks[0]["prototypes"]), initial)  # they trained
     assert load_scores(tmp_path / "final").shape == (2, 1)  # the saved model loads without the prototypes
+
+
+def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(tmp_path):
+    """The recipes' layout, 2 pairs of every source per rank with lambda solved on the all-reduced gradients: 2 ranks
+    x 6 pairs (3 sources) solve the same lambda as 1 process x 12 pairs of the same data, step by step."""
+    single_dir = tmp_path / "single"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--output_dir", str(single_dir), "--per_device_train_batch_size", "12"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    single = (json.loads((single_dir / "lambda_rank0.json").read_text()), single_dir)
+    ranks = run(
+        [*LAUNCH, "--multi_gpu", str(SCRIPT), "--output_dir", str(tmp_path), "--per_device_train_batch_size", "6"],
+        tmp_path,
+    )
+    assert_same_run(ranks, single, tmp_path)

@@ -246,3 +246,11 @@ def test_gradient_checkpointing_gives_the_same_run(tmp_path, architecture):
     assert checkpointed.model.is_gradient_checkpointing
     for name in SOURCES:
         assert logged(checkpointed, f"lambda/{name}") == pytest.approx(logged(plain, f"lambda/{name}"), abs=1e-6)
+
+
+def test_a_launch_with_another_global_batch_than_expected_is_refused_before_the_model_is_loaded(tmp_path):
+    args = MORERewardConfig(
+        str(tmp_path), per_device_train_batch_size=6, expected_global_batch_size=12, report_to="none", bf16=False
+    )
+    with pytest.raises(ValueError, match=r"6 per device x 1 process\(es\) x 1 accumulation step\(s\) = 6.*=12`"):
+        MORERewardTrainer(model="no/such-model-is-loaded", args=args, train_dataset=toy_preference_sources(6))

@@ -62,14 +62,15 @@ def test_paper_recipes_hold_the_papers_settings(model, method):
     assert training.learning_rate == 1e-6
     assert (training.num_train_epochs, training.max_steps) == (1, -1)
     assert training.max_length == 512
-    assert training.per_device_train_batch_size == 80 and training.gradient_accumulation_steps == 1
+    assert training.per_device_train_batch_size == 10 and training.gradient_accumulation_steps == 1
+    assert training.expected_global_batch_size == 80
     assert training.bf16 and training.activation_checkpointing
     assert training.output_dir == f"runs/{model}-{method}"
 
     mixture = MixtureConfig.from_yaml(REPO / script.mixture)
     assert [source.name for source in mixture.sources] == PAPER_SOURCES
     assert training.samples_per_source == 40_000  # every source resampled by the trainer
-    assert training.per_device_train_batch_size // len(mixture.sources) == 16  # pairs per source per micro-batch
+    assert training.per_device_train_batch_size // len(mixture.sources) == 2  # pairs per source per GPU (8 GPUs)
 
     # Under ZeRO-3 the single-process evaluation after training cannot run; the trainer evaluates on all GPUs.
     assert (script.evaluate, training.eval_strategy == "no") == (zero_stage == 2, zero_stage == 2)
@@ -79,6 +80,25 @@ def test_paper_recipes_hold_the_papers_settings(model, method):
         f"accelerate launch --config_file recipes/accelerate_configs/{accelerate_config} -m trl_more.cli reward "
         f"--config recipes/reward/{model}-{method}.yaml" in command
     )
+
+
+@pytest.mark.parametrize("model", PAPER_MODELS)
+def test_paper_recipes_on_8_gpus_train_the_papers_batch_and_steps_and_refuse_other_launches(model):
+    from trl_more.trainer_utils import check_global_batch_size
+
+    _, training, _ = parse_reward_recipe(RECIPES / "reward" / f"{model}-more.yaml")
+    processes, sources = 8, len(PAPER_SOURCES)
+    global_batch = training.per_device_train_batch_size * processes * training.gradient_accumulation_steps
+    assert global_batch == 80  # the paper's 5 x 16
+    assert global_batch // sources == 16 and training.per_device_train_batch_size // sources == 2
+    assert sources * training.samples_per_source // global_batch == 2_500  # optimizer steps in the epoch
+    check_global_batch_size(training, processes)  # accepted
+    with pytest.raises(ValueError, match=r"= 40, but .* batch of 80 .*set `per_device_train_batch_size=20`"):
+        check_global_batch_size(training, 4)
+    with pytest.raises(ValueError, match=r"launch 1, 2, 4, 8, 16 processes"):
+        check_global_batch_size(training, 3)
+    training.expected_global_batch_size = None  # overridden knowingly
+    check_global_batch_size(training, 4)
 
 
 @pytest.mark.parametrize("name, zero_stage", [("deepspeed_zero2.yaml", 2), ("deepspeed_zero3.yaml", 3)])

@@ -564,6 +564,14 @@ def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them
         ]  # bf16 is accepted on CPU only with use_cpu
     )
     assert (training.num_samples_per_prompt, training.temperature, training.top_p) == (4, 0.85, 1.0)
+    # Alpaca's global batch on the recipe's 8 GPUs, and the launch check that keeps it
+    from trl_more.trainer_utils import check_global_batch_size
+
+    assert training.per_device_train_batch_size * training.gradient_accumulation_steps * 8 == 128
+    assert training.expected_global_batch_size == 128 and training.learning_rate == 2e-5
+    check_global_batch_size(training, 8)
+    with pytest.raises(ValueError, match="set `per_device_train_batch_size=8`"):
+        check_global_batch_size(training, 4)
     assert (training.num_iterations, training.selection) == (5, "top_fraction")
     assert script.prompt_template == "alpaca" and script.reward_prompt_format == "hh"
     assert script.reward_model_path == ["rm1", "rm2"]

@@ -102,6 +102,29 @@ def _field_defaults(config_class: type) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def check_global_batch_size(args: Any, num_processes: int) -> None:
+    """Refuse a launch whose global batch differs from `args.expected_global_batch_size` (set by the recipes that
+    reproduce a paper), naming the per-device batch that gives it with this many processes."""
+    expected = getattr(args, "expected_global_batch_size", None)
+    if expected is None:
+        return
+    accumulation = args.gradient_accumulation_steps
+    actual = args.per_device_train_batch_size * num_processes * accumulation
+    if actual == expected:
+        return
+    if expected % (num_processes * accumulation) == 0:
+        fix = f"set `per_device_train_batch_size={expected // (num_processes * accumulation)}`"
+    else:
+        counts = [count for count in (1, 2, 4, 8, 16) if expected % (count * accumulation) == 0]
+        fix = f"launch {', '.join(map(str, counts))} processes (a divisor of {expected // accumulation})"
+    raise ValueError(
+        f"This launch trains with a global batch of {args.per_device_train_batch_size} per device x {num_processes} "
+        f"process(es) x {accumulation} accumulation step(s) = {actual}, but the configuration reproduces a global "
+        f"batch of {expected} (`expected_global_batch_size`): {fix}. To train with another batch knowingly, set "
+        "`expected_global_batch_size` to None (`--expected_global_batch_size none`)."
+    )
+
+
 def _step(folder: Path) -> int:
     return int(_CHECKPOINT.match(folder.name).group(1))
 

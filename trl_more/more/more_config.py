@@ -62,6 +62,10 @@ class MORERewardConfig(RewardConfig):
             Average the K head gradients across processes (one all-reduce of K x hidden_size floats) before the
             solve, so that the weights are the same on every rank and equal to the single-process weights for the
             same global batch. With `False`, every rank solves on its own micro-batch, as the reference does.
+        expected_global_batch_size (`int` or `None`, *optional*, defaults to `None`):
+            If set, the global batch (`per_device_train_batch_size` x processes x `gradient_accumulation_steps`) this
+            run must have: a launch with another is refused before the model is loaded, with the per-device batch to
+            set. The recipes that reproduce a paper set it (MORE: 80 pairs); `None` runs any batch.
 
         > Parameters that control the losses for noisy preferences (they apply to the training set only)
 
@@ -154,6 +158,10 @@ class MORERewardConfig(RewardConfig):
     sync_lambda_across_processes: bool = field(
         default=True,
         metadata={"help": "Average the per-source head gradients across processes before solving for lambda."},
+    )
+    expected_global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Refuse a launch whose global batch differs (recipes that reproduce a paper set it)."},
     )
 
     # Losses for noisy preferences

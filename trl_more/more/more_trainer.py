@@ -34,7 +34,7 @@ from ..noisy_preferences.contrastive import (
 )
 from ..noisy_preferences.denoising import PairLossTerms, check_strengths, flip_weak_pairs
 from ..tokenization import truncate
-from ..trainer_utils import CheckpointedState, CheckpointingMixin, convert_config
+from ..trainer_utils import CheckpointedState, CheckpointingMixin, check_global_batch_size, convert_config
 from .lambdas import MinNormLambda
 from .model_card import LAMBDA_PLOT_NAME, RewardModelCard, evaluation_from_log, last_lambdas
 from .more_config import MORERewardConfig
@@ -150,6 +150,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             model_name = model if isinstance(model, str) else model.config.name_or_path
             args = MORERewardConfig(f"{model_name.split('/')[-1]}-MORE-Reward")
         args = convert_config(args, MORERewardConfig, RewardConfig)
+        check_global_batch_size(args, args.world_size)
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
 

@@ -12,8 +12,10 @@ from ..constants import TRUNCATION_MODES, check_choice
 @dataclass
 class MultiObjectiveRewardConfig(RewardConfig):
     r"""
-    Configuration class for the [`MultiObjectiveRewardTrainer`]: TRL's [`~trl.RewardConfig`] with the defaults of
-    ArmoRM's stage 2 (docs/multi_objective.md) and the options of gate training.
+    Configuration class for the [`MultiObjectiveRewardTrainer`]: TRL's [`~trl.RewardConfig`] with the learning rate
+    and schedule of ArmoRM's stage 2 (docs/multi_objective.md) and the options of gate training. The reference's
+    other settings (e.g. its batch of 1024 pairs and its number of steps) are not defaults here: they depend on the
+    hardware and data, and the ArmoRM recipe sets them.
 
     Only the gate (and its scale beta) trains; the backbone, the regression layer and the reward transform stay
     frozen. The gate's architecture, dropout (0.2 in training), temperature (10) and initial beta are fields of the

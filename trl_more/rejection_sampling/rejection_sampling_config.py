@@ -125,6 +125,13 @@ class RejectionSamplingConfig(SFTConfig):
         metarm_abs_epsilon (`float`, *optional*, defaults to `0.0`):
             `0` differentiates |r_i - r_j| in J as it is, a positive epsilon the surrogate sqrt(d^2 + epsilon^2).
 
+        > Parameters that control the batch
+
+        expected_global_batch_size (`int` or `None`, *optional*, defaults to `None`):
+            If set, the global batch (`per_device_train_batch_size` x processes x `gradient_accumulation_steps`) this
+            run must have: a launch with another is refused before the models are loaded, with the per-device batch to
+            set. The recipes that reproduce a paper set it (Alpaca fine-tuning: 128); `None` runs any batch.
+
         > Parameters that control resumption
 
         reuse_mismatched_iterations (`bool`, *optional*, defaults to `False`):
@@ -211,6 +218,12 @@ class RejectionSamplingConfig(SFTConfig):
     )
     metarm_abs_epsilon: float = field(
         default=0.0, metadata={"help": "0: |d| in J; > 0: the smooth surrogate sqrt(d^2 + epsilon^2)."}
+    )
+
+    # Batch
+    expected_global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Refuse a launch whose global batch differs (recipes that reproduce a paper set it)."},
     )
 
     # Resumption

@@ -74,7 +74,7 @@ from ..metarm.reward_model_updates import RewardModelUpdater
 from ..pretrained import load_tokenizer
 from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
 from ..tokenization import fit_to_max_length, tokenize_scored_response
-from ..trainer_utils import CheckpointingMixin, convert_config
+from ..trainer_utils import CheckpointingMixin, check_global_batch_size, convert_config
 from .diversity import distinct_n
 from .generation import (
     GenerationBackend,
@@ -184,6 +184,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             model_name = model if isinstance(model, str) else model.config.name_or_path
             args = RejectionSamplingConfig(f"{model_name.split('/')[-1]}-RJS")
         args = convert_config(args, RejectionSamplingConfig, SFTConfig)
+        check_global_batch_size(args, args.world_size)
         prompts, reward_prompts = _read_prompts(train_dataset)
         # Reward models are loaded before the policy is wrapped but after `args` exists, so that under ZeRO-3 they are
         # partitioned by `zero.Init` like the policy.
