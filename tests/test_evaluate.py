@@ -197,6 +197,18 @@ def test_cli_evaluate_end_to_end_on_a_saved_model(tmp_path, model, tokenizer):
         assert calibrated["sources"][name]["preference_accuracy"] == written["sources"][name]["preference_accuracy"]
     saved = json.loads((out / "calibrated_model" / "config.json").read_text())
     assert saved["reward_temperature"] == pytest.approx(fit["temperature"])
+    # The reward statistics: mean and population std of the raw rewards of the 80 held-out responses.
+    held = [json.loads(line) for line in held_out.read_text().splitlines()]
+    rewards = []
+    with torch.no_grad():
+        for row in held:
+            for text in (row["chosen"], row["rejected"]):
+                ids = tokenizer(row["prompt"] + text + tokenizer.eos_token)["input_ids"]
+                rewards.append(model(input_ids=torch.tensor([ids])).logits[0, 0].item())
+    statistics = json.loads((out / "reward_statistics.json").read_text())
+    assert statistics["mean"] == pytest.approx(np.mean(rewards), abs=1e-5)
+    assert statistics["std"] == pytest.approx(np.std(rewards), abs=1e-5)
+    assert (saved["reward_mean"], saved["reward_std"]) == (statistics["mean"], statistics["std"])
 
 
 def test_cli_reads_known_sources_through_the_data_loaders(tmp_path, model, tokenizer, shared_data):

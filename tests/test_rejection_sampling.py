@@ -658,3 +658,29 @@ def test_accelerate_configs_build_their_plugins(
         offload = plugin.deepspeed_config["zero_optimization"]["offload_optimizer"]["device"]
         assert offload == offload_optimizer
     assert plugin.zero_stage == zero_stage
+
+
+def test_ensemble_disagreement_is_logged_and_uncalibrated_ensembles_are_refused(tmp_path):
+    from trl_more.rejection_sampling.rejection_sampling_trainer import iteration_metrics
+    from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+
+    samples = [
+        {"reward": 2.0, "rewards": [1.0, 3.0], "selected": True, "eligible": True, "response": "a b", "response_ids": [1]},
+        {"reward": 2.0, "rewards": [2.0, 2.0], "selected": False, "eligible": True, "response": "c d", "response_ids": [2]},
+    ]  # fmt: skip
+    metrics = iteration_metrics(samples)
+    assert metrics["rjs/ensemble_std"] == 0.5  # population std across the models: 1 and 0
+    assert metrics["rjs/ensemble_std_selected"] == 1.0
+
+    tokenizer = tiny_tokenizer()
+    models = [tiny_reward_model("llama", tokenizer, seed=seed) for seed in (1, 2)]
+    with pytest.raises(ValueError, match="store no reward scale"):
+        RejectionSamplingTrainer(
+            tiny_causal_lm("qwen2", tokenizer), models, args=_config(tmp_path), train_dataset=PROMPTS,
+            processing_class=tokenizer, reward_processing_classes=tokenizer,
+        )  # fmt: skip
+    trainer = RejectionSamplingTrainer(
+        tiny_causal_lm("qwen2", tokenizer), models, args=_config(tmp_path, ensemble_calibration="none"),
+        train_dataset=PROMPTS, processing_class=tokenizer, reward_processing_classes=tokenizer,
+    )  # fmt: skip
+    assert trainer.reward_scorer.scales == [None, None]

@@ -129,13 +129,71 @@ def test_ensemble_of_models_with_different_tokenizers(decoder_reward_model):
     wordpiece = tiny_tokenizer("wordpiece")
     encoder = tiny_reward_model("bert", wordpiece, seed=4).eval()
     prompts, responses = [prompt for prompt, _ in PAIRS], [response for _, response in PAIRS]
-    scorer = RewardModelScorer([decoder, encoder], [bpe, wordpiece], ensemble="min", batch_size=3)
+    scorer = RewardModelScorer([decoder, encoder], [bpe, wordpiece], ensemble="min", batch_size=3, calibration="none")
     scores = scorer.score(prompts, responses)
     encoder_alone = RewardModelScorer([encoder], [wordpiece], batch_size=1).score(prompts, responses).combined
     decoder_alone = [_reference_reward(decoder, bpe, prompt + response) for prompt, response in PAIRS]
     assert scores.per_model[:, 0].tolist() == pytest.approx(decoder_alone, abs=1e-5)
     assert scores.per_model[:, 1].tolist() == pytest.approx(encoder_alone.tolist(), abs=1e-5)
     assert scores.combined.tolist() == pytest.approx(scores.per_model.min(dim=1).values.tolist())
+
+
+def test_a_calibrated_ensemble_does_not_follow_a_model_whose_rewards_are_100_times_wider(decoder_reward_model):
+    import copy
+
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from trl_more.rewards import fit_reward_statistics, reward_scale, set_reward_statistics
+
+    model, tokenizer = decoder_reward_model
+    first = copy.deepcopy(model)  # statistics are set on it below; the fixture stays as it is
+    second = tiny_reward_model("qwen2", tokenizer, seed=9).eval()
+    wide = copy.deepcopy(second)
+    with torch.no_grad():
+        wide.score.weight.mul_(100.0)  # the same ranking as `second`, rewards 100 times wider (no bias)
+    prompts = [f"Human: question {i}? Assistant:" for i in range(12)]
+    responses = [f" answer number {i} {'yes ' * (i % 4)}" for i in range(12)]
+    for model in (first, second, wide):  # statistics from held-out responses (here the same ones)
+        alone = RewardModelScorer([model], [tokenizer]).score(prompts, responses).combined
+        set_reward_statistics(model, *fit_reward_statistics(alone.numpy()))
+    assert reward_scale(wide).scale == pytest.approx(100 * reward_scale(second).scale, rel=1e-5)
+
+    raw = RewardModelScorer([first, wide], [tokenizer] * 2, calibration="none").score(prompts, responses)
+    wide_alone = raw.per_model[:, 1].numpy()
+    assert spearmanr(raw.combined.numpy(), wide_alone).statistic > 0.99  # the raw mean is the wide model's ranking
+    calibrated = RewardModelScorer([first, wide], [tokenizer] * 2).score(prompts, responses).combined
+    reference = RewardModelScorer([first, second], [tokenizer] * 2).score(prompts, responses).combined
+    torch.testing.assert_close(calibrated, reference, atol=1e-4, rtol=0)  # z-scores do not see the factor 100
+    z = [(values - values.mean()) / values.std() for values in (raw.per_model[:, 0].numpy(), wide_alone)]
+    np.testing.assert_allclose(calibrated.numpy(), (z[0] + z[1]) / 2, atol=1e-4)  # the mean of the z-scores
+
+
+def test_an_ensemble_member_without_a_stored_scale_is_refused_and_a_temperature_is_used(decoder_reward_model):
+    first, tokenizer = decoder_reward_model
+    second = tiny_reward_model("qwen2", tokenizer, seed=10).eval()
+    with pytest.raises(ValueError, match=r"Reward model\(s\) \[1\] .* store no reward scale.*--save_calibrated_model"):
+        RewardModelScorer([copy_with_temperature(first, 2.0), second], [tokenizer] * 2)
+    scorer = RewardModelScorer(
+        [copy_with_temperature(first, 2.0), copy_with_temperature(second, 0.5)], [tokenizer] * 2
+    )
+    scores = scorer.score(["Human: hi Assistant:"], [" Hello!"])
+    raw = RewardModelScorer([first, second], [tokenizer] * 2, calibration="none").score(
+        ["Human: hi Assistant:"], [" Hello!"]
+    )
+    torch.testing.assert_close(scores.per_model, raw.per_model / torch.tensor([2.0, 0.5]))
+    with pytest.raises(ValueError, match="choose one of"):
+        RewardModelScorer([first], [tokenizer], calibration="zscore")
+
+
+def copy_with_temperature(model, temperature):
+    import copy
+
+    from trl_more.metrics import set_reward_temperature
+
+    copied = copy.deepcopy(model)
+    set_reward_temperature(copied, temperature)
+    return copied
 
 
 def test_conversational_prompts_use_the_reward_models_chat_template(decoder_reward_model):

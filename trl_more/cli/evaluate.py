@@ -8,7 +8,8 @@ Example:
 Writes `metrics.json` (metrics per source, their average, and the raw reward margins; reload it with
 `RewardEvaluation.from_json`), `metrics.md`, `reliability.png`, `reward_differences.png`, and `lambda.png` when the
 model folder holds the log of a MORE training run. With `--calibration_sources` it also fits a temperature on those
-pairs and writes `temperature.json` and the calibrated table and diagram (`*_calibrated.*`).
+pairs and writes `temperature.json` and the calibrated table and diagram (`*_calibrated.*`), and the mean and std of
+the model's rewards there (`reward_statistics.json`: the scale on which it is combined with other reward models).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from trl import TrlParser
 
 from ..constants import TRUNCATION_MODES
 from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, evaluate_reward_model, fit_temperature
+from ..rewards.calibration import fit_reward_statistics, set_reward_statistics
 
 
 @dataclass
@@ -62,7 +64,8 @@ class EvaluateConfig:
             reported with their rewards divided by it.
         save_calibrated_model (`bool`, *optional*, defaults to `False`):
             With `calibration_sources`, save the model and tokenizer to `<output_dir>/calibrated_model` with the
-            temperature in `config.reward_temperature` (apply it as `rewards / config.reward_temperature`).
+            temperature in `config.reward_temperature` (apply it as `rewards / config.reward_temperature`) and the
+            reward statistics in `config.reward_mean` / `config.reward_std` (used to combine it with other models).
         plots (`bool`, *optional*, defaults to `True`):
             Draw the PNG plots (needs matplotlib: `pip install trl-more[plots]`).
         eos_token (`str` or `None`, *optional*, defaults to `None`):
@@ -236,8 +239,13 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
             f"{fit.ece_before:.4f} -> {fit.ece_after:.4f}, accuracy unchanged at {100 * fit.accuracy:.2f}%.\n"
         )
         print(calibrated.to_markdown())
+        # The scale on which this model is combined with others in an ensemble (trl_more.rewards.calibration).
+        mean, std = fit_reward_statistics(np.concatenate(list(held_out.rewards.values())))
+        (output_dir / "reward_statistics.json").write_text(json.dumps({"mean": mean, "std": std}, indent=2) + "\n")
+        print(f"Reward statistics on the held-out responses: mean {mean:.4g}, std {std:.4g}.")
         if config.save_calibrated_model:
             set_reward_temperature(model, temperature)
+            set_reward_statistics(model, mean, std)
             model.save_pretrained(output_dir / "calibrated_model")
             tokenizer.save_pretrained(output_dir / "calibrated_model")
     print(f"Results written to {output_dir}")

@@ -39,6 +39,9 @@ class RewardEvaluation:
         n_bins: bins of the calibration errors.
         outlier_threshold: reward differences beyond +-this count as outliers.
         temperature: the temperature the rewards were divided by (1.0 when none was applied).
+        rewards: `{source: raw rewards of every scored response}` (the chosen responses, then the rejected ones,
+            before the temperature), when the evaluation scored a model; e.g. for the reward statistics that put
+            several reward models on one scale (`trl_more.rewards.fit_reward_statistics`). Not saved by `to_json`.
     """
 
     metrics: dict[str, dict[str, float]]
@@ -46,6 +49,7 @@ class RewardEvaluation:
     n_bins: int = 10
     outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD
     temperature: float = 1.0
+    rewards: dict[str, np.ndarray] | None = None
 
     @classmethod
     def from_margins(
@@ -203,7 +207,7 @@ def evaluate_reward_model(
     collator = _preference_collator(model, processing_class)
     was_training = model.training
     model.eval()
-    margins = {}
+    rewards = {}
     try:
         with torch.no_grad():
             for source, dataset in datasets.items():
@@ -212,12 +216,17 @@ def evaluate_reward_model(
                 chosen, rejected = _tokenized_pairs(dataset, processing_class, str(source))
                 chosen = [truncate(ids, max_length, truncation_mode) for ids in chosen]
                 rejected = [truncate(ids, max_length, truncation_mode) for ids in rejected]
-                margins[source] = _score(model, collator, chosen, rejected, batch_size, source, show_progress)
+                rewards[source] = _score(model, collator, chosen, rejected, batch_size, source, show_progress)
     finally:
         model.train(was_training)
-    return RewardEvaluation.from_margins(
-        {source: values / temperature for source, values in margins.items()}, n_bins, outlier_threshold, temperature
+    evaluation = RewardEvaluation.from_margins(
+        {source: (chosen - rejected) / temperature for source, (chosen, rejected) in rewards.items()},
+        n_bins,
+        outlier_threshold,
+        temperature,
     )
+    evaluation.rewards = {str(source): np.concatenate(pair) for source, pair in rewards.items()}
+    return evaluation
 
 
 def _preference_collator(model: PreTrainedModel, processing_class: PreTrainedTokenizerBase):
@@ -262,11 +271,13 @@ def _score(
     batch_size: int,
     source: str,
     show_progress: bool,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw rewards of the chosen and of the rejected sequences."""
     from ..batching import length_sorted_batches
 
     device = next(model.parameters()).device
-    margins = np.empty(len(chosen), dtype=np.float64)
+    chosen_rewards = np.empty(len(chosen), dtype=np.float64)
+    rejected_rewards = np.empty(len(chosen), dtype=np.float64)
     batches = length_sorted_batches([max(len(c), len(r)) for c, r in zip(chosen, rejected)], batch_size)
     for rows in tqdm(batches, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
         batch = collator([{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in rows])
@@ -278,5 +289,6 @@ def _score(
                 f"A reward model has one output per sequence (`num_labels=1`); got {tuple(logits.shape)}."
             )
         rewards_chosen, rewards_rejected = logits.float().squeeze(-1).chunk(2)
-        margins[rows] = (rewards_chosen - rewards_rejected).cpu().numpy()
-    return margins
+        chosen_rewards[rows] = rewards_chosen.cpu().numpy()
+        rejected_rewards[rows] = rewards_rejected.cpu().numpy()
+    return chosen_rewards, rejected_rewards

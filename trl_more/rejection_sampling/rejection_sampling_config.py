@@ -8,7 +8,7 @@ from typing import Any
 from trl import SFTConfig
 
 from ..constants import check_choice
-from ..rewards import ENSEMBLE_MODES
+from ..rewards import ENSEMBLE_CALIBRATIONS, ENSEMBLE_MODES
 from .selection import SELECTION_STRATEGIES
 
 
@@ -92,6 +92,10 @@ class RejectionSamplingConfig(SFTConfig):
             With one reward model every mode gives its reward.
         ensemble_std_coef (`float`, *optional*, defaults to `1.0`):
             The k of `"mean_minus_std"`.
+        ensemble_calibration (`str`, *optional*, defaults to `"stored"`):
+            With several reward models, `"stored"` puts each model's rewards on one scale before they are combined
+            (the reward statistics stored in its config, else its temperature; docs/calibration.md) and refuses a
+            model that stores neither; `"none"` combines raw rewards (a model with wider rewards then dominates).
 
         > Parameters that control the selection
 
@@ -193,6 +197,10 @@ class RejectionSamplingConfig(SFTConfig):
         default="mean",
         metadata={"help": "Combination of several reward models.", "choices": list(ENSEMBLE_MODES)},
     )
+    ensemble_calibration: str = field(
+        default="stored",
+        metadata={"help": "Put every reward model on one scale before combining (stored) or not (none)."},
+    )
     ensemble_std_coef: float = field(default=1.0, metadata={"help": "k of `mean_minus_std`: mean - k * std."})
 
     # Selection
@@ -250,6 +258,7 @@ class RejectionSamplingConfig(SFTConfig):
             raise ValueError("`metarm_meta_learning_rate` and `metarm_abs_epsilon` must be >= 0.")
         check_choice("generation_backend", self.generation_backend, GENERATION_BACKENDS)
         check_choice("ensemble", self.ensemble, ENSEMBLE_MODES)
+        check_choice("ensemble_calibration", self.ensemble_calibration, ENSEMBLE_CALIBRATIONS)
         check_choice("selection", self.selection, SELECTION_STRATEGIES)
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"`top_fraction` must be in (0, 1], got {self.top_fraction}.")

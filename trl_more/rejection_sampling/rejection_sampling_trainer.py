@@ -241,6 +241,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             batch_size=args.reward_batch_size,
             max_length=args.reward_max_length,
             device=self.accelerator.device,
+            calibration=args.ensemble_calibration,
         )
         self.generation_backend = self._make_generation_backend()
         # What produced every iteration is recorded with it (see `iterations.py`); the fingerprints are collective.
@@ -394,7 +395,13 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             },  # fmt: skip
             "scoring": {
                 name: getattr(args, name)
-                for name in ("ensemble", "ensemble_std_coef", "reward_max_length", "reward_objective_weights")
+                for name in (
+                    "ensemble",
+                    "ensemble_std_coef",
+                    "ensemble_calibration",
+                    "reward_max_length",
+                    "reward_objective_weights",
+                )
             },
             "selection": {
                 "selection": args.selection,
@@ -668,6 +675,11 @@ def iteration_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
     if per_model.shape[1] > 1:
         for model_index, mean in enumerate(per_model.mean(axis=0)):
             metrics[f"rjs/reward_mean/model_{model_index}"] = float(mean)
+        # Disagreement: the population std across the models (on their common scale) of every sample's reward.
+        metrics["rjs/ensemble_std"] = float(per_model.std(axis=1).mean())
+        if selected:
+            chosen = np.array([sample["rewards"] for sample in selected], dtype=np.float64)
+            metrics["rjs/ensemble_std_selected"] = float(chosen.std(axis=1).mean())
     return metrics
 
 

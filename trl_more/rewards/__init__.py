@@ -1,5 +1,13 @@
 """Scoring (prompt, response) pairs with one or several reward models, and combining their rewards."""
 
+from .calibration import (
+    ENSEMBLE_CALIBRATIONS,
+    RewardScale,
+    fit_reward_statistics,
+    reward_scale,
+    reward_statistics,
+    set_reward_statistics,
+)
 from .ensemble import ENSEMBLE_MODES, combine_rewards
 from .scoring import (
     Prompt,
@@ -12,12 +20,18 @@ from .scoring import (
 
 
 __all__ = [
+    "ENSEMBLE_CALIBRATIONS",
     "ENSEMBLE_MODES",
     "Prompt",
     "RewardModelScorer",
+    "RewardScale",
     "RewardScores",
     "align_pad_token",
     "combine_rewards",
+    "fit_reward_statistics",
     "load_reward_model",
     "prepare_reward_model",
+    "reward_scale",
+    "reward_statistics",
+    "set_reward_statistics",
 ]

@@ -12,13 +12,18 @@ from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers.utils import logging
 
 from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
+from ..constants import check_choice
 from ..pretrained import load_tokenizer
 from ..tokenization import fit_to_max_length, tokenize_scored_response
+from .calibration import ENSEMBLE_CALIBRATIONS, RewardScale, reward_scale
 from .ensemble import combine_rewards
 
+
+logger = logging.get_logger(__name__)  # usable without accelerate's state: the scorer also runs outside trainers
 
 # A prompt as a data set holds it: plain text, or a conversation (a list of {"role", "content"} messages).
 Prompt = str | list[dict[str, Any]]
@@ -96,6 +101,9 @@ class RewardModelScorer:
         device: Where the inputs go (the models' device).
         sort_by_length: Batch pairs of similar length together (on by default; off only for benchmarks).
         show_progress: Show a progress bar over the batches.
+        calibration: With several models, `"stored"` puts every model's rewards on one scale before combining them
+            (its stored reward statistics, else its temperature; see `trl_more.rewards.calibration`) and refuses a
+            model that has neither; `"none"` combines the raw rewards. `per_model` holds the rewards as combined.
     """
 
     def __init__(
@@ -109,7 +117,9 @@ class RewardModelScorer:
         device: torch.device | str = "cpu",
         sort_by_length: bool = True,
         show_progress: bool = False,
+        calibration: str = "stored",
     ):
+        check_choice("calibration", calibration, ENSEMBLE_CALIBRATIONS)
         if len(models) == 0 or len(models) != len(tokenizers):
             raise ValueError(
                 f"Give at least one reward model and one tokenizer per model; got {len(models)} models and "
@@ -127,6 +137,7 @@ class RewardModelScorer:
         self.device = device
         self.sort_by_length = sort_by_length
         self.show_progress = show_progress
+        self.scales = _ensemble_scales(self.models, calibration)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> RewardScores:
         """Rewards of every (prompts[i], responses[i]) pair, per model and combined."""
@@ -134,11 +145,12 @@ class RewardModelScorer:
             raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} responses.")
         per_model = torch.stack(
             [
-                self._score_with(model, tokenizer, prompts, responses)
-                for model, tokenizer in zip(self.models, self.tokenizers)
+                self._score_with(model, tokenizer, prompts, responses) if scale is None
+                else scale.apply(self._score_with(model, tokenizer, prompts, responses))
+                for model, tokenizer, scale in zip(self.models, self.tokenizers, self.scales)
             ],
             dim=1,
-        )
+        )  # fmt: skip
         return RewardScores(per_model, combine_rewards(per_model, self.ensemble, self.std_coef))
 
     @torch.no_grad()
@@ -172,3 +184,29 @@ class RewardModelScorer:
             logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
             rewards[batch] = logits[:, 0].float().cpu()
         return rewards
+
+
+def _ensemble_scales(models: Sequence[nn.Module], calibration: str) -> list[RewardScale | None]:
+    """The scale of every model's rewards in an ensemble (`None`: used raw)."""
+    if len(models) == 1 or calibration == "none":
+        if len(models) > 1:
+            logger.warning(
+                "Combining the raw rewards of several reward models (`calibration='none'`): a model whose rewards "
+                "spread wider dominates the ensemble."
+            )
+        return [None] * len(models)
+    scales = [reward_scale(model) for model in models]
+    missing = [index for index, scale in enumerate(scales) if scale is None]
+    if missing:
+        names = [
+            getattr(getattr(models[index], "module", models[index]).config, "name_or_path", "") for index in missing
+        ]
+        raise ValueError(
+            f"Reward model(s) {missing} ({', '.join(map(repr, names))}) store no reward scale, so their rewards cannot "
+            "be put on one scale with the others before they are combined. Fit one on held-out pairs: "
+            "`trl-more evaluate --model <folder> --sources ... --calibration_sources <held-out> "
+            "--save_calibrated_model` (saves the reward statistics and temperature), or in Python "
+            "`set_reward_statistics(model, *fit_reward_statistics(evaluate_reward_model(...).rewards[source]))`; or "
+            "combine the raw rewards knowingly with `ensemble_calibration='none'`."
+        )
+    return scales

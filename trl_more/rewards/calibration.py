@@ -1,0 +1,93 @@
+"""Putting several reward models on one scale before their rewards are combined.
+
+Reward models trained separately have rewards on unrelated scales: a model whose rewards happen to spread 100 times
+wider decides every mean, min or mean-minus-std of an ensemble alone. Each model's rewards are therefore mapped to a
+common scale with what is stored in its config:
+
+- reward statistics (`config.reward_mean`, `config.reward_std`: the mean and population standard deviation of its
+  rewards on held-out responses, see `fit_reward_statistics`): standardised, (r - mean) / std;
+- else a reward temperature (`config.reward_temperature`, from `trl_more.metrics.fit_temperature`): r / T, the
+  scale on which reward differences are calibrated log-odds;
+- else nothing: such a model cannot be combined with others unless the caller asks for raw rewards knowingly.
+
+Both are saved with `save_pretrained` and read back; users can also set them by hand. docs/calibration.md has the
+details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..metrics.temperature import CONFIG_ATTRIBUTE as TEMPERATURE_ATTRIBUTE
+
+
+__all__ = [
+    "ENSEMBLE_CALIBRATIONS",
+    "RewardScale",
+    "fit_reward_statistics",
+    "reward_scale",
+    "reward_statistics",
+    "set_reward_statistics",
+]
+
+ENSEMBLE_CALIBRATIONS = ("stored", "none")
+MEAN_ATTRIBUTE, STD_ATTRIBUTE = "reward_mean", "reward_std"
+
+
+@dataclass(frozen=True)
+class RewardScale:
+    """rewards -> (rewards - shift) / scale, and where the two numbers come from ("statistics" or "temperature")."""
+
+    shift: float
+    scale: float
+    source: str
+
+    def apply(self, rewards: Any) -> Any:
+        return (rewards - self.shift) / self.scale
+
+
+def fit_reward_statistics(rewards: Any) -> tuple[float, float]:
+    """Mean and population standard deviation of a model's rewards on held-out responses (e.g. the chosen and the
+    rejected responses of held-out pairs: `RewardEvaluation.rewards`)."""
+    values = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    if values.size < 2 or not np.all(np.isfinite(values)):
+        raise ValueError(f"Reward statistics need at least 2 finite rewards, got {values.size} values.")
+    std = float(values.std())
+    if not std > 0:
+        raise ValueError("All the rewards are equal: their standard deviation is 0, so they cannot be standardised.")
+    return float(values.mean()), std
+
+
+def set_reward_statistics(model: Any, mean: float, std: float) -> None:
+    """Store the reward statistics in the model config (`reward_mean`, `reward_std`), saved with `save_pretrained`."""
+    if not std > 0:
+        raise ValueError(f"The reward standard deviation must be positive, got {std}.")
+    config = _config(model)
+    setattr(config, MEAN_ATTRIBUTE, float(mean))
+    setattr(config, STD_ATTRIBUTE, float(std))
+
+
+def reward_statistics(model: Any) -> tuple[float, float] | None:
+    """The (mean, std) stored by `set_reward_statistics`, or `None`."""
+    config = _config(model)
+    mean, std = getattr(config, MEAN_ATTRIBUTE, None), getattr(config, STD_ATTRIBUTE, None)
+    return None if mean is None or std is None else (float(mean), float(std))
+
+
+def reward_scale(model: Any) -> RewardScale | None:
+    """The common scale of a model's rewards: its statistics, else its temperature, else `None`."""
+    statistics = reward_statistics(model)
+    if statistics is not None:
+        return RewardScale(statistics[0], statistics[1], "statistics")
+    temperature = getattr(_config(model), TEMPERATURE_ATTRIBUTE, None)
+    if temperature is not None:
+        return RewardScale(0.0, float(temperature), "temperature")
+    return None
+
+
+def _config(model: Any) -> Any:
+    """The config of a model, also when it is wrapped (DeepSpeed engine, DDP)."""
+    return getattr(model, "module", model).config
