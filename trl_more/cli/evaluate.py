@@ -75,6 +75,10 @@ class EvaluateConfig:
             Dtype to load the model in (`float32`, `bfloat16`, `float16` or `auto`).
         device (`str` or `None`, *optional*, defaults to `None`):
             Device to score on; `None` picks `cuda` when available, else `cpu`.
+        audit (`bool`, *optional*, defaults to `False`):
+            Also run the sanity audits on every source (swap test, batch-size and padding-side invariance, accuracy by
+            length difference, ties, identical and truncated pairs; docs/evaluation.md) and write `audit.json` and
+            `audit.md`; a failed audit is printed with what it means.
         trust_remote_code (`bool`, *optional*, defaults to `False`):
             Run code shipped inside the model folder or repository (e.g. the multi-objective model's modeling file
             where trl-more's classes are not registered). Only for folders whose code you have read.
@@ -120,6 +124,7 @@ class EvaluateConfig:
         metadata={"help": "Dtype to load the model in.", "choices": ["float32", "bfloat16", "float16", "auto"]},
     )
     device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
+    audit: bool = field(default=False, metadata={"help": "Also run the sanity audits and write audit.json/.md."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped inside the model folder (only if you have read it)."}
     )
@@ -221,6 +226,14 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
     result = evaluate(eval_sources)
     write_evaluation(result, output_dir, plots=config.plots, training_log=Path(config.model))
     print(result.to_markdown())
+    if config.audit:
+        from ..metrics.audits import audit_reward_model
+
+        report = audit_reward_model(model, tokenizer, eval_sources, config.batch_size, config.max_length)
+        report.to_json(output_dir / "audit.json")
+        (output_dir / "audit.md").write_text(report.to_markdown())
+        print(report.to_markdown())
+        print("All audits passed." if report.passed else "Some audits FAILED: see the status column above.")
 
     if calibration_sources:
         held_out = evaluate(calibration_sources)

@@ -1,0 +1,232 @@
+"""Sanity audits of a reward model and of the pipeline that scores it, per source.
+
+Evaluations fail silently in a few well-known ways: rewards read at the wrong position under another padding side,
+rewards that change with the batch they are computed in, chosen and rejected columns swapped somewhere, sequences cut
+at `max_length` before the response, ties and identical pairs counted as data, and accuracies that only measure a
+preference for longer answers. `audit_reward_model` checks each on the evaluation sources and says what a failure
+means and its likely cause (docs/evaluation.md).
+
+Checks per source:
+
+- swap: the accuracy after swapping chosen and rejected must be 1 - accuracy - ties (every pair's margin changes
+  sign); otherwise the scoring depends on where a sequence sits in the batch;
+- padding side and batch size: the rewards scored one sequence at a time, and in batches padded on the left, must
+  equal those of right-padded batches (to `tolerance`, relative to the rewards' spread);
+- length: accuracy within bins of the length difference (chosen minus rejected, in tokens) and the Spearman
+  correlation of reward with length over all responses;
+- data: the share of pairs truncated at `max_length`, tied (equal rewards), or with chosen identical to rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from .._compat import pad
+
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+__all__ = ["AuditReport", "audit_reward_model"]
+
+LENGTH_BINS = (-np.inf, -64, -16, -1, 0, 16, 64, np.inf)  # edges of the (chosen - rejected) length difference
+LENGTH_CORRELATION_WARNING = 0.3
+
+
+@dataclass
+class AuditReport:
+    """Audit results per source: `checks[source]` holds the measured values, `failures[source]` the failed checks
+    with what they mean."""
+
+    checks: dict[str, dict[str, Any]]
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    tolerance: float = 1e-3
+
+    @property
+    def passed(self) -> bool:
+        return not any(self.failures.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tolerance": self.tolerance, "passed": self.passed, "checks": self.checks, "failures": self.failures}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, default=float)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    def to_markdown(self) -> str:
+        header = ["source", "pairs", "accuracy (%)", "swapped (%)", "ties (%)", "identical (%)", "truncated (%)",
+                  "max reward change: batch 1 / left padding", "reward-length Spearman", "status"]  # fmt: skip
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for source, row in self.checks.items():
+            cells = [
+                source,
+                str(row["pairs"]),
+                f"{100 * row['accuracy']:.2f}",
+                f"{100 * row['swapped_accuracy']:.2f}",
+                f"{100 * row['tie_share']:.2f}",
+                f"{100 * row['identical_share']:.2f}",
+                f"{100 * row['truncated_share']:.2f}",
+                f"{row['batch_size_change']:.2e} / {row['padding_side_change']:.2e}",
+                f"{row['length_correlation']:.3f}",
+                "ok" if not self.failures.get(source) else "FAILED: " + "; ".join(self.failures[source]),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        bins = ["source", *(row["label"] for row in next(iter(self.checks.values()))["length_bins"])]
+        lines += ["", "Accuracy (%) by length difference, chosen minus rejected, in tokens (pairs):", ""]
+        lines += ["| " + " | ".join(bins) + " |", "|" + "---|" * len(bins)]
+        for source, row in self.checks.items():
+            cells = [
+                f"{100 * cell['accuracy']:.1f} ({cell['pairs']})" if cell["pairs"] else "-"
+                for cell in row["length_bins"]
+            ]
+            lines.append(f"| {source} | " + " | ".join(cells) + " |")
+        return (
+            "\n".join(lines)
+            + f"\n\nReward changes are relative to each source's reward std; tolerance {self.tolerance:g}.\n"
+        )
+
+
+def audit_reward_model(
+    model: PreTrainedModel,
+    processing_class: PreTrainedTokenizerBase,
+    datasets: Mapping[str, Dataset],
+    batch_size: int = 8,
+    max_length: int | None = None,
+    tolerance: float = 1e-3,
+    show_progress: bool = False,
+) -> AuditReport:
+    """Run every audit on every source (see the module docstring) and return the report.
+
+    Pairs are tokenized as `trl.RewardTrainer` does (as in `evaluate_reward_model`); sequences longer than
+    `max_length` keep their end. `tolerance` bounds the reward changes of the invariance checks, relative to the
+    standard deviation of the source's rewards (1e-3 suits float32; bf16 models need about 1e-2).
+    """
+    import torch
+
+    from ..tokenization import truncate
+    from .evaluation import _preference_collator, _tokenized_pairs
+
+    pad_token_id = _preference_collator(model, processing_class).pad_token_id
+    was_training = model.training
+    model.eval()
+    checks, failures = {}, {}
+    try:
+        with torch.no_grad():
+            for source, dataset in datasets.items():
+                chosen, rejected = _tokenized_pairs(dataset, processing_class, str(source))
+                truncated = np.array(
+                    [_longer(ids, max_length) or _longer(other, max_length) for ids, other in zip(chosen, rejected)]
+                )
+                chosen = [truncate(ids, max_length) for ids in chosen]
+                rejected = [truncate(ids, max_length) for ids in rejected]
+                sequences = chosen + rejected
+                rewards = _rewards(model, sequences, pad_token_id, batch_size, "right")
+                one_by_one = _rewards(model, sequences, pad_token_id, 1, "right")
+                left = _rewards(model, sequences, pad_token_id, batch_size, "left")
+                swapped = _rewards(model, rejected + chosen, pad_token_id, batch_size, "right")
+                checks[str(source)] = _source_checks(chosen, rejected, rewards, one_by_one, left, swapped, truncated)
+                failures[str(source)] = _failures(checks[str(source)], tolerance, max_length)
+    finally:
+        model.train(was_training)
+    return AuditReport(checks, failures, tolerance)
+
+
+def _longer(ids: list[int], max_length: int | None) -> bool:
+    return max_length is not None and len(ids) > max_length
+
+
+def _rewards(model, sequences: list[list[int]], pad_token_id: int, batch_size: int, padding_side: str) -> np.ndarray:
+    """The reward of every sequence, in batches of `batch_size` in the given order, padded on `padding_side`."""
+    import torch
+
+    device = next(model.parameters()).device
+    rewards = np.empty(len(sequences), dtype=np.float64)
+    for start in range(0, len(sequences), batch_size):
+        batch = [torch.tensor(ids) for ids in sequences[start : start + batch_size]]
+        input_ids = pad(batch, padding_value=pad_token_id, padding_side=padding_side)
+        attention_mask = pad([torch.ones_like(ids) for ids in batch], padding_value=0, padding_side=padding_side)
+        logits = model(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
+        ).logits
+        rewards[start : start + len(batch)] = logits[:, 0].float().cpu().numpy()
+    return rewards
+
+
+def _source_checks(chosen, rejected, rewards, one_by_one, left, swapped, truncated) -> dict[str, Any]:
+    pairs = len(chosen)
+    margins = rewards[:pairs] - rewards[pairs:]
+    swapped_margins = swapped[:pairs] - swapped[pairs:]  # rejected scored in the chosen's place
+    spread = max(float(rewards.std()), 1e-12)
+    lengths = np.array([len(ids) for ids in chosen + rejected])
+    differences = lengths[:pairs] - lengths[pairs:]
+    length_bins = []
+    for low, high in zip(LENGTH_BINS[:-1], LENGTH_BINS[1:]):
+        inside = (differences > low) & (differences <= high)
+        label = f"({low:g}, {high:g}]".replace("inf", "∞")
+        length_bins.append(
+            {
+                "label": label,
+                "pairs": int(inside.sum()),
+                "accuracy": float((margins[inside] > 0).mean()) if inside.any() else float("nan"),
+            }
+        )
+    correlation = spearmanr(rewards, lengths).statistic if np.ptp(lengths) > 0 and np.ptp(rewards) > 0 else 0.0
+    return {
+        "pairs": pairs,
+        "accuracy": float((margins > 0).mean()),
+        "swapped_accuracy": float((swapped_margins > 0).mean()),
+        "tie_share": float((margins == 0).mean()),
+        "identical_share": float(np.mean([a == b for a, b in zip(chosen, rejected)])),
+        "truncated_share": float(truncated.mean()),
+        "batch_size_change": float(np.abs(one_by_one - rewards).max() / spread),
+        "padding_side_change": float(np.abs(left - rewards).max() / spread),
+        "length_correlation": float(correlation),
+        "length_bins": length_bins,
+    }
+
+
+def _failures(row: dict[str, Any], tolerance: float, max_length: int | None) -> list[str]:
+    """What failed, what it means, and its likely cause."""
+    failures = []
+    if abs(row["accuracy"] + row["swapped_accuracy"] + row["tie_share"] - 1) > 1 / max(row["pairs"], 1):
+        failures.append(
+            "swap: accuracy with chosen and rejected swapped is not 1 - accuracy - ties, so a reward depends on where "
+            "its sequence sits in the batch (a collator or model reading across rows)"
+        )
+    if row["batch_size_change"] > tolerance:
+        failures.append(
+            "batch size: rewards change with the batch they are scored in (padding read as content: a missing "
+            "attention mask or pad_token_id in the model config)"
+        )
+    if row["padding_side_change"] > tolerance:
+        failures.append(
+            "padding side: left padding changes the rewards (the reward is read at a fixed position, or absolute "
+            "positions shift with the padding): score with right padding, as the model was trained"
+        )
+    if row["identical_share"] > 0 or row["tie_share"] > row["identical_share"]:
+        failures.append(
+            f"ties: {100 * row['tie_share']:.1f}% of the pairs have equal rewards ({100 * row['identical_share']:.1f}% "
+            "identical chosen and rejected sequences): they count as errors; clean the data or report them apart"
+        )
+    if row["truncated_share"] > 0.05:
+        failures.append(
+            f"truncation: {100 * row['truncated_share']:.1f}% of the pairs exceed max_length={max_length} and lose "
+            "their beginning; raise max_length if the prompts matter"
+        )
+    if abs(row["length_correlation"]) > LENGTH_CORRELATION_WARNING:
+        failures.append(
+            f"length: the reward correlates with the response length (Spearman {row['length_correlation']:.2f}); "
+            "compare the accuracy across the length bins before trusting it"
+        )
+    return failures
