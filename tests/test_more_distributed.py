@@ -112,3 +112,13 @@ def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(t
         tmp_path,
     )
     assert_same_run(ranks, single, tmp_path)
+
+
+def test_zero3_with_shared_prompt_encoding_equals_single_process_separate_encoding(tmp_path, single_process):
+    ranks = run(
+        [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
+         "--output_dir", str(tmp_path), "--check_zero3", "--pair_encoding", "shared_prompt"],
+        tmp_path,
+    )  # fmt: skip
+    assert [rank["partition_checks"] for rank in ranks] == [3, 3]
+    assert_same_run(ranks, single_process, tmp_path)

@@ -130,9 +130,7 @@ class MetaRMTrainer(MORERewardTrainer):
     def _preference_loss(self, inputs: Mapping[str, Any]) -> float:
         """The Bradley-Terry loss of a preference micro-batch at the current parameters, without gradients."""
         with torch.no_grad(), unchanged_random_state(inputs["input_ids"].device):
-            logits = self.meta_ascent.model(
-                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
-            ).logits
+            logits = self.pair_rewards(self.meta_ascent.model, inputs)
         return pairwise_loss(logits.squeeze(-1).float()).mean().item()
 
     def model_card_data(self, evaluation=None) -> RewardModelCard:

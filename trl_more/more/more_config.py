@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from ..constants import SOURCE_COLUMN, STRENGTH_COLUMN, TRUNCATION_MODES, check_choice
+from ..pair_encoding import PAIR_ENCODINGS
 
 
 LAMBDA_METHODS = ("min_norm", "uniform")
@@ -43,6 +44,13 @@ class MORERewardConfig(RewardConfig):
             pair, like [`~trl.RewardTrainer`], but reports how many pairs each source lost. `"keep_end"` keeps the
             last `max_length` tokens (the end of the response, where the reward is read) and `"keep_start"` the first
             ones, so no pair is lost.
+
+        pair_encoding (`str`, *optional*, defaults to `"separate"`):
+            `"separate"` encodes chosen and rejected as two sequences, as [`~trl.RewardTrainer`] does.
+            `"shared_prompt"` (decoder models) puts each pair in one row, prompt + chosen + rejected, with an attention
+            mask under which each response sees the prompt and never the other response, so the prompt is computed
+            once and a batch pays less padding; the rewards equal those of separate encoding (docs/pair_encoding.md).
+            Bidirectional encoders (BERT-style) keep separate encoding, with an info line.
 
         > Parameters that control lambda, the per-source loss weights
 
@@ -136,6 +144,10 @@ class MORERewardConfig(RewardConfig):
             "`keep_start` truncates it."
         },
     )
+    pair_encoding: str = field(
+        default="separate",
+        metadata={"help": "separate (TRL's) or shared_prompt (one row per pair, the prompt encoded once; decoders)."},
+    )
     lambda_method: str = field(
         default="min_norm",
         metadata={
@@ -212,6 +224,7 @@ class MORERewardConfig(RewardConfig):
     def __post_init__(self):
         super().__post_init__()
         check_choice("lambda_method", self.lambda_method, LAMBDA_METHODS)
+        check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
         check_choice("gradient_normalization", self.gradient_normalization, GRADIENT_NORMALIZATIONS)
         if isinstance(self.truncation_mode, str) and self.truncation_mode.lower() in ("none", "null", ""):
             self.truncation_mode = None  # the command line passes the value as a string

@@ -15,6 +15,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedType
 from datasets import Dataset, IterableDataset
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
 
@@ -33,6 +34,13 @@ from ..noisy_preferences.contrastive import (
     swav_loss,
 )
 from ..noisy_preferences.denoising import PairLossTerms, check_strengths, flip_weak_pairs
+from ..pair_encoding import (
+    NUM_TOKENS_KEY,
+    REWARD_POSITIONS_KEY,
+    DataCollatorForSharedPrompt,
+    encodes_bidirectionally,
+    rewards_at,
+)
 from ..tokenization import truncate
 from ..trainer_utils import CheckpointedState, CheckpointingMixin, check_global_batch_size, convert_config
 from .lambdas import MinNormLambda
@@ -209,14 +217,19 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         self.pair_loss_terms = PairLossTerms(
             args.label_smoothing, args.label_smoothing_below_strength, args.adaptive_margin, args.adaptive_margin_clip
         )
+        self.shared_prompt = self._uses_shared_prompt(args, data_collator)
+        if self.shared_prompt:
+            self.data_collator = DataCollatorForSharedPrompt(self.data_collator.pad_token_id)
         pair_columns = {SOURCE_INDEX_COLUMN: (SOURCE_INDEX_COLUMN, torch.long)} if self.num_sources > 1 else {}
         if args.uses_strength:
             pair_columns[args.strength_column] = (STRENGTH_BATCH_KEY, torch.float32)
         if pair_columns:
             self.data_collator = DataCollatorWithPairColumns(self.data_collator, pair_columns)
         min_norm = self.num_sources > 1 and args.lambda_method == "min_norm"
-        if min_norm or args.contrastive_loss is not None:
-            self.head_capture = RewardHeadInputCapture(self.model, keep_graph=args.contrastive_loss is not None)
+        if min_norm or args.contrastive_loss is not None or self.shared_prompt:
+            self.head_capture = RewardHeadInputCapture(
+                self.model, keep_graph=args.contrastive_loss is not None, keep_output_graph=self.shared_prompt
+            )
         if args.contrastive_loss == "swav":
             self.swav_prototypes = SwAVPrototypes(
                 args.swav_prototypes, self.head_capture.hidden_size, args.learning_rate, args.seed, self.args.device
@@ -242,6 +255,23 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             f"{args.per_device_train_batch_size // self.num_sources} pairs of each per micro-batch, lambda "
             f"{args.lambda_method}."
         )
+
+    def _uses_shared_prompt(self, args: MORERewardConfig, data_collator: DataCollator | None) -> bool:
+        """Whether batches use shared-prompt encoding: asked for, and the model is a decoder."""
+        if args.pair_encoding != "shared_prompt":
+            return False
+        if encodes_bidirectionally(self.model):
+            logger.info(
+                "pair_encoding='shared_prompt' needs a causal decoder; this model attends in both directions, so "
+                "pairs are encoded separately."
+            )
+            return False
+        if data_collator is not None:
+            raise ValueError(
+                "pair_encoding='shared_prompt' builds its own batches (one row per pair), so it cannot be combined "
+                "with a custom `data_collator`. Drop the collator, or use pair_encoding='separate'."
+            )
+        return True
 
     # ----------------------------------------------------------------------------------------------------------------
     # Data
@@ -427,41 +457,88 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         source_index = inputs.pop(SOURCE_INDEX_COLUMN, None)
         strength = inputs.pop(STRENGTH_BATCH_KEY, None)
-        custom = source_index is not None or self.pair_loss_terms.active or self.args.contrastive_loss is not None
-        if not custom or not self.model.training:  # TRL's own loss: evaluation, or no option of trl-more in use
+        training = self.model.training
+        custom = training and (
+            source_index is not None or self.pair_loss_terms.active or self.args.contrastive_loss is not None
+        )
+        if not custom and not self.shared_prompt:  # TRL's own loss: evaluation, or no option of trl-more in use
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # The hook is on the reward head only during this step: the model carries none otherwise.
         with self.head_capture.attached() if self.head_capture is not None else contextlib.nullcontext():
-            if self.args.contrastive_loss is None:
-                loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-                features = None
-                if self.head_capture is not None:
-                    features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits)
-                return self._finish(
-                    self._training_loss(outputs.logits, inputs, source_index, strength, features),
-                    outputs,
-                    return_outputs,
-                )
-            loss, outputs, features, second_view = self._two_view_forward(model, inputs, num_items_in_batch)
+            if custom and self.args.contrastive_loss is not None:
+                loss, outputs, features, second_view = self._two_view_forward(model, inputs, num_items_in_batch)
+            else:
+                loss, outputs, features = self._one_view_forward(model, inputs, num_items_in_batch, custom)
+            if not custom:
+                return self._finish(loss, outputs, return_outputs)
             loss = self._training_loss(outputs.logits, inputs, source_index, strength, features)
-            loss = loss + self.args.contrastive_coefficient * self._contrastive_loss(features, second_view)
+            if self.args.contrastive_loss is not None:
+                loss = loss + self.args.contrastive_coefficient * self._contrastive_loss(features, second_view)
         return self._finish(loss, outputs, return_outputs)
 
     @staticmethod
     def _finish(loss, outputs, return_outputs):
         return (loss, outputs) if return_outputs else loss
 
+    def _one_view_forward(self, model, inputs, num_items_in_batch, with_features: bool):
+        """TRL's loss and metrics on one forward pass, and the head inputs of the pooled tokens (TRL's layout, chosen
+        rows first) when `with_features` and a capture is attached."""
+        if not self.shared_prompt:
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            features = None
+            if with_features and self.head_capture is not None:
+                features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits)
+            return loss, outputs, features
+        model(**self._model_inputs(inputs), use_cache=False)  # its pooled logits are not the rewards of this layout
+        per_token_features, per_token_rewards = self.head_capture.read()
+        logits = rewards_at(per_token_rewards, inputs[REWARD_POSITIONS_KEY])
+        loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
+        features = rewards_at(per_token_features, inputs[REWARD_POSITIONS_KEY]) if with_features else None
+        return loss, outputs, features
+
+    def pair_rewards(self, model, inputs) -> torch.Tensor:
+        """The rewards (2N, 1) of a collated batch of N pairs in TRL's layout (chosen rows first), in either pair
+        encoding; `model` is the reward model or its unwrapped module."""
+        if not self.shared_prompt:
+            return model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+            ).logits
+        with self.head_capture.attached():
+            model(**self._model_inputs(inputs), use_cache=False)
+            _, per_token_rewards = self.head_capture.read()
+        return rewards_at(per_token_rewards, inputs[REWARD_POSITIONS_KEY])
+
+    @staticmethod
+    def _model_inputs(inputs) -> dict[str, torch.Tensor]:
+        return {key: inputs[key] for key in ("input_ids", "attention_mask", "position_ids") if key in inputs}
+
+    def _trl_loss(self, logits: torch.Tensor, inputs, num_items_in_batch):
+        """TRL's loss, token count and reward metrics for rewards already computed (TRL's layout, (2N, 1))."""
+        outputs = SequenceClassifierOutput(logits=logits)
+        # TRL counts the tokens of `attention_mask`: in shared-prompt layout, those the pairs take when separate.
+        counted = {"attention_mask": inputs.get(NUM_TOKENS_KEY, inputs["attention_mask"])}
+        if "margin" in inputs:
+            counted["margin"] = inputs["margin"]
+        return super().compute_loss(lambda **_: outputs, counted, True, num_items_in_batch)
+
     def _two_view_forward(self, model, inputs, num_items_in_batch):
         """One forward pass of the batch twice over, the second copy with dropout on its token embeddings: TRL's loss
         and metrics on the first copy, the head inputs of both (a single pass, as DDP and ZeRO-3 expect)."""
-        rows = inputs["input_ids"].shape[0]
-        doubled = {key: torch.cat([inputs[key], inputs[key]]) for key in ("input_ids", "attention_mask")}
+        model_inputs = self._model_inputs(inputs)
+        rows = model_inputs["input_ids"].shape[0]
+        doubled = {key: torch.cat([value, value]) for key, value in model_inputs.items()}
         with embedding_dropout(self.accelerator.unwrap_model(model), self.args.contrastive_dropout, rows):
             both = model(**doubled, use_cache=False)
-        first = type(both)(logits=both.logits[:rows])
-        # TRL's compute_loss (its loss, token count and reward metrics) on the first copy's outputs, already computed.
-        loss, outputs = super().compute_loss(lambda **_: first, inputs, True, num_items_in_batch)
-        features, second_view = self.head_capture.pooled_features(doubled["input_ids"], both.logits).split(rows)
+        if self.shared_prompt:
+            per_token_features, per_token_rewards = self.head_capture.read()
+            positions = inputs[REWARD_POSITIONS_KEY]
+            logits = rewards_at(per_token_rewards[:rows], positions)
+            features = rewards_at(per_token_features[:rows], positions)
+            second_view = rewards_at(per_token_features[rows:], positions)
+        else:
+            logits = both.logits[:rows]
+            features, second_view = self.head_capture.pooled_features(doubled["input_ids"], both.logits).split(rows)
+        loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
         return loss, outputs, features, second_view
 
     def _training_loss(self, logits, inputs, source_index, strength, features) -> torch.Tensor:

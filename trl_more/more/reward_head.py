@@ -78,12 +78,16 @@ class RewardHeadInputCapture:
         keep_graph (`bool`, defaults to `False`):
             Keep the captured input in the autograd graph (for a loss on the representation, e.g. contrastive
             learning); by default it is detached, which is all MORE's closed-form gradients need.
+        keep_output_graph (`bool`, defaults to `False`):
+            Keep the captured output (the per-token rewards) in the autograd graph: shared-prompt encoding reads the
+            rewards there (`trl_more.pair_encoding`), not from the model's pooled logits.
     """
 
-    def __init__(self, model: nn.Module, keep_graph: bool = False):
+    def __init__(self, model: nn.Module, keep_graph: bool = False, keep_output_graph: bool = False):
         self.head = find_reward_head(model)
         self.pad_token_id = extract_model_from_parallel(model).config.get_text_config().pad_token_id
         self.keep_graph = keep_graph
+        self.keep_output_graph = keep_output_graph
         self.inputs: torch.Tensor | None = None
         self.outputs: torch.Tensor | None = None
 
@@ -94,7 +98,7 @@ class RewardHeadInputCapture:
 
     def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         self.inputs = args[0] if self.keep_graph else args[0].detach()
-        self.outputs = output.detach()
+        self.outputs = output if self.keep_output_graph else output.detach()
 
     @contextmanager
     def attached(self) -> Iterator[RewardHeadInputCapture]:
@@ -106,6 +110,14 @@ class RewardHeadInputCapture:
             handle.remove()
             self.inputs = self.outputs = None
 
+    def read(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's input and output of the last forward pass, per token for decoders, and release them."""
+        if self.inputs is None:
+            raise RuntimeError("The reward head has not run since the last read: call the model before reading.")
+        captured = (self.inputs, self.outputs)
+        self.inputs = self.outputs = None
+        return captured
+
     def pooled_features(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The head input z of the pooled token of every sequence, shape (batch, hidden_size).
 
@@ -115,10 +127,7 @@ class RewardHeadInputCapture:
         the captured tensors: a decoder's (batch, length, hidden) head input would otherwise stay alive until the next
         forward pass, after backward has freed the model's own copy.
         """
-        if self.inputs is None:
-            raise RuntimeError("The reward head has not run since the last read: call the model before reading.")
-        features, outputs = self.inputs, self.outputs
-        self.inputs = self.outputs = None
+        features, outputs = self.read()
         if features.dim() == 3:
             rows = torch.arange(features.shape[0], device=features.device)
             positions = _last_non_pad_positions(input_ids, self.pad_token_id).to(features.device)

@@ -1,0 +1,177 @@
+"""Shared-prompt pair encoding: the layout by hand, rewards equal to separate encoding on every decoder and attention
+implementation, and whole training runs (MORE, denoising, contrastive, LoRA) equal to TRL's separate encoding."""
+
+import pytest
+import torch
+from peft import LoraConfig
+
+from trl_more import MORERewardConfig, MORERewardTrainer
+from trl_more.pair_encoding import (
+    DataCollatorForSharedPrompt,
+    encode_shared_prompt,
+    rewards_at,
+    shared_prompt_length,
+    shared_prompt_mask_mod,
+)
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+
+
+def test_the_layout_of_a_pair_by_hand():
+    batch = encode_shared_prompt([[[1, 2, 3, 4], [1, 2, 5]], [[7, 8], [7, 9, 9]]], pad_token_id=0)
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5], [7, 8, 9, 9, 0]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 2], [0, 1, 1, 2, 0]]
+    assert batch.reward_positions.tolist() == [[3, 4], [1, 3]]
+    assert batch.segments.tolist() == [[0, 0, 1, 1, 2], [0, 1, 2, 2, -1]]
+    assert batch.num_tokens == 4 + 3 + 2 + 3  # what separate encoding feeds
+    allowed = batch.attention_mask[0, 0] == 0
+    assert allowed.tolist() == [
+        [True, False, False, False, False],
+        [True, True, False, False, False],
+        [True, True, True, False, False],
+        [True, True, True, True, False],
+        [True, True, False, False, True],  # the rejected token sees the prompt, not the chosen response
+    ]
+    assert (batch.attention_mask[1, 0, 4] == 0).tolist() == [False, False, False, False, True]  # padding: itself only
+
+
+def test_shared_length_leaves_every_sequence_a_token_of_its_own():
+    assert shared_prompt_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical: the last token is each one's own
+    assert shared_prompt_length([[1, 2], [3, 4]]) == 0
+    assert shared_prompt_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 6]]) == 2
+
+
+def test_the_flex_attention_mask_mod_is_the_dense_mask():
+    from torch.nn.attention.flex_attention import create_mask
+
+    batch = encode_shared_prompt([[[1, 2, 3, 4], [1, 2, 5]], [[7, 8], [7, 9, 9]]], pad_token_id=0)
+    rows, length = batch.input_ids.shape
+    dense = create_mask(shared_prompt_mask_mod(batch.segments), rows, 1, length, length, device="cpu")
+    assert torch.equal(dense, batch.attention_mask == 0)
+
+
+PAIRS = [
+    ("Human: How do I bake bread at home? Assistant:", " Mix flour, water and yeast.", " No idea, sorry."),
+    ("Human: joke? Assistant:", " The scarecrow was outstanding in his field.", " No."),
+    ("Human: capital of France? Assistant:", " Paris.", " Paris is the capital of France, of course."),
+]
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt_neox"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_shared_rewards_equal_separate_rewards(architecture, attention):
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model(architecture, tokenizer, seed=3, attn_implementation=attention).eval()
+    examples = [
+        {key: tokenizer(prompt + text + tokenizer.eos_token)["input_ids"] for key, text in (("chosen_ids", c), ("rejected_ids", r))}
+        for prompt, c, r in PAIRS
+    ]  # fmt: skip
+    batch = DataCollatorForSharedPrompt(tokenizer.pad_token_id)(examples)
+    captured = {}
+    handle = model.score.register_forward_hook(lambda module, args, output: captured.setdefault("rewards", output))
+    with torch.no_grad():
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
+    handle.remove()
+    shared = rewards_at(captured["rewards"], batch["reward_positions"])[:, 0]
+    with torch.no_grad():
+        separate = [
+            model(input_ids=torch.tensor([example[key]])).logits[0, 0]
+            for key in ("chosen_ids", "rejected_ids")
+            for example in examples
+        ]  # TRL's layout: every chosen, then every rejected
+    torch.testing.assert_close(shared, torch.stack(separate), atol=1e-5, rtol=0)
+
+
+def trained(tmp_path, pair_encoding, architecture="qwen2", sources=None, peft_config=None, **options):
+    tokenizer = tiny_tokenizer("wordpiece" if architecture == "bert" else "bpe")
+    if architecture == "bert":
+        tokenizer.eos_token = "[SEP]"
+    trainer = MORERewardTrainer(
+        model=tiny_reward_model(architecture, tokenizer, seed=5),
+        args=MORERewardConfig(
+            **{"max_steps": 3, **options}, output_dir=str(tmp_path / pair_encoding), per_device_train_batch_size=6,
+            learning_rate=1e-2, logging_steps=1, report_to="none", bf16=False, save_strategy="no", seed=0,
+            lambda_momentum=0.7, disable_tqdm=True, pair_encoding=pair_encoding,
+        ),
+        train_dataset=sources if sources is not None else toy_preference_sources(8),
+        eval_dataset=toy_preference_sources(4)["polite"],
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )  # fmt: skip
+    if trainer.args.max_steps > 0:
+        trainer.train()
+    return trainer
+
+
+def assert_same_training(separate, shared, atol=1e-4):
+    """Same weights after 3 AdamW steps (Adam turns float32 round-off of the gradients into ~1e-5 differences), same
+    logged losses and metrics, same evaluation."""
+    assert shared.shared_prompt and not separate.shared_prompt
+    for (name, a), (_, b) in zip(separate.model.named_parameters(), shared.model.named_parameters()):
+        torch.testing.assert_close(b, a, atol=atol, rtol=0, msg=name)
+    keys = ("loss", "accuracy", "margin", "num_tokens")
+    logs = [[{k: entry[k] for k in keys if k in entry} for entry in trainer.state.log_history if "loss" in entry] for trainer in (separate, shared)]  # fmt: skip
+    for a, b in zip(*logs):
+        assert b == pytest.approx(a, abs=1e-4)
+    evaluations = [trainer.evaluate() for trainer in (separate, shared)]
+    assert evaluations[1]["eval_loss"] == pytest.approx(evaluations[0]["eval_loss"], abs=1e-5)
+    assert evaluations[1]["eval_accuracy"] == evaluations[0]["eval_accuracy"]
+
+
+def test_one_step_has_the_same_loss_and_gradients_in_both_encodings(tmp_path):
+    def loss_and_gradients(encoding):
+        trainer = trained(tmp_path, encoding, max_steps=0, contrastive_loss="simcse", contrastive_dropout=0.0)
+        batch = next(iter(trainer.get_train_dataloader()))  # CPU tensors, as the model
+        trainer.model.train()
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        return loss.item(), [param.grad.clone() for param in trainer.model.parameters()]
+
+    (loss_a, grads_a), (loss_b, grads_b) = loss_and_gradients("separate"), loss_and_gradients("shared_prompt")
+    assert loss_b == pytest.approx(loss_a, abs=1e-6)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
+
+
+def test_more_training_with_shared_prompts_equals_separate_encoding(tmp_path):
+    separate, shared = (trained(tmp_path, encoding) for encoding in ("separate", "shared_prompt"))
+    assert_same_training(separate, shared)
+    lambdas = [[e["lambda/polite"] for e in t.state.log_history if "lambda/polite" in e] for t in (separate, shared)]
+    assert lambdas[1] == pytest.approx(lambdas[0], abs=1e-5)  # the head features at the two reward positions
+
+
+def test_denoising_margin_and_contrastive_losses_with_shared_prompts_equal_separate_encoding(tmp_path):
+    sources = toy_preference_sources(8, sources=("polite", "concise"))
+    sources = {
+        name: dataset.add_column("margin", [0.1 * i for i in range(len(dataset))]).add_column(
+            "strength_mean", [(-1) ** i * 0.5 for i in range(len(dataset))]
+        )
+        for name, dataset in sources.items()
+    }
+    options = dict(label_smoothing=0.1, adaptive_margin=0.5, contrastive_loss="simcse", contrastive_dropout=0.0)
+    separate, shared = (
+        trained(tmp_path, encoding, sources=sources, **options) for encoding in ("separate", "shared_prompt")
+    )
+    assert_same_training(separate, shared)
+
+
+def test_lora_and_gradient_checkpointing_with_shared_prompts_equal_separate_encoding(tmp_path):
+    lora = LoraConfig(r=4, lora_alpha=8, task_type="SEQ_CLS", target_modules=["q_proj", "v_proj"])
+    runs = [
+        trained(tmp_path, e, "llama", peft_config=lora, gradient_checkpointing=True)
+        for e in ("separate", "shared_prompt")
+    ]
+    assert_same_training(*runs)
+
+
+def test_encoders_keep_separate_encoding_and_custom_collators_are_refused(tmp_path, caplog):
+    assert not trained(tmp_path, "shared_prompt", "bert").shared_prompt
+    tokenizer = tiny_tokenizer()
+    with pytest.raises(ValueError, match="cannot be combined with a custom `data_collator`"):
+        MORERewardTrainer(
+            model=tiny_reward_model("qwen2", tokenizer),
+            args=MORERewardConfig(str(tmp_path), pair_encoding="shared_prompt", report_to="none", bf16=False),
+            train_dataset=toy_preference_sources(6)["polite"],
+            processing_class=tokenizer,
+            data_collator=lambda examples: examples,
+        )

@@ -1,0 +1,207 @@
+"""Shared-prompt encoding: the responses to one prompt in one row, the prompt computed once.
+
+TRL encodes a preference pair as two full sequences, prompt + chosen and prompt + rejected, padded to one length: the
+prompt is computed twice and every pair pays the padding of the batch's longest sequence. Here a group of responses
+to the same prompt (a pair: chosen and rejected; in rejection sampling: the N samples of a prompt) becomes one row
+
+    [prompt | response_1 | response_2 | ... | response_k]
+
+with an additive 4D attention mask under which every response token sees the prompt and the earlier tokens of its
+own response, never another response, and position ids that restart every response at the end of the prompt. Each
+response's reward is read at its last token. For a causal decoder this gives exactly the hidden states, hence the
+rewards, of separate encoding (tested to float32 round-off on Llama, Qwen2 and GPT-NeoX, eager and SDPA attention).
+Bidirectional encoders (BERT-style) see the whole row: sharing would change their result, so they keep separate
+encoding. docs/pair_encoding.md has the details and the measured speed-ups.
+
+The mask is a dense (rows, 1, length, length) tensor, which every attention implementation of transformers accepts;
+`flex_attention_mask` builds the equivalent FlexAttention block mask for GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+__all__ = [
+    "NUM_TOKENS_KEY",
+    "PAIR_ENCODINGS",
+    "REWARD_POSITIONS_KEY",
+    "DataCollatorForSharedPrompt",
+    "SharedPromptBatch",
+    "encode_shared_prompt",
+    "encodes_bidirectionally",
+    "flex_attention_mask",
+    "rewards_at",
+    "shared_prompt_length",
+    "shared_prompt_mask_mod",
+]
+
+PAIR_ENCODINGS = ("separate", "shared_prompt")
+
+
+def shared_prompt_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Leading tokens all `sequences` share, leaving every sequence at least one token of its own (so each has a
+    reward position after the shared part)."""
+    shortest = min(len(ids) for ids in sequences)
+    length = 0
+    for tokens in zip(*sequences):
+        if any(token != tokens[0] for token in tokens[1:]):
+            break
+        length += 1
+    return max(0, min(length, shortest - 1))
+
+
+@dataclass
+class SharedPromptBatch:
+    """A batch of groups in shared-prompt layout.
+
+    Attributes:
+        input_ids: (rows, length), right-padded.
+        attention_mask: (rows, 1, length, length), additive (0 where a query may attend to a key, the dtype's
+            minimum elsewhere).
+        position_ids: (rows, length).
+        reward_positions: (rows, k), the index of the last token of each response in its row.
+        key_mask: (rows, length), 1 for real tokens (what a FlexAttention or varlen kernel needs besides the layout).
+        segments: (rows, length), 0 for the prompt, i for response i, -1 for padding.
+        num_tokens: tokens the same responses take when encoded separately (prompt repeated), for TRL's token count.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    reward_positions: torch.Tensor
+    key_mask: torch.Tensor
+    segments: torch.Tensor
+    num_tokens: int
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+
+
+def encode_shared_prompt(
+    groups: Sequence[Sequence[Sequence[int]]], pad_token_id: int, dtype: torch.dtype = torch.float32
+) -> SharedPromptBatch:
+    """One row per group of full sequences (each prompt + response, as separate encoding would feed them), sharing
+    the group's common prefix. Every group has the same number k of sequences."""
+    if not groups:
+        raise ValueError("No groups to encode.")
+    k = len(groups[0])
+    if any(len(group) != k for group in groups):
+        raise ValueError("Every group of a shared-prompt batch needs the same number of responses.")
+    rows, positions, segments, ends, num_tokens = [], [], [], [], 0
+    for group in groups:
+        prefix = shared_prompt_length(group)
+        row, position, segment, end = list(group[0][:prefix]), list(range(prefix)), [0] * prefix, []
+        for index, ids in enumerate(group, start=1):
+            response = list(ids[prefix:])
+            row += response
+            position += range(prefix, prefix + len(response))
+            segment += [index] * len(response)
+            end.append(len(row) - 1)
+            num_tokens += len(ids)
+        rows.append(row)
+        positions.append(position)
+        segments.append(segment)
+        ends.append(end)
+    length = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    segment_ids = torch.full((len(rows), length), -1, dtype=torch.long)
+    for index, (row, position, segment) in enumerate(zip(rows, positions, segments)):
+        input_ids[index, : len(row)] = torch.tensor(row)
+        position_ids[index, : len(row)] = torch.tensor(position)
+        segment_ids[index, : len(row)] = torch.tensor(segment)
+    allowed = _allowed(segment_ids)
+    attention_mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return SharedPromptBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask[:, None],
+        position_ids=position_ids,
+        reward_positions=torch.tensor(ends, dtype=torch.long),
+        key_mask=(segment_ids >= 0).long(),
+        segments=segment_ids,
+        num_tokens=num_tokens,
+    )
+
+
+def _allowed(segments: torch.Tensor) -> torch.Tensor:
+    """(rows, length, length) bool: query i may attend key j when j <= i, j is real, and j is in the prompt or in
+    i's own response. A padding query attends to itself only (its output is never read; no row is empty)."""
+    length = segments.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    query, key = segments[:, :, None], segments[:, None, :]
+    same_or_prompt = (key == 0) | (key == query)
+    allowed = causal & same_or_prompt & (key >= 0) & (query >= 0)
+    return allowed | torch.eye(length, dtype=torch.bool)
+
+
+def shared_prompt_mask_mod(segments: torch.Tensor):
+    """The shared-prompt rule as a FlexAttention `mask_mod(row, head, query, key) -> bool`, from the batch's
+    `segments` (the same rule as the dense mask)."""
+
+    def mask_mod(row, head, query, key):
+        query_segment, key_segment = segments[row, query], segments[row, key]
+        visible = (key <= query) & (key_segment >= 0) & (query_segment >= 0)
+        return (visible & ((key_segment == 0) | (key_segment == query_segment))) | (query == key)
+
+    return mask_mod
+
+
+def flex_attention_mask(batch: SharedPromptBatch, device: torch.device | str = "cuda"):
+    """The shared-prompt layout as a FlexAttention `BlockMask` (`torch.nn.attention.flex_attention`), for
+    `attn_implementation="flex_attention"` on GPUs: the same rule as the dense mask without materialising it, so that
+    memory grows with the number of tokens rather than its square. The construction is tested on CPU; the attention
+    kernel itself is untested here, having no GPU (docs/pair_encoding.md)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    segments = batch.segments.to(device)
+    rows, length = segments.shape
+    return create_block_mask(
+        shared_prompt_mask_mod(segments), B=rows, H=None, Q_LEN=length, KV_LEN=length, device=device
+    )
+
+
+def encodes_bidirectionally(model: torch.nn.Module) -> bool:
+    """Whether a model attends in both directions (BERT-style encoders), for which sharing the prompt would change
+    the result: its model type has a masked-language-model head in transformers and it is not set up as a decoder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    config = getattr(model, "module", model).config.get_text_config()
+    return config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
+
+
+REWARD_POSITIONS_KEY = "reward_positions"
+NUM_TOKENS_KEY = "num_tokens"
+
+
+class DataCollatorForSharedPrompt:
+    """Preference pairs (TRL's tokenized `chosen_ids` / `rejected_ids`, optional `margin`) collated in shared-prompt
+    layout: `input_ids`, the 4D `attention_mask`, `position_ids`, `reward_positions` (pairs, 2) and `num_tokens`
+    (what TRL's collator would have counted), plus `margin` when the pairs have one."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        batch = encode_shared_prompt(
+            [[example["chosen_ids"], example["rejected_ids"]] for example in examples], self.pad_token_id
+        )
+        collated = {
+            **batch.model_inputs(),
+            REWARD_POSITIONS_KEY: batch.reward_positions,
+            NUM_TOKENS_KEY: torch.tensor(batch.num_tokens),
+        }
+        if examples and "margin" in examples[0]:
+            collated["margin"] = torch.tensor([example["margin"] for example in examples], dtype=torch.float)
+        return collated
+
+
+def rewards_at(per_token: torch.Tensor, reward_positions: torch.Tensor) -> torch.Tensor:
+    """Values of a (rows, length, ...) per-token tensor at the reward positions (rows, k), response-major: all rows'
+    first responses, then all second ones (for pairs: TRL's layout, chosen rows first), shape (k * rows, ...)."""
+    rows = torch.arange(per_token.shape[0], device=per_token.device)
+    positions = reward_positions.to(per_token.device)
+    return torch.cat([per_token[rows, positions[:, index]] for index in range(positions.shape[1])])
