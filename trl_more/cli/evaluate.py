@@ -75,6 +75,17 @@ class EvaluateConfig:
             Dtype to load the model in (`float32`, `bfloat16`, `float16` or `auto`).
         device (`str` or `None`, *optional*, defaults to `None`):
             Device to score on; `None` picks `cuda` when available, else `cpu`.
+        rewardbench (`str` or `None`, *optional*, defaults to `None`):
+            Also score RewardBench: a local json/jsonl/parquet file in the Hub schema, or the Hub id
+            (`allenai/reward-bench`, `allenai/reward-bench-2`); writes `rewardbench.json`, `rewardbench.md` and
+            `rewardbench.png` (docs/evaluation.md).
+        rewardbench_version (`int`, *optional*, defaults to `1`):
+            1 (pairs, four sections) or 2 (best of four, six subsets).
+        rewardbench_template (`str`, *optional*, defaults to `"auto"`):
+            How a RewardBench prompt and response reach the model: `chat` (its chat template), `hh` (the HH
+            transcript format) or `auto` (the chat template when the tokenizer has one).
+        rewardbench_prior_sets (`bool`, *optional*, defaults to `False`):
+            Add the older leaderboard's Prior Sets section at half weight to the v1 overall score.
         audit (`bool`, *optional*, defaults to `False`):
             Also run the sanity audits on every source (swap test, batch-size and padding-side invariance, accuracy by
             length difference, ties, identical and truncated pairs; docs/evaluation.md) and write `audit.json` and
@@ -86,10 +97,11 @@ class EvaluateConfig:
 
     model: str = field(metadata={"help": "Folder of a saved reward model and its tokenizer."})
     sources: list[str] = field(
+        default_factory=list,
         metadata={
             "help": "Sources to score: NAME=PATH (a known source's raw file, or any other label for a file in TRL's "
             "preference format) or a known source NAME (loaded from the Hub split `--split`)."
-        }
+        },
     )
     output_dir: str = field(default="evaluation", metadata={"help": "Folder for the table and the plots."})
     split: str = field(default="test", metadata={"help": "Split of the known sources given without a path."})
@@ -124,12 +136,27 @@ class EvaluateConfig:
         metadata={"help": "Dtype to load the model in.", "choices": ["float32", "bfloat16", "float16", "auto"]},
     )
     device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
+    rewardbench: str | None = field(
+        default=None, metadata={"help": "Also score RewardBench: a local file in the Hub schema, or the Hub id."}
+    )
+    rewardbench_version: int = field(default=1, metadata={"help": "RewardBench version.", "choices": [1, 2]})
+    rewardbench_template: str = field(
+        default="auto",
+        metadata={"help": "chat, hh or auto (chat when there is a template).", "choices": ["auto", "hh", "chat"]},
+    )
+    rewardbench_prior_sets: bool = field(
+        default=False, metadata={"help": "Add the Prior Sets section at half weight (older leaderboard)."}
+    )
     audit: bool = field(default=False, metadata={"help": "Also run the sanity audits and write audit.json/.md."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped inside the model folder (only if you have read it)."}
     )
 
     def __post_init__(self):
+        if not self.sources and self.rewardbench is None:
+            raise ValueError("Give preference sources to score (`--sources NAME=PATH ...`), `--rewardbench`, or both.")
+        if self.audit and not self.sources:
+            raise ValueError("`--audit` checks the `--sources` pairs: give some.")
         if self.save_calibrated_model and not self.calibration_sources:
             raise ValueError("`--save_calibrated_model` needs `--calibration_sources` to fit the temperature on.")
 
@@ -176,7 +203,7 @@ def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> 
     return sources
 
 
-def main(config: EvaluateConfig) -> RewardEvaluation:
+def main(config: EvaluateConfig) -> RewardEvaluation | None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -223,6 +250,11 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
             temperature=temperature,
         )
 
+    if config.rewardbench is not None:
+        score_rewardbench_into(model, tokenizer, config, output_dir)
+    if not eval_sources:
+        print(f"Results written to {output_dir}")
+        return None
     result = evaluate(eval_sources)
     write_evaluation(result, output_dir, plots=config.plots, training_log=Path(config.model))
     print(result.to_markdown())
@@ -263,6 +295,31 @@ def main(config: EvaluateConfig) -> RewardEvaluation:
             tokenizer.save_pretrained(output_dir / "calibrated_model")
     print(f"Results written to {output_dir}")
     return result
+
+
+def score_rewardbench_into(model, tokenizer, config: EvaluateConfig, output_dir: Path) -> None:
+    """Score RewardBench (`config.rewardbench`) and write `rewardbench.json`, `.md` and, with plots, `.png`."""
+    from ..metrics.rewardbench import load_rewardbench, score_rewardbench
+
+    dataset = load_rewardbench(config.rewardbench, config.rewardbench_version)
+    result = score_rewardbench(
+        model,
+        tokenizer,
+        dataset,
+        version=config.rewardbench_version,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        chat_template=config.rewardbench_template,
+        prior_sets=config.rewardbench_prior_sets,
+        show_progress=True,
+    )
+    result.to_json(output_dir / "rewardbench.json")
+    (output_dir / "rewardbench.md").write_text(result.to_markdown())
+    if config.plots:
+        from ..metrics.rewardbench_plots import plot_rewardbench
+
+        plot_rewardbench(result, output_dir / "rewardbench.png")
+    print(result.to_markdown())
 
 
 def write_evaluation(
