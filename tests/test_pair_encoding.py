@@ -175,3 +175,46 @@ def test_encoders_keep_separate_encoding_and_custom_collators_are_refused(tmp_pa
             processing_class=tokenizer,
             data_collator=lambda examples: examples,
         )
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt_neox"])
+def test_scoring_the_samples_of_a_prompt_in_one_row_gives_the_separate_rewards(architecture):
+    from trl_more.rewards import RewardModelScorer
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model(architecture, tokenizer, seed=4).eval()
+    prompts = [prompt for prompt, _, _ in PAIRS for _ in range(3)]  # 3 samples per prompt, consecutive
+    responses = [f"{chosen} {'and more ' * i}" for _, chosen, _ in PAIRS for i in range(3)]
+    separate = RewardModelScorer([model], [tokenizer], batch_size=4).score(prompts, responses).combined
+    shared = RewardModelScorer([model], [tokenizer], batch_size=4, pair_encoding="shared_prompt")
+    torch.testing.assert_close(shared.score(prompts, responses).combined, separate, atol=1e-5, rtol=0)
+    uneven = RewardModelScorer([model], [tokenizer], pair_encoding="shared_prompt").score(prompts[:-1], responses[:-1])
+    torch.testing.assert_close(uneven.combined, separate[:-1], atol=1e-5, rtol=0)  # unequal groups: separate
+
+
+def test_rejection_sampling_with_shared_prompt_scoring_stores_the_same_rewards(tmp_path):
+    from test_rejection_sampling import _samples, _trainer
+
+    runs = {}
+    for encoding in ("separate", "shared_prompt"):
+        _trainer(tmp_path / encoding, reward_pair_encoding=encoding, num_iterations=1).train()
+        runs[encoding] = _samples(tmp_path / encoding, 0)
+    assert [s["response"] for s in runs["separate"]] == [s["response"] for s in runs["shared_prompt"]]
+    for a, b in zip(runs["separate"], runs["shared_prompt"]):
+        assert b["reward"] == pytest.approx(a["reward"], abs=1e-5)
+
+
+def test_evaluation_with_shared_prompts_gives_the_separate_margins():
+    from trl_more.metrics import evaluate_reward_model
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model("qwen2", tokenizer, seed=6)
+    sources = toy_preference_sources(6)
+    separate = evaluate_reward_model(model, tokenizer, sources, batch_size=4, show_progress=False)
+    shared = evaluate_reward_model(
+        model, tokenizer, sources, batch_size=4, show_progress=False, pair_encoding="shared_prompt"
+    )
+    for source in sources:
+        torch.testing.assert_close(
+            torch.tensor(shared.margins[source]), torch.tensor(separate.margins[source]), atol=1e-5, rtol=0
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "LAMBDA_METRIC_PREFIX",
+    "PAIR_ENCODINGS",
     "SOURCE_COLUMN",
     "SOURCE_INDEX_COLUMN",
     "STRENGTH_COLUMN",
@@ -37,6 +38,8 @@ STRENGTH_DIFFERENCES_COLUMN = "strength_differences"
 LAMBDA_METRIC_PREFIX = "lambda/"
 # `"keep_end"` keeps the last tokens (the end of the response, where a reward is read), `"keep_start"` the first ones.
 TRUNCATION_MODES = ("keep_end", "keep_start")
+# How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, or one row.
+PAIR_ENCODINGS = ("separate", "shared_prompt")
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .constants import PAIR_ENCODINGS
+
 
 __all__ = [
     "NUM_TOKENS_KEY",
@@ -38,8 +40,6 @@ __all__ = [
     "shared_prompt_length",
     "shared_prompt_mask_mod",
 ]
-
-PAIR_ENCODINGS = ("separate", "shared_prompt")
 
 
 def shared_prompt_length(sequences: Sequence[Sequence[int]]) -> int:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..constants import TRUNCATION_MODES, check_choice
+from ..constants import PAIR_ENCODINGS, TRUNCATION_MODES, check_choice
 from .calibration import DEFAULT_OUTLIER_THRESHOLD, as_margins, preference_metrics
 from .temperature import reward_temperature
 
@@ -158,6 +158,7 @@ def evaluate_reward_model(
     outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
     temperature: float | None = None,
     show_progress: bool = True,
+    pair_encoding: str = "separate",
 ) -> RewardEvaluation:
     """Score every pair of every source with a reward model and tabulate accuracy, calibration and reward margins.
 
@@ -181,6 +182,8 @@ def evaluate_reward_model(
         temperature: rewards are divided by it; `None` uses `model.config.reward_temperature` when a temperature was
             stored with `trl_more.metrics.set_reward_temperature`, else 1.
         show_progress: show a progress bar per source.
+        pair_encoding: `"shared_prompt"` scores each pair in one row, prompt + chosen + rejected, the prompt computed
+            once (decoders; the same rewards, docs/pair_encoding.md); bidirectional encoders are scored separately.
 
     Returns:
         A `RewardEvaluation`: `.metrics[source]`, `.margins[source]`, `.to_dict()`, `.to_json()`, `.to_markdown()`.
@@ -204,7 +207,12 @@ def evaluate_reward_model(
     if not temperature > 0:
         raise ValueError(f"The temperature must be positive, got {temperature}.")
 
+    from ..pair_encoding import DataCollatorForSharedPrompt, encodes_bidirectionally
+
     collator = _preference_collator(model, processing_class)
+    check_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
+    if pair_encoding == "shared_prompt" and not encodes_bidirectionally(model):
+        collator = DataCollatorForSharedPrompt(collator.pad_token_id)
     was_training = model.training
     model.eval()
     rewards = {}
@@ -279,11 +287,19 @@ def _score(
     chosen_rewards = np.empty(len(chosen), dtype=np.float64)
     rejected_rewards = np.empty(len(chosen), dtype=np.float64)
     batches = length_sorted_batches([max(len(c), len(r)) for c, r in zip(chosen, rejected)], batch_size)
+    from ..pair_encoding import DataCollatorForSharedPrompt
+
+    shared = isinstance(collator, DataCollatorForSharedPrompt)
     for rows in tqdm(batches, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
         batch = collator([{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in rows])
-        logits = model(
-            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), use_cache=False
-        ).logits
+        if shared:
+            logits = _shared_prompt_logits(model, batch, device)
+        else:
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                use_cache=False,
+            ).logits
         if logits.ndim != 2 or logits.shape[1] != 1:
             raise ValueError(
                 f"A reward model has one output per sequence (`num_labels=1`); got {tuple(logits.shape)}."
@@ -292,3 +308,23 @@ def _score(
         chosen_rewards[rows] = rewards_chosen.cpu().numpy()
         rejected_rewards[rows] = rewards_rejected.cpu().numpy()
     return chosen_rewards, rejected_rewards
+
+
+def _shared_prompt_logits(model: PreTrainedModel, batch: dict, device) -> Any:
+    """The (2N, 1) rewards of a shared-prompt batch, read from the reward head's per-token outputs."""
+    from ..more.reward_head import find_reward_head
+    from ..pair_encoding import REWARD_POSITIONS_KEY, rewards_at
+
+    captured = []
+    handle = find_reward_head(model).register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        dtype = next(model.parameters()).dtype
+        model(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device=device, dtype=dtype),
+            position_ids=batch["position_ids"].to(device),
+            use_cache=False,
+        )
+    finally:
+        handle.remove()
+    return rewards_at(captured[-1], batch[REWARD_POSITIONS_KEY])

@@ -8,6 +8,7 @@ from typing import Any
 from trl import SFTConfig
 
 from ..constants import check_choice
+from ..pair_encoding import PAIR_ENCODINGS
 from ..rewards import ENSEMBLE_CALIBRATIONS, ENSEMBLE_MODES
 from .selection import SELECTION_STRATEGIES
 
@@ -92,6 +93,10 @@ class RejectionSamplingConfig(SFTConfig):
             With one reward model every mode gives its reward.
         ensemble_std_coef (`float`, *optional*, defaults to `1.0`):
             The k of `"mean_minus_std"`.
+        reward_pair_encoding (`str`, *optional*, defaults to `"separate"`):
+            `"shared_prompt"` scores the `num_samples_per_prompt` responses of a prompt in one row, the prompt computed
+            once (decoder reward models with a linear head; the same rewards, docs/pair_encoding.md); `"separate"`
+            scores every response as its own sequence.
         ensemble_calibration (`str`, *optional*, defaults to `"stored"`):
             With several reward models, `"stored"` puts each model's rewards on one scale before they are combined
             (the reward statistics stored in its config, else its temperature; docs/calibration.md) and refuses a
@@ -197,6 +202,12 @@ class RejectionSamplingConfig(SFTConfig):
         default="mean",
         metadata={"help": "Combination of several reward models.", "choices": list(ENSEMBLE_MODES)},
     )
+    reward_pair_encoding: str = field(
+        default="separate",
+        metadata={
+            "help": "separate, or shared_prompt (the samples of a prompt in one row, the prompt computed once)."
+        },
+    )
     ensemble_calibration: str = field(
         default="stored",
         metadata={"help": "Put every reward model on one scale before combining (stored) or not (none)."},
@@ -259,6 +270,7 @@ class RejectionSamplingConfig(SFTConfig):
         check_choice("generation_backend", self.generation_backend, GENERATION_BACKENDS)
         check_choice("ensemble", self.ensemble, ENSEMBLE_MODES)
         check_choice("ensemble_calibration", self.ensemble_calibration, ENSEMBLE_CALIBRATIONS)
+        check_choice("reward_pair_encoding", self.reward_pair_encoding, PAIR_ENCODINGS)
         check_choice("selection", self.selection, SELECTION_STRATEGIES)
         if not 0.0 < self.top_fraction <= 1.0:
             raise ValueError(f"`top_fraction` must be in (0, 1], got {self.top_fraction}.")

@@ -242,6 +242,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             max_length=args.reward_max_length,
             device=self.accelerator.device,
             calibration=args.ensemble_calibration,
+            pair_encoding=args.reward_pair_encoding,
         )
         self.generation_backend = self._make_generation_backend()
         # What produced every iteration is recorded with it (see `iterations.py`); the fingerprints are collective.

@@ -17,6 +17,8 @@ from transformers.utils import logging
 from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..constants import check_choice
+from ..more.reward_head import find_reward_head
+from ..pair_encoding import PAIR_ENCODINGS, encode_shared_prompt, encodes_bidirectionally, rewards_at
 from ..pretrained import load_tokenizer
 from ..tokenization import fit_to_max_length, tokenize_scored_response
 from .calibration import ENSEMBLE_CALIBRATIONS, RewardScale, reward_scale
@@ -104,6 +106,10 @@ class RewardModelScorer:
         calibration: With several models, `"stored"` puts every model's rewards on one scale before combining them
             (its stored reward statistics, else its temperature; see `trl_more.rewards.calibration`) and refuses a
             model that has neither; `"none"` combines the raw rewards. `per_model` holds the rewards as combined.
+        pair_encoding: `"shared_prompt"` scores consecutive pairs with the same prompt (rejection sampling's samples
+            of one prompt) in one row, the prompt computed once (`trl_more.pair_encoding`; same rewards). Used for
+            decoders with a linear reward head when every prompt has as many responses; otherwise, and with
+            `"separate"`, every pair is its own sequence.
     """
 
     def __init__(
@@ -118,8 +124,10 @@ class RewardModelScorer:
         sort_by_length: bool = True,
         show_progress: bool = False,
         calibration: str = "stored",
+        pair_encoding: str = "separate",
     ):
         check_choice("calibration", calibration, ENSEMBLE_CALIBRATIONS)
+        check_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
         if len(models) == 0 or len(models) != len(tokenizers):
             raise ValueError(
                 f"Give at least one reward model and one tokenizer per model; got {len(models)} models and "
@@ -138,6 +146,7 @@ class RewardModelScorer:
         self.sort_by_length = sort_by_length
         self.show_progress = show_progress
         self.scales = _ensemble_scales(self.models, calibration)
+        self.pair_encoding = pair_encoding
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> RewardScores:
         """Rewards of every (prompts[i], responses[i]) pair, per model and combined."""
@@ -169,6 +178,14 @@ class RewardModelScorer:
             prompt_lengths.append(prompt_length)
         # The multi-objective model's gate reads the last prompt token; other reward models take no prompt length.
         pass_prompt_lengths = "prompt_lengths" in inspect.signature(getattr(model, "module", model).forward).parameters
+        groups = _prompt_groups(prompts)
+        if (
+            self.pair_encoding == "shared_prompt"
+            and not pass_prompt_lengths
+            and not encodes_bidirectionally(model)
+            and len({len(group) for group in groups}) == 1
+        ):
+            return self._score_shared(model, tokenizer, sequences, groups)
         rewards = torch.empty(len(sequences), dtype=torch.float32)
         batches = length_sorted_batches([len(ids) for ids in sequences], self.batch_size, sort=self.sort_by_length)
         for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
@@ -184,6 +201,57 @@ class RewardModelScorer:
             logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
             rewards[batch] = logits[:, 0].float().cpu()
         return rewards
+
+    def _score_shared(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        sequences: list[list[int]],
+        groups: list[list[int]],
+    ) -> torch.Tensor:
+        """Rewards of every sequence, each group of responses to one prompt in one shared-prompt row."""
+        size = len(groups[0])
+        rows_per_batch = max(1, self.batch_size // size)
+        lengths = [sum(len(sequences[index]) for index in group) for group in groups]
+        rewards = torch.empty(len(sequences), dtype=torch.float32)
+        head = find_reward_head(model)
+        captured = []
+        handle = head.register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            batches = length_sorted_batches(lengths, rows_per_batch, sort=self.sort_by_length)
+            for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
+                encoded = encode_shared_prompt(
+                    [[sequences[index] for index in groups[row]] for row in batch],
+                    tokenizer.pad_token_id,
+                    _mask_dtype(model, self.device),
+                )
+                captured.clear()
+                model(**{name: tensor.to(self.device) for name, tensor in encoded.model_inputs().items()})
+                values = rewards_at(captured[-1], encoded.reward_positions)[:, 0].float().cpu()
+                for row, group in enumerate(batch):  # response-major: response j of row r at j * rows + r
+                    rewards[groups[group]] = values[row :: len(batch)]
+        finally:
+            handle.remove()
+        return rewards
+
+
+def _prompt_groups(prompts: Sequence[Prompt]) -> list[list[int]]:
+    """Indices of the runs of consecutive equal prompts."""
+    groups: list[list[int]] = []
+    for index, prompt in enumerate(prompts):
+        if groups and prompts[groups[-1][0]] == prompt:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def _mask_dtype(model: nn.Module, device: torch.device | str) -> torch.dtype:
+    """The dtype attention runs in: autocast's when it is on, else the model's."""
+    device_type = torch.device(device).type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return next(getattr(model, "module", model).parameters()).dtype
 
 
 def _ensemble_scales(models: Sequence[nn.Module], calibration: str) -> list[RewardScale | None]:
