@@ -218,3 +218,33 @@ def test_evaluation_with_shared_prompts_gives_the_separate_margins():
         torch.testing.assert_close(
             torch.tensor(shared.margins[source]), torch.tensor(separate.margins[source]), atol=1e-5, rtol=0
         )
+
+
+def test_swav_with_shared_prompts_equals_separate_encoding(tmp_path):
+    options = dict(contrastive_loss="swav", contrastive_dropout=0.0, swav_prototypes=4)
+    assert_same_training(*(trained(tmp_path, encoding, **options) for encoding in ("separate", "shared_prompt")))
+
+
+def test_metarm_with_shared_prompts_logs_the_same_meta_losses(tmp_path):
+    from trl_more import MetaRMConfig, MetaRMTrainer
+    from trl_more.testing import toy_meta_dataset
+
+    tokenizer = tiny_tokenizer()
+    logs = {}
+    for encoding in ("separate", "shared_prompt"):
+        trainer = MetaRMTrainer(
+            model=tiny_reward_model("qwen2", tokenizer, seed=7),
+            args=MetaRMConfig(str(tmp_path / encoding), per_device_train_batch_size=6, max_steps=2, logging_steps=1,
+                              report_to="none", bf16=False, save_strategy="no", seed=0, meta_learning_rate=1.0,
+                              meta_num_responses=3, per_device_meta_batch_size=2, pair_encoding=encoding,
+                              disable_tqdm=True),
+            train_dataset=toy_preference_sources(8),
+            meta_dataset=toy_meta_dataset(4, 3),
+            processing_class=tokenizer,
+        )  # fmt: skip
+        trainer.train()
+        logs[encoding] = [
+            (e["meta/loss_before"], e["meta/loss_after"]) for e in trainer.state.log_history if "meta/loss_before" in e
+        ]
+    assert len(logs["separate"]) == 4
+    assert logs["shared_prompt"] == pytest.approx(logs["separate"], abs=1e-4)
