@@ -243,8 +243,7 @@ def test_metarm_with_shared_prompts_logs_the_same_meta_losses(tmp_path):
             processing_class=tokenizer,
         )  # fmt: skip
         trainer.train()
-        logs[encoding] = [
-            (e["meta/loss_before"], e["meta/loss_after"]) for e in trainer.state.log_history if "meta/loss_before" in e
-        ]
+        logged = [e for e in trainer.state.log_history if "meta/loss_before" in e]
+        logs[encoding] = [value for e in logged for value in (e["meta/loss_before"], e["meta/loss_after"])]
     assert len(logs["separate"]) == 4
     assert logs["shared_prompt"] == pytest.approx(logs["separate"], abs=1e-4)
