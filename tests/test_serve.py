@@ -1,0 +1,205 @@
+"""`trl-more serve` through a real server on 127.0.0.1 and a real HTTP client: scores equal to in-process scoring,
+the token enforced, clear 4xx bodies for bad input, and a concurrent load answered completely and exactly once."""
+
+import json
+import math
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from trl_more.cli.serve import build_app
+from trl_more.metrics import evaluate_reward_model, set_reward_temperature
+from trl_more.multi_objective import MultiObjectiveRewardModel
+from trl_more.serve import ServeConfig
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+
+
+TOKEN = "test-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+OBJECTIVES = ["helpfulness", "safety", "verbosity"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    tokenizer = tiny_tokenizer()
+    plain = tiny_reward_model("qwen2", tokenizer, seed=3)
+    set_reward_temperature(plain, 2.0)
+    plain.save_pretrained(folder / "plain")
+    tokenizer.save_pretrained(folder / "plain")
+    torch.manual_seed(1)
+    armo = MultiObjectiveRewardModel.from_backbone(tiny_reward_model("qwen2", tokenizer, seed=4), OBJECTIVES,
+                                                   gate_hidden_sizes=[16])  # fmt: skip
+    with torch.no_grad():
+        armo.regression_layer.weight.normal_(std=0.5)
+    armo.save_pretrained(folder / "armo", tokenizer=tokenizer)
+    return {"plain": folder / "plain", "armo": folder / "armo"}, tokenizer
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    paths, _ = models
+    config = ServeConfig(
+        model=[f"{name}={path}" for name, path in paths.items()], token=TOKEN, max_wait_ms=20,
+        max_items_per_request=64, max_request_bytes=20_000, max_length=96, max_batch_size=16,
+    )  # fmt: skip
+    app = build_app(config)
+    port = free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    while not uvicorn_server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app
+    uvicorn_server.should_exit = True
+    thread.join(timeout=10)
+
+
+def post(url, path, body, headers=HEADERS):
+    return httpx.post(url + path, json=body, headers=headers, timeout=60)
+
+
+def test_health_needs_no_token_and_everything_else_does(server):
+    url, _ = server
+    assert httpx.get(url + "/health").json() == {"status": "ok"}
+    assert httpx.get(url + "/v1/models").status_code == 401
+    wrong = post(url, "/v1/rewards", {"items": []}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "wrong token" in wrong.json()["error"]
+    in_url = httpx.post(url + f"/v1/rewards?token={TOKEN}", json={"model": "plain", "items": []})
+    assert in_url.status_code == 422  # authenticated by the URL (OpenRLHF's client sends no headers); no items
+    described = httpx.get(url + "/v1/models", headers=HEADERS).json()["models"]
+    assert described["plain"]["temperature"] == 2.0 and described["armo"]["objectives"] == OBJECTIVES
+
+
+def test_preferences_equal_in_process_evaluation_with_the_calibrated_probability(server, models):
+    url, _ = server
+    paths, tokenizer = models
+    pairs = toy_preference_sources(6)["polite"]
+    answer = post(url, "/v1/preferences", {"model": "plain", "pairs": list(pairs)}).json()
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(paths["plain"])
+    expected = evaluate_reward_model(model, tokenizer, pairs, show_progress=False, temperature=1.0).margins["eval"]
+    for row, margin in zip(answer["preferences"], expected):
+        assert row["chosen_reward"] - row["rejected_reward"] == pytest.approx(margin, abs=1e-5)
+        assert row["probability"] == pytest.approx(1 / (1 + math.exp(-margin / 2.0)), abs=1e-6)  # T = 2
+    assert answer["temperature"] == 2.0
+
+
+def test_the_openrlhf_schema_and_the_rewards_endpoint_agree(server):
+    url, _ = server
+    prompt, response = "Human: How do I bake bread? Assistant:", " Mix flour, water and yeast."
+    ours = post(url, "/v1/rewards", {"model": "plain", "items": [{"prompt": prompt, "response": response}]}).json()
+    assert ours["rewards"][0]["calibrated_reward"] == pytest.approx(ours["rewards"][0]["reward"] / 2.0)
+    openrlhf = post(
+        url, "/get_reward", {"model": "plain", "query": [prompt + response], "prompts": [prompt], "labels": [None]}
+    )
+    assert openrlhf.json()["rewards"] == pytest.approx([ours["rewards"][0]["reward"]], abs=1e-6)
+    assert openrlhf.json()["scores"] == openrlhf.json()["rewards"]
+
+
+def test_multi_objective_scores_gates_and_steering(server):
+    url, _ = server
+    item = {"prompt": "Human: a joke? Assistant:", "response": " The scarecrow was outstanding in his field."}
+    gated = post(url, "/v1/rewards", {"model": "armo", "items": [item]}).json()["rewards"][0]
+    assert set(gated["objectives"]) == set(OBJECTIVES) == set(gated["gate_weights"])
+    weights = {"helpfulness": 1.0, "safety": 0.5}
+    steered = post(url, "/v1/rewards", {"model": "armo", "items": [item], "objective_weights": weights}).json()[
+        "rewards"
+    ][0]
+    assert steered["gate_weights"] == pytest.approx({"helpfulness": 1.0, "safety": 0.5, "verbosity": 0.0})
+    assert steered["reward"] == pytest.approx(sum(w * steered["objectives"][k] for k, w in weights.items()), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        ("/v1/rewards", {"items": [{"prompt": "Human: hi Assistant:", "response": " r"}]}, 422, "several models are served"),
+        ("/v1/rewards", {"model": "nope", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}]}, 404, "unknown model 'nope'"),
+        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:"}]}, 422, "items.0.response: Field required"),
+        ("/v1/rewards", {"model": "plain", "itmes": []}, 422, "Extra inputs are not permitted"),
+        ("/v1/rewards", {"model": "plain", "items": []}, 422, "no items"),
+        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": ""}]}, 422, "item 0: the response is empty"),
+        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " long" * 200}]}, 422, "max_length=96"),
+        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}] * 65}, 413, "more than the server's 64"),
+        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "p" * 30_000, "response": "r"}]}, 413, "bytes"),
+        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}], "objective_weights": {"a": 1}},
+         422, "no objectives to steer"),
+        ("/v1/rewards", {"model": "armo", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}], "objective_weights": {"a": 1}},
+         422, "unknown objective"),
+        ("/get_reward", {"model": "plain", "query": ["abc"], "prompts": ["xyz"]}, 422, "does not start with its prompt"),
+        ("/get_reward", {"model": "plain", "query": ["abc"]}, 422, "one prompt per query"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_4xx_body_that_names_the_problem(server, path, body, status, message):
+    url, _ = server
+    answer = post(url, path, body)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["error"]
+
+
+def test_a_body_that_is_not_json_is_a_422_and_the_server_keeps_serving(server):
+    url, _ = server
+    answer = httpx.post(url + "/v1/rewards", content=b"{not json", headers=HEADERS)
+    assert answer.status_code == 422 and "invalid request" in answer.json()["error"]
+    assert httpx.get(url + "/health").status_code == 200
+
+
+def test_a_concurrent_load_is_answered_completely_exactly_once_and_batched(server):
+    url, app = server
+    pool = [
+        {"prompt": f"Human: question {i}? Assistant:", "response": f" answer {i}{' more' * (i % 5)}"}
+        for i in range(20)
+    ]
+    expected = post(url, "/v1/rewards", {"model": "plain", "items": pool}).json()["rewards"]
+    statistics = app.state.scorer.statistics
+    calls_before, requests_before = statistics.calls, statistics.requests
+
+    def client(seed):
+        rng = random.Random(seed)
+        answers = []
+        with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as session:
+            for _ in range(50):
+                chosen = rng.sample(range(len(pool)), rng.randint(1, 3))
+                reply = session.post("/v1/rewards", json={"model": "plain", "items": [pool[i] for i in chosen]})
+                answers.append((chosen, reply.status_code, reply.json()))
+        return answers
+
+    with ThreadPoolExecutor(8) as executor:
+        results = [answer for answers in executor.map(client, range(8)) for answer in answers]
+    assert len(results) == 400
+    for chosen, status, body in results:  # every request got its own items' rewards, in its order
+        assert status == 200
+        assert [row["reward"] for row in body["rewards"]] == pytest.approx(
+            [expected[i]["reward"] for i in chosen], abs=1e-5
+        )
+    assert statistics.requests - requests_before == 400
+    assert statistics.calls - calls_before < 400  # concurrent requests shared forward passes
+    json.dumps(results)  # plain JSON throughout
+
+
+def test_serving_without_a_token_needs_no_auth_spelled_out(monkeypatch, models):
+    from trl_more.cli import parse_subcommand_arguments
+
+    monkeypatch.delenv("TRL_MORE_SERVE_TOKEN", raising=False)
+    paths, _ = models
+    with pytest.raises(ValueError, match=r"TRL_MORE_SERVE_TOKEN .* or serve without authentication knowingly"):
+        parse_subcommand_arguments("serve", ["--model", str(paths["plain"])])
+    (config,) = parse_subcommand_arguments("serve", ["--model", str(paths["plain"]), "--no_auth"])
+    assert config.token is None and config.host == "127.0.0.1" and config.models == {"plain": str(paths["plain"])}
+    monkeypatch.setenv("TRL_MORE_SERVE_TOKEN", "from-env")
+    (config,) = parse_subcommand_arguments("serve", ["--model", f"a={paths['plain']}", f"b={paths['armo']}"])
+    assert config.token == "from-env" and list(config.models) == ["a", "b"]

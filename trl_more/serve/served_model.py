@@ -1,0 +1,152 @@
+"""One reward model as the server scores with it: tokenization with its limits, and batched scoring without gradients."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from .._compat import pad
+from ..batching import length_sorted_batches
+from ..tokenization import tokenize_scored_response
+
+
+__all__ = ["ScoredItem", "ServedModel"]
+
+
+@dataclass
+class ScoredItem:
+    """The scores of one (prompt, response): the raw reward, the reward divided by the model's stored temperature
+    (the scale on which reward differences are calibrated log-odds; `None` without one), and for the multi-objective
+    model the per-objective rewards and the weights the gate (or the steering) gave them."""
+
+    reward: float
+    calibrated_reward: float | None = None
+    objectives: dict[str, float] | None = None
+    gate_weights: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+class ServedModel:
+    """A reward model in eval mode on its device, with its tokenizer and the server's length limit."""
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int | None,
+        batch_size: int,
+        device: torch.device | str,
+    ):
+        self.name = name
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        config = model.config
+        self.temperature = getattr(config, "reward_temperature", None)
+        self.objectives: list[str] | None = list(getattr(config, "objectives", None) or []) or None
+        parameters = inspect.signature(model.forward).parameters
+        self.takes_prompt_lengths = "prompt_lengths" in parameters
+        self.steerable = "objective_weights" in parameters
+
+    @classmethod
+    def load(
+        cls,
+        name: str,
+        path: str,
+        dtype: str,
+        device: str,
+        max_length: int | None,
+        batch_size: int,
+        trust_remote_code: bool,
+    ) -> ServedModel:
+        from transformers import AutoModelForSequenceClassification
+
+        from .. import multi_objective  # noqa: F401  (registers the multi-objective model with the Auto classes)
+        from ..pretrained import check_model_reference, load_tokenizer
+        from ..rewards import align_pad_token
+
+        check_model_reference(path)
+        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        align_pad_token(model, tokenizer)
+        return cls(name, model, tokenizer, max_length, batch_size, device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objectives": self.objectives, "temperature": self.temperature, "max_length": self.max_length}
+
+    def tokenize(self, prompt: str | list[dict[str, Any]], response: str) -> tuple[list[int], int]:
+        """Token ids of an item and its prompt length, as the model was trained on it; `ValueError` when it cannot
+        be scored as given (empty, too long, conversational without a chat template)."""
+        if not response:
+            raise ValueError("the response is empty")
+        if not prompt:
+            raise ValueError("the prompt is empty")
+        ids, prompt_length = tokenize_scored_response(self.tokenizer, prompt, response)
+        if self.max_length is not None and len(ids) > self.max_length:
+            raise ValueError(
+                f"it is {len(ids)} tokens long, more than the server's max_length={self.max_length} (it is not cut: "
+                "shorten it, or start the server with a larger --max_length)"
+            )
+        return ids, prompt_length
+
+    def check_weights(self, weights: Mapping[str, float] | None) -> None:
+        """Refuse steering weights the model cannot take."""
+        if weights is None:
+            return
+        if not self.steerable or self.objectives is None:
+            raise ValueError(f"model {self.name!r} has no objectives to steer; leave `objective_weights` out")
+        unknown = sorted(set(weights) - set(self.objectives))
+        if unknown:
+            raise ValueError(f"unknown objective(s) {unknown}; model {self.name!r} has {self.objectives}")
+        if not all(math.isfinite(value) for value in weights.values()):
+            raise ValueError("objective weights must be finite numbers")
+
+    @torch.no_grad()
+    def score(
+        self, items: Sequence[tuple[list[int], int]], weights: Mapping[str, float] | None = None
+    ) -> list[ScoredItem]:
+        """Scores of tokenized items, in length-sorted batches of `batch_size`."""
+        scored: list[ScoredItem | None] = [None] * len(items)
+        for batch in length_sorted_batches([len(ids) for ids, _ in items], self.batch_size):
+            sequences = [torch.tensor(items[index][0]) for index in batch]
+            inputs = {
+                "input_ids": pad(sequences, padding_value=self.tokenizer.pad_token_id, padding_side="right"),
+                "attention_mask": pad(
+                    [torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right"
+                ),
+            }
+            if self.takes_prompt_lengths:
+                inputs["prompt_lengths"] = torch.tensor([items[index][1] for index in batch])
+            inputs = {key: value.to(self.device) for key, value in inputs.items()}
+            if weights is not None:
+                inputs["objective_weights"] = dict(weights)
+            output = self.model(**inputs)
+            rewards = output.logits[:, 0].float().cpu().tolist()
+            objective_rewards = getattr(output, "rewards", None)
+            gates = getattr(output, "gating_weights", None)
+            for row, index in enumerate(batch):
+                item = ScoredItem(rewards[row])
+                if self.temperature:
+                    item.calibrated_reward = rewards[row] / self.temperature
+                if self.objectives is not None and objective_rewards is not None:
+                    item.objectives = dict(zip(self.objectives, objective_rewards[row].float().cpu().tolist()))
+                    item.gate_weights = dict(zip(self.objectives, gates[row].float().cpu().tolist()))
+                scored[index] = item
+        return scored
