@@ -288,7 +288,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
     def _tokenize_prompt(self, prompt: Prompt) -> list[int]:
         # The same tokenization SFTTrainer applies to the prompt of a prompt-completion example.
         if isinstance(prompt, str):
-            return self._tokenizer(text=prompt)["input_ids"]
+            return self.processing_class(text=prompt)["input_ids"]  # a tokenizer (checked at init)
         encoded = self.processing_class.apply_chat_template(
             prompt, tokenize=True, add_generation_prompt=True, return_dict=True
         )
