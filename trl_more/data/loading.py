@@ -21,7 +21,28 @@ from typing import Any
 
 import datasets
 
+from .armorm_preferences import (
+    convert_capybara,
+    convert_codeultrafeedback,
+    convert_helpsteer_pairs,
+    convert_math_preference,
+    convert_pku_saferlhf_better,
+    convert_pku_saferlhf_safer,
+    convert_prm800k,
+    convert_prometheus_preference,
+    convert_shp,
+)
+from .armorm_ratings import (
+    convert_beavertails,
+    convert_capybara_ratings,
+    convert_codeultrafeedback_ratings,
+    convert_math_preference_ratings,
+    convert_openorca_ratings,
+    convert_prometheus_feedback,
+    convert_ultrafeedback_ratings,
+)
 from .conversion import ConvertedSource
+from .declared import DeclaredRatingSet, convert_declared_ratings
 from .hh_rlhf import convert_hh_rlhf
 from .hh_rlhf_strength import convert_hh_rlhf_strength
 from .oasst import convert_oasst
@@ -34,6 +55,7 @@ from .webgpt import convert_webgpt
 __all__ = [
     "KNOWN_SOURCES",
     "SourceSpec",
+    "canonical_source_name",
     "default_source_label",
     "known_source_names",
     "load_preference_source",
@@ -130,6 +152,97 @@ KNOWN_SOURCES: dict[str, SourceSpec] = {
         None,
         "Topical-Chat USR ratings (6 attributes), local file only; option include_knowledge",
     ),
+    # The ArmoRM paper's rating sets (trl_more/data/armorm_ratings.py). A Hub id that also gives preference pairs
+    # below is not an alias of either, so that the name says which one is meant.
+    "ultrafeedback-ratings": SourceSpec(
+        convert_ultrafeedback_ratings,
+        "openbmb/UltraFeedback",
+        "UltraFeedback fine-grained ratings, one rated response per completion (5 objectives)",
+        aliases=("openbmb/UltraFeedback",),
+    ),
+    "beavertails": SourceSpec(
+        convert_beavertails,
+        "PKU-Alignment/BeaverTails",
+        "BeaverTails-30k is_safe ratings (splits 30k_train, 30k_test; also 330k_train, 330k_test)",
+        split_names={"train": "30k_train", "test": "30k_test", "validation": "30k_test"},
+        aliases=("PKU-Alignment/BeaverTails",),
+    ),
+    "codeultrafeedback-ratings": SourceSpec(
+        convert_codeultrafeedback_ratings,
+        "coseal/CodeUltraFeedback",
+        "CodeUltraFeedback ratings, one of 5 coding preferences per instruction (5 objectives)",
+    ),
+    "prometheus-feedback": SourceSpec(
+        convert_prometheus_feedback,
+        "prometheus-eval/Feedback-Collection",
+        "Prometheus Feedback Collection scores (1-5)",
+        aliases=("prometheus-eval/Feedback-Collection",),
+    ),
+    "capybara-ratings": SourceSpec(
+        convert_capybara_ratings,
+        "argilla/Capybara-Preferences-Filtered",
+        "Argilla Capybara overall-quality ratings of the chosen and rejected replies",
+    ),
+    "openorca-ratings": SourceSpec(
+        convert_openorca_ratings,
+        "argilla/distilabel-intel-orca-dpo-pairs",
+        "Argilla OpenOrca JudgeLM ratings (1-10) of both generations",
+        aliases=("argilla/distilabel-intel-orca-dpo-pairs",),
+    ),
+    "math-preference-ratings": SourceSpec(
+        convert_math_preference_ratings,
+        "argilla/distilabel-math-preference-dpo",
+        "Argilla Math-Preference ratings as UltraFeedback instruction following; option rating_scale",
+    ),
+    # The preference sources of the ArmoRM gate (trl_more/data/armorm_preferences.py).
+    "shp": SourceSpec(
+        convert_shp,
+        "stanfordnlp/SHP",
+        "Stanford Human Preferences (Reddit); options min_score_ratio, max_pairs_per_post",
+        aliases=("stanfordnlp/SHP",),
+    ),
+    "pku-saferlhf-better": SourceSpec(
+        convert_pku_saferlhf_better,
+        "PKU-Alignment/PKU-SafeRLHF-30K",
+        "PKU-SafeRLHF-30K pairs, the more helpful response (better_response_id) chosen",
+    ),
+    "pku-saferlhf-safer": SourceSpec(
+        convert_pku_saferlhf_safer,
+        "PKU-Alignment/PKU-SafeRLHF-30K",
+        "PKU-SafeRLHF-30K pairs, the safer response (safer_response_id) chosen",
+    ),
+    "helpsteer-pairs": SourceSpec(
+        convert_helpsteer_pairs,
+        "nvidia/HelpSteer",
+        "HelpSteer responses to one prompt paired by their mean rating; option attributes",
+        split_names={"test": "validation"},
+    ),
+    "prm800k-phase2": SourceSpec(
+        convert_prm800k,
+        None,
+        "PRM800K phase-2 correct vs wrong solutions, local file only (github.com/openai/prm800k, prm800k/data)",
+    ),
+    "prometheus-preference": SourceSpec(
+        convert_prometheus_preference,
+        "prometheus-eval/Preference-Collection",
+        "Prometheus Preference Collection pairs",
+        aliases=("prometheus-eval/Preference-Collection",),
+    ),
+    "capybara": SourceSpec(
+        convert_capybara,
+        "argilla/Capybara-Preferences-Filtered",
+        "Argilla Capybara conversation pairs, ties skipped",
+    ),
+    "math-preference": SourceSpec(
+        convert_math_preference,
+        "argilla/distilabel-math-preference-dpo",
+        "Argilla Math-Preference pairs, ties skipped",
+    ),
+    "codeultrafeedback": SourceSpec(
+        convert_codeultrafeedback,
+        "coseal/CodeUltraFeedback",
+        "CodeUltraFeedback pairs, best- vs worst-rated response",
+    ),
 }
 
 _NAMES = {alias: name for name, spec in KNOWN_SOURCES.items() for alias in (name, *spec.aliases)}
@@ -138,6 +251,12 @@ _NAMES = {alias: name for name, spec in KNOWN_SOURCES.items() for alias in (name
 def known_source_names() -> list[str]:
     """Every name `load_preference_source` accepts (short names and Hub ids)."""
     return sorted(_NAMES)
+
+
+def canonical_source_name(name: str) -> str:
+    """The `KNOWN_SOURCES` key of a known source name or Hub id (e.g. `"helpsteer"` for `"nvidia/HelpSteer"`)."""
+    _spec(name)  # an unknown name is an error that lists the known ones
+    return _NAMES[name]
 
 
 def default_source_label(name: str, data_dir: str | None = None) -> str:
@@ -175,6 +294,7 @@ def load_preference_source(
     data_dir: str | None = None,
     revision: str | None = None,
     on_invalid: str | None = None,
+    ratings: DeclaredRatingSet | Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ConvertedSource:
     """Load a known source and convert it: preference pairs (`prompt`, `chosen`, `rejected`, `source`) or, for rating
@@ -182,7 +302,9 @@ def load_preference_source(
 
     Args:
         name: A known source (`known_source_names()`: e.g. `"hh-helpful"`, `"oasst1"`, `"webgpt"`, `"summarize"`,
-            `"ultrafeedback"`, `"helpsteer"`, `"topical-chat"`) or its Hub id (e.g. `"Anthropic/hh-rlhf"`).
+            `"ultrafeedback"`, `"helpsteer"`, `"topical-chat"`, the ArmoRM paper's `"ultrafeedback-ratings"`,
+            `"shp"`, ...) or its Hub id (e.g. `"Anthropic/hh-rlhf"`). With `ratings`, any name: the Hub dataset id
+            to load, or just a name for local files.
         path: Local file(s) to read instead of the Hub: `.json` (a list of records, or JSON lines), `.jsonl`,
             `.jsonl.gz`, `.json.gz` or `.parquet`, in the source's raw schema.
         split: Hub split (`"test"` is mapped to the source's held-out split name, e.g. `"validation"`); ignored
@@ -193,13 +315,23 @@ def load_preference_source(
         on_invalid: `"drop"` or `"raise"` for rows that cannot be converted; either way they are counted in the
             report, with examples. Defaults to the converter's own: `"drop"` for preference pairs, `"raise"` for
             rating sets (a rating outside its scale usually means a wrong scale).
+        ratings: A declared rating set (`trl_more.data.DeclaredRatingSet` or a mapping of its fields): the rows are
+            rated responses converted by its column mapping instead of a known source's converter.
         **options: Options of the source's converter (e.g. `languages` for OASST, `ties` for WebGPT).
 
     Returns:
         A `ConvertedSource` named tuple `(dataset, report)`.
     """
-    spec = _spec(name)
-    _check_options(name, spec.converter, options)
+    if ratings is not None:
+        if options:
+            raise ValueError(
+                f"Source {name!r} is a declared rating set: it takes no converter options, got {sorted(options)}."
+            )
+        declaration = DeclaredRatingSet.from_dict(ratings, origin=f"source {name!r}")
+        spec = SourceSpec(convert_declared_ratings, name, "declared rating set")
+    else:
+        spec = _spec(name)
+        _check_options(name, spec.converter, options)
     if source is None:
         source = default_source_label(name, data_dir)
     if path is not None:
@@ -214,6 +346,8 @@ def load_preference_source(
         rows = _load_from_hub(spec, name, split, data_dir or spec.data_dir, revision or spec.revision)
     if on_invalid is not None:
         options["on_invalid"] = on_invalid
+    if ratings is not None:
+        return convert_declared_ratings(rows, declaration, source=source, **options)
     return spec.converter(rows, source=source, **options)
 
 

@@ -5,6 +5,10 @@ The train split is what `MORERewardTrainer` (or `trl.RewardTrainer`) takes as `t
 YAML file (see recipes/mixtures/) and loaded with `load_mixture`. Balancing the sources by resampling is the trainer's
 job (`MORERewardConfig.samples_per_source`), done after tokenization and the length limit.
 
+Rating sets mix the same way: rated responses with the union of the sets' objective columns (NaN where a set does not
+rate an objective), and `SourceMixture.rating_scales` gives every objective's scale for stage 1. A source can also
+declare its ratings by column instead of naming a known set (`SourceConfig.ratings`, see trl_more/data/declared.py).
+
 Example:
     >>> from trl_more.data import mix_sources
     >>> mixture = mix_sources(
@@ -37,7 +41,9 @@ from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from ..constants import SOURCE_COLUMN
 from ..yaml_loading import load_yaml
 from .conversion import ConversionReport, check_on_invalid
-from .loading import default_source_label, load_preference_source
+from .declared import DeclaredRatingSet
+from .loading import canonical_source_name, default_source_label, load_preference_source
+from .ratings import RATING_SCALES
 
 
 __all__ = [
@@ -58,7 +64,8 @@ class SourceConfig:
     """One source of a mixture.
 
     Attributes:
-        name: A known source name or Hub id (see `trl_more.data.known_source_names()`).
+        name: A known source name or Hub id (see `trl_more.data.known_source_names()`); with `ratings`, the Hub dataset
+            id to load, or just a name when the rows come from `path` or `local_copy`.
         path: Local file(s) in the source's raw schema; they must exist. `None` loads from the Hub.
         split: Hub split to load (ignored with `path`).
         local_copy: Local file(s) holding a copy of the Hub split (e.g. an offline mirror), read when they all exist;
@@ -74,6 +81,10 @@ class SourceConfig:
             `None` keeps all of it.
         options: Options of the source's converter (e.g. `{"languages": "en"}` for OASST, `{"ties": "both"}` for
             WebGPT).
+        ratings: A declared rating set instead of a known source's converter: where the prompt, the response and
+            each objective's rating are in a row, and each objective's scale (`trl_more.data.DeclaredRatingSet`; in
+            YAML a mapping `{prompt, response | messages, objectives: [{name, column, scale}], missing_values}`).
+            Exclusive with `options`.
     """
 
     name: str
@@ -87,6 +98,7 @@ class SourceConfig:
     test_split: str | None = None
     test_size: float | int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    ratings: DeclaredRatingSet | None = None
 
     def __post_init__(self):
         if self.label is None:
@@ -102,6 +114,26 @@ class SourceConfig:
             _check_test_size(self.test_size, f"source {self.label!r}")
         if not isinstance(self.options, Mapping):
             raise ValueError(f"Source {self.label!r}: `options` must be a mapping, got {self.options!r}.")
+        if self.ratings is not None:
+            self.ratings = DeclaredRatingSet.from_dict(self.ratings, origin=f"source {self.label!r}")
+            if self.options:
+                raise ValueError(
+                    f"Source {self.label!r} declares its `ratings`: it has no converter, so `options` "
+                    f"({sorted(self.options)}) cannot apply; put column settings in `ratings`."
+                )
+
+    @property
+    def rating_scales(self) -> dict[str, tuple[float, float]]:
+        """`{objective: (low, high)}` of a rating source: its declared `ratings`, or `RATING_SCALES` of a known set."""
+        if self.ratings is not None:
+            return self.ratings.scales
+        scales = RATING_SCALES.get(canonical_source_name(self.name))
+        if scales is None:
+            raise ValueError(
+                f"Source {self.label!r} ({self.name}) is not a rating set; the known rating sets are "
+                f"{sorted(RATING_SCALES)}, or declare the source's `ratings`."
+            )
+        return dict(scales)
 
     @property
     def has_held_out_split(self) -> bool:
@@ -150,6 +182,27 @@ class MixtureConfig:
             raise ValueError(f"Several sources are labelled {repeated}; give each a distinct `label`.")
         _check_test_size(self.test_size, "the mixture")
         check_on_invalid(self.on_invalid)
+
+    def rating_scales(self) -> dict[str, tuple[float, float]]:
+        """The scale of every objective of a rating mixture, in order of first appearance (what stage 1 scales the
+        ratings with, e.g. `prepare_rating_dataset(..., scales=config.rating_scales())`).
+
+        Sources may share an objective (Math-Preference labels UltraFeedback's instruction following) only on one
+        scale; two scales for one objective are an error that names both sources.
+        """
+        scales: dict[str, tuple[float, float]] = {}
+        owners: dict[str, str] = {}
+        for source in self.sources:
+            for objective, scale in source.rating_scales.items():
+                if objective in scales and tuple(scales[objective]) != tuple(scale):
+                    raise ValueError(
+                        f"Objective {objective!r} has the scale {list(scales[objective])} in source "
+                        f"{owners[objective]!r} but {list(scale)} in source {source.label!r}; give the two one scale, "
+                        "or name the objectives apart."
+                    )
+                scales.setdefault(objective, tuple(scale))
+                owners.setdefault(objective, source.label)
+        return scales
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str = "the mixture config") -> MixtureConfig:
@@ -278,12 +331,15 @@ class SourceMixture:
         summary: Per-source counts and mean lengths (`print(mixture.summary)`).
         reports: The `ConversionReport` of every loaded split, keyed by source label (`"<label> (test)"` for a
             held-out split loaded on its own).
+        rating_scales: For a rating mixture, `{objective: (low, high)}` of every objective (`MixtureConfig.
+            rating_scales`); empty for preference pairs.
     """
 
     train: Dataset
     test: Dataset
     summary: MixtureSummary
     reports: dict[str, ConversionReport]
+    rating_scales: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_dataset_dict(self) -> DatasetDict:
         """`DatasetDict({"train": ..., "test": ...})`, e.g. to save or push the mixture."""
@@ -343,6 +399,7 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
             data_dir=source.data_dir if from_hub else None,
             revision=source.revision if from_hub else None,
             on_invalid=config.on_invalid,
+            ratings=source.ratings,
             **source.options,
         )
         pool = converted.dataset
@@ -359,6 +416,7 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
                 data_dir=source.data_dir,
                 revision=source.revision,
                 on_invalid=config.on_invalid,
+                ratings=source.ratings,
                 **source.options,
             )
             reports[f"{source.label} (test)"] = held_out.report
@@ -370,8 +428,13 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
         train_parts.append(train)
         test_parts.append(test)
         rows.append(_summarise(source.label, converted.report, pool, len(train), len(test)))
+    all_train = _concatenate(train_parts)
     mixture = SourceMixture(
-        train=_concatenate(train_parts), test=_concatenate(test_parts), summary=MixtureSummary(rows), reports=reports
+        train=all_train,
+        test=_concatenate(test_parts),
+        summary=MixtureSummary(rows),
+        reports=reports,
+        rating_scales={} if "chosen" in all_train.column_names else config.rating_scales(),
     )
     logger.info(f"Source mixture:\n{mixture.summary}")
     return mixture

@@ -11,6 +11,9 @@ objective's `(low, high)` so that stage 1 can scale them to [0, 1] with `(rating
   response may use, `system_output` the response, `scores` the mean of three annotators on the USR scales
   (understandability and groundedness 0-1, naturalness, coherence and engagingness 1-3, overall 1-5; the file's
   minima and maxima are exactly these bounds).
+- The other rating sets of the ArmoRM paper (UltraFeedback fine-grained ratings, BeaverTails, CodeUltraFeedback,
+  Prometheus, Argilla Capybara, OpenOrca and Math-Preference) convert in `trl_more.data.armorm_ratings`; their scales
+  are here, with the paper's 19 objectives in its order (`ARMORM_OBJECTIVES`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from .conversion import ConvertedSource, RatingsBuilder
 from .formats import render_dialogue, render_response
 
 
-__all__ = ["HELPSTEER_ATTRIBUTES", "RATING_SCALES", "TOPICAL_CHAT_SCALES", "convert_helpsteer", "convert_topical_chat"]
+__all__ = [
+    "ARMORM_OBJECTIVES",
+    "HELPSTEER_ATTRIBUTES",
+    "RATING_SCALES",
+    "TOPICAL_CHAT_SCALES",
+    "convert_helpsteer",
+    "convert_topical_chat",
+]
 
 HELPSTEER_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 TOPICAL_CHAT_SCALES = {
@@ -34,11 +44,42 @@ TOPICAL_CHAT_SCALES = {
     "overall": (1.0, 5.0),
 }
 
-# Objective column -> (low, high) rating scale, for every rating set.
+# Rating set (its source name) -> objective column -> (low, high) rating scale. Objective names are those of the
+# ArmoRM paper and its released model (`beavertails-is_safe`, `code-instruction-following`, ...). Argilla
+# Math-Preference shares UltraFeedback's instruction-following objective and scale, as in the paper.
 RATING_SCALES: dict[str, dict[str, tuple[float, float]]] = {
     "helpsteer": {f"helpsteer-{name}": (0.0, 4.0) for name in HELPSTEER_ATTRIBUTES},
     "topical-chat": {f"topical-chat-{name}": scale for name, scale in TOPICAL_CHAT_SCALES.items()},
+    # openbmb/UltraFeedback: the critique's overall score is 1-10, the four fine-grained GPT-4 ratings 1-5.
+    "ultrafeedback-ratings": {
+        "ultrafeedback-overall_score": (1.0, 10.0),
+        "ultrafeedback-instruction_following": (1.0, 5.0),
+        "ultrafeedback-truthfulness": (1.0, 5.0),
+        "ultrafeedback-honesty": (1.0, 5.0),
+        "ultrafeedback-helpfulness": (1.0, 5.0),
+    },
+    "beavertails": {"beavertails-is_safe": (0.0, 1.0)},  # a boolean: True (safe) = 1
+    # coseal/CodeUltraFeedback: GPT-3.5 rates 1-5 on one of five coding preferences per instruction.
+    "codeultrafeedback-ratings": {
+        f"code-{name}": (1.0, 5.0)
+        for name in ("complexity", "style", "explanation", "instruction-following", "readability")
+    },
+    "prometheus-feedback": {"prometheus-score": (1.0, 5.0)},  # Feedback Collection: 1-5 against a rubric
+    "capybara-ratings": {"argilla-overall_quality": (1.0, 5.0)},  # UltraFeedback overall rating, 1-5
+    "openorca-ratings": {"argilla-judge_lm": (1.0, 10.0)},  # distilabel's JudgeLM task: 1-10
+    "math-preference-ratings": {"ultrafeedback-instruction_following": (1.0, 5.0)},
 }
+
+# The 19 objectives of ArmoRM-Llama3-8B, in the paper's (and its released model's) order.
+ARMORM_OBJECTIVES = (
+    *RATING_SCALES["helpsteer"],
+    *RATING_SCALES["ultrafeedback-ratings"],
+    *RATING_SCALES["beavertails"],
+    *RATING_SCALES["prometheus-feedback"],
+    *RATING_SCALES["capybara-ratings"],
+    *RATING_SCALES["openorca-ratings"],
+    *RATING_SCALES["codeultrafeedback-ratings"],
+)
 
 
 def convert_helpsteer(
