@@ -17,7 +17,7 @@ from trl_more import MORERewardConfig, RejectionSamplingConfig
 from trl_more.cli import main as cli_main
 from trl_more.cli import parse_subcommand_arguments
 from trl_more.cli.reward import RewardScriptArguments
-from trl_more.data import MixtureConfig
+from trl_more.data import ARMORM_OBJECTIVES, MixtureConfig, known_source_names
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,87 @@ def test_the_strength_recipe_parses_for_trl_more_strength(shared_data):
     assert "trl-more strength --config recipes/strength/cpu-minilm-cross-fit.yaml" in header_command(recipe)
 
 
-@pytest.mark.parametrize("path", sorted((RECIPES / "mixtures").glob("*.yaml")), ids=lambda path: path.name)
+ARMORM_MIXTURES = ["ratings.yaml", "preferences.yaml", "cpu-smoke-ratings.yaml", "cpu-smoke-preferences.yaml"]
+
+
+def test_the_armorm_recipe_holds_the_papers_settings():
+    stage1, training1 = parse_subcommand_arguments(
+        "armo", ["--config", str(RECIPES / "armorm" / "llama3-8b-stage1.yaml"), "--use_cpu", "true"]
+    )
+    assert (stage1.stage, stage1.model_name_or_path) == ("regression", "sfairXC/FsfairX-LLaMA3-RM-v0.1")
+    assert (stage1.regression, stage1.pooling, stage1.regression_bias) == ("ridge", "last", False)
+    assert (stage1.gate_hidden_sizes, stage1.initial_beta) == ([1024, 1024, 1024], 100.0)
+    assert training1.model_init_kwargs == {"dtype": "bfloat16"}
+    # 19 objectives from 8 rating sets, in the released model's order.
+    ratings = MixtureConfig.from_yaml(REPO / stage1.rating_mixture)
+    assert len(ratings.sources) == 8 and tuple(ratings.rating_scales()) == ARMORM_OBJECTIVES
+    stage2, training2 = parse_subcommand_arguments(
+        "armo", ["--config", str(RECIPES / "armorm" / "llama3-8b-stage2.yaml"), "--use_cpu", "true"]
+    )
+    assert (stage2.stage, stage2.model_name_or_path) == ("gate", training1.output_dir)
+    assert (training2.learning_rate, training2.lr_scheduler_type.value, training2.optim.value) == (
+        1e-3, "cosine", "adamw_torch"
+    )  # fmt: skip
+    assert (training2.per_device_train_batch_size, training2.max_steps, training2.cache_features) == (
+        1024,
+        10000,
+        True,
+    )
+    assert stage2.verbosity_objective == "helpsteer-verbosity"
+    preferences = MixtureConfig.from_yaml(REPO / stage2.preference_mixture)
+    names = [source.name for source in preferences.sources]
+    assert set(names) <= set(known_source_names()) and len(names) == 12  # 10 datasets; HH and PKU as two sources
+    assert {"shp", "pku-saferlhf-better", "pku-saferlhf-safer", "prm800k-phase2", "codeultrafeedback"} <= set(names)
+    assert "trl-more armo --config recipes/armorm/llama3-8b-stage1.yaml" in header_command(
+        RECIPES / "armorm" / "llama3-8b-stage1.yaml"
+    )
+
+
+def test_the_armorm_cpu_smoke_recipe_runs_both_stages(tmp_path, shared_data, monkeypatch):
+    """The smoke variant end to end, as its header runs it (a tiny random backbone; paths from the repository root)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from trl_more.cli import armo
+    from trl_more.testing import save_tiny_backbone
+
+    monkeypatch.chdir(REPO)
+    backbone, stage1, stage2 = tmp_path / "backbone", tmp_path / "stage1", tmp_path / "stage2"
+    save_tiny_backbone(backbone)
+    recipe1, recipe2 = RECIPES / "armorm" / "cpu-smoke-stage1.yaml", RECIPES / "armorm" / "cpu-smoke-stage2.yaml"
+    assert "save_tiny_backbone('runs/armorm-tiny-backbone')" in recipe1.read_text()
+    armo.main(
+        *parse_subcommand_arguments(
+            "armo", ["--config", str(recipe1), "--model_name_or_path", str(backbone), "--output_dir", str(stage1)]
+        )
+    )
+    config = json.loads((stage1 / "config.json").read_text())
+    assert config["objectives"] == [
+        *(f"topical-chat-{name}" for name in ("understandability", "naturalness", "coherence", "engagingness")),
+        "topical-chat-groundedness", "topical-chat-overall", "ultrafeedback-chosen-score",
+        "ultrafeedback-rejected-score",
+    ]  # fmt: skip
+    r2 = config["evaluation_results"]["held-out R^2 (recipes/armorm/cpu-smoke-ratings.yaml)"]
+    assert set(r2) == set(config["objectives"])
+    armo.main(
+        *parse_subcommand_arguments(
+            "armo", ["--config", str(recipe2), "--model_name_or_path", str(stage1), "--output_dir", str(stage2)]
+        )
+    )
+    config = json.loads((stage2 / "config.json").read_text())
+    assert 0.0 <= config["evaluation_results"]["preferences (eval)"]["accuracy"] <= 1.0
+    before, after = load_file(stage1 / "model.safetensors"), load_file(stage2 / "model.safetensors")
+    assert torch.equal(before["regression_layer.weight"], after["regression_layer.weight"])
+    assert not torch.equal(before["gate.layers.0.weight"], after["gate.layers.0.weight"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((RECIPES / "mixtures").glob("*.yaml")) + [RECIPES / "armorm" / name for name in ARMORM_MIXTURES],
+    ids=lambda path: path.name,
+)
 def test_every_mixture_parses(path):
     mixture = MixtureConfig.from_yaml(path)
     raw = yaml.safe_load(path.read_text())

@@ -38,6 +38,7 @@ __all__ = [
     "PREFERENCE_FORMATS",
     "minilm_path",
     "preference_dataset_in_format",
+    "save_tiny_backbone",
     "save_tiny_reward_model",
     "tiny_causal_lm",
     "tiny_reward_model",
@@ -170,6 +171,16 @@ def save_tiny_reward_model(folder: str | Path, architecture: str = "qwen2", seed
     """`tiny_reward_model` and its tokenizer saved to `folder`, for anything that takes a model path (the CLI)."""
     tokenizer = tiny_tokenizer("wordpiece" if architecture in ENCODER_ARCHITECTURES else "bpe")
     tiny_reward_model(architecture, tokenizer, seed=seed).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def save_tiny_backbone(folder: str | Path, max_position_embeddings: int = 4096, seed: int = 0) -> Path:
+    """The backbone (no head) of a tiny qwen2 `tiny_reward_model` with `max_position_embeddings` positions, and its
+    tokenizer, saved to `folder`: the backbone of the multi-objective recipe's CPU smoke run (recipes/armorm/)."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model("qwen2", tokenizer, seed=seed, max_position_embeddings=max_position_embeddings)
+    model.base_model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)
 

@@ -8,6 +8,8 @@ Example:
     trl-more armo --stage gate --model_name_or_path runs/armo-stage1 --preference_source ultrafeedback \\
         --preference_path ../shared/data/ultrafeedback/train_clean.jsonl --cache_features \\
         --verbosity_objective topical-chat-engagingness --output_dir runs/armo-stage2
+    # The ArmoRM paper's recipe (19 objectives from 8 rating sets, a gate on 10 preference sources): recipes/armorm/
+    trl-more armo --config recipes/armorm/llama3-8b-stage1.yaml
 
 The training options are those of `MultiObjectiveRewardConfig` (TRL's `RewardConfig` plus `cache_features` and
 `truncation_mode`); stage 1 uses its Trainer options too when fine-tuning end to end. Without `--model_name_or_path`
@@ -50,10 +52,15 @@ class ArmoScriptArguments:
             Stage 1 method: `"ridge"` (closed-form ridge on cached frozen features, alpha per objective by validation
             MSE) or `"finetune"` (backbone and regression layer trained end to end with the masked MSE).
         rating_source (`str`, *optional*, defaults to `"topical-chat"`):
-            Rating set of `trl_more.data` (`"topical-chat"` or `"helpsteer"`); its objectives and scales come from
-            `trl_more.data.RATING_SCALES`.
+            Rating set of `trl_more.data` (a key of `trl_more.data.RATING_SCALES`, e.g. `"helpsteer"`,
+            `"ultrafeedback-ratings"`, `"beavertails"`, or its Hub id); its objectives and scales come from
+            `RATING_SCALES`. Ignored with `rating_mixture`.
         rating_path (`str` or `None`, *optional*, defaults to `"../shared/data/topical_chat/topical_chat.json"`):
             Local file of the rating set (`None` loads it from the Hub).
+        rating_mixture (`str` or `None`, *optional*, defaults to `None`):
+            A mixture YAML of rating sets (known ones, or declared by column: docs/multi_objective.md) instead of
+            `rating_source`: the objectives are the union of the sets', each on its set's scale; the mixture's test
+            split gives the held-out R^2 (`test_fraction` is not used).
         objectives (`list[str]` or `None`, *optional*, defaults to `None`):
             Objectives to model; default: every objective of the rating set.
         validation_fraction (`float`, *optional*, defaults to `0.2`):
@@ -72,9 +79,12 @@ class ArmoScriptArguments:
         initial_beta (`float`, *optional*, defaults to `1.0`):
             Model option: initial scale of the gating weights.
         preference_source (`str`, *optional*, defaults to `"ultrafeedback"`):
-            Stage 2 preference source of `trl_more.data`.
+            Stage 2 preference source of `trl_more.data`. Ignored with `preference_mixture`.
         preference_path (`str` or `None`, *optional*, defaults to `"../shared/data/ultrafeedback/train_clean.jsonl"`):
             Local file of the preference source (`None` loads it from the Hub).
+        preference_mixture (`str` or `None`, *optional*, defaults to `None`):
+            A mixture YAML of preference sources instead of `preference_source`; its test split is the evaluation
+            set (`eval_fraction` is not used).
         eval_fraction (`float`, *optional*, defaults to `0.1`):
             Share of the preference pairs held out for evaluation in stage 2.
         verbosity_objective (`str` or `None`, *optional*, defaults to `None`):
@@ -90,6 +100,7 @@ class ArmoScriptArguments:
     rating_path: str | None = field(
         default="../shared/data/topical_chat/topical_chat.json", metadata={"help": "Local file of the rating set."}
     )
+    rating_mixture: str | None = field(default=None, metadata={"help": "Mixture YAML of rating sets."})
     objectives: list[str] | None = field(default=None, metadata={"help": "Objectives to model (default: all)."})
     validation_fraction: float = field(default=0.2, metadata={"help": "Share of ratings used for validation."})
     test_fraction: float = field(default=0.2, metadata={"help": "Share of ratings held out for the reported R^2."})
@@ -101,6 +112,7 @@ class ArmoScriptArguments:
     preference_path: str | None = field(
         default="../shared/data/ultrafeedback/train_clean.jsonl", metadata={"help": "Local preference file."}
     )
+    preference_mixture: str | None = field(default=None, metadata={"help": "Mixture YAML of preference sources."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of preference pairs held out (stage 2)."})
     verbosity_objective: str | None = field(default=None, metadata={"help": "Objective to debias against."})
     debias_method: str = field(default="root", metadata={"help": "`root` or `grid`.", "choices": ["root", "grid"]})
@@ -136,7 +148,6 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     """Stage 1: build the model around the backbone and fit its regression layer; report held-out R^2."""
     from transformers import AutoModel
 
-    from ..data import RATING_SCALES, load_preference_source
     from ..multi_objective import MultiObjectiveRewardModel
     from ..multi_objective.features import extract_features
     from ..multi_objective.regression import (
@@ -147,13 +158,8 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     )
     from ..testing import minilm_path
 
-    scales = RATING_SCALES.get(script_args.rating_source)
-    if scales is None:
-        raise ValueError(
-            f"Unknown rating source {script_args.rating_source!r}; choose one of {sorted(RATING_SCALES)}."
-        )
+    ratings, held_out_ratings, scales, rating_name = _rating_data(script_args)
     objectives = script_args.objectives or list(scales)
-    ratings = load_preference_source(script_args.rating_source, path=script_args.rating_path).dataset
     backbone = script_args.model_name_or_path or str(minilm_path())
     tokenizer = _tokenizer(backbone, training_args.trust_remote_code)
     model = MultiObjectiveRewardModel.from_backbone(
@@ -166,12 +172,20 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     )
     model.config.text_config.pad_token_id = tokenizer.pad_token_id
     max_length = _max_length(training_args.max_length, model)
-    prepared = prepare_rating_dataset(
-        ratings, tokenizer, objectives, scales, max_length, training_args.truncation_mode
-    )
-    held_out = prepared.train_test_split(test_size=script_args.test_fraction, seed=training_args.seed)
-    splits = held_out["train"].train_test_split(test_size=script_args.validation_fraction, seed=training_args.seed)
-    train, validation, test = splits["train"], splits["test"], held_out["test"]
+
+    def prepare(dataset: Dataset) -> Dataset:
+        return prepare_rating_dataset(
+            dataset, tokenizer, objectives, scales, max_length, training_args.truncation_mode
+        )
+
+    prepared = prepare(ratings)
+    if held_out_ratings is None:
+        held_out = prepared.train_test_split(test_size=script_args.test_fraction, seed=training_args.seed)
+        prepared, test = held_out["train"], held_out["test"]
+    else:
+        test = prepare(held_out_ratings)
+    splits = prepared.train_test_split(test_size=script_args.validation_fraction, seed=training_args.seed)
+    train, validation = splits["train"], splits["test"]
 
     def features(dataset: Dataset, name: str) -> torch.Tensor:
         return extract_features(
@@ -190,14 +204,13 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     with torch.no_grad():
         predictions = model.regression_layer(features(test, "Test features").to(model.regression_layer.weight))
     r2 = r2_per_objective(predictions, test["labels"], train["labels"], objectives)
-    model.config.evaluation_results = {f"held-out R^2 ({script_args.rating_source})": r2}
+    model.config.evaluation_results = {f"held-out R^2 ({rating_name})": r2}
     print("Held-out R^2 per objective:", {name: round(value, 4) for name, value in r2.items()})
     _save(model, tokenizer, training_args)
 
 
 def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
     """Stage 2: optionally debias against verbosity, then train the gate on preference pairs."""
-    from ..data import load_preference_source
     from ..multi_objective import MultiObjectiveRewardModel
     from ..multi_objective.debiasing import debias_verbosity
     from ..multi_objective.features import extract_features
@@ -209,13 +222,11 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
         script_args.model_name_or_path, **_model_init_kwargs(training_args)
     )
     tokenizer = _tokenizer(script_args.model_name_or_path, training_args.trust_remote_code)
-    pairs = load_preference_source(script_args.preference_source, path=script_args.preference_path).dataset
+    train_pairs, eval_pairs = _preference_data(script_args, training_args.seed)
     training_args.max_length = _max_length(training_args.max_length, model)
-    splits = pairs.train_test_split(test_size=script_args.eval_fraction, seed=training_args.seed)
     trainer = MultiObjectiveRewardTrainer(
-        model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["test"],
-        processing_class=tokenizer,
-    )  # fmt: skip
+        model, args=training_args, train_dataset=train_pairs, eval_dataset=eval_pairs, processing_class=tokenizer
+    )
     if script_args.verbosity_objective is not None:
         reference = trainer.train_dataset
         if training_args.cache_features:
@@ -229,6 +240,45 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     print(trainer.evaluate())
     _save(model, tokenizer, training_args)
+
+
+def _rating_data(script_args: ArmoScriptArguments) -> tuple[Dataset, Dataset | None, dict, str]:
+    """Stage 1's rated responses, their held-out split (a mixture's test split; `None`: split off here), the scale of
+    every objective, and the name the model card reports the R^2 under."""
+    from ..data import RATING_SCALES, canonical_source_name, known_source_names, load_mixture, load_preference_source
+
+    if script_args.rating_mixture is not None:
+        mixture = load_mixture(script_args.rating_mixture)
+        if not mixture.rating_scales:
+            raise ValueError(
+                f"--rating_mixture {script_args.rating_mixture} holds preference pairs; stage 1 needs rating sets "
+                f"(known ones: {sorted(RATING_SCALES)}, or sources with declared `ratings`)."
+            )
+        return mixture.train, mixture.test, mixture.rating_scales, script_args.rating_mixture
+    name = script_args.rating_source
+    scales = RATING_SCALES.get(canonical_source_name(name) if name in known_source_names() else name)
+    if scales is None:
+        raise ValueError(
+            f"Unknown rating source {name!r}; choose one of {sorted(RATING_SCALES)}, or give --rating_mixture."
+        )
+    return load_preference_source(name, path=script_args.rating_path).dataset, None, scales, name
+
+
+def _preference_data(script_args: ArmoScriptArguments, seed: int) -> tuple[Dataset, Dataset]:
+    """Stage 2's training and evaluation pairs: a mixture's splits, or one source split by `eval_fraction`."""
+    from ..data import load_mixture, load_preference_source
+
+    if script_args.preference_mixture is not None:
+        mixture = load_mixture(script_args.preference_mixture)
+        if mixture.rating_scales:
+            raise ValueError(
+                f"--preference_mixture {script_args.preference_mixture} holds rating sets; stage 2 needs preference "
+                "pairs (give rating sets to stage 1 with --rating_mixture)."
+            )
+        return mixture.train, mixture.test
+    pairs = load_preference_source(script_args.preference_source, path=script_args.preference_path).dataset
+    splits = pairs.train_test_split(test_size=script_args.eval_fraction, seed=seed)
+    return splits["train"], splits["test"]
 
 
 def _model_init_kwargs(training_args: MultiObjectiveRewardConfig) -> dict:
