@@ -35,7 +35,7 @@ RESULTS = BENCHMARKS_DIR / "RESULTS.md"
 FAST_BENCHMARKS = {
     "more_overhead": ("MORE overhead: MORERewardTrainer vs trl.RewardTrainer", ["--steps", "15", "--repeats", "2"]),
     "solver": ("Min-norm solver: exact vs Frank-Wolfe", ["--repeats", "5"]),
-    "ridge": ("Stage-1 ridge: closed form vs scikit-learn", ["--repeats", "1"]),
+    "ridge": ("Stage-1 ridge: closed form vs scikit-learn", ["--repeats", "1", "--armorm"]),
     "generation_throughput": ("RJS generation and scoring throughput", ["--repeats", "1"]),
     "gate_training": ("Stage-2 gate training: cached features vs live passes", ["--steps", "10"]),
 }

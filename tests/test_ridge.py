@@ -63,6 +63,28 @@ def test_masked_objectives_fit_only_their_labelled_rows():
     np.testing.assert_allclose(ridge_path(changed, targets, [0.5])[0][0, 2], coefficients[0, 2], atol=1e-9)
 
 
+def test_armorm_scale_nineteen_objectives_in_eight_label_patterns():
+    """Stage 1 of the ArmoRM paper: every row rated by one of 8 rating sets on that set's objectives only (one set,
+    Math-Preference, on an objective of another); each objective still fits exactly its own labelled rows."""
+    features, targets, _ = random_problem(160, 10, 19, seed=6)
+    blocks = [range(0, 5), range(5, 10), [10], [11], [12], [13], range(14, 19), [6]]
+    owner = np.arange(len(features)) % len(blocks)
+    rated = np.zeros(targets.shape, dtype=bool)
+    for block, columns in enumerate(blocks):
+        rated[np.ix_(owner == block, list(columns))] = True
+    targets[~rated] = np.nan
+    coefficients, intercepts = ridge_path(features, targets, [0.1, 10.0], fit_intercept=True)
+    for index, alpha in enumerate([0.1, 10.0]):
+        for objective in range(19):
+            labelled = rated[:, objective]
+            weights, intercept = explicit_ridge(
+                features[labelled], targets[labelled, objective : objective + 1], alpha, fit_intercept=True
+            )
+            np.testing.assert_allclose(coefficients[index, objective], weights[0], atol=1e-8)
+            np.testing.assert_allclose(intercepts[index, objective], intercept[0], atol=1e-8)
+    assert rated[:, 6].sum() == 2 * rated[:, 5].sum()  # instruction following: UltraFeedback and Math-Preference
+
+
 def test_alpha_is_chosen_per_objective_by_validation_mse():
     features, targets, _ = random_problem(40, 25, 2, seed=3, noise=2.0)
     targets[:, 1] = features[:, 0]  # noise-free: the smallest alpha predicts best
