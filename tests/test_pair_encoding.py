@@ -247,3 +247,63 @@ def test_metarm_with_shared_prompts_logs_the_same_meta_losses(tmp_path):
         logs[encoding] = [value for e in logged for value in (e["meta/loss_before"], e["meta/loss_after"])]
     assert len(logs["separate"]) == 4
     assert logs["shared_prompt"] == pytest.approx(logs["separate"], abs=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gpt_neox"])
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_multi_objective_pair_features_with_shared_prompts_equal_separate_features(architecture, pooling):
+    from trl_more.multi_objective import MultiObjectiveRewardModel
+    from trl_more.multi_objective.features import extract_features, extract_pair_features
+    from trl_more.tokenization import tokenize_prompt
+
+    tokenizer = tiny_tokenizer()
+    backbone = tiny_reward_model(architecture, tokenizer).base_model
+    model = MultiObjectiveRewardModel.from_backbone(backbone, ["a", "b"], pooling=pooling)
+    pairs = PAIRS + [("Human: why? Assistant:", " Because.", " Because")]  # ties the shared part to the prompt
+    sides = {
+        side: [tokenizer(prompt + response + tokenizer.eos_token)["input_ids"] for prompt, *responses in pairs
+               for response in [responses[index]]]
+        for index, side in enumerate(("chosen", "rejected"))
+    }  # fmt: skip
+    prompt_lengths = [len(tokenize_prompt(tokenizer, prompt)) for prompt, *_ in pairs]
+    chosen, rejected = extract_pair_features(
+        model, sides["chosen"], sides["rejected"], prompt_lengths, prompt_lengths, batch_size=3, show_progress=False
+    )
+    for shared, side in ((chosen, "chosen"), (rejected, "rejected")):
+        separate = extract_features(model, sides[side], prompt_lengths, batch_size=2, show_progress=False)
+        torch.testing.assert_close(shared.pooled, separate.pooled, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(shared.prompt, separate.prompt, atol=1e-5, rtol=1e-5)
+    # The gate reads the same prompt state for both responses of a pair.
+    torch.testing.assert_close(chosen.prompt, rejected.prompt, atol=1e-5, rtol=1e-5)
+
+
+def test_multi_objective_trainer_caches_the_same_features_with_shared_prompts(tmp_path, caplog):
+    from trl_more.multi_objective import MultiObjectiveRewardModel
+    from trl_more.multi_objective.multi_objective_config import MultiObjectiveRewardConfig
+    from trl_more.multi_objective.multi_objective_trainer import MultiObjectiveRewardTrainer
+
+    pairs = toy_preference_sources(12, sources=("polite",))["polite"]
+
+    def cached(architecture, pair_encoding):
+        tokenizer = tiny_tokenizer("wordpiece" if architecture == "bert" else "bpe")
+        backbone = tiny_reward_model(architecture, tokenizer).base_model
+        model = MultiObjectiveRewardModel.from_backbone(backbone, ["a"], gate_hidden_sizes=[8])
+        args = MultiObjectiveRewardConfig(
+            str(tmp_path), cache_features=True, pair_encoding=pair_encoding, per_device_eval_batch_size=5,
+            report_to="none", max_length=64, bf16=False,
+        )  # fmt: skip
+        trainer = MultiObjectiveRewardTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
+        return trainer.train_dataset
+
+    separate, shared = cached("qwen2", "separate"), cached("qwen2", "shared_prompt")
+    for side in ("chosen", "rejected"):
+        for name in ("pooled", "prompt"):
+            torch.testing.assert_close(
+                getattr(getattr(shared, side), name), getattr(getattr(separate, side), name), atol=1e-5, rtol=1e-5
+            )
+    with caplog.at_level("INFO"):
+        bert = cached("bert", "shared_prompt")
+    assert "computed with separate encoding" in caplog.text
+    assert bert.chosen.pooled.shape[0] == len(pairs)
+    with pytest.raises(ValueError, match="set `cache_features=True`"):
+        MultiObjectiveRewardConfig(str(tmp_path), pair_encoding="shared_prompt", report_to="none", bf16=False)

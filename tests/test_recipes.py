@@ -194,7 +194,7 @@ def test_the_armorm_recipe_holds_the_papers_settings():
         10000,
         True,
     )
-    assert stage2.verbosity_objective == "helpsteer-verbosity"
+    assert stage2.verbosity_objective == "helpsteer-verbosity" and training2.pair_encoding == "shared_prompt"
     preferences = MixtureConfig.from_yaml(REPO / stage2.preference_mixture)
     names = [source.name for source in preferences.sources]
     assert set(names) <= set(known_source_names()) and len(names) == 12  # 10 datasets; HH and PKU as two sources

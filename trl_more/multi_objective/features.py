@@ -3,6 +3,8 @@
 Both training stages of the multi-objective reward model keep the backbone frozen in the reference recipe, so its
 hidden states can be computed once: stage 1 fits the regression layer on the last-token states (closed-form ridge),
 stage 2 trains the gate on the last-prompt-token states and the regression outputs of the last-token states.
+For preference pairs, `extract_pair_features` computes the prompt once per pair (shared-prompt layout,
+docs/pair_encoding.md), with the same result for causal decoders.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .._compat import pad
+from ..pair_encoding import encode_shared_prompt, encodes_bidirectionally, shared_prompt_length
 from .modeling_multi_objective import MultiObjectiveRewardModel
 
 
-__all__ = ["SequenceFeatures", "extract_features"]
+__all__ = ["SequenceFeatures", "extract_features", "extract_pair_features"]
 
 
 @dataclass
@@ -72,3 +75,69 @@ def extract_features(
     finally:
         model.train(was_training)
     return SequenceFeatures(pooled=pooled, prompt=prompt)
+
+
+@torch.inference_mode()
+def extract_pair_features(
+    model: MultiObjectiveRewardModel,
+    chosen_ids: Sequence[Sequence[int]],
+    rejected_ids: Sequence[Sequence[int]],
+    chosen_prompt_lengths: Sequence[int],
+    rejected_prompt_lengths: Sequence[int],
+    batch_size: int = 16,
+    description: str = "Caching backbone features (shared prompts)",
+    show_progress: bool = True,
+) -> tuple[SequenceFeatures, SequenceFeatures]:
+    """`extract_features` of the chosen and of the rejected sequences, from one backbone pass per pair in which the
+    prompt is computed once: each pair is one row `[prompt | chosen | rejected]` whose attention mask keeps the two
+    responses apart (docs/pair_encoding.md). For a causal decoder the features equal those of separate passes;
+    bidirectional encoders (BERT-style) are refused, since sharing the row would change their hidden states.
+
+    Returns:
+        `(chosen, rejected)` features, in the order of the pairs; `batch_size` pairs per pass.
+    """
+    if encodes_bidirectionally(model):
+        raise ValueError(
+            "Shared-prompt features need a causal decoder backbone; this one attends in both directions "
+            f"({model.config.text_config.model_type}). Use `extract_features` on each side."
+        )
+    sides = (chosen_ids, rejected_ids)
+    prompt_lengths = (chosen_prompt_lengths, rejected_prompt_lengths)
+    if len({len(column) for column in (*sides, *prompt_lengths)}) != 1:
+        raise ValueError("Every pair needs its chosen and rejected ids and both prompt lengths.")
+    if len(chosen_ids) == 0:
+        raise ValueError("No pairs to compute features for.")
+    pad_token_id = model.config.get_text_config().pad_token_id
+    pad_token_id = 0 if pad_token_id is None else pad_token_id
+    device = model.regression_layer.weight.device
+    dtype = next(model.backbone.parameters()).dtype
+    order = sorted(range(len(chosen_ids)), key=lambda pair: len(chosen_ids[pair]) + len(rejected_ids[pair]))
+    hidden_size = model.config.text_config.hidden_size
+    features = [
+        SequenceFeatures(torch.empty(len(order), hidden_size), torch.empty(len(order), hidden_size)) for _ in sides
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(order), batch_size), desc=description, disable=not show_progress):
+            pairs = order[start : start + batch_size]
+            groups = [[side[pair] for side in sides] for pair in pairs]
+            batch = encode_shared_prompt(groups, pad_token_id, dtype=dtype)
+            hidden_states = model.backbone(
+                **{key: value.to(device) for key, value in batch.model_inputs().items()}, use_cache=False
+            ).last_hidden_state
+            for row, (pair, group) in enumerate(zip(pairs, groups)):
+                prefix = shared_prompt_length(group)
+                offset = 0  # where the current response's own tokens start in the row, minus `prefix`
+                for side, ids in enumerate(group):
+                    row_index = torch.arange(len(ids), device=hidden_states.device)
+                    row_index = torch.where(row_index < prefix, row_index, row_index + offset)
+                    prompt_length = prompt_lengths[side][pair]
+                    response = hidden_states[row, row_index[prompt_length:]]
+                    pooled = response[-1] if model.config.pooling == "last" else response.mean(0)
+                    features[side].pooled[pair] = pooled.float().cpu()
+                    features[side].prompt[pair] = hidden_states[row, row_index[prompt_length - 1]].float().cpu()
+                    offset += len(ids) - prefix
+    finally:
+        model.train(was_training)
+    return features[0], features[1]

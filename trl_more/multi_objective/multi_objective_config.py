@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..constants import TRUNCATION_MODES, check_choice
+from ..constants import PAIR_ENCODINGS, TRUNCATION_MODES, check_choice
 
 
 @dataclass
@@ -28,6 +28,11 @@ class MultiObjectiveRewardConfig(RewardConfig):
             `per_device_eval_batch_size`, with a progress bar) and train the gate on the cached hidden states, instead
             of a backbone forward pass per step. Much faster (the reference trains this way); the cache holds four
             vectors of the backbone's hidden size per pair in CPU memory, and every process computes the whole cache.
+        pair_encoding (`str`, *optional*, defaults to `"separate"`):
+            How the cached feature pass encodes a pair: `"separate"` (two sequences, as TRL) or `"shared_prompt"`
+            (one row per pair, the prompt computed once; the same features for causal decoders,
+            docs/pair_encoding.md). Needs `cache_features=True`; a bidirectional encoder (BERT-style) keeps separate
+            encoding, with one info line.
         truncation_mode (`str`, *optional*, defaults to `"keep_start"`):
             How a pair longer than `max_length` is shortened: `"keep_start"` cuts the end of the response (the gate
             still sees the whole prompt; a prompt longer than `max_length` is an error), `"keep_end"` cuts the start
@@ -59,6 +64,14 @@ class MultiObjectiveRewardConfig(RewardConfig):
             "instead of a backbone forward pass per step."
         },
     )
+    pair_encoding: str = field(
+        default="separate",
+        metadata={
+            "help": "Cached feature pass: `separate` (TRL's) or `shared_prompt` (one row per pair, the prompt "
+            "computed once; decoders).",
+            "choices": list(PAIR_ENCODINGS),
+        },
+    )
     truncation_mode: str = field(
         default="keep_start",
         metadata={
@@ -71,3 +84,9 @@ class MultiObjectiveRewardConfig(RewardConfig):
     def __post_init__(self):
         super().__post_init__()
         check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
+        check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
+        if self.pair_encoding == "shared_prompt" and not self.cache_features:
+            raise ValueError(
+                "`pair_encoding='shared_prompt'` applies to the cached feature pass: set `cache_features=True`, or "
+                "keep `pair_encoding='separate'`."
+            )

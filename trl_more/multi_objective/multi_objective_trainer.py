@@ -16,9 +16,10 @@ from trl import RewardConfig, RewardTrainer, is_conversational
 
 from .._compat import DataCollatorForPreference, dataset_column_names, keep_batch_columns, trainer_metrics
 from ..losses import pairwise_loss, split_rewards
+from ..pair_encoding import encodes_bidirectionally
 from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
 from ..trainer_utils import CheckpointingMixin, convert_config
-from .features import SequenceFeatures, extract_features
+from .features import SequenceFeatures, extract_features, extract_pair_features
 from .multi_objective_config import MultiObjectiveRewardConfig
 
 
@@ -212,6 +213,24 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
         dataset = self._prepare_dataset(dataset, self.processing_class, self.args, name)
         model = self.accelerator.unwrap_model(self.model)
         batch_size = self.args.per_device_eval_batch_size
+        margins = dataset["margin"] if "margin" in dataset.column_names else None
+        if self.args.pair_encoding == "shared_prompt":
+            if not encodes_bidirectionally(model):
+                chosen, rejected = extract_pair_features(
+                    model,
+                    dataset["chosen_ids"],
+                    dataset["rejected_ids"],
+                    dataset["chosen_prompt_length"],
+                    dataset["rejected_prompt_length"],
+                    batch_size=batch_size,
+                    description=f"Caching {name} features (shared prompts)",
+                    show_progress=self.is_local_process_zero(),
+                )
+                return PreferenceFeatures(chosen, rejected, margins)
+            logger.info(
+                "pair_encoding='shared_prompt': the backbone attends in both directions, so the features of the "
+                f"{name} set are computed with separate encoding."
+            )
         chosen, rejected = (
             extract_features(
                 model,
@@ -223,7 +242,6 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             )
             for side in ("chosen", "rejected")
         )
-        margins = dataset["margin"] if "margin" in dataset.column_names else None
         return PreferenceFeatures(chosen, rejected, margins)
 
     # ----------------------------------------------------------------------------------------------------------------
