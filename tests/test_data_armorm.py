@@ -366,12 +366,12 @@ def test_shp_prefers_the_labelled_comment():
     ("options", "kept", "skipped"),
     [
         ({"min_score_ratio": 2}, [0, 2, 3], {"score ratio below 2": 1}),
-        ({"max_pairs_per_post": 1}, [0, 3], {"more than 1 pairs for the post": 2}),
-        ({"max_pairs_per_post": 2}, [0, 1, 3], {"more than 2 pairs for the post": 1}),
+        ({"max_pairs_per_post": 1}, [0, 3], {"beyond the first 1 pair(s) of the post": 2}),
+        ({"max_pairs_per_post": 2}, [0, 1, 3], {"beyond the first 2 pair(s) of the post": 1}),
         (
             {"min_score_ratio": 2, "max_pairs_per_post": 1},
             [0, 3],
-            {"score ratio below 2": 1, "more than 1 pairs for the post": 1},
+            {"score ratio below 2": 1, "beyond the first 1 pair(s) of the post": 1},
         ),
         ({"min_score_ratio": 2, "max_pairs_per_post": 2}, [0, 2, 3], {"score ratio below 2": 1}),
     ],

@@ -475,6 +475,11 @@ sources:
         MixtureConfig.from_yaml(config).rating_scales()
     with pytest.raises(ValueError, match=message):
         load_mixture(config)
+    # Found before any source is read: a Hub source that would need the network is never loaded.
+    hub = MixtureConfig.from_yaml(config)
+    hub.sources[1].path = None
+    with pytest.raises(ValueError, match=message):
+        load_mixture(hub)
 
     def with_known_set(scale):
         honesty = {"name": "ultrafeedback-honesty", "column": "scores.honesty", "scale": scale}

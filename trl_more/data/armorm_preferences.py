@@ -118,7 +118,7 @@ def convert_shp(
                 continue
         post = row.get("post_id")
         if max_pairs_per_post is not None and pairs_per_post[post] >= max_pairs_per_post:
-            builder.skip(f"more than {max_pairs_per_post} pairs for the post")
+            builder.skip(f"beyond the first {max_pairs_per_post} pair(s) of the post")
             continue
         pairs_per_post[post] += 1
         preferred, other = comments if label == 1 else comments[::-1]

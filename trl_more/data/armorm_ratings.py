@@ -26,7 +26,8 @@ objective columns on their raw scales (`RATING_SCALES[<source name>]`; a missing
   instruction-following objective (scale 1-5). The card documents no scale: `rating_scale` gives the ratings' own
   scale when it is not 1-5, and they are then mapped linearly onto 1-5, so that both sets scale to [0, 1] alike.
 
-A response whose rating is "N/A" (not rated by the judge) is skipped and counted; other unreadable rows are invalid.
+A response of a single-objective set whose rating is "N/A" (not rated by the judge) is skipped and counted; in
+UltraFeedback an "N/A" aspect is NaN and the response keeps its other ratings. Other unreadable rows are invalid.
 """
 
 from __future__ import annotations

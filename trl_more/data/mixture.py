@@ -123,6 +123,11 @@ class SourceConfig:
                 )
 
     @property
+    def is_rating_set(self) -> bool:
+        """Whether the source gives rated responses (declared `ratings`, or a known rating set)."""
+        return self.ratings is not None or canonical_source_name(self.name) in RATING_SCALES
+
+    @property
     def rating_scales(self) -> dict[str, tuple[float, float]]:
         """`{objective: (low, high)}` of a rating source: its declared `ratings`, or `RATING_SCALES` of a known set."""
         if self.ratings is not None:
@@ -387,6 +392,8 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
     """Build the mixture a `MixtureConfig` (or a YAML file of one) declares; see `mix_sources`."""
     if not isinstance(config, MixtureConfig):
         config = MixtureConfig.from_yaml(config)
+    if all(source.is_rating_set for source in config.sources):
+        config.rating_scales()  # two scales for one objective: an error before any source is downloaded
     train_parts, test_parts, rows, reports = [], [], [], {}
     for source in config.sources:
         path = source.resolved_path()
