@@ -10,7 +10,10 @@ benchmark's training settings, fewer steps (`--steps`).
 1. Strength of the flipped training pairs from an ensemble of `--num_models` reward models, in-sample (`seeds`, the
    paper's) and out-of-sample (`cross_fit`): AUROC and precision at 20% of -mu for finding the injected flips, per
    source, next to the bound the ensemble's own accuracy allows for Gaussian margins, Phi(sqrt(2) Phi^-1(acc)), with
-   acc the members' mean accuracy on the clean test pairs. Also the share of pairs with mu < 0 on the natural labels.
+   acc the members' mean accuracy on the clean test pairs. Also the share of pairs with mu < 0 on the natural labels,
+   and the strength the clean-label runs of part 3 use: by default the cross-fit ensemble's differences reoriented to
+   the natural labels (negated for the flipped pairs), which saves 4 models; `--natural_strength_models` trains a
+   separate cross-fit ensemble on the natural labels instead.
 2. One seed of every loss on the flipped data, trained on train, chosen on the (clean) validation pairs: baseline
    (MultiTask), flip (mu < 0), label smoothing, adaptive margin, soft label + margin, SimCSE, and MORE with the best
    denoising loss. Strength for the denoising losses: the cross-fit estimate.
@@ -247,7 +250,7 @@ def average(metrics: dict, key: str) -> float:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def strength_section(train, test, flipped, settings, work_dir) -> tuple[dict, dict]:
+def strength_section(train, test, flipped, settings, work_dir, natural_models: bool) -> tuple[dict, dict]:
     noisy = with_flipped_labels(train, flipped)
     sources = np.asarray(train["source"])
     rows = {}
@@ -270,11 +273,32 @@ def strength_section(train, test, flipped, settings, work_dir) -> tuple[dict, di
                 "member_accuracy": member_accuracy[source],
                 "bound": accuracy_bound(member_accuracy[source]),
             }
-    natural = strength_estimate(train, test, settings, "cross_fit", "clean", work_dir)
-    natural_summary = natural.summary()
+    if natural_models:
+        natural = strength_estimate(train, test, settings, "cross_fit", "clean", work_dir).dataset
+    else:
+        natural = reoriented(estimates["cross_fit"].dataset, train, flipped)
+    natural_mu = np.asarray(natural["strength_mean"])
     for source in SOURCE_FILES:
-        rows[source]["natural_share_negative"] = natural_summary[source]["share_negative"]
-    return rows, {"flipped": estimates["cross_fit"], "clean": natural}
+        mask = sources == source
+        rows[source]["natural_share_negative"] = float(np.mean(natural_mu[mask] < 0))
+    return rows, {"flipped": estimates["cross_fit"].dataset, "clean": natural}
+
+
+def reoriented(flipped_estimate, train, flipped: np.ndarray):
+    """The natural (unflipped) pairs with the strength the flipped-data cross-fit ensemble gives them: the same
+    reward differences, negated for the pairs whose labels were flipped (their chosen and rejected swap back)."""
+    from trl_more.constants import STRENGTH_COLUMN, STRENGTH_DIFFERENCES_COLUMN, STRENGTH_STD_COLUMN
+
+    sign = np.where(flipped, -1.0, 1.0)
+    differences = [
+        [value * factor for value in row]
+        for row, factor in zip(flipped_estimate[STRENGTH_DIFFERENCES_COLUMN], sign)
+    ]
+    return (
+        train.add_column(STRENGTH_COLUMN, (np.asarray(flipped_estimate[STRENGTH_COLUMN]) * sign).tolist())
+        .add_column(STRENGTH_STD_COLUMN, list(flipped_estimate[STRENGTH_STD_COLUMN]))
+        .add_column(STRENGTH_DIFFERENCES_COLUMN, differences)
+    )
 
 
 def main() -> None:
@@ -297,6 +321,12 @@ def main() -> None:
         "--pairs_per_source", type=int, default=600, help="Training + validation pairs per source (None: all)."
     )
     parser.add_argument("--test_pairs_per_source", type=int, default=None, help="Cap the test pairs (smoke runs).")
+    parser.add_argument(
+        "--natural_strength_models",
+        action="store_true",
+        help="Estimate the natural labels' strength with its own cross-fit ensemble (4 more models) instead of "
+        "reorienting the flipped-data ensemble's differences.",
+    )
     options = parser.parse_args()
     settings = Settings(
         options.steps, options.strength_steps, options.batch_size, options.max_length, options.frozen_layers,
@@ -307,11 +337,9 @@ def main() -> None:
     train, validation, test, flipped = load_splits(options.data_dir, settings)
     print(f"{len(train)} training pairs ({flipped.sum()} flipped), {len(validation)} validation, {len(test)} test")
 
-    strength_rows, estimates = strength_section(train, test, flipped, settings, work_dir)
-    datasets = {
-        "flipped": estimates["flipped"].dataset,  # flipped labels, with their cross-fit strength
-        "clean": estimates["clean"].dataset,
-    }
+    strength_rows, datasets = strength_section(
+        train, test, flipped, settings, work_dir, options.natural_strength_models
+    )  # flipped and clean labels, each with its cross-fit strength
     evaluations = {"validation": validation, "test": test}
 
     # 2. Every variant once (seed 0) on the flipped labels, chosen on the clean validation pairs.

@@ -195,6 +195,22 @@ def test_held_out_files_and_counts(shared_data):
     assert len(capped.test) == 50 and set(pairs_of(capped.test)) <= set(pairs_of(eval_pairs))
 
 
+def test_max_examples_keeps_a_seeded_random_subset_before_the_split(shared_data):
+    source = {"name": "ultrafeedback", "path": str(shared_data / "ultrafeedback" / "eval_clean.jsonl")}
+    whole = mix_sources([source], test_size=0)
+    capped = mix_sources([{**source, "max_examples": 40}], test_size=0.25)
+    kept = set(pairs_of(capped.train)) | set(pairs_of(capped.test))
+    assert (len(capped.train), len(capped.test)) == (30, 10) and len(kept) == 40
+    assert kept <= set(pairs_of(whole.train))
+    assert kept != set(pairs_of(whole.train)[:40])  # a random subset, not the first rows
+    assert pairs_of(mix_sources([{**source, "max_examples": 40}], test_size=0.25).train) == pairs_of(capped.train)
+    assert capped.summary.sources[0].examples == 40
+    assert len(mix_sources([{**source, "max_examples": 10_000}], test_size=0).train) == len(whole.train)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="`max_examples` must be a positive count"):
+            SourceConfig("ultrafeedback", max_examples=bad)
+
+
 def test_rating_sets_mix_with_the_union_of_their_objectives(shared_data):
     mixture = mix_sources(
         [

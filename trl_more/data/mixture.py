@@ -81,6 +81,9 @@ class SourceConfig:
             `None` keeps all of it.
         options: Options of the source's converter (e.g. `{"languages": "en"}` for OASST, `{"ties": "both"}` for
             WebGPT).
+        max_examples: Keep a random subset (the mixture's seed) of at most this many converted examples before the
+            train/test split, e.g. for a quick run; the summary's `examples` count shows what was kept. `None` keeps
+            all of them.
         ratings: A declared rating set instead of a known source's converter: where the prompt, the response and
             each objective's rating are in a row, and each objective's scale (`trl_more.data.DeclaredRatingSet`; in
             YAML a mapping `{prompt, response | messages, objectives: [{name, column, scale}], missing_values}`).
@@ -98,6 +101,7 @@ class SourceConfig:
     test_split: str | None = None
     test_size: float | int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    max_examples: int | None = None
     ratings: DeclaredRatingSet | None = None
 
     def __post_init__(self):
@@ -112,6 +116,13 @@ class SourceConfig:
             )
         if self.test_size is not None:
             _check_test_size(self.test_size, f"source {self.label!r}")
+        if self.max_examples is not None and (
+            isinstance(self.max_examples, bool) or not isinstance(self.max_examples, int) or self.max_examples < 1
+        ):
+            raise ValueError(
+                f"Source {self.label!r}: `max_examples` must be a positive count of examples (or null for all), got "
+                f"{self.max_examples!r}."
+            )
         if not isinstance(self.options, Mapping):
             raise ValueError(f"Source {self.label!r}: `options` must be a mapping, got {self.options!r}.")
         if self.ratings is not None:
@@ -414,6 +425,7 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
         if len(pool) == 0:
             raise ValueError(f"Source {source.label!r} has no examples after conversion:\n{converted.report}")
         rng = np.random.default_rng([config.seed, zlib.crc32(source.label.encode())])
+        pool = _subsample(pool, source.max_examples, rng)
         if source.has_held_out_split:
             held_out = load_preference_source(
                 source.name,
