@@ -291,8 +291,7 @@ def reoriented(flipped_estimate, train, flipped: np.ndarray):
 
     sign = np.where(flipped, -1.0, 1.0)
     differences = [
-        [value * factor for value in row]
-        for row, factor in zip(flipped_estimate[STRENGTH_DIFFERENCES_COLUMN], sign)
+        [value * factor for value in row] for row, factor in zip(flipped_estimate[STRENGTH_DIFFERENCES_COLUMN], sign)
     ]
     return (
         train.add_column(STRENGTH_COLUMN, (np.asarray(flipped_estimate[STRENGTH_COLUMN]) * sign).tolist())
