@@ -23,7 +23,9 @@ benchmark's training settings, fewer steps (`--steps`).
 Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
 `<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
 
-    python benchmarks/noisy_preferences.py                 # the benchmark (about 90 minutes on 2 idle cores)
+    python benchmarks/noisy_preferences.py                 # the full benchmark (about 2 hours on 2 idle cores)
+    python benchmarks/noisy_preferences.py --pairs_per_source 400 --test_pairs_per_source 150 --seeds 0 \
+        --clean_runs baseline                              # what RESULTS.md reports (about 60 minutes idle)
     python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120 --test_pairs_per_source 30  # smoke
 """
 
@@ -321,6 +323,13 @@ def main() -> None:
     )
     parser.add_argument("--test_pairs_per_source", type=int, default=None, help="Cap the test pairs (smoke runs).")
     parser.add_argument(
+        "--clean_runs",
+        nargs="+",
+        default=["baseline", "best", "more+best"],
+        choices=["baseline", "best", "more+best"],
+        help="Which of part 3's variants also train on the clean labels (the baseline is what the flips cost).",
+    )
+    parser.add_argument(
         "--natural_strength_models",
         action="store_true",
         help="Estimate the natural labels' strength with its own cross-fit ensemble (4 more models) instead of "
@@ -364,6 +373,8 @@ def main() -> None:
     seeded = {}
     for labels in ("flipped", "clean"):
         for name, variant in compared.items():
+            if labels == "clean" and name.replace(best, "best") not in options.clean_runs:
+                continue
             for seed in options.seeds:
                 label = name if labels == "flipped" else f"clean-{name}"  # seed 0 on flipped labels: part 2's runs
                 run = trained_run(label, datasets[labels], evaluations, settings, seed, variant, work_dir)
