@@ -9,7 +9,8 @@ docs/pair_encoding.md), with the same result for causal decoders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -54,15 +55,12 @@ def extract_features(
         raise ValueError(f"Got {len(input_ids)} sequences but {len(prompt_lengths)} prompt lengths.")
     if len(input_ids) == 0:
         raise ValueError("No sequences to compute features for.")
-    pad_token_id = model.config.get_text_config().pad_token_id
-    pad_token_id = 0 if pad_token_id is None else pad_token_id  # padded positions are masked out anyway
+    pad_token_id = _pad_token_id(model)
     device = model.regression_layer.weight.device
     order = sorted(range(len(input_ids)), key=lambda index: len(input_ids[index]))
     pooled = torch.empty(len(input_ids), model.config.text_config.hidden_size)
     prompt = torch.empty_like(pooled)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         for start in tqdm(range(0, len(order), batch_size), desc=description, disable=not show_progress):
             rows = order[start : start + batch_size]
             sequences = [torch.tensor(input_ids[row], dtype=torch.long) for row in rows]
@@ -72,8 +70,6 @@ def extract_features(
             batch_pooled, batch_prompt = model.encode(batch_ids, mask, lengths)
             pooled[rows] = batch_pooled.float().cpu()
             prompt[rows] = batch_prompt.float().cpu()
-    finally:
-        model.train(was_training)
     return SequenceFeatures(pooled=pooled, prompt=prompt)
 
 
@@ -107,8 +103,7 @@ def extract_pair_features(
         raise ValueError("Every pair needs its chosen and rejected ids and both prompt lengths.")
     if len(chosen_ids) == 0:
         raise ValueError("No pairs to compute features for.")
-    pad_token_id = model.config.get_text_config().pad_token_id
-    pad_token_id = 0 if pad_token_id is None else pad_token_id
+    pad_token_id = _pad_token_id(model)
     device = model.regression_layer.weight.device
     dtype = next(model.backbone.parameters()).dtype
     order = sorted(range(len(chosen_ids)), key=lambda pair: len(chosen_ids[pair]) + len(rejected_ids[pair]))
@@ -116,9 +111,7 @@ def extract_pair_features(
     features = [
         SequenceFeatures(torch.empty(len(order), hidden_size), torch.empty(len(order), hidden_size)) for _ in sides
     ]
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         for start in tqdm(range(0, len(order), batch_size), desc=description, disable=not show_progress):
             pairs = order[start : start + batch_size]
             groups = [[side[pair] for side in sides] for pair in pairs]
@@ -138,6 +131,20 @@ def extract_pair_features(
                     features[side].pooled[pair] = pooled.float().cpu()
                     features[side].prompt[pair] = hidden_states[row, row_index[prompt_length - 1]].float().cpu()
                     offset += len(ids) - prefix
+    return features[0], features[1]
+
+
+def _pad_token_id(model: MultiObjectiveRewardModel) -> int:
+    pad_token_id = model.config.get_text_config().pad_token_id
+    return 0 if pad_token_id is None else pad_token_id  # padded positions are masked out anyway
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode for a feature pass, its training mode restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
     finally:
         model.train(was_training)
-    return features[0], features[1]
