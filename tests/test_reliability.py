@@ -336,3 +336,19 @@ def test_the_shared_model_code_names_the_transformers_it_needs(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "needs transformers >= 5.0, found 4.57.1: `pip install -U 'transformers>=5.0'`" in result.stderr
+
+
+def test_write_atomically_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from trl_more.trainer_utils import write_atomically
+
+    target = tmp_path / "scores.json"
+    write_atomically(target, lambda path: Path(path).write_text("complete"))
+    assert target.read_text() == "complete"
+
+    def crash(path: str) -> None:
+        Path(path).write_text("trunc")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        write_atomically(target, crash)
+    assert target.read_text() == "complete"  # the final name never holds the half-written file

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ __all__ = [
     "config_with",
     "convert_config",
     "resolve_resume_checkpoint",
+    "write_atomically",
 ]
 
 logger = get_logger(__name__)
@@ -48,6 +49,14 @@ _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # ---------------------------------------------------------------------------------------------------------------------
 # Configs
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+    """Call `write(temporary_path)`, then rename the file to `path`: a crash never leaves a truncated file under the
+    final name (which a resumed run would read back)."""
+    temporary = f"{os.fspath(path)}.tmp"
+    write(temporary)
+    os.replace(temporary, path)
 
 
 def convert_config(args: Any, config_class: type, parent_class: type) -> Any:
@@ -231,8 +240,8 @@ class CheckpointingMixin:
         states = self.checkpointed_state()
         if states:
             path = os.path.join(output_dir, self._state_file_name())
-            torch.save({name: state.state_dict() for name, state in states.items()}, f"{path}.tmp")
-            os.replace(f"{path}.tmp", path)  # never a truncated file under the final name
+            state_dicts = {name: state.state_dict() for name, state in states.items()}
+            write_atomically(path, lambda temporary: torch.save(state_dicts, temporary))
         self.accelerator.wait_for_everyone()  # every process's state is on disk before trainer_state.json
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:

@@ -43,7 +43,7 @@ from ..constants import (
 )
 from ..data.sources import attach_source_indices
 from ..fingerprints import fingerprint
-from ..trainer_utils import config_with
+from ..trainer_utils import config_with, write_atomically
 
 
 __all__ = ["STRENGTH_MODES", "PreferenceStrength", "estimate_preference_strength", "strength_summary"]
@@ -100,8 +100,8 @@ class PreferenceStrength:
             "summary_json": folder / "strength_summary.json",
             "summary_md": folder / "strength_summary.md",
         }
-        _write_atomically(paths["jsonl"], lambda path: self.dataset.to_json(path, lines=True, force_ascii=False))
-        _write_atomically(paths["parquet"], lambda path: self.dataset.to_parquet(path))
+        write_atomically(paths["jsonl"], lambda path: self.dataset.to_json(path, lines=True, force_ascii=False))
+        write_atomically(paths["parquet"], lambda path: self.dataset.to_parquet(path))
         paths["summary_json"].write_text(json.dumps(self.summary(), indent=2) + "\n")
         paths["summary_md"].write_text(self.to_markdown())
         if plots:
@@ -128,12 +128,6 @@ def strength_summary(dataset: Dataset) -> dict[str, dict[str, float]]:
             row[f"sigma_q{int(q * 100)}"] = float(np.quantile(sigma[rows], q))
         summary[name] = row
     return summary
-
-
-def _write_atomically(path: Path, write: Callable[[str], Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    write(str(temporary))
-    os.replace(temporary, path)
 
 
 def _fold_plan(
@@ -258,7 +252,7 @@ def estimate_preference_strength(
             record = {"settings": settings, "rows": score_rows.tolist(), "differences": margins.pop("pairs")}
             record["held_out"] = margins
             record_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(record_path, lambda path, record=record: Path(path).write_text(json.dumps(record)))
+            write_atomically(record_path, lambda path, record=record: Path(path).write_text(json.dumps(record)))
             del trainer
             gc.collect()
         for row, difference in zip(record["rows"], record["differences"]):
