@@ -13,8 +13,9 @@ on (ambiguous). docs/noisy_preferences.md describes the method and both modes:
 
 Models are trained with `MORERewardTrainer` (any model, PEFT, MORE or uniform weighting, the usual config), one at a
 time with a progress bar. Each model's scores are written (temporary file, then rename) to
-`<output_dir>/model-XX/scores.json` as soon as it is done, with a fingerprint of the data and settings: an
-interrupted estimate started again reuses the finished models, and scores from other data or settings are refused.
+`<output_dir>/model-XX/scores.json` as soon as it is done, with a fingerprint of the data, the settings and what the
+model starts from (name, or class, config and initial weights; PEFT config; tokenizer): an interrupted estimate
+started again reuses the finished models, and scores from other data, settings or models are refused.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from ..constants import (
     check_choice,
 )
 from ..data.sources import attach_source_indices
-from ..fingerprints import fingerprint
+from ..fingerprints import fingerprint, model_fingerprint
 from ..trainer_utils import config_with, write_atomically
 
 
@@ -160,6 +161,27 @@ def _settings_fingerprint(dataset: Dataset, args: Any, mode: str, num_models: in
     )
 
 
+def _model_identity(model: Any, peft_config: Any, processing_class: Any) -> str:
+    """What a member starts from: the model's name, or its class, config and initial weights; the PEFT config; the
+    tokenizer's name, vocabulary size and chat template. Scores saved from another starting point are not reused."""
+    if isinstance(model, str):
+        start: Any = model
+    else:
+        start = [type(model).__name__, model.config.to_dict(), model_fingerprint(model)]
+    peft = peft_config.to_dict() if hasattr(peft_config, "to_dict") else peft_config
+    tokenizer = None
+    if processing_class is not None:
+        tokenizer = [
+            getattr(processing_class, "name_or_path", None),
+            len(processing_class),
+            getattr(processing_class, "chat_template", None),
+        ]
+    # sort_keys plus str() for what JSON lacks (PEFT's sets of module names, dtypes): stable across runs.
+    return json.dumps(
+        [start, peft, tokenizer], sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set) else str(v)
+    )
+
+
 def estimate_preference_strength(
     model: str | Callable[[], Any],
     train_dataset: Dataset | Mapping[str, Dataset],
@@ -177,7 +199,9 @@ def estimate_preference_strength(
     """Train `num_models` reward models and score every pair with them (see the module docstring).
 
     Args:
-        model: a model name or path (each model starts from its weights), or a function returning a fresh model.
+        model: a model name or path (each model starts from its weights), or a function returning a fresh model. The
+            function is called once per member, also for a member whose saved scores are reused (to check that they
+            come from a model that started from the same weights).
         train_dataset: preference pairs in any format `MORERewardTrainer` takes (a source column, or a dict of
             sources); the strength is computed for every one of them.
         args: the `MORERewardConfig` every model is trained with (`output_dir` holds one folder per model; the seed
@@ -226,13 +250,15 @@ def estimate_preference_strength(
 
     for index, (train_rows, score_rows) in enumerate(tqdm(plan, desc="Strength models", disable=not show_progress)):
         record_path = output_dir / f"model-{index:02d}" / "scores.json"
-        record = _read_record(record_path, settings)
+        initial = model() if callable(model) else model
+        member = fingerprint([settings, _model_identity(initial, peft_config, processing_class)])
+        record = _read_record(record_path, member)
         if record is None:
             model_args = config_with(
                 args, output_dir=str(record_path.parent), seed=args.seed + index, save_strategy="no"
             )
             trainer = MORERewardTrainer(
-                model=model() if callable(model) else model,
+                model=initial,
                 args=model_args,
                 train_dataset=pairs.select(train_rows),
                 processing_class=copy.deepcopy(processing_class),
@@ -249,12 +275,13 @@ def estimate_preference_strength(
                 show_progress=False,
             )
             margins = {name: values.tolist() for name, values in scored.margins.items()}
-            record = {"settings": settings, "rows": score_rows.tolist(), "differences": margins.pop("pairs")}
+            record = {"settings": member, "rows": score_rows.tolist(), "differences": margins.pop("pairs")}
             record["held_out"] = margins
             record_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(record_path, lambda path, record=record: Path(path).write_text(json.dumps(record)))
             del trainer
-            gc.collect()
+        del initial
+        gc.collect()
         for row, difference in zip(record["rows"], record["differences"]):
             differences[row].append(difference)
         if record["held_out"]:
@@ -267,13 +294,14 @@ def estimate_preference_strength(
     return PreferenceStrength(result, mode, num_models, evaluations)
 
 
-def _read_record(path: Path, settings: str) -> dict[str, Any] | None:
+def _read_record(path: Path, expected: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if record.get("settings") != settings:
+    if record.get("settings") != expected:
         raise ValueError(
-            f"{path} holds the scores of a model trained on other data or with other settings than this estimate. "
+            f"{path} holds the scores of a model trained on other data, with other settings or from another model "
+            "(weights, PEFT config or tokenizer) than this estimate. "
             "Use a new `output_dir`, or delete the model-XX folders to train them again."
         )
     if any(not math.isfinite(value) for value in record["differences"]):
