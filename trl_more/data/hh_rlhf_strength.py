@@ -29,7 +29,7 @@ from .formats import render_dialogue, render_response
 from .hh_rlhf import split_transcripts
 
 
-__all__ = ["convert_hh_rlhf_strength"]
+__all__ = ["convert_hh_rlhf_strength", "finite_number"]
 
 GPT4_LABEL_COLUMN = "gpt4_label"
 _EXTRA = {
@@ -60,7 +60,8 @@ def _split(row: Mapping[str, Any]) -> tuple[str, str, str] | str:
     return render_dialogue(_history_turns(chosen[:-1])), render_response(chosen[-1]), render_response(rejected[-1])
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """`value` as a float if it is a finite int or float (not a bool), else `None`."""
     return (
         float(value)
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -85,7 +86,10 @@ def convert_hh_rlhf_strength(
         if isinstance(split, str):
             builder.invalid(split, where, chosen=row.get("chosen"), rejected=row.get("rejected"))
             continue
-        mean, std = _number(row.get("mean preference difference")), _number(row.get("std preference difference"))
+        mean, std = (
+            finite_number(row.get("mean preference difference")),
+            finite_number(row.get("std preference difference")),
+        )
         chosen_scores, rejected_scores = row.get("chosen score list") or [], row.get("rejected score list") or []
         if mean is None or std is None:
             builder.invalid("missing or non-finite preference strength", where, mean=mean, std=std)

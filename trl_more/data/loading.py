@@ -47,6 +47,7 @@ from .hh_rlhf import convert_hh_rlhf
 from .hh_rlhf_strength import convert_hh_rlhf_strength
 from .oasst import convert_oasst
 from .ratings import convert_helpsteer, convert_topical_chat
+from .strength_records import convert_strength_records
 from .summarize import convert_summarize
 from .ultrafeedback import convert_ultrafeedback
 from .webgpt import convert_webgpt
@@ -110,6 +111,11 @@ KNOWN_SOURCES: dict[str, SourceSpec] = {
         "HH-RLHF re-split with the ensemble preference strengths of Secrets of RLHF II (splits train, valid)",
         split_names={"test": "valid", "validation": "valid"},
         aliases=("fnlp/hh-rlhf-strength-cleaned",),
+    ),
+    "trl-more-strength": SourceSpec(
+        convert_strength_records,
+        None,
+        "pairs with preference strengths written by `trl-more strength` (strength.jsonl or .parquet; local files)",
     ),
     "oasst1": SourceSpec(
         convert_oasst,
