@@ -92,6 +92,9 @@ def test_smoothing_one_half_makes_the_label_uninformative():
     at_zero = torch.zeros(8, requires_grad=True)
     pairwise_loss(at_zero, None, 0.5).sum().backward()
     assert torch.all(at_zero.grad == 0)  # equal rewards: no push towards either response
+    away = rewards.clone().requires_grad_(True)
+    pairwise_loss(away, None, 0.5).sum().backward()  # elsewhere the gradient only pulls d to 0: 0.5 tanh(d / 2)
+    torch.testing.assert_close(away.grad[:4], 0.5 * torch.tanh(differences / 2))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -236,6 +239,13 @@ def test_swav_predicts_the_other_views_codes():
     aligned = swav_loss(views, views, prototypes, temperature=0.1)
     shuffled = swav_loss(views, views[[1, 2, 0]], prototypes, temperature=0.1)
     assert aligned < shuffled  # views that agree on their prototype score better
+    # By hand at epsilon = tau = 1: the scores are the identity, already balanced, so the codes are the rows of
+    # exp(I) normalised, q_ii = e / (e + 2) and q_ij = 1 / (e + 2), and log softmax(I)_ij = [i == j] - log(e + 2).
+    e = math.e
+    aligned = swav_loss(views, views, prototypes, temperature=1.0, epsilon=1.0)
+    assert aligned.item() == pytest.approx(math.log(e + 2) - e / (e + 2))
+    shuffled = swav_loss(views, views[[1, 2, 0]], prototypes, temperature=1.0, epsilon=1.0)
+    assert shuffled.item() == pytest.approx(math.log(e + 2) - 1 / (e + 2))  # each view's code peaks elsewhere
 
 
 @pytest.mark.parametrize("loss", ["simcse", "swav"])
@@ -255,6 +265,26 @@ def test_training_with_a_contrastive_loss_lowers_it_and_changes_every_parameter(
     if loss == "swav":
         assert not torch.equal(more.swav_prototypes.weight, prototypes)
         torch.testing.assert_close(more.swav_prototypes.weight.norm(dim=1), torch.ones(6))
+
+
+@pytest.mark.parametrize(("loss", "representation"), [("simcse", "pair"), ("swav", "difference")])
+def test_the_contrastive_gradient_reaches_every_backbone_parameter(tmp_path, loss, representation):
+    # The reward pass is deterministic (TRL turns dropout off), so two runs that differ only in the auxiliary loss
+    # end apart exactly where its gradient flows: every parameter below the reward head (the head itself after the
+    # second step, through the representation it reads).
+    data = dict(toy_preference_sources(24))
+    plain, again = (trainer(tmp_path / name, data, max_steps=2) for name in ("plain", "again"))
+    plain.train()
+    again.train()
+    for (name, parameter), repeated in zip(plain.model.named_parameters(), again.model.parameters()):
+        assert torch.equal(parameter, repeated), f"without the auxiliary loss two runs differ at {name}"
+    contrastive = trainer(
+        tmp_path / "contrastive", data, max_steps=2, contrastive_loss=loss, contrastive_representation=representation,
+    )  # fmt: skip
+    contrastive.train()
+    reference = dict(plain.model.named_parameters())
+    for name, parameter in contrastive.model.named_parameters():
+        assert not torch.equal(parameter, reference[name]), f"the {loss} loss did not reach {name}"
 
 
 def test_contrastive_learning_with_lora_and_gradient_checkpointing_on_one_source(tmp_path):
@@ -371,8 +401,49 @@ def test_a_restarted_estimate_reuses_the_finished_models(flipped_estimate, monke
     )  # fmt: skip
     assert trained == [1]
     assert again.dataset["strength_mean"] == pytest.approx(estimate.dataset["strength_mean"], abs=1e-6)
-    with pytest.raises(ValueError, match="scores of a model trained on other data or with other settings"):
+    with pytest.raises(ValueError, match="scores of a model trained on other data, with other settings"):
         estimate_preference_strength("unused", pairs.select(range(100)), args, num_models=4, show_progress=False)
+
+
+@pytest.mark.parametrize("change", ["initial weights", "architecture", "peft_config", "tokenizer"])
+def test_saved_scores_of_another_starting_model_are_refused(flipped_estimate, change):
+    from peft import LoraConfig
+
+    _, _, output, pairs, args, tokenizer = flipped_estimate
+    model = {
+        "initial weights": lambda: tiny_reward_model("qwen2", tokenizer, seed=1),
+        "architecture": lambda: tiny_reward_model("llama", tokenizer),
+    }.get(change, lambda: tiny_reward_model("qwen2", tokenizer))
+    options = {
+        "peft_config": LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]),
+        "processing_class": tiny_tokenizer(vocab_size=300) if change == "tokenizer" else tokenizer,
+    }
+    if change != "peft_config":
+        options.pop("peft_config")
+    before = {path: path.read_text() for path in output.glob("model-*/scores.json")}
+    with pytest.raises(ValueError, match=r"from another model \(weights, PEFT config or tokenizer\)"):
+        estimate_preference_strength(
+            model, pairs, args, num_models=4, eval_dataset=HELD_OUT, show_progress=False, **options
+        )
+    assert {path: path.read_text() for path in output.glob("model-*/scores.json")} == before  # nothing overwritten
+
+
+@pytest.mark.parametrize(("num_models", "num_folds"), [(4, 2), (6, 3), (6, 2)])
+def test_cross_fitting_scores_every_pair_only_with_models_that_never_trained_on_it(num_models, num_folds):
+    from trl_more.noisy_preferences.strength import _fold_plan
+
+    source_index = np.repeat([0, 1, 2], [7, 10, 13])
+    plan = _fold_plan(source_index, "cross_fit", num_models, num_folds, seed=0)
+    scored_by = [[] for _ in source_index]
+    assert len(plan) == num_models
+    for member, (train_rows, score_rows) in enumerate(plan):
+        assert not set(train_rows) & set(score_rows)
+        assert sorted([*train_rows, *score_rows]) == list(range(len(source_index)))
+        for source, size in enumerate((7, 10, 13)):  # stratified: (F - 1) / F of every source, rounded
+            assert abs((source_index[train_rows] == source).sum() - size * (num_folds - 1) / num_folds) < 1
+        for row in score_rows:
+            scored_by[row].append(member)
+    assert all(len(members) == num_models // num_folds for members in scored_by)  # R = M / F >= 2 scores each
 
 
 def test_the_strength_summary_and_files(flipped_estimate, tmp_path):
@@ -386,6 +457,43 @@ def test_the_strength_summary_and_files(flipped_estimate, tmp_path):
     assert len(rows) == 120 and {"strength_mean", "strength_std", "strength_differences", "source"} <= set(rows[0])
     assert Dataset.from_parquet(str(paths["parquet"]))["strength_mean"] == pytest.approx(mu.tolist())
     assert "mu < 0 (%)" in paths["summary_md"].read_text() and paths["plot"].stat().st_size > 10_000
+
+
+def test_saved_strengths_load_back_as_a_source_of_a_mixture(flipped_estimate, tmp_path):
+    from trl_more.data import mix_sources
+
+    estimate, *_ = flipped_estimate
+    paths = estimate.save(tmp_path, plots=False)
+    expected = estimate.dataset.filter(lambda row: row["source"] == "concise")
+    for path in (paths["jsonl"], paths["parquet"]):
+        pairs, report = load_preference_source("trl-more-strength", path=path, source="concise", only_source="concise")
+        assert report.examples == len(expected) == 40 and report.skipped == {"from another source than 'concise'": 80}
+        assert pairs["prompt"] == expected["prompt"] and pairs["chosen"] == expected["chosen"]
+        assert set(pairs["source"]) == {"concise"}
+        assert pairs["strength_mean"] == pytest.approx(expected["strength_mean"])
+        assert pairs["strength_std"] == pytest.approx(expected["strength_std"])
+        assert pairs["strength_differences"] == [pytest.approx(row) for row in expected["strength_differences"]]
+    entries = [
+        {"name": "trl-more-strength", "path": str(paths["jsonl"]), "label": name, "options": {"only_source": name}}
+        for name in SOURCES
+    ]
+    mixture = mix_sources(entries, test_size=0.25, seed=0)
+    assert len(mixture.train) + sum(len(part) for part in mixture.test_by_source().values()) == 120
+    assert {"strength_mean", "strength_std", "source"} <= set(mixture.train.column_names)
+
+
+def test_saved_strength_rows_without_a_finite_strength_are_counted_not_read(tmp_path):
+    good = {"prompt": "Human: hi Assistant:", "chosen": " Hello!", "rejected": " Go away.", "source": "polite"}
+    rows = [
+        {**good, "strength_mean": 0.5, "strength_std": 0.1, "strength_differences": [0.4, 0.6]},
+        {**good, "strength_mean": float("nan"), "strength_std": 0.1, "strength_differences": [0.4, 0.6]},
+        {**good, "strength_mean": 0.5, "strength_std": None, "strength_differences": [0.4, 0.6]},
+    ]
+    path = tmp_path / "strength.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows))  # NaN is written as JSON's NaN literal
+    pairs, report = load_preference_source("trl-more-strength", path=path)
+    assert report.examples == 1 and report.invalid == {"missing or non-finite preference strength": 2}
+    assert pairs[0]["strength_mean"] == 0.5 and pairs[0]["strength_differences"] == [0.4, 0.6]
 
 
 def test_bad_strength_settings_are_clear_errors(tmp_path):

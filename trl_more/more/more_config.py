@@ -89,7 +89,8 @@ class MORERewardConfig(RewardConfig):
             strength (the paper flips the bottom 10-20%). Exclusive with `flip_below_strength`.
         label_smoothing (`float`, *optional*, defaults to `0.0`):
             Label smoothing alpha in [0, 0.5): the loss becomes -[(1 - alpha) log sigmoid(d) + alpha log sigmoid(-d)],
-            trusting each label with probability 1 - alpha. At 0.5 the loss has no gradient.
+            trusting each label with probability 1 - alpha. At 0.5 the label carries no information: the loss
+            is the same for either order and only pulls every reward difference towards 0.
         label_smoothing_below_strength (`float` or `None`, *optional*, defaults to `None`):
             Smooth only the pairs whose strength is below this value (the paper's "soft label + margin" smooths the
             pairs with mu < 0, i.e. `0.0`); `None` smooths every pair.
@@ -239,8 +240,8 @@ class MORERewardConfig(RewardConfig):
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(
                 f"`label_smoothing` must be in [0, 0.5), got {self.label_smoothing}: at 0.5 every label is a coin flip "
-                "and the loss has no gradient, above it the labels are inverted. Use `flip_below_strength` to invert "
-                "labels."
+                "and the loss only pulls every reward difference to 0, above it the labels are inverted. Use "
+                "`flip_below_strength` to invert labels."
             )
         if self.flip_below_strength is not None and self.flip_fraction is not None:
             raise ValueError("Give `flip_below_strength` or `flip_fraction`, not both.")
