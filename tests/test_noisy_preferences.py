@@ -155,6 +155,38 @@ def test_label_smoothing_below_a_strength_equals_smoothing_those_pairs_by_hand(t
     torch.testing.assert_close(loss.detach(), pairwise_loss(rewards.squeeze(-1), None, alpha).mean())
 
 
+def test_with_more_the_lambdas_weigh_the_denoised_per_source_losses_by_hand(tmp_path):
+    from trl_more._compat import trainer_metrics
+    from trl_more.constants import SOURCE_INDEX_COLUMN
+
+    sources = {
+        name: with_strength(data, np.linspace(-1, 1, len(data))) for name, data in toy_preference_sources(6).items()
+    }
+    more = trainer(
+        tmp_path, sources, lambda_method="min_norm", label_smoothing=0.1, label_smoothing_below_strength=0.0,
+        adaptive_margin=0.5, adaptive_margin_clip=0.3,
+    )  # fmt: skip
+    index = np.asarray(more.train_dataset[SOURCE_INDEX_COLUMN])
+    rows = [int(row) for source in range(3) for row in np.flatnonzero(index == source)[:2]]  # 2 pairs per source
+    batch = more.data_collator([more.train_dataset[row] for row in rows])
+    more.model.train()
+    loss = more.compute_loss(more.model, dict(batch))
+    with torch.no_grad():
+        rewards = more.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+    strength = [more.train_dataset[row]["strength_mean"] for row in rows]
+    expected = []
+    for pair, mu in enumerate(strength):  # -[(1 - a) log sigmoid(d - m) + a log sigmoid(-(d - m))], by hand
+        d = (rewards[pair] - rewards[pair + len(rows)]).item()
+        alpha, margin = (0.1 if mu < 0 else 0.0), max(-0.3, min(0.3, 0.5 * mu))
+        expected.append(-((1 - alpha) * log_sigmoid(d - margin) + alpha * log_sigmoid(-(d - margin))))
+    per_source = [np.mean(expected[2 * source : 2 * source + 2]) for source in range(3)]
+    metrics = trainer_metrics(more, "train")
+    lambdas = [metrics[f"lambda/{name}"][-1] for name in more.sources]
+    assert [metrics[f"loss/{name}"][-1] for name in more.sources] == pytest.approx(per_source, abs=1e-5)
+    assert sum(lambdas) == pytest.approx(1.0) and min(lambdas) >= 0
+    assert loss.item() == pytest.approx(sum(w * value for w, value in zip(lambdas, per_source)), abs=1e-5)
+
+
 def test_flipping_swaps_the_weakest_pairs_per_source_and_negates_their_strength(tmp_path, caplog):
     sources = {
         name: with_strength(data, np.linspace(-1, 1, len(data))) for name, data in toy_preference_sources(8).items()
