@@ -387,7 +387,7 @@ def main() -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "noisy_preferences.md").write_text(report["markdown"])
     (work_dir / "noisy_preferences.json").write_text(json.dumps(report["data"], indent=2))
-    plot(strength_rows, validation_accuracy, options.plot_dir / "noisy_preferences.png")
+    plot(report["data"], options.plot_dir / "noisy_preferences.png")
     print(report["markdown"])
 
 
@@ -435,11 +435,14 @@ def build_report(strength_rows, variants, validation_accuracy, best, seeded, set
     return {"markdown": "\n".join(lines) + "\n", "data": data}
 
 
-def plot(strength_rows, validation_accuracy, path: Path) -> None:
+def plot(data: dict, path: Path) -> None:
+    """Three panels: strength AUROC per source (seeds, cross-fit, the accuracy bound), every loss's one-seed
+    validation accuracy, and the paired seeds' test accuracy (mean and std) on flipped and clean labels."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(12, 4.5), dpi=100)
-    left, right = figure.subplots(1, 2)
+    strength_rows, validation_accuracy = data["strength"], data["validation_accuracy"]
+    figure = Figure(figsize=(17, 4.5), dpi=100)
+    left, middle, right = figure.subplots(1, 3)
     sources = list(strength_rows)
     positions = np.arange(len(sources))
     for offset, (key, label) in enumerate(
@@ -453,10 +456,30 @@ def plot(strength_rows, validation_accuracy, path: Path) -> None:
     left.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     left.set(xticks=positions, ylabel="AUROC of -mu for the flipped pairs", title="Finding injected label flips")
     left.set_xticklabels(sources)
+    left.set_ylim(0.3, None)
     left.legend(fontsize="small")
     names = list(validation_accuracy)
-    right.barh(names, [100 * validation_accuracy[name] for name in names], color="C2")
-    right.set(xlabel="validation accuracy (%)", title="Losses on 20% flipped labels")
+    middle.barh(names, [100 * validation_accuracy[name] for name in names], color="C2")
+    middle.axvline(50, color="gray", linestyle="--", linewidth=1)
+    middle.set(xlabel="validation accuracy (%), seed 0", title="Losses on 20% flipped labels", xlim=(40, None))
+    variants = list(data["seeded"]["flipped"])
+    positions = np.arange(len(variants))
+    for offset, labels in enumerate(data["seeded"]):
+        runs = data["seeded"][labels]
+        shown = [name for name in variants if name in runs]
+        right.bar(
+            positions[[variants.index(name) for name in shown]] + (offset - 0.5) * 0.4,
+            [np.mean(runs[name]["accuracy"]) for name in shown],
+            yerr=[spread(runs[name]["accuracy"]) for name in shown],
+            width=0.4, capsize=4, label=f"{labels} labels",
+        )  # fmt: skip
+    right.axhline(50, color="gray", linestyle="--", linewidth=1)
+    right.set(
+        xticks=positions, ylabel="test accuracy (%), mean ± std over seeds", title="Paired seeds on the test pairs"
+    )
+    right.set_xticklabels(variants)
+    right.set_ylim(45, None)
+    right.legend(fontsize="small")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
