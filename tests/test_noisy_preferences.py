@@ -167,13 +167,15 @@ def test_with_more_the_lambdas_weigh_the_denoised_per_source_losses_by_hand(tmp_
         adaptive_margin=0.5, adaptive_margin_clip=0.3,
     )  # fmt: skip
     index = np.asarray(more.train_dataset[SOURCE_INDEX_COLUMN])
-    rows = [int(row) for source in range(3) for row in np.flatnonzero(index == source)[:2]]  # 2 pairs per source
+    # 2 pairs per source: mu = -1 (smoothed, margin clipped to -0.3) and mu = 0.2 (not smoothed, margin 0.1)
+    rows = [int(row) for source in range(3) for row in np.flatnonzero(index == source)[[0, 3]]]
     batch = more.data_collator([more.train_dataset[row] for row in rows])
     more.model.train()
     loss = more.compute_loss(more.model, dict(batch))
     with torch.no_grad():
         rewards = more.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
     strength = [more.train_dataset[row]["strength_mean"] for row in rows]
+    assert strength == pytest.approx([-1.0, 0.2] * 3)
     expected = []
     for pair, mu in enumerate(strength):  # -[(1 - a) log sigmoid(d - m) + a log sigmoid(-(d - m))], by hand
         d = (rewards[pair] - rewards[pair + len(rows)]).item()
@@ -460,6 +462,27 @@ def test_saved_scores_of_another_starting_model_are_refused(flipped_estimate, ch
     assert {path: path.read_text() for path in output.glob("model-*/scores.json")} == before  # nothing overwritten
 
 
+def test_a_restart_from_a_model_path_with_lora_reuses_every_member(tmp_path, monkeypatch):
+    from peft import LoraConfig
+
+    from trl_more.testing import save_tiny_reward_model
+
+    model = str(save_tiny_reward_model(tmp_path / "model"))
+    pairs, _ = flipped_toy_pairs(12)
+    args = MORERewardConfig(str(tmp_path / "strength"), **{**STRENGTH_TRAINING, "max_steps": 2})
+
+    def estimate():  # a new LoraConfig every time: PEFT fills in its fields while training
+        lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"])
+        return estimate_preference_strength(model, pairs, args, num_models=4, peft_config=lora, show_progress=False)
+
+    first = estimate()
+    trained = []
+    monkeypatch.setattr(MORERewardTrainer, "train", lambda *a, **k: trained.append(1))
+    again = estimate()
+    assert trained == []  # every member's saved scores were accepted
+    assert again.dataset["strength_mean"] == first.dataset["strength_mean"]
+
+
 @pytest.mark.parametrize(("num_models", "num_folds"), [(4, 2), (6, 3), (6, 2)])
 def test_cross_fitting_scores_every_pair_only_with_models_that_never_trained_on_it(num_models, num_folds):
     from trl_more.noisy_preferences.strength import _fold_plan
@@ -499,7 +522,7 @@ def test_saved_strengths_load_back_as_a_source_of_a_mixture(flipped_estimate, tm
     expected = estimate.dataset.filter(lambda row: row["source"] == "concise")
     for path in (paths["jsonl"], paths["parquet"]):
         pairs, report = load_preference_source("trl-more-strength", path=path, source="concise", only_source="concise")
-        assert report.examples == len(expected) == 40 and report.skipped == {"from another source than 'concise'": 80}
+        assert report.examples == len(expected) == 40 and report.skipped == {"source not 'concise'": 80}
         assert pairs["prompt"] == expected["prompt"] and pairs["chosen"] == expected["chosen"]
         assert set(pairs["source"]) == {"concise"}
         assert pairs["strength_mean"] == pytest.approx(expected["strength_mean"])
@@ -512,6 +535,9 @@ def test_saved_strengths_load_back_as_a_source_of_a_mixture(flipped_estimate, tm
     mixture = mix_sources(entries, test_size=0.25, seed=0)
     assert len(mixture.train) + sum(len(part) for part in mixture.test_by_source().values()) == 120
     assert {"strength_mean", "strength_std", "source"} <= set(mixture.train.column_names)
+    assert set(mixture.train["source"]) == set(SOURCES)
+    with pytest.raises(ValueError, match=r"No row has source 'consise'; the file's sources are \['concise', "):
+        load_preference_source("trl-more-strength", path=paths["jsonl"], only_source="consise")
 
 
 def test_saved_strength_rows_without_a_finite_strength_are_counted_not_read(tmp_path):

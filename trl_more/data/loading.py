@@ -115,7 +115,8 @@ KNOWN_SOURCES: dict[str, SourceSpec] = {
     "trl-more-strength": SourceSpec(
         convert_strength_records,
         None,
-        "pairs with preference strengths written by `trl-more strength` (strength.jsonl or .parquet; local files)",
+        "pairs with preference strengths written by `trl-more strength` (strength.jsonl or .parquet), local files "
+        "only; option only_source",
     ),
     "oasst1": SourceSpec(
         convert_oasst,

@@ -46,12 +46,15 @@ def convert_strength_records(
         source: Value of the `source` column.
         on_invalid: `"drop"` or `"raise"` for rows without plain-text pairs or with a missing or non-finite strength.
         only_source: Keep only the rows whose saved `source` is this one (the others are not read, and not counted as
-            invalid: the report counts them as skipped); `None` keeps every row.
+            invalid: the report counts them as skipped); `None` keeps every row. A source that no row has is an
+            error that lists the file's sources.
     """
     builder = PreferencePairsBuilder(source, on_invalid, extra=_EXTRA)
+    seen_sources: set[str] = set()
     for where, row in builder.read(rows):
+        seen_sources.add(str(row.get(SOURCE_COLUMN)))
         if only_source is not None and row.get(SOURCE_COLUMN) != only_source:
-            builder.skip(f"from another source than {only_source!r}")
+            builder.skip(f"source not {only_source!r}")
             continue
         texts = [row.get(column) for column in ("prompt", "chosen", "rejected")]
         if not all(isinstance(text, str) for text in texts):
@@ -75,5 +78,10 @@ def convert_strength_records(
                 STRENGTH_STD_COLUMN: std,
                 STRENGTH_DIFFERENCES_COLUMN: [float(value) for value in differences],
             },
+        )
+    if only_source is not None and only_source not in seen_sources:
+        raise ValueError(
+            f"No row has source {only_source!r}; the file's sources are {sorted(seen_sources)}. Set `only_source` to "
+            "one of them."
         )
     return builder.finish()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 from tqdm.auto import tqdm
+from transformers import set_seed
 
 from ..constants import (
     SOURCE_COLUMN,
@@ -163,23 +164,33 @@ def _settings_fingerprint(dataset: Dataset, args: Any, mode: str, num_models: in
 
 def _model_identity(model: Any, peft_config: Any, processing_class: Any) -> str:
     """What a member starts from: the model's name, or its class, config and initial weights; the PEFT config; the
-    tokenizer's name, vocabulary size and chat template. Scores saved from another starting point are not reused."""
+    tokenizer's vocabulary, special tokens, sides and chat template. Scores saved from another start are not reused.
+
+    Left out, as they do not change the model: the transformers version and the folder the config was read from.
+    """
     if isinstance(model, str):
         start: Any = model
     else:
-        start = [type(model).__name__, model.config.to_dict(), model_fingerprint(model)]
+        config = {
+            k: v for k, v in model.config.to_dict().items() if k not in ("transformers_version", "_name_or_path")
+        }
+        start = [type(model).__name__, config, model_fingerprint(model)]
     peft = peft_config.to_dict() if hasattr(peft_config, "to_dict") else peft_config
     tokenizer = None
     if processing_class is not None:
         tokenizer = [
-            getattr(processing_class, "name_or_path", None),
-            len(processing_class),
-            getattr(processing_class, "chat_template", None),
+            fingerprint(sorted(processing_class.get_vocab().items())),
+            processing_class.special_tokens_map,
+            processing_class.padding_side,
+            processing_class.truncation_side,
+            processing_class.chat_template,
         ]
-    # sort_keys plus str() for what JSON lacks (PEFT's sets of module names, dtypes): stable across runs.
-    return json.dumps(
-        [start, peft, tokenizer], sort_keys=True, default=lambda v: sorted(v) if isinstance(v, set) else str(v)
-    )
+    # sort_keys, and sorted sets (PEFT's module names) or str() (dtypes) for what JSON lacks: stable across runs.
+    return json.dumps([start, peft, tokenizer], sort_keys=True, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    return sorted(value) if isinstance(value, set | frozenset) else str(value)
 
 
 def estimate_preference_strength(
@@ -200,8 +211,9 @@ def estimate_preference_strength(
 
     Args:
         model: a model name or path (each model starts from its weights), or a function returning a fresh model. The
-            function is called once per member, also for a member whose saved scores are reused (to check that they
-            come from a model that started from the same weights).
+            function is called once per member after `transformers.set_seed(args.seed + m)`, also for a member whose
+            saved scores are reused (to check that they come from a model that started from the same weights: a
+            reused member costs one model load).
         train_dataset: preference pairs in any format `MORERewardTrainer` takes (a source column, or a dict of
             sources); the strength is computed for every one of them.
         args: the `MORERewardConfig` every model is trained with (`output_dir` holds one folder per model; the seed
@@ -250,6 +262,7 @@ def estimate_preference_strength(
 
     for index, (train_rows, score_rows) in enumerate(tqdm(plan, desc="Strength models", disable=not show_progress)):
         record_path = output_dir / f"model-{index:02d}" / "scores.json"
+        set_seed(args.seed + index)  # a factory that draws a new head from the global generator draws the same one
         initial = model() if callable(model) else model
         member = fingerprint([settings, _model_identity(initial, peft_config, processing_class)])
         record = _read_record(record_path, member)
@@ -262,7 +275,7 @@ def estimate_preference_strength(
                 args=model_args,
                 train_dataset=pairs.select(train_rows),
                 processing_class=copy.deepcopy(processing_class),
-                peft_config=peft_config,
+                peft_config=copy.deepcopy(peft_config),  # PEFT and TRL fill in its fields in place
             )
             trainer.train()
             scored = evaluate_reward_model(
