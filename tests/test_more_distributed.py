@@ -78,23 +78,27 @@ def test_zero3_with_partitioned_head_equals_single_process_and_saves(tmp_path, s
     assert_same_run(ranks, single_process, tmp_path)
 
 
-def test_zero3_with_a_contrastive_loss_keeps_every_rank_identical(tmp_path):
+@pytest.mark.parametrize(("loss", "representation"), [("swav", "pair"), ("simcse", "difference")])
+def test_zero3_with_a_contrastive_loss_keeps_every_rank_identical(tmp_path, loss, representation):
     ranks = run(
         [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
-         "--output_dir", str(tmp_path), "--check_zero3", "--contrastive_loss", "swav"],
+         "--output_dir", str(tmp_path), "--check_zero3", "--contrastive_loss", loss,
+         "--contrastive_representation", representation],
         tmp_path,
     )  # fmt: skip
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]
     assert ranks[0]["lambda"] == ranks[1]["lambda"]
-    assert (
-        len(ranks[0]["contrastive_losses"]) == 3 and ranks[0]["contrastive_losses"] == ranks[1]["contrastive_losses"]
-    )
-    assert ranks[0]["prototypes"] == ranks[1]["prototypes"]  # stepped on the averaged gradient on every rank
-    initial = torch.nn.functional.normalize(
-        torch.randn(4, 32, generator=torch.Generator().manual_seed(0)) / 32**0.5, dim=-1
-    )
-    assert not torch.allclose(torch.tensor(ranks[0]["prototypes"]), initial)  # they trained
-    assert load_scores(tmp_path / "final").shape == (2, 1)  # the saved model loads without the prototypes
+    losses = ranks[0]["contrastive_losses"]
+    assert len(losses) == 3 and losses == ranks[1]["contrastive_losses"] and all(value > 0 for value in losses)
+    if loss == "swav":
+        assert ranks[0]["prototypes"] == ranks[1]["prototypes"]  # stepped on the averaged gradient on every rank
+        initial = torch.nn.functional.normalize(
+            torch.randn(4, 32, generator=torch.Generator().manual_seed(0)) / 32**0.5, dim=-1
+        )
+        assert not torch.allclose(torch.tensor(ranks[0]["prototypes"]), initial)  # they trained
+    else:
+        assert "prototypes" not in ranks[0]
+    assert load_scores(tmp_path / "final").shape == (2, 1)  # the saved model loads (without SwAV's prototypes)
 
 
 def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(tmp_path):

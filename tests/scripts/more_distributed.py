@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--max_steps", type=int, default=3)
     parser.add_argument("--check_zero3", action="store_true")
     parser.add_argument("--contrastive_loss", default=None, choices=["simcse", "swav"])
+    parser.add_argument("--contrastive_representation", default="pair", choices=["pair", "difference"])
     parser.add_argument("--pair_encoding", default="separate", choices=["separate", "shared_prompt"])
     parser.add_argument("--meta_learning_rate", type=float, default=None, help="Train with MetaRM.")
     parser.add_argument("--per_device_meta_batch_size", type=int, default=2)
@@ -79,6 +80,7 @@ def main():
         use_cpu=distributed and not options.check_zero3,
         ddp_backend="gloo" if distributed else None,
         contrastive_loss=options.contrastive_loss,
+        contrastive_representation=options.contrastive_representation,
         pair_encoding=options.pair_encoding,
         contrastive_dropout=0.1,
         swav_prototypes=4,
