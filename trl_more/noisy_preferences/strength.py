@@ -162,19 +162,18 @@ def _settings_fingerprint(dataset: Dataset, args: Any, mode: str, num_models: in
     )
 
 
-def _model_identity(model: Any, peft_config: Any, processing_class: Any) -> str:
-    """What a member starts from: the model's name, or its class, config and initial weights; the PEFT config; the
-    tokenizer's vocabulary, special tokens, sides and chat template. Scores saved from another start are not reused.
-
-    Left out, as they do not change the model: the transformers version and the folder the config was read from.
-    """
+def _start_identity(model: Any) -> str:
+    """What a member starts from: the model's name, or its class, config and initial weights. Left out, as they do not
+    change the model: the transformers version and the folder the config was read from."""
     if isinstance(model, str):
-        start: Any = model
-    else:
-        config = {
-            k: v for k, v in model.config.to_dict().items() if k not in ("transformers_version", "_name_or_path")
-        }
-        start = [type(model).__name__, config, model_fingerprint(model)]
+        return model
+    config = {k: v for k, v in model.config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+    return json.dumps([type(model).__name__, config, model_fingerprint(model)], sort_keys=True, default=_jsonable)
+
+
+def _setup_identity(peft_config: Any, processing_class: Any) -> str:
+    """What every member is trained with besides the config: the PEFT config, and the tokenizer's vocabulary, special
+    tokens, sides and chat template."""
     peft = peft_config.to_dict() if hasattr(peft_config, "to_dict") else peft_config
     tokenizer = None
     if processing_class is not None:
@@ -185,11 +184,11 @@ def _model_identity(model: Any, peft_config: Any, processing_class: Any) -> str:
             processing_class.truncation_side,
             processing_class.chat_template,
         ]
-    # sort_keys, and sorted sets (PEFT's module names) or str() (dtypes) for what JSON lacks: stable across runs.
-    return json.dumps([start, peft, tokenizer], sort_keys=True, default=_jsonable)
+    return json.dumps([peft, tokenizer], sort_keys=True, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
+    """JSON for what it lacks, stable across runs: sorted sets (PEFT's module names), str() for the rest (dtypes)."""
     return sorted(value) if isinstance(value, set | frozenset) else str(value)
 
 
@@ -250,7 +249,12 @@ def estimate_preference_strength(
     source_index = np.asarray(dataset[SOURCE_INDEX_COLUMN])
     pairs = dataset.remove_columns(SOURCE_INDEX_COLUMN)
     plan = _fold_plan(source_index, mode, num_models, num_folds, args.seed)
-    settings = _settings_fingerprint(pairs, args, mode, num_models, num_folds)
+    settings = fingerprint(
+        [
+            _settings_fingerprint(pairs, args, mode, num_models, num_folds),
+            _setup_identity(peft_config, processing_class),
+        ]
+    )
     held_out = eval_dataset if eval_dataset is None or isinstance(eval_dataset, Mapping) else {"eval": eval_dataset}
     if held_out is not None:
         settings = fingerprint(
@@ -264,7 +268,7 @@ def estimate_preference_strength(
         record_path = output_dir / f"model-{index:02d}" / "scores.json"
         set_seed(args.seed + index)  # a factory that draws a new head from the global generator draws the same one
         initial = model() if callable(model) else model
-        member = fingerprint([settings, _model_identity(initial, peft_config, processing_class)])
+        member = fingerprint([settings, _start_identity(initial)])
         record = _read_record(record_path, member)
         if record is None:
             model_args = config_with(
