@@ -439,6 +439,21 @@ def test_a_restarted_estimate_reuses_the_finished_models(flipped_estimate, monke
         estimate_preference_strength("unused", pairs.select(range(100)), args, num_models=4, show_progress=False)
 
 
+def test_the_progress_bar_counts_the_models_and_can_be_turned_off(flipped_estimate, capsys):
+    _, _, _, pairs, args, tokenizer = flipped_estimate
+
+    def bar(show_progress: bool) -> str:  # every member's scores are saved: only the bar runs
+        estimate_preference_strength(
+            lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, processing_class=tokenizer,
+            eval_dataset=HELD_OUT, show_progress=show_progress,
+        )  # fmt: skip
+        return capsys.readouterr().err
+
+    shown = bar(True)
+    assert "Strength models" in shown and "4/4" in shown
+    assert "Strength models" not in bar(False)
+
+
 @pytest.mark.parametrize("change", ["initial weights", "architecture", "peft_config", "tokenizer"])
 def test_saved_scores_of_another_starting_model_are_refused(flipped_estimate, change):
     from peft import LoraConfig
