@@ -10,7 +10,9 @@ calibration benchmark's training settings, fewer steps (`--steps`).
 1. Strength of the flipped training pairs from an ensemble of `--num_models` reward models, in-sample (`seeds`, the
    paper's) and out-of-sample (`cross_fit`): AUROC and precision at 20% of -mu for finding the injected flips, per
    source, next to the bound the ensemble's own accuracy allows for Gaussian margins, Phi(sqrt(2) Phi^-1(acc)), with
-   acc the members' mean accuracy on the clean test pairs. Also the share of pairs with mu < 0 on the natural labels,
+   acc the members' mean accuracy on the clean test pairs; and the in-sample AUROC again with only as many members
+   averaged per pair as cross-fitting gives each pair (M / F, mean over the subsets of members), which separates the
+   ensemble's size from the in-sample/out-of-sample question. Also the share of pairs with mu < 0 on the natural labels,
    and the strength the clean-label runs of part 3 use: by default the cross-fit ensemble's differences reoriented to
    the natural labels (negated for the flipped pairs), which saves 4 models; `--natural_strength_models` trains a
    separate cross-fit ensemble on the natural labels instead.
@@ -23,7 +25,7 @@ calibration benchmark's training settings, fewer steps (`--steps`).
 Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
 `<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
 
-    python benchmarks/noisy_preferences.py                 # the defaults: 33 models, ~95 min on 2 idle cores
+    python benchmarks/noisy_preferences.py                 # the defaults: 30 models, 95-140 min on 2 idle cores
     python benchmarks/noisy_preferences.py --pairs_per_source 600 --test_pairs_per_source 0  # more data, all test pairs
     python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120 --test_pairs_per_source 30  # smoke
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import itertools
 import json
 import math
 import statistics
@@ -190,12 +193,14 @@ def strength_estimate(train, test, settings: Settings, mode: str, label: str, wo
 
 
 def trained_run(name: str, train, evaluations: dict, settings: Settings, seed: int, options: dict, work_dir: Path):
-    """Train one MiniLM reward model and score every evaluation set; the margins are cached under `work_dir`."""
+    """Train one MiniLM reward model and score every evaluation set; the margins are cached under `work_dir`, keyed by
+    the settings, the options and the pairs themselves (training, with their strength, and evaluation)."""
     from trl_more import MORERewardTrainer
     from trl_more.metrics import evaluate_reward_model
     from trl_more.trainer_utils import write_atomically
 
-    path = work_dir / "runs" / f"{name.replace(' ', '_')}-seed{seed}-{settings.digest(options, name)}.json"
+    data = [train.to_list(), {split: pairs.to_list() for split, pairs in evaluations.items()}]  # other data: no reuse
+    path = work_dir / "runs" / f"{name.replace(' ', '_')}-seed{seed}-{settings.digest(options, name, data)}.json"
     if path.is_file():
         return json.loads(path.read_text())
     model, tokenizer = minilm_reward_model(seed, settings.frozen_layers)
@@ -230,6 +235,13 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     return float((ranks[positives].sum() - count * (count + 1) / 2) / (count * (~positives).sum()))
 
 
+def subset_auroc(differences: np.ndarray, positives: np.ndarray, size: int) -> float:
+    """AUROC of -mu from only `size` of the ensemble's members (columns of `differences`), averaged over every such
+    subset: the in-sample estimate with as many scores per pair as cross-fitting gives each pair."""
+    subsets = itertools.combinations(range(differences.shape[1]), size)
+    return float(np.mean([auroc(-differences[:, list(members)].mean(axis=1), positives) for members in subsets]))
+
+
 def precision_at(scores: np.ndarray, positives: np.ndarray, fraction: float) -> float:
     top = np.argsort(-scores, kind="stable")[: round(fraction * len(scores))]
     return float(positives[top].mean())
@@ -256,6 +268,8 @@ def average(metrics: dict, key: str) -> float:
 
 
 def strength_section(train, test, flipped, settings, work_dir, natural_models: bool) -> tuple[dict, dict]:
+    from trl_more.constants import STRENGTH_DIFFERENCES_COLUMN
+
     noisy = with_flipped_labels(train, flipped)
     sources = np.asarray(train["source"])
     rows = {}
@@ -277,7 +291,17 @@ def strength_section(train, test, flipped, settings, work_dir, natural_models: b
                 "precision_at_20": precision_at(-mu[mask], flipped[mask], settings.flip_fraction),
                 "member_accuracy": member_accuracy[source],
                 "bound": accuracy_bound(member_accuracy[source]),
+                # the paper's rule, flip where mu < 0: the flips it catches and the clean labels it would flip
+                "flipped_negative": float(np.mean(mu[mask & flipped] < 0)),
+                "clean_negative": float(np.mean(mu[mask & ~flipped] < 0)),
             }
+    scores_per_pair = len(estimates["cross_fit"].dataset[0][STRENGTH_DIFFERENCES_COLUMN])
+    in_sample = np.asarray(estimates["seeds"].dataset[STRENGTH_DIFFERENCES_COLUMN])
+    for source in SOURCE_FILES:
+        mask = sources == source
+        rows[source]["seeds"]["auroc_as_many_members_as_cross_fit"] = subset_auroc(
+            in_sample[mask], flipped[mask], scores_per_pair
+        )
     if natural_models:
         natural = strength_estimate(train, test, settings, "cross_fit", "clean", work_dir).dataset
     else:
@@ -345,6 +369,7 @@ def main() -> None:
         options.test_pairs_per_source or None,
     )  # fmt: skip
     work_dir = options.work_dir
+    machine = machine_description()  # before the training loads the machine
     train, validation, test, flipped = load_splits(options.data_dir, settings)
     print(f"{len(train)} training pairs ({flipped.sum()} flipped), {len(validation)} validation, {len(test)} test")
 
@@ -383,7 +408,7 @@ def main() -> None:
                 run = trained_run(label, datasets[labels], evaluations, settings, seed, variant, work_dir)
                 seeded.setdefault(labels, {}).setdefault(name, []).append(source_metrics(run["test"]))
 
-    report = build_report(strength_rows, variants, validation_accuracy, best, seeded, settings, options.seeds)
+    report = build_report(machine, strength_rows, variants, validation_accuracy, best, seeded, options.seeds)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "noisy_preferences.md").write_text(report["markdown"])
     (work_dir / "noisy_preferences.json").write_text(json.dumps(report["data"], indent=2))
@@ -395,17 +420,25 @@ def spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def build_report(strength_rows, variants, validation_accuracy, best, seeded, settings, seeds) -> dict:
-    lines = [f"Machine: {machine_description()}", "", "**Strength: finding the injected flips (AUROC of -mu)**", ""]
-    lines += ["| source | seeds AUROC | cross-fit AUROC | bound from accuracy | member accuracy | seeds P@20% | "
-              "cross-fit P@20% | mu < 0, natural labels |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+def build_report(machine, strength_rows, variants, validation_accuracy, best, seeded, seeds) -> dict:
+    lines = [f"Machine: {machine}", "", "**Strength: finding the injected flips (AUROC of -mu)**", ""]
+    lines += ["| source | seeds AUROC | seeds AUROC, as many members a pair as cross-fit | cross-fit AUROC | "
+              "bound from accuracy | member accuracy | seeds P@20% | cross-fit P@20% | mu < 0, natural labels |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for source, row in strength_rows.items():
         seeds_row, cross = row["seeds"], row["cross_fit"]
         lines.append(
-            f"| {source} | {seeds_row['auroc']:.3f} | {cross['auroc']:.3f} | {cross['bound']:.3f} | "
+            f"| {source} | {seeds_row['auroc']:.3f} | {seeds_row['auroc_as_many_members_as_cross_fit']:.3f} | "
+            f"{cross['auroc']:.3f} | {cross['bound']:.3f} | "
             f"{100 * cross['member_accuracy']:.1f}% | {seeds_row['precision_at_20']:.3f} | "
             f"{cross['precision_at_20']:.3f} | {100 * row['natural_share_negative']:.1f}% |"
         )
+    lines += ["", "**The paper's rule, mu < 0: the share of flipped pairs it catches / of clean pairs it flips**", ""]
+    lines += ["| source | seeds | cross-fit |", "|---|---|---|"]
+    for source, row in strength_rows.items():
+        cells = [f"{100 * row[mode]['flipped_negative']:.1f}% / {100 * row[mode]['clean_negative']:.1f}%"
+                 for mode in ("seeds", "cross_fit")]  # fmt: skip
+        lines.append(f"| {source} | {cells[0]} | {cells[1]} |")
     lines += ["", "**Losses on the flipped labels, one seed (accuracy on the clean validation pairs)**", ""]
     lines += ["| variant | validation accuracy (%) | test accuracy (%) | test ECE |", "|---|---|---|---|"]
     for name, run in variants.items():
@@ -445,19 +478,21 @@ def plot(data: dict, path: Path) -> None:
     left, middle, right = figure.subplots(1, 3)
     sources = list(strength_rows)
     positions = np.arange(len(sources))
-    for offset, (key, label) in enumerate(
-        [("seeds", "seeds (in-sample)"), ("cross_fit", "cross-fit"), ("bound", "bound")]
-    ):
-        values = [
-            strength_rows[s]["cross_fit"]["bound"] if key == "bound" else strength_rows[s][key]["auroc"]
-            for s in sources
-        ]
-        left.bar(positions + (offset - 1) * 0.27, values, width=0.27, label=label)
+    bars = {
+        "seeds (in-sample)": [strength_rows[s]["seeds"]["auroc"] for s in sources],
+        "seeds, as many members a pair as cross-fit": [
+            strength_rows[s]["seeds"]["auroc_as_many_members_as_cross_fit"] for s in sources
+        ],
+        "cross-fit": [strength_rows[s]["cross_fit"]["auroc"] for s in sources],
+        "bound from cross-fit accuracy": [strength_rows[s]["cross_fit"]["bound"] for s in sources],
+    }
+    for offset, (label, values) in enumerate(bars.items()):
+        left.bar(positions + (offset - 1.5) * 0.2, values, width=0.2, label=label)
     left.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     left.set(xticks=positions, ylabel="AUROC of -mu for the flipped pairs", title="Finding injected label flips")
     left.set_xticklabels(sources)
-    left.set_ylim(0.3, None)
-    left.legend(fontsize="small")
+    left.set_ylim(0.3, max(max(values) for values in bars.values()) + 0.12)  # room for the legend above the bars
+    left.legend(fontsize="x-small", ncol=2, loc="upper left")
     names = list(validation_accuracy)
     middle.barh(names, [100 * validation_accuracy[name] for name in names], color="C2")
     middle.axvline(50, color="gray", linestyle="--", linewidth=1)
