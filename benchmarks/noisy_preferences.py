@@ -242,6 +242,12 @@ def subset_auroc(differences: np.ndarray, positives: np.ndarray, size: int) -> f
     return float(np.mean([auroc(-differences[:, list(members)].mean(axis=1), positives) for members in subsets]))
 
 
+def sign_rule(mu: np.ndarray, flipped: np.ndarray) -> dict:
+    """The paper's rule, flip where mu < 0: the share of the flipped pairs it catches and of the clean pairs it would
+    flip."""
+    return {"flipped_negative": float(np.mean(mu[flipped] < 0)), "clean_negative": float(np.mean(mu[~flipped] < 0))}
+
+
 def precision_at(scores: np.ndarray, positives: np.ndarray, fraction: float) -> float:
     top = np.argsort(-scores, kind="stable")[: round(fraction * len(scores))]
     return float(positives[top].mean())
@@ -291,9 +297,7 @@ def strength_section(train, test, flipped, settings, work_dir, natural_models: b
                 "precision_at_20": precision_at(-mu[mask], flipped[mask], settings.flip_fraction),
                 "member_accuracy": member_accuracy[source],
                 "bound": accuracy_bound(member_accuracy[source]),
-                # the paper's rule, flip where mu < 0: the flips it catches and the clean labels it would flip
-                "flipped_negative": float(np.mean(mu[mask & flipped] < 0)),
-                "clean_negative": float(np.mean(mu[mask & ~flipped] < 0)),
+                **sign_rule(mu[mask], flipped[mask]),
             }
     scores_per_pair = len(estimates["cross_fit"].dataset[0][STRENGTH_DIFFERENCES_COLUMN])
     in_sample = np.asarray(estimates["seeds"].dataset[STRENGTH_DIFFERENCES_COLUMN])

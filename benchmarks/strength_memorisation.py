@@ -25,7 +25,7 @@ import random
 from pathlib import Path
 
 import numpy as np
-from noisy_preferences import auroc, subset_auroc
+from noisy_preferences import auroc, sign_rule, subset_auroc
 from run_all import machine_description
 from tqdm.auto import tqdm
 
@@ -89,8 +89,7 @@ def measures(differences: np.ndarray, flipped: np.ndarray) -> dict:
     return {
         "auroc": auroc(-mu, flipped),
         "auroc_two_members": subset_auroc(differences, flipped, 2),
-        "flipped_negative": float(np.mean(mu[flipped] < 0)),
-        "clean_negative": float(np.mean(mu[~flipped] < 0)),
+        **sign_rule(mu, flipped),
     }
 
 
