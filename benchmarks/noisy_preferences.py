@@ -25,7 +25,7 @@ calibration benchmark's training settings, fewer steps (`--steps`).
 Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
 `<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
 
-    python benchmarks/noisy_preferences.py                 # the defaults: 30 models, 95-140 min on 2 idle cores
+    python benchmarks/noisy_preferences.py                 # the defaults: 30 models, 139 min on 2 idle cores (measured)
     python benchmarks/noisy_preferences.py --pairs_per_source 600 --test_pairs_per_source 0  # more data, all test pairs
     python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120 --test_pairs_per_source 30  # smoke
 """
