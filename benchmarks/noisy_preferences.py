@@ -591,8 +591,8 @@ def plot(data: dict, path: Path) -> None:
     left.axhline(0.5, color="gray", linestyle="--", linewidth=1)
     left.set(xticks=positions, ylabel="AUROC of -mu for the flipped pairs", title="Finding injected label flips")
     left.set_xticklabels(sources)
-    left.set_ylim(0.3, max(max(values) for values in bars.values()) + 0.12)  # room for the legend above the bars
-    left.legend(fontsize="x-small", ncol=2, loc="upper left")
+    left.set_ylim(0.3, max(max(values) for values in bars.values()) + 0.2)  # room for the legend above the bars
+    left.legend(fontsize="x-small", loc="upper left")
     names = list(validation_accuracy)
     middle.barh(names, [100 * validation_accuracy[name] for name in names], color="C2")
     middle.axvline(50, color="gray", linestyle="--", linewidth=1)
