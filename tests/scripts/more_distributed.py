@@ -12,6 +12,7 @@ import os
 from transformers import TrainerCallback
 
 from trl_more import MetaRMConfig, MetaRMTrainer, MORERewardConfig, MORERewardTrainer
+from trl_more.cli.common import leave_process_group
 from trl_more.more.lambdas import MinNormLambda
 from trl_more.more.reward_head import find_reward_head
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_meta_dataset, toy_preference_sources
@@ -114,7 +115,7 @@ def main():
     with open(os.path.join(options.output_dir, f"lambda_rank{rank}.json"), "w") as file:
         json.dump(record, file)
     trainer.save_model(os.path.join(options.output_dir, "final"))
-    trainer.accelerator.end_training()
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from datasets import Dataset
 from transformers import GenerationMixin, TrainerCallback
 
 from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more.cli.common import leave_process_group
 from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
@@ -116,7 +117,7 @@ def main(output_dir: str, use_cpu: bool, metarm: bool) -> None:
     trainer.save_model(str(Path(output_dir) / "final"))
     rank = trainer.accelerator.process_index
     (Path(output_dir) / f"report-rank{rank}.json").write_text(json.dumps(report))
-    trainer.accelerator.end_training()  # no process exits while another still writes (or uses the process group)
+    leave_process_group()  # no process exits while another still writes (or uses the process group)
 
 
 class _RecordIterationExamples(TrainerCallback):

@@ -29,6 +29,7 @@ from trl import TrlParser
 
 from ..hub import upload_failure_message
 from ..multi_objective.multi_objective_config import MultiObjectiveRewardConfig
+from .common import leave_process_group
 
 
 STAGES = ("regression", "gate")
@@ -302,8 +303,7 @@ def _save(model, tokenizer, training_args: MultiObjectiveRewardConfig) -> None:
     if state.is_main_process:
         model.save_pretrained(training_args.output_dir, tokenizer=tokenizer)
         print(f"Model, tokenizer and model card saved to {training_args.output_dir}.")
-    state.wait_for_everyone()
-    state.destroy_process_group()
+    leave_process_group()
     if training_args.push_to_hub and state.is_main_process:
         repo_id = training_args.hub_model_id or training_args.output_dir.rstrip("/").split("/")[-1]
         try:

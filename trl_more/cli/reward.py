@@ -24,7 +24,7 @@ from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..more.more_config import MORERewardConfig
-from .common import model_init_kwargs
+from .common import leave_process_group, model_init_kwargs
 
 
 @dataclass
@@ -228,7 +228,7 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
         except HubUploadError as error:
             raise SystemExit(f"trl-more reward: {error}") from error
         trainer.accelerator.print(f"Pushed to https://huggingface.co/{trainer.hub_model_id}.")
-    trainer.accelerator.end_training()
+    leave_process_group()
 
 
 def load_unpartitioned(training_args: MORERewardConfig):

@@ -19,7 +19,7 @@ from typing import Any
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..rejection_sampling.rejection_sampling_config import RejectionSamplingConfig
-from .common import model_init_kwargs
+from .common import leave_process_group, model_init_kwargs
 
 
 # The Alpaca instruction template, without and with an input (docs/rejection_sampling.md).
@@ -235,5 +235,5 @@ def main(
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.accelerator.print(f"Policy saved to {training_args.output_dir}.")
-    trainer.accelerator.end_training()  # every process waits for the save, then leaves the process group cleanly
+    leave_process_group()
     return trainer
