@@ -466,7 +466,7 @@ def main() -> None:
         estimates = {
             mode: submit(
                 settings.num_models, strength_estimate, noisy, held_out[mode], settings, mode, "flipped", work_dir
-            )  # fmt: skip
+            )
             for mode in ("seeds", "cross_fit")
         }
         if options.natural_strength_models:
