@@ -65,7 +65,6 @@ PAPER_DEFAULTS = {
     "gradient_accumulation_steps": 4,
     "expected_global_batch_size": 128,  # Alpaca's: 4 x 4 x 8 GPUs (see the module docstring)
     "gradient_checkpointing": True,
-    "bf16": True,
     "dtype": "bfloat16",
     "save_strategy": "epoch",
     "logging_steps": 1,

@@ -17,6 +17,7 @@ explicit path to a partial checkpoint is refused with the missing files named. T
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -26,12 +27,14 @@ from typing import Any, Protocol
 import torch
 from accelerate.logging import get_logger
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
 
 
 __all__ = [
     "TRAINER_STATE_NAME",
     "CheckpointedState",
     "CheckpointingMixin",
+    "choose_mixed_precision",
     "complete_checkpoints",
     "config_with",
     "convert_config",
@@ -40,6 +43,8 @@ __all__ = [
 ]
 
 logger = get_logger(__name__)
+# Configs are built before accelerate's state exists (which its logger needs): they log through the standard logger.
+config_logger = logging.getLogger(__name__)
 
 TRAINER_STATE_NAME = "trainer_state.json"
 STATE_FILE = "trl_more_state_rank{rank}.pt"
@@ -57,6 +62,28 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> No
     temporary = f"{os.fspath(path)}.tmp"
     write(temporary)
     os.replace(temporary, path)
+
+
+def choose_mixed_precision(args: Any) -> None:
+    """Set `args.bf16` from the hardware when the user left it unset (`None`), before the config's own checks run.
+
+    TRL's configs default `bf16` to True whenever `fp16` is off, which stops every run on a machine without a bf16
+    accelerator ("Your setup doesn't support bf16/gpu"). Here an unset `bf16` means bf16 where the accelerator
+    supports it (as TRL), fp32 otherwise; one info line says which. An explicit `bf16=True` without such an
+    accelerator (and without `use_cpu`, under which transformers runs bf16 autocast on the CPU) is refused with the
+    ways out.
+    """
+    supported = is_torch_bf16_gpu_available() or is_torch_xla_available()
+    if args.bf16 is None:
+        args.bf16 = supported and not args.fp16 and not args.use_cpu
+        reason = "the accelerator supports it" if args.bf16 else "fp16 is set" if args.fp16 else "no bf16 accelerator"
+        config_logger.info(f"Mixed precision: {'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'} ({reason}).")
+    elif args.bf16 and not (supported or args.use_cpu):
+        raise ValueError(
+            "`bf16=True`, but this machine has no accelerator with bf16 support (an Ampere or newer NVIDIA GPU, a TPU, "
+            "an Intel XPU or an Ascend NPU). Leave `bf16` unset to choose the precision from the hardware (fp32 here), "
+            "set `--bf16 false`, or add `--use_cpu true` for bf16 autocast on the CPU (slow on most CPUs)."
+        )
 
 
 def convert_config(args: Any, config_class: type, parent_class: type) -> Any:

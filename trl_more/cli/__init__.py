@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import logging
 import sys
 
 
@@ -31,8 +32,20 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] not in ("-h", "--help"):
             raise SystemExit(f"trl-more: unknown subcommand {argv[0]!r}; choose one of {', '.join(SUBCOMMANDS)}.")
         return
+    show_info_lines()
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     module.main(*parse_subcommand_arguments(argv[0], argv[1:]))
+
+
+def show_info_lines() -> None:
+    """Print trl-more's info lines (the precision chosen, sources resampled, pairs flipped, ...) on the command line,
+    where no logging is configured; a program that configured the `trl_more` logger itself keeps its settings."""
+    package_logger = logging.getLogger("trl_more")
+    if not package_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.INFO)
 
 
 def parse_subcommand_arguments(subcommand: str, args: list[str]) -> tuple:

@@ -8,6 +8,7 @@ from trl import RewardConfig
 
 from ..constants import SOURCE_COLUMN, STRENGTH_COLUMN, TRUNCATION_MODES, check_choice
 from ..pair_encoding import PAIR_ENCODINGS
+from ..trainer_utils import choose_mixed_precision
 
 
 LAMBDA_METHODS = ("min_norm", "uniform")
@@ -223,6 +224,7 @@ class MORERewardConfig(RewardConfig):
     swav_epsilon: float = field(default=0.05, metadata={"help": "Entropy regularisation of the Sinkhorn codes."})
 
     def __post_init__(self):
+        choose_mixed_precision(self)
         super().__post_init__()
         check_choice("lambda_method", self.lambda_method, LAMBDA_METHODS)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)

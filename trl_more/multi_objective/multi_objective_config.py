@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from ..constants import PAIR_ENCODINGS, TRUNCATION_MODES, check_choice
+from ..trainer_utils import choose_mixed_precision
 
 
 @dataclass
@@ -82,6 +83,7 @@ class MultiObjectiveRewardConfig(RewardConfig):
     )
 
     def __post_init__(self):
+        choose_mixed_precision(self)
         super().__post_init__()
         check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)

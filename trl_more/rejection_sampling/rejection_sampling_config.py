@@ -10,6 +10,7 @@ from trl import SFTConfig
 from ..constants import check_choice
 from ..pair_encoding import PAIR_ENCODINGS
 from ..rewards import ENSEMBLE_CALIBRATIONS, ENSEMBLE_MODES
+from ..trainer_utils import choose_mixed_precision
 from .selection import SELECTION_STRATEGIES
 
 
@@ -252,6 +253,7 @@ class RejectionSamplingConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        choose_mixed_precision(self)
         for name in ("num_iterations", "prompts_per_iteration", "num_samples_per_prompt", "num_epochs_per_iteration"):
             _check_positive(name, getattr(self, name))
         for name in ("max_new_tokens", "generation_batch_size", "reward_batch_size"):
