@@ -69,7 +69,6 @@ args = MORERewardConfig(
     logging_steps=5 if not options.tiny else 1,
     eval_strategy="no",
     save_strategy="no",
-    bf16=False,
     activation_checkpointing=False,
     report_to="none",
     push_to_hub=options.push_to_hub,

@@ -6,6 +6,7 @@
 4. Sharing: saved with its code, it loads through `AutoModelForSequenceClassification` with `trust_remote_code=True`.
 
     python examples/multi_objective_reward.py [--data_dir ../shared/data] [--output_dir /tmp/armo-minilm]
+    python examples/multi_objective_reward.py --tiny   # the same steps on a few dozen examples (seconds)
 """
 
 import argparse
@@ -28,7 +29,9 @@ from trl_more.tokenization import tokenize_prompt
 parser = argparse.ArgumentParser()
 parser.add_argument("--data_dir", default=os.environ.get("TRL_MORE_SHARED_DATA", "../shared/data"))
 parser.add_argument("--output_dir", default="/tmp/armo-minilm")
+parser.add_argument("--tiny", action="store_true", help="Every step on a few dozen examples (seconds).")
 options = parser.parse_args()
+num_ratings, num_pairs, num_steps = (40, 40, 3) if options.tiny else (None, 400, 60)
 data = Path(options.data_dir)
 torch.manual_seed(0)  # the gate's initial weights
 
@@ -43,6 +46,7 @@ model = MultiObjectiveRewardModel.from_backbone(
 
 # Stage 1: ratings scaled to [0, 1], features cached once, ridge alpha chosen per objective on a validation split.
 ratings = load_preference_source("topical-chat", path=data / "topical_chat" / "topical_chat.json").dataset
+ratings = ratings.select(range(num_ratings or len(ratings)))
 prepared = prepare_rating_dataset(ratings, tokenizer, objectives, scales, max_length=128, truncation_mode="keep_end")
 splits = prepared.train_test_split(test_size=0.2, seed=0)
 train, validation = splits["train"], splits["test"]
@@ -59,12 +63,18 @@ model.config.evaluation_results = {"validation R^2 (Topical-Chat)": r2}  # shown
 
 # Stage 2: only the gate (and beta) trains, on cached features of the frozen backbone.
 pairs = load_preference_source("hh-helpful", path=data / "hh_rlhf" / "helpful-base.test.jsonl.gz").dataset
-pairs = pairs.filter(lambda row: len(tokenizer(row["prompt"])["input_ids"]) < 96).select(range(400))
+pairs = pairs.filter(lambda row: len(tokenizer(row["prompt"])["input_ids"]) < 96).select(range(num_pairs))
 pairs = pairs.train_test_split(test_size=0.2, seed=0)
 args = MultiObjectiveRewardConfig(
-    options.output_dir, cache_features=True, max_length=192, max_steps=60, per_device_train_batch_size=32,
-    report_to="none", bf16=False, save_strategy="no", logging_steps=20,
-)  # fmt: skip
+    options.output_dir,
+    cache_features=True,
+    max_length=192,
+    max_steps=num_steps,
+    per_device_train_batch_size=32,
+    report_to="none",
+    save_strategy="no",
+    logging_steps=20,
+)
 trainer = MultiObjectiveRewardTrainer(
     model, args=args, train_dataset=pairs["train"], eval_dataset=pairs["test"], processing_class=tokenizer
 )

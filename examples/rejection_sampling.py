@@ -4,6 +4,7 @@ Without arguments it runs on a CPU in about a minute with a tiny random policy a
 ensemble, so the rewards mean nothing). Give real models by path or Hub id for a real run:
 
     python examples/rejection_sampling.py
+    python examples/rejection_sampling.py --tiny   # one iteration on two prompts (seconds)
     python examples/rejection_sampling.py --policy Qwen/Qwen2.5-0.5B-Instruct --reward_models my-rm-a my-rm-b
 
 Every iteration's samples, rewards and selections land in `<output_dir>/iteration-XX/`.
@@ -36,6 +37,7 @@ def main():
     parser.add_argument("--policy", help="Policy path or Hub id (default: a tiny random model).")
     parser.add_argument("--reward_models", nargs="+", help="Reward model paths or Hub ids (default: two tiny ones).")
     parser.add_argument("--output_dir", default="runs/rejection-sampling-example")
+    parser.add_argument("--tiny", action="store_true", help="One iteration on two prompts, short samples (seconds).")
     cli = parser.parse_args()
 
     if bool(cli.policy) != bool(cli.reward_models):
@@ -55,16 +57,18 @@ def main():
     prompts = Dataset.from_dict({"prompt": [f"\n\nHuman: {question}\n\nAssistant:" for question in QUESTIONS]})
     config = RejectionSamplingConfig(
         cli.output_dir,
-        num_iterations=2,
-        prompts_per_iteration=4,  # iteration 0 takes prompts 0-3, iteration 1 prompts 4-7
+        num_iterations=1 if cli.tiny else 2,
+        prompts_per_iteration=2 if cli.tiny else 4,  # iteration 0 takes prompts 0-3, iteration 1 prompts 4-7
         num_samples_per_prompt=4,  # best-of-4, as in the paper
         temperature=1.0,
-        max_new_tokens=16,
+        max_new_tokens=8 if cli.tiny else 16,
         ensemble="mean_minus_std",  # penalise responses the reward models disagree on
+        # Real reward models are put on one scale by their stored reward statistics (`trl-more evaluate
+        # --calibration_sources ... --save_calibrated_model`); the tiny random ones have none, so they combine raw.
+        ensemble_calibration="stored" if cli.policy else "none",
         per_device_train_batch_size=4,
         learning_rate=1e-4,
         gradient_checkpointing=False,
-        bf16=False,
         report_to="none",
         save_strategy="no",
     )
