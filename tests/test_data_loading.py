@@ -140,9 +140,9 @@ def test_bad_paths_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=f"resolved against the current directory, {tmp_path}"):
         read_records("missing.jsonl")
-    (tmp_path / "data.csv").write_text("chosen,rejected\n")
-    with pytest.raises(ValueError, match="Unsupported file type: data.csv"):
-        read_records("data.csv")
+    (tmp_path / "data.tsv").write_text("chosen\trejected\n")
+    with pytest.raises(ValueError, match="Unsupported file type: data.tsv. Use .json, .* .csv or .csv.gz"):
+        read_records("data.tsv")
     (tmp_path / "object.json").write_text('{"rows": []}')
     with pytest.raises(ValueError, match="holds a JSON dict; expected a list of records or JSON lines"):
         read_records("object.json")

@@ -5,8 +5,11 @@
   the Hub or local files, as explicit-prompt preference pairs (`prompt`, `chosen`, `rejected`, `source`) or rated
   responses, with a `ConversionReport` of every row not converted; with `ratings=DeclaredRatingSet(...)`, any rating
   set described by its columns.
+- `load_trl_preferences(name, path=None, ...)`: data of your own already in one of TRL's preference formats (a local
+  file, a Hub dataset or a saved folder), kept as it is, as one source or one per value of its `source` column.
 - `mix_sources([...])` / `load_mixture("recipes/mixtures/....yaml")`: K sources as one train and one test `Dataset`
-  with a `source` column (ready for `MORERewardTrainer`) and a summary.
+  with a `source` column (ready for `MORERewardTrainer`) and a summary; known sources and your own data mix
+  (`{name: my-data, path: my_pairs.jsonl}`).
 """
 
 from ..constants import SOURCE_COLUMN, SOURCE_INDEX_COLUMN
@@ -35,7 +38,15 @@ from .declared import DeclaredRatingSet, RatingObjective, convert_declared_ratin
 from .formats import ASSISTANT_TAG, HUMAN_TAG
 from .hh_rlhf import convert_hh_rlhf
 from .hh_rlhf_strength import convert_hh_rlhf_strength
-from .loading import KNOWN_SOURCES, canonical_source_name, known_source_names, load_preference_source, read_records
+from .loading import (
+    KNOWN_SOURCES,
+    canonical_source_name,
+    known_source_names,
+    load_preference_source,
+    load_trl_preferences,
+    read_records,
+    reads_trl_preferences,
+)
 from .mixture import (
     MixtureConfig,
     MixtureSummary,
@@ -50,6 +61,7 @@ from .ratings import ARMORM_OBJECTIVES, RATING_SCALES, convert_helpsteer, conver
 from .resampling import resample_indices, resample_sources
 from .sources import attach_source_indices
 from .summarize import convert_summarize
+from .trl_preferences import convert_trl_preferences
 from .ultrafeedback import convert_ultrafeedback
 from .webgpt import convert_webgpt
 
@@ -96,14 +108,17 @@ __all__ = [
     "convert_shp",
     "convert_summarize",
     "convert_topical_chat",
+    "convert_trl_preferences",
     "convert_ultrafeedback",
     "convert_ultrafeedback_ratings",
     "convert_webgpt",
     "known_source_names",
     "load_mixture",
     "load_preference_source",
+    "load_trl_preferences",
     "mix_sources",
     "read_records",
+    "reads_trl_preferences",
     "resample_indices",
     "resample_sources",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "ConversionReport",
     "ConvertedSource",
     "InvalidRowsError",
+    "KeptPairsBuilder",
     "PreferencePairsBuilder",
     "RatingsBuilder",
     "check_on_invalid",
@@ -86,17 +87,21 @@ class ConvertedSource(NamedTuple):
     report: ConversionReport
 
 
+# What to check when no row of a known source converts (`InvalidRowsError`).
+RAW_SCHEMA_HINT = (
+    "Is the file in the raw schema of this source (see its converter in `trl_more.data`)? A file already in TRL's "
+    "preference format (prompt/chosen/rejected) is a source of its own under any name that is not a known source "
+    "(e.g. `{name: my-data, path: my_pairs.jsonl}` in a mixture)."
+)
+
+
 class InvalidRowsError(ValueError):
     """Raised when rows cannot be converted and `on_invalid="raise"`, or when no row at all could be converted (a
     file in another schema); `report` has the counts and examples."""
 
-    def __init__(self, report: ConversionReport, columns: list[str] | None = None):
+    def __init__(self, report: ConversionReport, columns: list[str] | None = None, schema_hint: str = RAW_SCHEMA_HINT):
         if columns is not None:  # nothing could be converted: most likely the rows are not in this source's schema
-            fix = (
-                f"No row could be converted; the rows have the columns {columns}. Is the file in the raw schema of "
-                "this source (see its converter in `trl_more.data`)? A file already in TRL's preference format "
-                "(prompt/chosen/rejected) loads as the `ultrafeedback` source or directly with `datasets`."
-            )
+            fix = f"No row could be converted; the rows have the columns {columns}. {schema_hint}"
         else:
             fix = "Fix the data, or pass `on_invalid='drop'` to drop these rows (they are counted in the report)."
         super().__init__(
@@ -126,11 +131,14 @@ def _excerpt(where: str, fields: Mapping[str, Any]) -> str:
 class _ExampleBuilder:
     """Collects the columns of a converted source and its report; `finish` applies the `on_invalid` policy."""
 
-    def __init__(self, source: str, on_invalid: str, features: Features):
+    # What `InvalidRowsError` suggests when no row converts.
+    schema_hint = RAW_SCHEMA_HINT
+
+    def __init__(self, source: str, on_invalid: str, columns: Iterable[str], features: Features | None):
         check_on_invalid(on_invalid)
         self.on_invalid = on_invalid
         self.features = features
-        self.columns: dict[str, list] = {name: [] for name in features if name != SOURCE_COLUMN}
+        self.columns: dict[str, list] = {name: [] for name in columns if name != SOURCE_COLUMN}
         self.report = ConversionReport(source=source)
         self.first_columns: list[str] | None = None
 
@@ -138,10 +146,14 @@ class _ExampleBuilder:
         """Yield `("row <index>", row)` for every raw row, counted for the report, with a progress bar on a terminal."""
         description = f"Converting {self.report.source}"
         for index, row in enumerate(tqdm(rows, desc=description, unit=" rows", disable=None, leave=False)):
-            if self.first_columns is None:
-                self.first_columns = sorted(row) if isinstance(row, Mapping) else [type(row).__name__]
-            self.report.rows_read += 1
+            self.count_read(row)
             yield f"row {index}", row
+
+    def count_read(self, row: Any) -> None:
+        """Count a raw row for the report (`read` does it; a converter that reads the rows itself calls this)."""
+        if self.first_columns is None:
+            self.first_columns = sorted(row) if isinstance(row, Mapping) else [type(row).__name__]
+        self.report.rows_read += 1
 
     def invalid(self, reason: str, where: str, **fields: Any) -> None:
         """Count a row that cannot be converted."""
@@ -168,7 +180,9 @@ class _ExampleBuilder:
 
     def finish(self) -> ConvertedSource:
         if self.report.num_invalid and (self.on_invalid == "raise" or not self.report.examples):
-            raise InvalidRowsError(self.report, self.first_columns if not self.report.examples else None)
+            raise InvalidRowsError(
+                self.report, self.first_columns if not self.report.examples else None, self.schema_hint
+            )
         if self.report.num_invalid:
             logger.warning(f"Dropped {self.report.num_invalid} row(s) that cannot be converted.\n{self.report}")
         elif self.report.skipped or self.report.notes:
@@ -182,8 +196,8 @@ class PreferencePairsBuilder(_ExampleBuilder):
     a source carries (e.g. precomputed preference strengths), with their features."""
 
     def __init__(self, source: str, on_invalid: str = "drop", extra: Mapping[str, Any] | None = None):
-        features = {name: Value("string") for name in PREFERENCE_COLUMNS}
-        super().__init__(source, on_invalid, Features({**features, **(extra or {})}))
+        features = Features({**{name: Value("string") for name in PREFERENCE_COLUMNS}, **(extra or {})})
+        super().__init__(source, on_invalid, features, features)
 
     def add(
         self,
@@ -206,6 +220,24 @@ class PreferencePairsBuilder(_ExampleBuilder):
             self._append({"prompt": prompt, "chosen": chosen, "rejected": rejected, **extra})
 
 
+class KeptPairsBuilder(_ExampleBuilder):
+    """Builds a source of preference pairs kept as they are given, in any of TRL's preference formats (plain text,
+    lists of messages, or token ids), with the features `datasets` infers from them; `columns` are the pair's columns
+    (e.g. `prompt`, `chosen`, `rejected`, `margin`), and the `source` column is added."""
+
+    schema_hint = (
+        "Every row must hold its pair in the format of the file's first row: text, or lists of {role, content} "
+        "messages (the prompt too, when there is a `prompt` column); fix the rows the report shows."
+    )
+
+    def __init__(self, source: str, on_invalid: str, columns: Iterable[str]):
+        super().__init__(source, on_invalid, columns, None)
+
+    def add(self, pair: Mapping[str, Any]) -> None:
+        """Add a pair: a value for each of the builder's columns."""
+        self._append(pair)
+
+
 class RatingsBuilder(_ExampleBuilder):
     """Builds a rating source: `prompt`, `response`, `source` and one float column per objective (raw scale).
 
@@ -216,7 +248,7 @@ class RatingsBuilder(_ExampleBuilder):
     def __init__(self, source: str, scales: Mapping[str, tuple[float, float]], on_invalid: str = "drop"):
         features = {name: Value("string") for name in RATING_TEXT_COLUMNS}
         features.update({name: Value("float64") for name in scales})
-        super().__init__(source, on_invalid, Features(features))
+        super().__init__(source, on_invalid, features, Features(features))
         self.scales = dict(scales)
 
     def add(self, where: str, prompt: str, response: str, ratings: Mapping[str, Any]) -> None:

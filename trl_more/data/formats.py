@@ -19,6 +19,7 @@ __all__ = [
     "PREFERENCE_COLUMNS",
     "RATING_TEXT_COLUMNS",
     "render_dialogue",
+    "render_reply",
     "render_response",
 ]
 
@@ -44,14 +45,29 @@ def render_dialogue(turns: Sequence[tuple[str, str]]) -> str:
     Roles are `"human"`, `"user"` or `"prompter"` (rendered `Human:`) and `"assistant"`; any other role is a
     `ValueError`, because this format has no place for it (e.g. a system message).
     """
-    parts = []
-    for role, text in turns:
-        if role not in _ROLE_TAGS:
-            raise ValueError(f"unsupported role {role!r} (the transcript format has {sorted(_ROLE_TAGS)})")
-        parts.append(f"{_ROLE_TAGS[role]} {text.strip()}")
-    return "".join(parts) + ASSISTANT_TAG
+    return _render_turns(turns) + ASSISTANT_TAG
 
 
 def render_response(text: str) -> str:
     """A response as it follows the assistant tag: one space, then the text without surrounding whitespace."""
     return f" {text.strip()}"
+
+
+def render_reply(turns: Sequence[tuple[str, str]]) -> str:
+    """The turns that follow a rendered prompt (e.g. a conversational `chosen`): the first, the assistant's reply,
+    as `render_response`, then any later turns after their tags. A reply that does not start with an assistant turn
+    is a `ValueError`, since the prompt ends with the assistant tag."""
+    if not turns or turns[0][0] != "assistant":
+        first = repr(turns[0][0]) if turns else "nothing"
+        raise ValueError(f"a reply must start with an assistant turn, not {first}")
+    (_, text), *later = turns
+    return render_response(text) + _render_turns(later)
+
+
+def _render_turns(turns: Sequence[tuple[str, str]]) -> str:
+    parts = []
+    for role, text in turns:
+        if role not in _ROLE_TAGS:
+            raise ValueError(f"unsupported role {role!r} (the transcript format has {sorted(_ROLE_TAGS)})")
+        parts.append(f"{_ROLE_TAGS[role]} {text.strip()}")
+    return "".join(parts)

@@ -1,17 +1,27 @@
-"""Loading a known preference or rating source by name, from the Hub or from local files, converted to TRL's format.
+"""Loading a known preference or rating source by name, from the Hub or from local files, converted to TRL's format;
+and a user's own data already in TRL's preference format, from local files, a Hub dataset or a saved folder.
+
+Which is which (`reads_trl_preferences`): a known name (`known_source_names()`) is that source, read by its converter.
+Any other name with local files, or one that names a Hub dataset (`owner/name`) or a local folder, is data in TRL's
+preference format (trl_more/data/trl_preferences.py); a warning names the known sources it resembles (a misspelling,
+or their Hub dataset), since their converters would read their raw schema. Any other name is an error that lists the
+known sources and the closest one.
 
 Example:
-    >>> from trl_more.data import load_preference_source
+    >>> from trl_more.data import load_preference_source, load_trl_preferences
     >>> helpful, report = load_preference_source("hh-helpful", split="test")  # Anthropic/hh-rlhf, helpful-base
     >>> local, report = load_preference_source("hh-helpful", path="../shared/data/hh_rlhf/helpful-base.test.jsonl.gz")
     >>> print(report)  # rows read, pairs, and every row that was not converted, by reason, with examples
+    >>> mine = load_trl_preferences("my-data", path="my_pairs.jsonl")  # {label: (dataset, report)}, a label per source
 """
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import inspect
 import json
+import logging
 import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +59,7 @@ from .oasst import convert_oasst
 from .ratings import convert_helpsteer, convert_topical_chat
 from .strength_records import convert_strength_records
 from .summarize import convert_summarize
+from .trl_preferences import convert_trl_preferences
 from .ultrafeedback import convert_ultrafeedback
 from .webgpt import convert_webgpt
 
@@ -58,10 +69,16 @@ __all__ = [
     "SourceSpec",
     "canonical_source_name",
     "default_source_label",
+    "dataset_split_names",
+    "is_known_source",
     "known_source_names",
     "load_preference_source",
+    "load_trl_preferences",
     "read_records",
+    "reads_trl_preferences",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Script-based Hub datasets cannot be loaded by `datasets>=4`; the Hub's automatic Parquet export of them can.
 _PARQUET_EXPORT = "refs/convert/parquet"
@@ -260,6 +277,31 @@ def known_source_names() -> list[str]:
     return sorted(_NAMES)
 
 
+def is_known_source(name: str) -> bool:
+    """Whether `name` is a known source's name or Hub id alias (`known_source_names()`)."""
+    return name in _NAMES
+
+
+def reads_trl_preferences(name: str, has_local_files: bool) -> bool:
+    """Whether a source named `name` is read as data in TRL's preference format rather than by a known converter.
+
+    A known name is that source (`False`). Any other name with local files, or naming a Hub dataset (`owner/name`) or
+    a local folder, is TRL data (`True`). Any other name is an error that lists the known sources and the closest.
+    """
+    if is_known_source(name):
+        return False
+    if has_local_files or "/" in name or os.path.isdir(os.path.expanduser(name)):
+        return True
+    raise _unknown_source_error(name)
+
+
+def _known_lookalikes(name: str) -> list[str]:
+    """Known sources that `name` may have meant: close misspellings, and those reading the Hub dataset `name`."""
+    close = difflib.get_close_matches(name, list(_NAMES), n=3, cutoff=0.8)
+    same_dataset = [known for known, spec in KNOWN_SOURCES.items() if spec.hub_id == name]
+    return list(dict.fromkeys(close + same_dataset))
+
+
 def canonical_source_name(name: str) -> str:
     """The `KNOWN_SOURCES` key of a known source name or Hub id (e.g. `"helpsteer"` for `"nvidia/HelpSteer"`)."""
     _spec(name)  # an unknown name is an error that lists the known ones
@@ -273,17 +315,29 @@ def default_source_label(name: str, data_dir: str | None = None) -> str:
 
 def _spec(name: str) -> SourceSpec:
     if name not in _NAMES:
-        listing = "\n".join(f"  {known}: {spec.description}" for known, spec in KNOWN_SOURCES.items())
-        aliases = ", ".join(alias for alias in sorted(_NAMES) if alias not in KNOWN_SOURCES)
-        raise ValueError(f"Unknown preference source {name!r}. Known sources:\n{listing}\nAlso accepted: {aliases}.")
+        raise _unknown_source_error(name)
     return KNOWN_SOURCES[_NAMES[name]]
+
+
+def _unknown_source_error(name: str) -> ValueError:
+    """The error for a name that is no known source: the known ones, the closest, and how to give data of your own."""
+    listing = "\n".join(f"  {known}: {spec.description}" for known, spec in KNOWN_SOURCES.items())
+    aliases = ", ".join(alias for alias in sorted(_NAMES) if alias not in KNOWN_SOURCES)
+    close = difflib.get_close_matches(name, list(_NAMES), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(
+        f"Unknown preference source {name!r}.{hint} Known sources:\n{listing}\nAlso accepted: {aliases}.\n"
+        "Data of your own in TRL's preference format is a source under any other name, with its local file "
+        "(`{name: my-data, path: my_pairs.jsonl}` in a mixture, `trl_more.data.load_trl_preferences`) or as a Hub "
+        "dataset id (`owner/name`)."
+    )
 
 
 def _check_options(name: str, converter: Callable[..., ConvertedSource], options: Mapping[str, Any]) -> None:
     accepted = [
         parameter
         for parameter in inspect.signature(converter).parameters
-        if parameter not in ("rows", "source", "on_invalid")
+        if parameter not in ("rows", "source", "on_invalid", "origin")
     ]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -313,7 +367,7 @@ def load_preference_source(
             `"shp"`, ...) or its Hub id (e.g. `"Anthropic/hh-rlhf"`). With `ratings`, any name: the Hub dataset id
             to load, or just a name for local files.
         path: Local file(s) to read instead of the Hub: `.json` (a list of records, or JSON lines), `.jsonl`,
-            `.jsonl.gz`, `.json.gz` or `.parquet`, in the source's raw schema.
+            `.jsonl.gz`, `.json.gz`, `.parquet`, `.csv` or `.csv.gz`, in the source's raw schema.
         split: Hub split (`"test"` is mapped to the source's held-out split name, e.g. `"validation"`); ignored
             with `path`.
         source: Value of the `source` column; defaults to `name` (with `/<data_dir>` when a `data_dir` is given).
@@ -341,16 +395,7 @@ def load_preference_source(
         _check_options(name, spec.converter, options)
     if source is None:
         source = default_source_label(name, data_dir)
-    if path is not None:
-        if data_dir is not None or revision is not None:
-            raise ValueError(
-                f"`data_dir` and `revision` select Hub files; they cannot apply to the local path {path}."
-            )
-        rows = read_records(path)
-    elif spec.hub_id is None:
-        raise ValueError(f"Source {name!r} has no Hub copy: give the `path` of a local file.")
-    else:
-        rows = _load_from_hub(spec, name, split, data_dir or spec.data_dir, revision or spec.revision)
+    rows = _read_rows(spec, name, path, split, data_dir, revision)
     if on_invalid is not None:
         options["on_invalid"] = on_invalid
     if ratings is not None:
@@ -358,7 +403,115 @@ def load_preference_source(
     return spec.converter(rows, source=source, **options)
 
 
+def load_trl_preferences(
+    name: str,
+    path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    split: str = "train",
+    *,
+    source: str | None = None,
+    hub_config: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
+    on_invalid: str = "drop",
+    **options: Any,
+) -> dict[str, ConvertedSource]:
+    """Load data of your own in TRL's preference format (trl_more/data/trl_preferences.py), kept as it is: one
+    source, or one per value of its `source_column`.
+
+    Args:
+        name: Any name that is not a known source. With `path`, just the source's name; without, the Hub dataset
+            id to load (as `trl reward --dataset_name` takes it), or a local folder: of data files, or written by
+            `datasets`' `save_to_disk` (a `Dataset` saved alone is its `train` split).
+        path: Local file(s): `.json` (a list of records, or JSON lines), `.jsonl`, `.parquet`, `.csv`, or gzipped
+            `.jsonl.gz`, `.json.gz`, `.csv.gz`. A file is one split: `split` does not apply.
+        split: Split of the Hub dataset or the folder.
+        source: Label of the pairs when the data has no `source_column`; defaults to `name` (with `/<data_dir>` when
+            a `data_dir` is given).
+        hub_config: Hub configuration (the `name` of `datasets.load_dataset`; TRL's `--dataset_config`).
+        data_dir: Hub data directory.
+        revision: Hub revision.
+        on_invalid: `"drop"` or `"raise"` for rows that are not a pair in the data's format (counted either way).
+        **options: Options of `convert_trl_preferences`: `source_column`, the column naming each pair's source
+            (default `"source"`; its values become the labels), or `None` to read all the data as `source`.
+
+    Returns:
+        `{label: ConvertedSource}`, in order of first appearance.
+    """
+    if is_known_source(name):
+        raise ValueError(
+            f"{name!r} is a known source, read from its raw schema by `load_preference_source`; give data of your "
+            "own in TRL's preference format another name."
+        )
+    spec = SourceSpec(convert_trl_preferences, name, "preference data in TRL's format", hub_config=hub_config)
+    _check_options(name, spec.converter, options)
+    origin = (
+        f"{name} (split {split})"
+        if path is None
+        else ", ".join(os.fspath(entry) for entry in ([path] if isinstance(path, str | os.PathLike) else path))
+    )
+    lookalikes = _known_lookalikes(name)
+    if lookalikes:
+        logger.warning(
+            f"{name!r} is not a known source name: reading {origin} as preference data in TRL's format, as it is. Did "
+            f"you mean {' or '.join(map(repr, lookalikes))}? A known source is read from its raw schema by its own "
+            "converter; name your own data apart from the known sources to silence this warning."
+        )
+    rows = _read_rows(spec, name, path, split, data_dir, revision)
+    return convert_trl_preferences(
+        rows,
+        source=source or default_source_label(name, data_dir),
+        on_invalid=on_invalid,
+        origin=origin,
+        **options,
+    )
+
+
+def dataset_split_names(name: str, hub_config: str | None = None) -> list[str]:
+    """The splits of a Hub dataset or a local folder (of data files, or saved with `datasets`), as `load_trl_preferences`
+    reads them."""
+    saved = _saved_dataset(name)
+    return list(saved) if saved is not None else datasets.get_dataset_split_names(name, hub_config)
+
+
+def _read_rows(
+    spec: SourceSpec,
+    name: str,
+    path: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    split: str,
+    data_dir: str | None,
+    revision: str | None,
+):
+    """The raw rows of a source: its local files, or its Hub split."""
+    if path is not None:
+        if data_dir is not None or revision is not None:
+            raise ValueError(
+                f"`data_dir` and `revision` select Hub files; they cannot apply to the local path {path}."
+            )
+        return read_records(path)
+    if spec.hub_id is None:
+        raise ValueError(f"Source {name!r} has no Hub copy: give the `path` of a local file.")
+    return _load_from_hub(spec, name, split, data_dir or spec.data_dir, revision or spec.revision)
+
+
+def _saved_dataset(name: str) -> datasets.DatasetDict | None:
+    """The folder `name` as written by `save_to_disk` (a `Dataset` saved alone as the `train` split), or `None` when it
+    is no such folder."""
+    folder = Path(os.path.expanduser(name))
+    if not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+        return None
+    saved = datasets.load_from_disk(str(folder))
+    return saved if isinstance(saved, datasets.DatasetDict) else datasets.DatasetDict({"train": saved})
+
+
 def _load_from_hub(spec: SourceSpec, name: str, split: str, data_dir: str | None, revision: str | None):
+    saved = _saved_dataset(spec.hub_id)
+    if saved is not None:
+        if split not in saved:
+            raise ValueError(
+                f"{spec.hub_id} (saved with `datasets`) has the split(s) {', '.join(saved)}, not {split!r}; choose "
+                "one of those."
+            )
+        return saved[split]
     where = ", ".join(
         part for part in (spec.hub_id, spec.hub_config, data_dir and f"data_dir {data_dir}", f"split {split}") if part
     )
@@ -384,9 +537,11 @@ def _load_from_hub(spec: SourceSpec, name: str, split: str, data_dir: str | None
 
 
 def read_records(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """The records of one or several local files (json, jsonl, jsonl.gz, json.gz, parquet), in order.
+    """The records of one or several local files (json, jsonl, jsonl.gz, json.gz, parquet, csv, csv.gz), in order.
 
-    Relative paths are resolved against the current directory; `~` and `$VARIABLES` are expanded.
+    Relative paths are resolved against the current directory; `~` and `$VARIABLES` are expanded. CSV columns get
+    the types their values show (as `datasets` reads CSV: numbers become numbers). A file without any record is an
+    error that names it, since it is most likely the wrong file or an incomplete one.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     records: list[dict[str, Any]] = []
@@ -400,14 +555,31 @@ def read_records(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
         if suffix.endswith(".parquet"):
             import pyarrow.parquet
 
-            records.extend(pyarrow.parquet.read_table(file).to_pylist())
+            file_records = pyarrow.parquet.read_table(file).to_pylist()
         elif suffix.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
-            records.extend(_read_json(file))
+            file_records = _read_json(file)
+        elif suffix.endswith((".csv", ".csv.gz")):
+            file_records = _read_csv(file)
         else:
             raise ValueError(
-                f"Unsupported file type: {file.name}. Use .json, .jsonl, .jsonl.gz, .json.gz or .parquet."
+                f"Unsupported file type: {file.name}. Use .json, .jsonl, .jsonl.gz, .json.gz, .parquet, .csv or "
+                ".csv.gz."
             )
+        if not file_records:
+            raise ValueError(f"{file} holds no records: is it the right file, and complete?")
+        records.extend(file_records)
     return records
+
+
+def _read_csv(file: Path) -> list[dict[str, Any]]:
+    import pyarrow
+    import pyarrow.csv  # reads .csv.gz too, by its extension
+
+    try:
+        options = pyarrow.csv.ParseOptions(newlines_in_values=True)  # texts hold line breaks, quoted
+        return pyarrow.csv.read_csv(file, parse_options=options).to_pylist()
+    except (pyarrow.ArrowInvalid, OSError, EOFError, zlib.error) as error:  # a broken row, an empty or damaged file
+        raise ValueError(f"{file} is not a readable CSV file: {error}") from error
 
 
 def _read_json(file: Path) -> list[dict[str, Any]]:

@@ -5,6 +5,13 @@ The train split is what `MORERewardTrainer` (or `trl.RewardTrainer`) takes as `t
 YAML file (see recipes/mixtures/) and loaded with `load_mixture`. Balancing the sources by resampling is the trainer's
 job (`MORERewardConfig.samples_per_source`), done after tokenization and the length limit.
 
+Data of your own in TRL's preference format is a source too: an entry whose name is not a known source and that has a
+`path` (or names a Hub dataset), e.g. `{name: my-data, path: my_pairs.jsonl}`; its rows are kept as they are (see
+trl_more/data/trl_preferences.py), and a `source` column in it gives one source per value. A mixture has one format:
+conversational sources keep their messages when every source is conversational, and are rendered in the transcript
+format of the known sources (trl_more/data/formats.py) when plain-text sources are mixed in. A `margin` column is kept;
+the sources without one get margin 0, which leaves TRL's loss unchanged.
+
 Rating sets mix the same way: rated responses with the union of the sets' objective columns (NaN where a set does not
 rate an objective), and `SourceMixture.rating_scales` gives every objective's scale for stage 1. A source can also
 declare its ratings by column instead of naming a known set (`SourceConfig.ratings`, see trl_more/data/declared.py).
@@ -15,6 +22,7 @@ Example:
     ...     [
     ...         {"name": "hh-helpful", "path": "../shared/data/hh_rlhf/helpful-base.test.jsonl.gz"},
     ...         {"name": "hh-harmless", "path": "../shared/data/hh_rlhf/harmless-base.test.jsonl.gz"},
+    ...         {"name": "my-data", "path": "my_pairs.jsonl"},  # your own pairs, in any of TRL's preference formats
     ...     ],
     ...     test_size=0.2,
     ... )
@@ -26,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -40,10 +49,18 @@ from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 
 from ..constants import SOURCE_COLUMN
 from ..yaml_loading import load_yaml
-from .conversion import ConversionReport, check_on_invalid
+from .conversion import ConversionReport, ConvertedSource, check_on_invalid
 from .declared import DeclaredRatingSet
-from .loading import canonical_source_name, default_source_label, load_preference_source
+from .loading import (
+    canonical_source_name,
+    default_source_label,
+    is_known_source,
+    load_preference_source,
+    load_trl_preferences,
+    reads_trl_preferences,
+)
 from .ratings import RATING_SCALES
+from .trl_preferences import is_conversational_source, render_as_transcripts
 
 
 __all__ = [
@@ -61,33 +78,49 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SourceConfig:
-    """One source of a mixture.
+    """One source of a mixture, or, for data of your own with a `source` column, one per value of that column.
+
+    What `name` means (`trl_more.data.reads_trl_preferences`): a known source (`trl_more.data.known_source_names()`),
+    read from its raw schema by its converter; with `ratings`, a declared rating set. Any other name is data of your
+    own in TRL's preference format (standard or conversational, explicit or implicit prompt, optional `margin` and
+    `source` columns; trl_more/data/trl_preferences.py), kept as it is: with `path`, any name (in YAML,
+    `{name: my-data, path: my_pairs.jsonl}`); without, a Hub dataset id or a local folder (of data files, or saved with
+    `datasets`). A name close to a known one is read so too, with a warning that names the known source; an unknown
+    name with no data is an error that lists the known sources and the closest.
 
     Attributes:
-        name: A known source name or Hub id (see `trl_more.data.known_source_names()`); with `ratings`, the Hub dataset
-            id to load, or just a name when the rows come from `path` or `local_copy`.
-        path: Local file(s) in the source's raw schema; they must exist. `None` loads from the Hub.
+        name: A known source name or Hub id, or any name for data of your own in TRL's preference format (see above);
+            with `ratings`, the Hub dataset id to load, or just a name when the rows come from `path` or `local_copy`.
+        path: Local file(s) in the source's raw schema (for your own data: TRL's format), `.json`, `.jsonl`,
+            `.parquet`, `.csv` or gzipped `.jsonl.gz`, `.json.gz`, `.csv.gz`; they must exist. `None` loads from the
+            Hub.
         split: Hub split to load (ignored with `path`).
         local_copy: Local file(s) holding a copy of the Hub split (e.g. an offline mirror), read when they all exist;
             otherwise the Hub split is loaded, and a warning says so. For configs meant to run both offline next to
             the copy and online without it. Exclusive with `path`.
-        label: Value of the `source` column; defaults to `name` (with `/<data_dir>` when `data_dir` is set).
+        label: Value of the `source` column; defaults to `name` (with `/<data_dir>` when `data_dir` is set). Data of
+            your own with a `source` column names its sources there (each value is a label), so another `label` is an
+            error.
         data_dir: Hub data directory, overriding the source's own.
         revision: Hub revision, overriding the source's own.
         test_path: Local file(s) holding this source's held-out pairs. Then nothing is carved out of the train data.
         test_split: Hub split holding this source's held-out pairs (e.g. `"test"`). Same effect as `test_path`.
         test_size: For this source, overrides the mixture's `test_size`. With a held-out split (`test_path` or
             `test_split`) it selects from that split instead (a fraction of it, or at most that many pairs), and
-            `None` keeps all of it.
+            `None` keeps all of it. With a `source` column, it applies to each of the data's sources, whose held-out
+            split must hold the same sources.
         options: Options of the source's converter (e.g. `{"languages": "en"}` for OASST, `{"ties": "both"}` for
-            WebGPT).
+            WebGPT; for your own data, `{"source_column": "domain"}` to read the sources from another column, or
+            `{"source_column": None}` to read all of it as one source).
         max_examples: Keep a random subset (the mixture's seed) of at most this many converted examples before the
             train/test split, e.g. for a quick run; the summary's `examples` count shows what was kept. `None` keeps
-            all of them.
+            all of them. With a `source` column, it applies to each of the data's sources.
         ratings: A declared rating set instead of a known source's converter: where the prompt, the response and
             each objective's rating are in a row, and each objective's scale (`trl_more.data.DeclaredRatingSet`; in
             YAML a mapping `{prompt, response | messages, objectives: [{name, column, scale}], missing_values}`).
             Exclusive with `options`.
+        hub_config: Configuration of a Hub dataset of your own (the `name` argument of `datasets.load_dataset`, TRL's
+            `--dataset_config`); known sources use their own.
     """
 
     name: str
@@ -103,10 +136,22 @@ class SourceConfig:
     options: dict[str, Any] = field(default_factory=dict)
     max_examples: int | None = None
     ratings: DeclaredRatingSet | None = None
+    hub_config: str | None = None
 
     def __post_init__(self):
         if self.label is None:
             self.label = default_source_label(self.name, self.data_dir)
+        is_trl_data = self.is_trl_data  # an unknown name without data is an error here, before any source loads
+        if self.hub_config is not None and not is_trl_data:
+            raise ValueError(
+                f"Source {self.label!r}: `hub_config` selects the configuration of a Hub dataset of your own in TRL's "
+                f"preference format; {self.name!r} is a known source or a declared rating set, which has its own."
+            )
+        if self.hub_config is not None and self.path is not None:
+            raise ValueError(
+                f"Source {self.label!r}: `hub_config` selects a configuration of a Hub dataset; it cannot apply to the "
+                f"local path {self.path}."
+            )
         if self.test_path is not None and self.test_split is not None:
             raise ValueError(f"Source {self.label!r}: give `test_path` or `test_split`, not both.")
         if self.path is not None and self.local_copy is not None:
@@ -134,9 +179,19 @@ class SourceConfig:
                 )
 
     @property
+    def is_trl_data(self) -> bool:
+        """Whether the source is data of your own in TRL's preference format (class docstring); an unknown name
+        without data is an error that lists the known sources."""
+        return self.ratings is None and reads_trl_preferences(
+            self.name, has_local_files=self.path is not None or self.local_copy is not None
+        )
+
+    @property
     def is_rating_set(self) -> bool:
         """Whether the source gives rated responses (declared `ratings`, or a known rating set)."""
-        return self.ratings is not None or canonical_source_name(self.name) in RATING_SCALES
+        return self.ratings is not None or (
+            is_known_source(self.name) and canonical_source_name(self.name) in RATING_SCALES
+        )
 
     @property
     def rating_scales(self) -> dict[str, tuple[float, float]]:
@@ -175,7 +230,9 @@ class MixtureConfig:
     """A K-source mixture, as declared in Python or in a YAML file (`MixtureConfig.from_yaml`).
 
     Attributes:
-        sources: The sources, each a `SourceConfig` (in YAML: a mapping of its fields, or just a name).
+        sources: The sources, each a `SourceConfig` (in YAML: a mapping of its fields, or just a name): known sources
+            (e.g. `{name: hh-helpful, path: helpful-base.test.jsonl.gz}`) and data of your own in TRL's preference
+            format (e.g. `{name: my-data, path: my_pairs.jsonl}`).
         test_size: Held-out pairs carved out of each source that has no held-out split of its own: a fraction in
             [0, 1) or a count. Sources with `test_path` or `test_split` use their own `test_size` instead.
         seed: Seed of the train/test split. Each source draws from its own stream seeded by `(seed, label)`, so adding
@@ -192,10 +249,7 @@ class MixtureConfig:
         self.sources = [_as_source_config(entry, f"sources[{index}]") for index, entry in enumerate(self.sources)]
         if not self.sources:
             raise ValueError("A mixture needs at least one source.")
-        labels = [source.label for source in self.sources]
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"Several sources are labelled {repeated}; give each a distinct `label`.")
+        _check_distinct_labels([source.label for source in self.sources])
         _check_test_size(self.test_size, "the mixture")
         check_on_invalid(self.on_invalid)
 
@@ -244,6 +298,15 @@ class MixtureConfig:
         """Read a YAML mixture file (see recipes/mixtures/). Relative data paths in it are resolved against the
         current directory when the sources are loaded."""
         return cls.from_dict(load_yaml(path), origin=os.fspath(path))
+
+
+def _check_distinct_labels(labels: list[str]) -> None:
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"Several sources are labelled {repeated}; give each a distinct `label` (the values of a `source` column "
+            "in data of your own label its sources too)."
+        )
 
 
 def _check_keys(cls: type, data: Mapping[str, Any], origin: str) -> None:
@@ -405,48 +468,25 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
         config = MixtureConfig.from_yaml(config)
     if all(source.is_rating_set for source in config.sources):
         config.rating_scales()  # two scales for one objective: an error before any source is downloaded
+    loaded = [part for source in config.sources for part in _load_source(source, config.on_invalid)]
+    _check_distinct_labels([part.label for part in loaded])
+    loaded = _in_one_format(loaded)
     train_parts, test_parts, rows, reports = [], [], [], {}
-    for source in config.sources:
-        path = source.resolved_path()
-        from_hub = path is None
-        converted = load_preference_source(
-            source.name,
-            path,
-            source.split,
-            source=source.label,
-            data_dir=source.data_dir if from_hub else None,
-            revision=source.revision if from_hub else None,
-            on_invalid=config.on_invalid,
-            ratings=source.ratings,
-            **source.options,
-        )
-        pool = converted.dataset
-        reports[source.label] = converted.report
-        if len(pool) == 0:
-            raise ValueError(f"Source {source.label!r} has no examples after conversion:\n{converted.report}")
-        rng = np.random.default_rng([config.seed, zlib.crc32(source.label.encode())])
+    for part in loaded:
+        source, pool = part.config, part.pool.dataset
+        reports[part.label] = part.pool.report
+        rng = np.random.default_rng([config.seed, zlib.crc32(part.label.encode())])
         pool = _subsample(pool, source.max_examples, rng)
-        if source.has_held_out_split:
-            held_out = load_preference_source(
-                source.name,
-                source.test_path,
-                source.test_split or source.split,
-                source=source.label,
-                data_dir=source.data_dir,
-                revision=source.revision,
-                on_invalid=config.on_invalid,
-                ratings=source.ratings,
-                **source.options,
-            )
-            reports[f"{source.label} (test)"] = held_out.report
-            train, test = pool, _subsample(held_out.dataset, source.test_size, rng)
+        if part.held_out is not None:
+            reports[f"{part.label} (test)"] = part.held_out.report
+            train, test = pool, _subsample(part.held_out.dataset, source.test_size, rng)
         else:
             train, test = _split(
-                pool, config.test_size if source.test_size is None else source.test_size, rng, source.label
+                pool, config.test_size if source.test_size is None else source.test_size, rng, part.label
             )
         train_parts.append(train)
         test_parts.append(test)
-        rows.append(_summarise(source.label, converted.report, pool, len(train), len(test)))
+        rows.append(_summarise(part.label, part.pool.report, pool, len(train), len(test)))
     all_train = _concatenate(train_parts)
     mixture = SourceMixture(
         train=all_train,
@@ -457,6 +497,88 @@ def load_mixture(config: MixtureConfig | str | os.PathLike) -> SourceMixture:
     )
     logger.info(f"Source mixture:\n{mixture.summary}")
     return mixture
+
+
+@dataclass
+class _LoadedSource:
+    """One source of a mixture as loaded: its entry, its label, its converted pairs and its held-out split, if any."""
+
+    config: SourceConfig
+    label: str
+    pool: ConvertedSource
+    held_out: ConvertedSource | None
+
+
+def _load_source(source: SourceConfig, on_invalid: str) -> list[_LoadedSource]:
+    """The source(s) of one mixture entry: one, or, for data of your own with a `source` column, one per value."""
+    path = source.resolved_path()
+    hub = {"data_dir": source.data_dir, "revision": source.revision}
+    if source.is_trl_data:
+        load = functools.partial(load_trl_preferences, source.name, hub_config=source.hub_config, **source.options)
+    else:
+
+        def load(*args: Any, **kwargs: Any) -> dict[str, ConvertedSource]:
+            converted = load_preference_source(source.name, *args, ratings=source.ratings, **source.options, **kwargs)
+            return {source.label: converted}
+
+    pools = load(path, source.split, source=source.label, on_invalid=on_invalid, **(hub if path is None else {}))
+    _check_label_applies(source, pools)
+    held_outs = None
+    if source.has_held_out_split:
+        test_split = source.test_split or source.split
+        held_outs = load(source.test_path, test_split, source=source.label, on_invalid=on_invalid, **hub)
+        if set(held_outs) != set(pools):
+            raise ValueError(
+                f"Source {source.name!r}: its held-out split has the sources {sorted(held_outs)} but its training data "
+                f"{sorted(pools)}; give every source pairs in both (a `source` column names them)."
+            )
+    for label, pool in pools.items():
+        if len(pool.dataset) == 0:
+            raise ValueError(f"Source {label!r} has no examples after conversion:\n{pool.report}")
+    return [
+        _LoadedSource(source, label, pool, None if held_outs is None else held_outs[label])
+        for label, pool in pools.items()
+    ]
+
+
+def _check_label_applies(source: SourceConfig, pools: Mapping[str, ConvertedSource]) -> None:
+    """A `label` other than the default cannot apply to data that names its sources in a `source` column."""
+    if list(pools) != [source.label] and source.label != default_source_label(source.name, source.data_dir):
+        column = source.options.get("source_column", SOURCE_COLUMN)
+        raise ValueError(
+            f"Source {source.name!r} has the label {source.label!r}, but its data names its sources in its "
+            f"`{column}` column ({', '.join(pools)}). Remove `label` to use those, or read the data as one source "
+            f"labelled {source.label!r} with `options: {{source_column: null}}`."
+        )
+
+
+def _in_one_format(loaded: list[_LoadedSource]) -> list[_LoadedSource]:
+    """The sources in one format: when plain-text sources (every known one) are mixed with conversational ones, those
+    are rendered as transcripts; sources of one format are kept as they are."""
+    tokenized = [part.label for part in loaded if "chosen_ids" in part.pool.dataset.column_names]
+    if tokenized:
+        raise ValueError(
+            f"Source(s) {tokenized} hold tokenized pairs (`chosen_ids`, `rejected_ids`); a mixture holds texts, which "
+            "the trainer tokenizes for its model. Give the texts, or pass tokenized data to the trainer directly."
+        )
+    conversational = [is_conversational_source(part.pool.dataset) for part in loaded]
+    plain_text = [
+        not chat and "chosen" in part.pool.dataset.column_names for part, chat in zip(loaded, conversational)
+    ]
+    if not (any(conversational) and any(plain_text)):
+        return loaded
+    rendered = [part.label for part, chat in zip(loaded, conversational) if chat]
+    logger.info(f"Rendering the conversational source(s) {rendered} as transcripts, to mix them with plain-text ones.")
+    return [
+        dataclasses.replace(
+            part,
+            pool=render_as_transcripts(part.pool),
+            held_out=part.held_out and render_as_transcripts(part.held_out),
+        )
+        if chat
+        else part
+        for part, chat in zip(loaded, conversational)
+    ]
 
 
 def _split(pool: Dataset, test_size: float | int, rng: np.random.Generator, label: str) -> tuple[Dataset, Dataset]:
@@ -478,7 +600,13 @@ def _subsample(held_out: Dataset, test_size: float | int | None, rng: np.random.
 
 
 def _mean_chars(dataset: Dataset, column: str) -> float:
-    mean = pyarrow.compute.mean(pyarrow.compute.utf8_length(dataset.with_format("arrow")[column])).as_py()
+    """Mean characters of a text column, or of the message contents of a conversational one."""
+    values = dataset.with_format("arrow")[column]
+    if pyarrow.types.is_list(values.type) or pyarrow.types.is_large_list(values.type):
+        contents = pyarrow.compute.struct_field(pyarrow.compute.list_flatten(values), "content")
+        total = pyarrow.compute.sum(pyarrow.compute.utf8_length(contents)).as_py()
+        return math.nan if total is None else total / len(dataset)
+    mean = pyarrow.compute.mean(pyarrow.compute.utf8_length(values)).as_py()
     return math.nan if mean is None else float(mean)
 
 
@@ -502,7 +630,8 @@ def _summarise(label: str, report: ConversionReport, pool: Dataset, train: int, 
 
 
 def _concatenate(parts: list[Dataset]) -> Dataset:
-    """Concatenate sources of one kind; rating sets get the union of their objective columns (NaN where missing)."""
+    """Concatenate sources of one kind; rating sets get the union of their objective columns (NaN where missing), and
+    pairs without a `margin` get margin 0 when other sources have one (TRL's loss without a margin)."""
     if len({"chosen" in part.column_names for part in parts}) > 1:
         raise ValueError(
             "The mixture mixes preference sources (prompt/chosen/rejected) with rating sets "
@@ -514,6 +643,7 @@ def _concatenate(parts: list[Dataset]) -> Dataset:
     for part in parts:
         for column in columns:
             if column not in part.column_names:
-                part = part.add_column(column, [math.nan] * len(part), feature=Value("float64"))
+                fill = 0.0 if column == "margin" else math.nan
+                part = part.add_column(column, [fill] * len(part), feature=Value("float64"))
         aligned.append(part.select_columns(columns))
     return concatenate_datasets(aligned)
