@@ -41,8 +41,10 @@ class EvaluateConfig:
             `trl_more.data.known_source_names()`, e.g. `hh-helpful`, `oasst1`, `webgpt`), `PATH` is a local file in
             that source's raw format, converted by `trl_more.data.load_preference_source`, and a bare `NAME` loads
             the source's `split` from the Hub (or its cache). Any other `NAME` labels a local file already in TRL's
-            preference format (`chosen`/`rejected`, with or without `prompt`, plain text or conversational). Files:
-            `.json`, `.jsonl`, `.jsonl.gz`, `.json.gz` or `.parquet`.
+            preference format (`chosen`/`rejected`, with or without `prompt`, plain text or conversational, or
+            tokenized `chosen_ids`/`rejected_ids`), read as mixtures read such files
+            (`trl_more.data.load_trl_preferences`), as one source whatever its `source` column. Files: `.json`,
+            `.jsonl`, `.parquet`, `.csv`, or gzipped `.jsonl.gz`, `.json.gz`, `.csv.gz`.
         output_dir (`str`, *optional*, defaults to `"evaluation"`):
             Folder for the table, the plots and (with `save_calibrated_model`) the calibrated model.
         split (`str`, *optional*, defaults to `"test"`):
@@ -167,9 +169,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
 
 def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> dict:
     """`{label: Dataset}` in TRL's preference format from `NAME=PATH` / `NAME` specifications (see `EvaluateConfig`)."""
-    from datasets import Dataset
-
-    from ..data import known_source_names, load_preference_source, read_records
+    from ..data import known_source_names, load_preference_source, load_trl_preferences
 
     known = set(known_source_names())
     parsed = [spec.partition("=") for spec in specs]
@@ -184,17 +184,16 @@ def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> 
     for name, has_path, path in parsed:
         if name in known:
             dataset = load_preference_source(name, path=path or None, split=split).dataset  # logs rows it drops
-        elif has_path:
-            dataset = Dataset.from_list(read_records(path))
+            if "chosen" not in dataset.column_names:
+                raise ValueError(
+                    f"Source {name!r} is a rating set (columns {dataset.column_names}), not preference pairs: score "
+                    "pairs, of a known source or in TRL's preference format."
+                )
+        elif has_path:  # the whole file is one source, named NAME; the reader names the file in its errors
+            dataset = load_trl_preferences(name, path, source_column=None)[name].dataset
         else:
             raise ValueError(
                 f"{name!r} is not a known source ({', '.join(sorted(known))}); give a local file as {name}=PATH."
-            )
-        columns = set(dataset.column_names)
-        if not ({"chosen", "rejected"} <= columns or {"chosen_ids", "rejected_ids"} <= columns):
-            raise ValueError(
-                f"Source {name!r} has columns {sorted(columns)}, not preference pairs: it needs `chosen` and "
-                "`rejected` (with or without `prompt`), in TRL's preference format."
             )
         if max_pairs is not None and len(dataset) > max_pairs:
             print(f"{name}: scoring the first {max_pairs} of {len(dataset)} pairs (--max_pairs_per_source).")
