@@ -7,7 +7,9 @@ Each concept has one name, defined here once:
   number in the `source_index` column (`SOURCE_INDEX_COLUMN`) and batch key;
 - MORE's per-source loss weights are *lambda*, logged as `lambda/<source>` (`LAMBDA_METRIC_PREFIX`);
 - a pair's *preference strength* mu is in the `strength_mean` column (`STRENGTH_COLUMN`);
-- sequences longer than a limit are cut by one of `TRUNCATION_MODES`.
+- sequences longer than a limit are cut by one of `TRUNCATION_MODES`;
+- a reward model's config records the token limit and truncation mode it was trained with
+  (`TRAINING_MAX_LENGTH_ATTRIBUTE`, `TRAINING_TRUNCATION_MODE_ATTRIBUTE`; read back by `trl_more.input_settings`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ __all__ = [
     "STRENGTH_COLUMN",
     "STRENGTH_DIFFERENCES_COLUMN",
     "STRENGTH_STD_COLUMN",
+    "TRAINING_MAX_LENGTH_ATTRIBUTE",
+    "TRAINING_TRUNCATION_MODE_ATTRIBUTE",
     "TRUNCATION_MODES",
     "check_choice",
 ]
@@ -38,6 +42,10 @@ STRENGTH_DIFFERENCES_COLUMN = "strength_differences"
 LAMBDA_METRIC_PREFIX = "lambda/"
 # `"keep_end"` keeps the last tokens (the end of the response, where a reward is read), `"keep_start"` the first ones.
 TRUNCATION_MODES = ("keep_end", "keep_start")
+# Attributes of a reward model's config in which trl-more's reward trainers record the `max_length` and
+# `truncation_mode` it was trained with (`None`: no limit, or longer pairs dropped); saved with the model.
+TRAINING_MAX_LENGTH_ATTRIBUTE = "training_max_length"
+TRAINING_TRUNCATION_MODE_ATTRIBUTE = "training_truncation_mode"
 # How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, or one row.
 PAIR_ENCODINGS = ("separate", "shared_prompt")
 
