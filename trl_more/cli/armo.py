@@ -149,6 +149,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     """Stage 1: build the model around the backbone and fit its regression layer; report held-out R^2."""
     from transformers import AutoModel
 
+    from ..input_settings import record_input_settings
     from ..multi_objective import MultiObjectiveRewardModel
     from ..multi_objective.features import extract_features
     from ..multi_objective.regression import (
@@ -206,6 +207,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
         predictions = model.regression_layer(features(test, "Test features").to(model.regression_layer.weight))
     r2 = r2_per_objective(predictions, test["labels"], train["labels"], objectives)
     model.config.evaluation_results = {f"held-out R^2 ({rating_name})": r2}
+    record_input_settings(model, max_length, training_args.truncation_mode)
     print("Held-out R^2 per objective:", {name: round(value, 4) for name, value in r2.items()})
     _save(model, tokenizer, training_args)
 
@@ -288,8 +290,10 @@ def _model_init_kwargs(training_args: MultiObjectiveRewardConfig) -> dict:
 
 
 def _max_length(max_length: int | None, model) -> int | None:
-    """`max_length`, capped at the backbone's number of positions (e.g. 512 for BERT-style encoders)."""
-    positions = getattr(model.config.text_config, "max_position_embeddings", None)
+    """`max_length`, capped at the backbone's position limit (e.g. 512 for BERT-style encoders)."""
+    from ..input_settings import position_limit
+
+    positions = position_limit(model)
     if positions is not None and (max_length is None or max_length > positions):
         print(f"max_length capped at the backbone's {positions} positions.")
         return positions

@@ -24,6 +24,7 @@ from ..constants import SOURCE_INDEX_COLUMN
 from ..data.resampling import resample_sources
 from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
+from ..input_settings import record_input_settings
 from ..losses import pairwise_loss, split_rewards
 from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
 from ..noisy_preferences.contrastive import (
@@ -98,7 +99,9 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     moving averages (resuming reproduces the uninterrupted run), and a partially written checkpoint is never
     resumed from. The model card (written on every checkpoint, by `create_model_card` and by `push_to_hub`) shows
     the sources and their sizes, the method, the per-source accuracy and ECE, the lambda plot and how to load the
-    model; a failed `push_to_hub` raises `HubUploadError` and leaves the saved output in place.
+    model; a failed `push_to_hub` raises `HubUploadError` and leaves the saved output in place. The model's config
+    records the `max_length` and `truncation_mode` it is trained with (`trl_more.input_settings`), so every scorer of
+    trl-more reads the saved model with the same token limit by default.
 
     Example:
 
@@ -202,6 +205,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             peft_config=peft_config,
         )
         keep_4bit_weights_trainable(self.model)  # training resumes after every evaluation
+        record_input_settings(self.model, args.max_length, args.truncation_mode)  # saved with the model
 
         if self.accelerator.num_processes > 1 and self.accelerator.distributed_type == DistributedType.NO:
             raise ValueError(

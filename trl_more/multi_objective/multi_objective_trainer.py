@@ -15,6 +15,7 @@ from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer, is_conversational
 
 from .._compat import DataCollatorForPreference, dataset_column_names, keep_batch_columns, trainer_metrics
+from ..input_settings import record_input_settings
 from ..losses import pairwise_loss, split_rewards
 from ..pair_encoding import encodes_bidirectionally
 from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
@@ -85,7 +86,8 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
     `cache_features=True` the frozen backbone runs once over the data and training steps only run the gate.
 
     Logs TRL's reward metrics plus `beta` and the mean gating weight of every objective (`gate/<objective>`), and
-    records the evaluation accuracy and loss in the model's configuration, whose model card shows them.
+    records the evaluation accuracy and loss in the model's configuration, whose model card shows them, as well as
+    the `max_length` and `truncation_mode` it is trained with (`trl_more.input_settings`: the scorers' default limit).
 
     Example:
 
@@ -149,6 +151,7 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         )
         _check_is_multi_objective(self.model)
+        record_input_settings(self.model, args.max_length, args.truncation_mode)  # saved with the model
         self._num_train_tokens = 0
         self.model.set_trainable(backbone=False, regression=False, gate=True)
         if data_collator is None:
