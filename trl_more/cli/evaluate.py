@@ -54,7 +54,11 @@ class EvaluateConfig:
         batch_size (`int`, *optional*, defaults to `8`):
             Pairs per forward pass.
         max_length (`int` or `None`, *optional*, defaults to `None`):
-            Truncate longer sequences to this many tokens (no pair is dropped); `None` keeps them whole.
+            Truncate longer sequences to this many tokens (no pair is dropped); the pairs with a truncated sequence are
+            counted per source (`num_truncated` in `metrics.json` and the audit, the `truncated` column of the
+            tables). `None`: the model's own limit, the `max_length` it was trained with (recorded in its config by
+            trl-more's trainers) or else its position limit (e.g. 512 for BERT-style encoders); nothing is truncated
+            only for a model with neither.
         truncation_mode (`str`, *optional*, defaults to `"keep_end"`):
             `keep_end` keeps the last `max_length` tokens (where the reward is read), `keep_start` the first.
         n_bins (`int`, *optional*, defaults to `10`):
@@ -112,7 +116,11 @@ class EvaluateConfig:
     )
     batch_size: int = field(default=8, metadata={"help": "Pairs per forward pass."})
     max_length: int | None = field(
-        default=None, metadata={"help": "Truncate longer sequences to this many tokens (no pair is dropped)."}
+        default=None,
+        metadata={
+            "help": "Truncate longer sequences to this many tokens (no pair is dropped; truncated pairs are counted). "
+            "Default: the max_length the model was trained with, else its position limit."
+        },
     )
     truncation_mode: str = field(
         default="keep_end",
@@ -206,6 +214,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from ..input_settings import input_settings
     from ..metrics import set_reward_temperature
     from ..pretrained import check_model_reference, load_tokenizer
 
@@ -235,6 +244,8 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
         if config.eos_token not in tokenizer.get_vocab():
             raise ValueError(f"`--eos_token {config.eos_token}` is not in the vocabulary of {config.model}.")
         tokenizer.eos_token = config.eos_token
+    if config.max_length is None:
+        print(f"Scoring with {input_settings(model).describe_max_length()} (set --max_length to change it).")
 
     def evaluate(sources: dict, temperature: float | None = None) -> RewardEvaluation:
         return evaluate_reward_model(
@@ -260,7 +271,14 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
     if config.audit:
         from ..metrics.audits import audit_reward_model
 
-        report = audit_reward_model(model, tokenizer, eval_sources, config.batch_size, config.max_length)
+        report = audit_reward_model(
+            model,
+            tokenizer,
+            eval_sources,
+            config.batch_size,
+            config.max_length,
+            truncation_mode=config.truncation_mode,
+        )
         report.to_json(output_dir / "audit.json")
         (output_dir / "audit.md").write_text(report.to_markdown())
         print(report.to_markdown())
@@ -276,6 +294,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
             config.n_bins,
             config.outlier_threshold,
             temperature,
+            result.truncation,
         )
         write_evaluation(calibrated, output_dir, plots=config.plots, suffix="_calibrated")
         print(

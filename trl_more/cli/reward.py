@@ -294,12 +294,13 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
         if is_deepspeed_zero3_enabled():
             trainer.accelerator.wait_for_everyone()  # the main process has finished writing the full copy
             model = load_unpartitioned(training_args)
+        # The token limit is the model's own: the max_length it was trained with (recorded in its config by the
+        # trainer), at most its position limit.
         evaluation = evaluate_reward_model(
             model,
             tokenizer,
             test_sources,
             batch_size=training_args.per_device_eval_batch_size,
-            max_length=training_args.max_length,
             truncation_mode=training_args.truncation_mode or "keep_end",
             show_progress=trainer.accelerator.is_main_process,
         )

@@ -15,7 +15,7 @@ from .calibration import (
     preference_metrics,
     reward_difference_outliers,
 )
-from .evaluation import RewardEvaluation, evaluate_reward_model
+from .evaluation import RewardEvaluation, Truncation, evaluate_reward_model
 from .temperature import TemperatureFit, fit_temperature, reward_temperature, set_reward_temperature
 from .trainer_metrics import PreferenceMetrics
 
@@ -26,6 +26,7 @@ __all__ = [
     "PreferenceMetrics",
     "RewardEvaluation",
     "TemperatureFit",
+    "Truncation",
     "average_calibration_error",
     "calibration_bins",
     "confidence_calibration_error",

@@ -14,7 +14,9 @@ Checks per source:
   equal those of right-padded batches (to `tolerance`, relative to the rewards' spread);
 - length: accuracy within bins of the length difference (chosen minus rejected, in tokens) and the Spearman
   correlation of reward with length over all responses;
-- data: the share of pairs truncated at `max_length`, tied (equal rewards), or with chosen identical to rejected.
+- data: the pairs truncated at `max_length` (by default the model's own limit, see
+  `trl_more.input_settings.scoring_max_length`), and the share tied (equal rewards) or with chosen identical to
+  rejected.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from .._compat import pad
+from ..constants import TRUNCATION_MODES, check_choice
+from .evaluation import truncation_note
 
 
 if TYPE_CHECKING:
@@ -45,18 +49,28 @@ LENGTH_CORRELATION_WARNING = 0.3
 @dataclass
 class AuditReport:
     """Audit results per source: `checks[source]` holds the measured values, `failures[source]` the failed checks
-    with what they mean."""
+    with what they mean; `max_length` and `truncation_mode` are how the pairs were truncated (`num_truncated` of
+    every source counts the pairs cut)."""
 
     checks: dict[str, dict[str, Any]]
     failures: dict[str, list[str]] = field(default_factory=dict)
     tolerance: float = 1e-3
+    max_length: int | None = None
+    truncation_mode: str = "keep_end"
 
     @property
     def passed(self) -> bool:
         return not any(self.failures.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tolerance": self.tolerance, "passed": self.passed, "checks": self.checks, "failures": self.failures}
+        return {
+            "tolerance": self.tolerance,
+            "max_length": self.max_length,
+            "truncation_mode": self.truncation_mode,
+            "passed": self.passed,
+            "checks": self.checks,
+            "failures": self.failures,
+        }
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, default=float)
@@ -65,7 +79,7 @@ class AuditReport:
         return text
 
     def to_markdown(self) -> str:
-        header = ["source", "pairs", "accuracy (%)", "swapped (%)", "ties (%)", "identical (%)", "truncated (%)",
+        header = ["source", "pairs", "accuracy (%)", "swapped (%)", "ties (%)", "identical (%)", "truncated: n (%)",
                   "max reward change: batch 1 / left padding", "reward-length Spearman", "status"]  # fmt: skip
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for source, row in self.checks.items():
@@ -76,7 +90,7 @@ class AuditReport:
                 f"{100 * row['swapped_accuracy']:.2f}",
                 f"{100 * row['tie_share']:.2f}",
                 f"{100 * row['identical_share']:.2f}",
-                f"{100 * row['truncated_share']:.2f}",
+                f"{row['num_truncated']} ({100 * row['truncated_share']:.2f})",
                 f"{row['batch_size_change']:.2e} / {row['padding_side_change']:.2e}",
                 f"{row['length_correlation']:.3f}",
                 "ok" if not self.failures.get(source) else "FAILED: " + "; ".join(self.failures[source]),
@@ -93,7 +107,8 @@ class AuditReport:
             lines.append(f"| {source} | " + " | ".join(cells) + " |")
         return (
             "\n".join(lines)
-            + f"\n\nReward changes are relative to each source's reward std; tolerance {self.tolerance:g}.\n"
+            + f"\n\nReward changes are relative to each source's reward std; tolerance {self.tolerance:g}; "
+            + f"{truncation_note(self.max_length, self.truncation_mode)}.\n"
         )
 
 
@@ -105,50 +120,49 @@ def audit_reward_model(
     max_length: int | None = None,
     tolerance: float = 1e-3,
     show_progress: bool = False,
+    truncation_mode: str = "keep_end",
 ) -> AuditReport:
     """Run every audit on every source (see the module docstring) and return the report.
 
-    Pairs are tokenized as `trl.RewardTrainer` does (as in `evaluate_reward_model`); sequences longer than
-    `max_length` keep their end. `tolerance` bounds the reward changes of the invariance checks, relative to the
-    standard deviation of the source's rewards (1e-3 suits float32; bf16 models need about 1e-2).
+    Pairs are tokenized and truncated as in `evaluate_reward_model`: sequences longer than `max_length` (`None`: the
+    model's own limit, see `trl_more.input_settings.scoring_max_length`) are cut as `truncation_mode` says, and
+    counted. `tolerance` bounds the reward changes of the invariance checks, relative to the standard deviation of
+    the source's rewards (1e-3 suits float32; bf16 models need about 1e-2).
     """
     import torch
 
-    from ..tokenization import truncate
+    from ..input_settings import scoring_max_length
     from .evaluation import _preference_collator, _tokenized_pairs
 
+    check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
     pad_token_id = _preference_collator(model, processing_class).pad_token_id
+    max_length = scoring_max_length(model, max_length)
     was_training = model.training
     model.eval()
     checks, failures = {}, {}
     try:
         with torch.no_grad():
             for source, dataset in datasets.items():
-                chosen, rejected = _tokenized_pairs(dataset, processing_class, str(source))
-                truncated = np.array(
-                    [_longer(ids, max_length) or _longer(other, max_length) for ids, other in zip(chosen, rejected)]
+                chosen, rejected, truncated = _tokenized_pairs(
+                    dataset, processing_class, str(source), max_length, truncation_mode
                 )
-                chosen = [truncate(ids, max_length) for ids in chosen]
-                rejected = [truncate(ids, max_length) for ids in rejected]
                 sequences = chosen + rejected
                 rewards = _rewards(model, sequences, pad_token_id, batch_size, "right")
                 one_by_one = _rewards(model, sequences, pad_token_id, 1, "right")
                 left = _rewards(model, sequences, pad_token_id, batch_size, "left")
                 swapped = _rewards(model, rejected + chosen, pad_token_id, batch_size, "right")
                 checks[str(source)] = _source_checks(chosen, rejected, rewards, one_by_one, left, swapped, truncated)
-                failures[str(source)] = _failures(checks[str(source)], tolerance, max_length)
+                failures[str(source)] = _failures(checks[str(source)], tolerance, max_length, truncation_mode)
     finally:
         model.train(was_training)
-    return AuditReport(checks, failures, tolerance)
-
-
-def _longer(ids: list[int], max_length: int | None) -> bool:
-    return max_length is not None and len(ids) > max_length
+    return AuditReport(checks, failures, tolerance, max_length, truncation_mode)
 
 
 def _rewards(model, sequences: list[list[int]], pad_token_id: int, batch_size: int, padding_side: str) -> np.ndarray:
     """The reward of every sequence, in batches of `batch_size` in the given order, padded on `padding_side`."""
     import torch
+
+    from ..input_settings import length_errors_explained
 
     device = next(model.parameters()).device
     rewards = np.empty(len(sequences), dtype=np.float64)
@@ -156,9 +170,10 @@ def _rewards(model, sequences: list[list[int]], pad_token_id: int, batch_size: i
         batch = [torch.tensor(ids) for ids in sequences[start : start + batch_size]]
         input_ids = pad(batch, padding_value=pad_token_id, padding_side=padding_side)
         attention_mask = pad([torch.ones_like(ids) for ids in batch], padding_value=0, padding_side=padding_side)
-        logits = model(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
-        ).logits
+        with length_errors_explained(model, input_ids.shape[1]):
+            logits = model(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
+            ).logits
         rewards[start : start + len(batch)] = logits[:, 0].float().cpu().numpy()
     return rewards
 
@@ -188,6 +203,7 @@ def _source_checks(chosen, rejected, rewards, one_by_one, left, swapped, truncat
         "swapped_accuracy": float((swapped_margins > 0).mean()),
         "tie_share": float((margins == 0).mean()),
         "identical_share": float(np.mean([a == b for a, b in zip(chosen, rejected)])),
+        "num_truncated": int(truncated.sum()),
         "truncated_share": float(truncated.mean()),
         "batch_size_change": float(np.abs(one_by_one - rewards).max() / spread),
         "padding_side_change": float(np.abs(left - rewards).max() / spread),
@@ -196,7 +212,7 @@ def _source_checks(chosen, rejected, rewards, one_by_one, left, swapped, truncat
     }
 
 
-def _failures(row: dict[str, Any], tolerance: float, max_length: int | None) -> list[str]:
+def _failures(row: dict[str, Any], tolerance: float, max_length: int | None, truncation_mode: str) -> list[str]:
     """What failed, what it means, and its likely cause."""
     failures = []
     if abs(row["accuracy"] + row["swapped_accuracy"] + row["tie_share"] - 1) > 1 / max(row["pairs"], 1):
@@ -220,9 +236,14 @@ def _failures(row: dict[str, Any], tolerance: float, max_length: int | None) -> 
             "identical chosen and rejected sequences): they count as errors; clean the data or report them apart"
         )
     if row["truncated_share"] > 0.05:
+        lost = (
+            "their beginning; raise max_length if the prompts matter"
+            if truncation_mode == "keep_end"
+            else "their end, where the reward is read; use truncation_mode keep_end or raise max_length"
+        )
         failures.append(
             f"truncation: {100 * row['truncated_share']:.1f}% of the pairs exceed max_length={max_length} and lose "
-            "their beginning; raise max_length if the prompts matter"
+            + lost
         )
     if abs(row["length_correlation"]) > LENGTH_CORRELATION_WARNING:
         failures.append(

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -22,9 +22,32 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-__all__ = ["RewardEvaluation", "evaluate_reward_model"]
+__all__ = ["RewardEvaluation", "Truncation", "evaluate_reward_model"]
 
 AVERAGED_METRICS = ("preference_accuracy", "ece", "ace", "mce")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """The token limit pairs were scored with, and how many pairs of every source had a sequence cut to it.
+
+    Attributes:
+        max_length: the limit (`None`: none, nothing was cut).
+        truncation_mode: `"keep_end"` (the start was cut) or `"keep_start"` (the end was cut).
+        num_truncated: `{source: pairs whose chosen or rejected sequence was longer than max_length}`.
+    """
+
+    max_length: int | None
+    truncation_mode: str
+    num_truncated: dict[str, int]
+
+
+class TokenizedPairs(NamedTuple):
+    """The token ids of a source's chosen and rejected sequences, fitted to a token limit, and which pairs were cut."""
+
+    chosen: list[list[int]]
+    rejected: list[list[int]]
+    truncated: np.ndarray
 
 
 @dataclass
@@ -42,6 +65,8 @@ class RewardEvaluation:
         rewards: `{source: raw rewards of every scored response}` (the chosen responses, then the rejected ones,
             before the temperature), when the evaluation scored a model; e.g. for the reward statistics that put
             several reward models on one scale (`trl_more.rewards.fit_reward_statistics`). Not saved by `to_json`.
+        truncation: the token limit the pairs were scored with and the truncated pairs per source, when known
+            (`evaluate_reward_model` sets it); `to_dict` writes the count of every source as its `num_truncated`.
     """
 
     metrics: dict[str, dict[str, float]]
@@ -50,6 +75,7 @@ class RewardEvaluation:
     outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD
     temperature: float = 1.0
     rewards: dict[str, np.ndarray] | None = None
+    truncation: Truncation | None = None
 
     @classmethod
     def from_margins(
@@ -58,13 +84,15 @@ class RewardEvaluation:
         n_bins: int = 10,
         outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
         temperature: float = 1.0,
+        truncation: Truncation | None = None,
     ) -> RewardEvaluation:
-        """The table of `{source: margins}` (already divided by `temperature`, which is only recorded)."""
+        """The table of `{source: margins}` (already divided by `temperature`, which is only recorded, as is the
+        `truncation` they were scored with)."""
         if not margins:
             raise ValueError("No sources given: pass at least one `{source: margins}` entry.")
         margins = {str(source): as_margins(values) for source, values in margins.items()}
         metrics = {source: preference_metrics(values, n_bins, outlier_threshold) for source, values in margins.items()}
-        return cls(metrics, margins, n_bins, outlier_threshold, temperature)
+        return cls(metrics, margins, n_bins, outlier_threshold, temperature, truncation=truncation)
 
     def average(self) -> dict[str, float]:
         """Unweighted mean over the sources of accuracy, ECE, ACE and MCE (how the paper averages its sources)."""
@@ -79,6 +107,10 @@ class RewardEvaluation:
             "sources": {source: {k: _plain(v) for k, v in row.items()} for source, row in self.metrics.items()},
             "average": self.average(),
         }
+        if self.truncation is not None:
+            result.update(max_length=self.truncation.max_length, truncation_mode=self.truncation.truncation_mode)
+            for source, row in result["sources"].items():
+                row["num_truncated"] = self.truncation.num_truncated[source]
         if include_margins:
             result["margins"] = {source: values.tolist() for source, values in self.margins.items()}
         return result
@@ -96,14 +128,23 @@ class RewardEvaluation:
         data = json.loads(Path(path).read_text())
         if "margins" not in data:
             raise ValueError(f"{path} holds no reward margins; save it with `to_json(path, include_margins=True)`.")
-        return cls.from_margins(data["margins"], data["n_bins"], data["outlier_threshold"], data["temperature"])
+        truncation = None
+        if "truncation_mode" in data:
+            counts = {source: row["num_truncated"] for source, row in data["sources"].items()}
+            truncation = Truncation(data["max_length"], data["truncation_mode"], counts)
+        return cls.from_margins(
+            data["margins"], data["n_bins"], data["outlier_threshold"], data["temperature"], truncation
+        )
 
     def to_markdown(self) -> str:
-        """A Markdown table, one row per source (and their average when there are several)."""
+        """A Markdown table, one row per source (and their average when there are several), with the truncated pairs
+        when they are known."""
         threshold = f"{self.outlier_threshold:g}"
+        truncation = self.truncation
         header = [
             "source",
             "pairs",
+            *(["truncated"] if truncation else []),
             "accuracy (%)",
             "ECE",
             "ACE",
@@ -118,6 +159,7 @@ class RewardEvaluation:
             cells = [
                 source,
                 str(row["num_pairs"]),
+                *([str(truncation.num_truncated[source])] if truncation else []),
                 f"{100 * row['preference_accuracy']:.2f}",
                 f"{row['ece']:.4f}",
                 f"{row['ace']:.4f}",
@@ -130,12 +172,14 @@ class RewardEvaluation:
             lines.append("| " + " | ".join(cells) + " |")
         if len(self.metrics) > 1:
             mean = self.average()
-            cells = ["average", "", f"{100 * mean['preference_accuracy']:.2f}"]
+            cells = ["average", "", *([""] if truncation else []), f"{100 * mean['preference_accuracy']:.2f}"]
             cells += [f"{mean[key]:.4f}" for key in ("ece", "ace", "mce")] + [""] * 4
             lines.append("| " + " | ".join(cells) + " |")
         notes = f"ECE/ACE/MCE with {self.n_bins} bins over both orderings of every pair"
         if self.temperature != 1.0:
             notes += f"; rewards divided by the temperature {self.temperature:.4g}"
+        if truncation is not None:
+            notes += f"; {truncation_note(truncation.max_length, truncation.truncation_mode)}"
         return "\n".join(lines) + f"\n\n{notes}.\n"
 
 
@@ -145,6 +189,17 @@ def _plain(value: Any) -> Any:
 
 def _outlier_cell(count: int, mean: float) -> str:
     return f"{count} ({mean:.2f})" if count else "0"
+
+
+def truncation_note(max_length: int | None, truncation_mode: str) -> str:
+    """What the truncated pairs of a report are, for its notes."""
+    if max_length is None:
+        return "no token limit, nothing truncated"
+    cut = "start" if truncation_mode == "keep_end" else "end"
+    return (
+        f"truncated: pairs with a sequence longer than max_length={max_length} tokens, which lost its {cut} "
+        f"({truncation_mode})"
+    )
 
 
 def evaluate_reward_model(
@@ -175,7 +230,9 @@ def evaluate_reward_model(
         processing_class: its tokenizer (with a chat template for conversational data).
         datasets: `{source: Dataset}` (e.g. a `DatasetDict` of test splits), or one `Dataset` (source `"eval"`).
         batch_size: pairs per forward pass (each pass holds 2 * batch_size sequences).
-        max_length: if set, longer sequences are truncated to this many tokens (no pair is dropped).
+        max_length: longer sequences are truncated to this many tokens (no pair is dropped) and the pairs counted in
+            `.truncation`. `None`: the model's own limit, the `max_length` it was trained with (recorded by
+            trl-more's trainers) or else its position limit (`trl_more.input_settings.scoring_max_length`).
         truncation_mode: `"keep_end"` keeps the last tokens (where the reward is read), `"keep_start"` the first.
         n_bins: bins of the calibration errors.
         outlier_threshold: reward differences beyond +-this count as outliers.
@@ -186,11 +243,12 @@ def evaluate_reward_model(
             once (decoders; the same rewards, docs/pair_encoding.md); bidirectional encoders are scored separately.
 
     Returns:
-        A `RewardEvaluation`: `.metrics[source]`, `.margins[source]`, `.to_dict()`, `.to_json()`, `.to_markdown()`.
+        A `RewardEvaluation`: `.metrics[source]`, `.margins[source]`, `.truncation`, `.to_dict()`, `.to_json()`,
+        `.to_markdown()`.
     """
     import torch
 
-    from ..tokenization import truncate
+    from ..input_settings import scoring_max_length
 
     if isinstance(datasets, Mapping):
         datasets = dict(datasets)
@@ -206,6 +264,7 @@ def evaluate_reward_model(
     temperature = reward_temperature(model) if temperature is None else float(temperature)
     if not temperature > 0:
         raise ValueError(f"The temperature must be positive, got {temperature}.")
+    max_length = scoring_max_length(model, max_length)
 
     from ..pair_encoding import DataCollatorForSharedPrompt, encodes_bidirectionally
 
@@ -215,16 +274,17 @@ def evaluate_reward_model(
         collator = DataCollatorForSharedPrompt(collator.pad_token_id)
     was_training = model.training
     model.eval()
-    rewards = {}
+    rewards, num_truncated = {}, {}
     try:
         with torch.no_grad():
             for source, dataset in datasets.items():
                 if len(dataset) == 0:
                     raise ValueError(f"Source {source!r} has no pairs.")
-                chosen, rejected = _tokenized_pairs(dataset, processing_class, str(source))
-                chosen = [truncate(ids, max_length, truncation_mode) for ids in chosen]
-                rejected = [truncate(ids, max_length, truncation_mode) for ids in rejected]
-                rewards[source] = _score(model, collator, chosen, rejected, batch_size, source, show_progress)
+                pairs = _tokenized_pairs(dataset, processing_class, str(source), max_length, truncation_mode)
+                num_truncated[str(source)] = int(pairs.truncated.sum())
+                rewards[source] = _score(
+                    model, collator, pairs.chosen, pairs.rejected, batch_size, source, show_progress
+                )
     finally:
         model.train(was_training)
     evaluation = RewardEvaluation.from_margins(
@@ -232,6 +292,7 @@ def evaluate_reward_model(
         n_bins,
         outlier_threshold,
         temperature,
+        Truncation(max_length, truncation_mode, num_truncated),
     )
     evaluation.rewards = {str(source): np.concatenate(pair) for source, pair in rewards.items()}
     return evaluation
@@ -254,12 +315,18 @@ def _preference_collator(model: PreTrainedModel, processing_class: PreTrainedTok
 
 
 def _tokenized_pairs(
-    dataset: Dataset, processing_class: PreTrainedTokenizerBase, name: str
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of the chosen and rejected sequences, from `trl.RewardTrainer`'s own preprocessing."""
+    dataset: Dataset,
+    processing_class: PreTrainedTokenizerBase,
+    name: str,
+    max_length: int | None,
+    truncation_mode: str,
+) -> TokenizedPairs:
+    """Token ids of the chosen and rejected sequences, from `trl.RewardTrainer`'s own preprocessing, truncated to
+    `max_length` as `truncation_mode` says, and which pairs lost tokens."""
     from trl import is_conversational
 
     from .._compat import prepare_reward_dataset
+    from ..tokenization import truncate
 
     if processing_class.eos_token is None and not is_conversational(dataset[0]):
         raise ValueError(
@@ -268,7 +335,13 @@ def _tokenized_pairs(
             "(`RewardConfig(eos_token=...)` in training, `--eos_token` for `trl-more evaluate`)."
         )
     tokenized = prepare_reward_dataset(dataset, processing_class, name)
-    return tokenized["chosen_ids"], tokenized["rejected_ids"]
+    chosen, rejected = tokenized["chosen_ids"], tokenized["rejected_ids"]
+    longest = np.array([max(len(ids), len(other)) for ids, other in zip(chosen, rejected)], dtype=np.int64)
+    return TokenizedPairs(
+        [truncate(ids, max_length, truncation_mode) for ids in chosen],
+        [truncate(ids, max_length, truncation_mode) for ids in rejected],
+        longest > max_length if max_length is not None else np.zeros(len(chosen), dtype=bool),
+    )
 
 
 def _score(
@@ -282,6 +355,7 @@ def _score(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The raw rewards of the chosen and of the rejected sequences."""
     from ..batching import length_sorted_batches
+    from ..input_settings import length_errors_explained
 
     device = next(model.parameters()).device
     chosen_rewards = np.empty(len(chosen), dtype=np.float64)
@@ -292,14 +366,15 @@ def _score(
     shared = isinstance(collator, DataCollatorForSharedPrompt)
     for rows in tqdm(batches, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
         batch = collator([{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in rows])
-        if shared:
-            logits = _shared_prompt_logits(model, batch, device)
-        else:
-            logits = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                use_cache=False,
-            ).logits
+        with length_errors_explained(model, max(max(len(chosen[i]), len(rejected[i])) for i in rows)):
+            if shared:
+                logits = _shared_prompt_logits(model, batch, device)
+            else:
+                logits = model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    use_cache=False,
+                ).logits
         if logits.ndim != 2 or logits.shape[1] != 1:
             raise ValueError(
                 f"A reward model has one output per sequence (`num_labels=1`); got {tuple(logits.shape)}."
