@@ -725,7 +725,8 @@ def _count_truncated(
         raise ValueError(
             f"{len(too_long)} of {len(responses)} responses are {min(too_long)} to {max(too_long)} tokens long, which "
             f"leaves no room for their prompt within max_length={max_length}: the scorer cuts the start of the "
-            "prompt only, never the response, where the reward is read. Raise `max_length`, or give None (no limit)."
+            "prompt only, never the response, where the reward is read. Raise `max_length` (at most the model's "
+            "position limit), or score with a model that reads longer sequences."
         )
     return truncated
 
@@ -748,8 +749,8 @@ def score_rewardbench(
     message of the tokenizer's chat template; with `"hh"` it is the HH transcript `"\\n\\nHuman: {prompt}\\n\\nAssistant:
     {response}"` (stripped as trl-more's data sources are, plus the eos token, as TRL's reward trainer appends it).
     Sequences are scored by `trl_more.rewards.RewardModelScorer` (length-sorted batches, the multi-objective model's
-    prompt lengths) in eval mode, without gradients; those longer than `max_length` lose the start of their prompt
-    and are counted in `num_truncated`. Rewards are divided by the model's stored temperature, if any (it changes ECE
+    prompt lengths) in eval mode, without gradients; those longer than `max_length` (by default the model's own limit)
+    lose the start of their prompt and are counted in `num_truncated`. Rewards are divided by the model's stored temperature, if any (it changes ECE
     and margins only). See docs/evaluation.md#rewardbench.
 
     Args:
@@ -758,12 +759,14 @@ def score_rewardbench(
         dataset: RewardBench data (`load_rewardbench`): a `Dataset`, a list of row dicts, or a path or Hub id.
         version: 1 or 2.
         batch_size: sequences per forward pass.
-        max_length: token limit of a sequence; `None` for none.
+        max_length: token limit of a sequence; `None`: the model's own, the `max_length` it was trained with (recorded
+            by trl-more's trainers) or else its position limit (`trl_more.input_settings.scoring_max_length`).
         chat_template: `"auto"`, `"chat"` or `"hh"`.
         prior_sets: v1 only: score Prior Sets rows as the older leaderboard did (see `score_v1`).
         show_progress: show a progress bar over the batches.
     """
     from ..data.formats import render_response
+    from ..input_settings import scoring_max_length
     from ..rewards.scoring import RewardModelScorer, align_pad_token
 
     if isinstance(dataset, str | os.PathLike):
@@ -781,6 +784,7 @@ def score_rewardbench(
             responses += row_chosen + row_rejected
     if template == "hh":
         responses = [render_response(response) for response in responses]
+    max_length = scoring_max_length(model, max_length)
     num_truncated = _count_truncated(tokenizer, sequence_prompts, responses, max_length)
 
     align_pad_token(model, tokenizer)

@@ -85,9 +85,12 @@ class RejectionSamplingConfig(SFTConfig):
             Other reward models of an ensemble are unaffected. `None` keeps the gate.
         reward_batch_size (`int`, *optional*, defaults to `16`):
             (prompt, response) pairs per reward-model forward pass; batches are sorted by length.
-        reward_max_length (`int` or `None`, *optional*, defaults to `1024`):
+        reward_max_length (`int` or `None`, *optional*, defaults to `None`):
             Reward-model inputs longer than this lose the beginning of their prompt (the response, at whose end the
-            reward is read, is kept whole). Must exceed `max_new_tokens`. `None` keeps everything.
+            reward is read, is kept whole); it also bounds MetaRM's updates of the reward model. Must exceed
+            `max_new_tokens`. `None`: each reward model's own limit, the `max_length` it was trained with (recorded
+            in its config by trl-more's trainers) or else its position limit (e.g. 512 for BERT-style encoders);
+            nothing is cut for a model with neither.
         ensemble (`str`, *optional*, defaults to `"mean"`):
             How the rewards of several reward models are combined: `"mean"`, `"min"` (worst case) or
             `"mean_minus_std"` (uncertainty-weighted: mean - `ensemble_std_coef` x population standard deviation).
@@ -197,7 +200,11 @@ class RejectionSamplingConfig(SFTConfig):
     )
     reward_batch_size: int = field(default=16, metadata={"help": "Pairs per reward-model forward pass."})
     reward_max_length: int | None = field(
-        default=1024, metadata={"help": "Reward-model inputs are cut to this many tokens, from the left."}
+        default=None,
+        metadata={
+            "help": "Reward-model inputs are cut to this many tokens, from the left. Default: each reward model's "
+            "training max_length, else its position limit."
+        },
     )
     ensemble: str = field(
         default="mean",

@@ -70,6 +70,7 @@ from trl import SFTConfig, SFTTrainer
 from .._compat import gather_parameters, keep_4bit_weights_trainable, prepare_sft_dataset, trainer_metrics
 from ..batching import shard_for_process
 from ..fingerprints import fingerprint, model_fingerprint
+from ..input_settings import scoring_max_length
 from ..metarm.reward_model_updates import RewardModelUpdater
 from ..pretrained import load_tokenizer
 from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
@@ -326,7 +327,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             meta_batch_size=args.metarm_meta_batch_size,
             steps=args.metarm_steps_per_iteration,
             abs_epsilon=args.metarm_abs_epsilon,
-            max_length=args.reward_max_length,
+            max_length=scoring_max_length(reward_models[0], args.reward_max_length),
             max_grad_norm=args.max_grad_norm,
             seed=args.seed,
         )
@@ -579,7 +580,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             row = []
             for _, response in sorted(by_prompt[index]):
                 ids, prompt_length = tokenize_scored_response(tokenizer, self.reward_prompts[index], response or " ")
-                row.append(fit_to_max_length(ids, prompt_length, self.args.reward_max_length, "keep_end")[0])
+                row.append(fit_to_max_length(ids, prompt_length, self.reward_updater.max_length, "keep_end")[0])
             rows.append(row)
         metrics = self.reward_updater.update(iteration, rows, show_progress=not self.args.disable_tqdm)
         self._reward_model_iteration = iteration

@@ -17,6 +17,7 @@ from transformers.utils import logging
 from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..constants import check_choice
+from ..input_settings import length_errors_explained, scoring_max_length
 from ..more.reward_head import find_reward_head
 from ..pair_encoding import PAIR_ENCODINGS, encode_shared_prompt, encodes_bidirectionally, rewards_at
 from ..pretrained import load_tokenizer
@@ -89,8 +90,8 @@ class RewardModelScorer:
     conversation (a list of messages) with the response as a final assistant message, in the reward model's chat
     template. The reward is `logits[:, 0]`, which covers scalar reward models and the multi-objective model (its
     (batch, 1) score, gated or steered); a model whose forward takes `prompt_lengths` (the multi-objective model's gate
-    reads the last prompt token) gets them. Pairs are scored in length-sorted batches; inputs longer than `max_length`
-    lose the beginning of the prompt (the reward is read at the end). The number of forward passes depends only on
+    reads the last prompt token) gets them. Pairs are scored in length-sorted batches; inputs longer than the model's
+    token limit lose the beginning of the prompt (the reward is read at the end). The number of forward passes depends only on
     the number of pairs, so processes scoring equally many pairs stay in step under ZeRO-3.
 
     Args:
@@ -99,7 +100,9 @@ class RewardModelScorer:
         ensemble: How several models' rewards are combined (see `combine_rewards`).
         std_coef: The k of `"mean_minus_std"`.
         batch_size: Pairs per forward pass.
-        max_length: Token limit of a reward-model input; `None` for none.
+        max_length: Token limit of a reward-model input. `None`: each model's own, the `max_length` it was trained
+            with (recorded by trl-more's trainers) or else its position limit
+            (`trl_more.input_settings.scoring_max_length`); `max_lengths` holds the limit of every model.
         device: Where the inputs go (the models' device).
         sort_by_length: Batch pairs of similar length together (on by default; off only for benchmarks).
         show_progress: Show a progress bar over the batches.
@@ -141,7 +144,7 @@ class RewardModelScorer:
         self.ensemble = ensemble
         self.std_coef = std_coef
         self.batch_size = batch_size
-        self.max_length = max_length
+        self.max_lengths = [scoring_max_length(model, max_length) for model in self.models]
         self.device = device
         self.sort_by_length = sort_by_length
         self.show_progress = show_progress
@@ -154,9 +157,11 @@ class RewardModelScorer:
             raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} responses.")
         per_model = torch.stack(
             [
-                self._score_with(model, tokenizer, prompts, responses) if scale is None
-                else scale.apply(self._score_with(model, tokenizer, prompts, responses))
-                for model, tokenizer, scale in zip(self.models, self.tokenizers, self.scales)
+                self._score_with(model, tokenizer, max_length, prompts, responses) if scale is None
+                else scale.apply(self._score_with(model, tokenizer, max_length, prompts, responses))
+                for model, tokenizer, max_length, scale in zip(
+                    self.models, self.tokenizers, self.max_lengths, self.scales
+                )
             ],
             dim=1,
         )  # fmt: skip
@@ -167,13 +172,14 @@ class RewardModelScorer:
         self,
         model: nn.Module,
         tokenizer: PreTrainedTokenizerBase,
+        max_length: int | None,
         prompts: Sequence[Prompt],
         responses: Sequence[str],
     ) -> torch.Tensor:
         sequences, prompt_lengths = [], []
         for index, (prompt, response) in enumerate(zip(prompts, responses)):
             ids, prompt_length = tokenize_scored_response(tokenizer, prompt, response)
-            ids, prompt_length = fit_to_max_length(ids, prompt_length, self.max_length, "keep_end", f"pair {index}")
+            ids, prompt_length = fit_to_max_length(ids, prompt_length, max_length, "keep_end", f"pair {index}")
             sequences.append(ids)
             prompt_lengths.append(prompt_length)
         # The multi-objective model's gate reads the last prompt token; other reward models take no prompt length.
@@ -198,7 +204,8 @@ class RewardModelScorer:
             }
             if pass_prompt_lengths:
                 inputs["prompt_lengths"] = torch.tensor([prompt_lengths[index] for index in batch])
-            logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
+            with length_errors_explained(model, inputs["input_ids"].shape[1]):
+                logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
             rewards[batch] = logits[:, 0].float().cpu()
         return rewards
 
@@ -226,7 +233,9 @@ class RewardModelScorer:
                     _mask_dtype(model, self.device),
                 )
                 captured.clear()
-                model(**{name: tensor.to(self.device) for name, tensor in encoded.model_inputs().items()})
+                longest = max(len(sequences[index]) for row in batch for index in groups[row])
+                with length_errors_explained(model, longest):  # every response has its own positions
+                    model(**{name: tensor.to(self.device) for name, tensor in encoded.model_inputs().items()})
                 values = rewards_at(captured[-1], encoded.reward_positions)[:, 0].float().cpu()
                 for row, group in enumerate(batch):  # response-major: response j of row r at j * rows + r
                     rewards[groups[group]] = values[row :: len(batch)]
