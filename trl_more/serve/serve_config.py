@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The longest item a model is served for by default when its own limit is larger or unknown (a bound on the memory
+# and time one request can take).
+SERVED_MAX_LENGTH = 4096
 TOKEN_ENVIRONMENT_VARIABLE = "TRL_MORE_SERVE_TOKEN"
 
 
@@ -38,8 +41,11 @@ class ServeConfig:
             Largest number of (prompt, response) items in one request.
         max_request_bytes (`int`, *optional*, defaults to `4194304`):
             Largest request body (4 MiB); larger bodies get HTTP 413.
-        max_length (`int` or `None`, *optional*, defaults to `4096`):
+        max_length (`int` or `None`, *optional*, defaults to `None`):
             Longest tokenized (prompt, response); a longer item is rejected with HTTP 422 (never silently cut).
+            `None`: every model's own limit, the `max_length` it was trained with (recorded in its config by
+            trl-more's trainers) or else its position limit (e.g. 512 for BERT-style encoders), at most 4096 tokens;
+            `GET /v1/models` shows the limit of every model.
         dtype (`str`, *optional*, defaults to `"float32"`):
             Dtype the models are loaded in (`float32`, `bfloat16`, `float16`, `auto`).
         device (`str` or `None`, *optional*, defaults to `None`):
@@ -60,7 +66,13 @@ class ServeConfig:
     max_wait_ms: float = field(default=5.0, metadata={"help": "Longest wait for other requests to share a batch."})
     max_items_per_request: int = field(default=1024, metadata={"help": "Largest number of items in a request."})
     max_request_bytes: int = field(default=4 * 1024 * 1024, metadata={"help": "Largest request body in bytes."})
-    max_length: int | None = field(default=4096, metadata={"help": "Longest tokenized item (longer: HTTP 422)."})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longest tokenized item (longer: HTTP 422). Default: each model's training max_length, else its "
+            f"position limit, at most {SERVED_MAX_LENGTH}."
+        },
+    )
     dtype: str = field(
         default="float32",
         metadata={"help": "Dtype to load the models in.", "choices": ["float32", "bfloat16", "float16", "auto"]},

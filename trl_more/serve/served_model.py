@@ -14,7 +14,9 @@ from transformers import PreTrainedTokenizerBase
 
 from .._compat import pad
 from ..batching import length_sorted_batches
+from ..input_settings import length_errors_explained, scoring_max_length
 from ..tokenization import tokenize_scored_response
+from .serve_config import SERVED_MAX_LENGTH
 
 
 __all__ = ["ScoredItem", "ServedModel"]
@@ -36,7 +38,8 @@ class ScoredItem:
 
 
 class ServedModel:
-    """A reward model in eval mode on its device, with its tokenizer and the server's length limit."""
+    """A reward model in eval mode on its device, with its tokenizer and the server's length limit (`max_length`;
+    `None`: the model's own limit, at most `SERVED_MAX_LENGTH`)."""
 
     def __init__(
         self,
@@ -50,7 +53,7 @@ class ServedModel:
         self.name = name
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.max_length = max_length if max_length is not None else _served_max_length(model)
         self.batch_size = batch_size
         self.device = device
         config = model.config
@@ -99,10 +102,11 @@ class ServedModel:
         if not prompt:
             raise ValueError("the prompt is empty")
         ids, prompt_length = tokenize_scored_response(self.tokenizer, prompt, response)
-        if self.max_length is not None and len(ids) > self.max_length:
+        if len(ids) > self.max_length:
             raise ValueError(
-                f"it is {len(ids)} tokens long, more than the server's max_length={self.max_length} (it is not cut: "
-                "shorten it, or start the server with a larger --max_length)"
+                f"it is {len(ids)} tokens long, more than model {self.name!r} reads (max_length={self.max_length}; "
+                "it is not cut): shorten it, or start the server with a larger --max_length if the model reads "
+                "longer sequences"
             )
         return ids, prompt_length
 
@@ -137,7 +141,8 @@ class ServedModel:
             inputs = {key: value.to(self.device) for key, value in inputs.items()}
             if weights is not None:
                 inputs["objective_weights"] = dict(weights)
-            output = self.model(**inputs)
+            with length_errors_explained(self.model, inputs["input_ids"].shape[1]):
+                output = self.model(**inputs)
             rewards = output.logits[:, 0].float().cpu().tolist()
             objective_rewards = getattr(output, "rewards", None)
             gates = getattr(output, "gating_weights", None)
@@ -150,3 +155,9 @@ class ServedModel:
                     item.gate_weights = dict(zip(self.objectives, gates[row].float().cpu().tolist()))
                 scored[index] = item
         return scored
+
+
+def _served_max_length(model: nn.Module) -> int:
+    """The default limit of a served model: its own (`scoring_max_length`), at most `SERVED_MAX_LENGTH`."""
+    own = scoring_max_length(model)
+    return SERVED_MAX_LENGTH if own is None else min(own, SERVED_MAX_LENGTH)
