@@ -223,7 +223,10 @@ def estimate_preference_strength(
         processing_class, peft_config: as for `MORERewardTrainer`.
         eval_dataset: held-out pairs (a Dataset, or `{source: Dataset}`) every model also scores, e.g. to see how
             accurate the ensemble's members are; their evaluations are in `PreferenceStrength.evaluations`.
-        score_batch_size: pairs per scoring pass (default: `args.per_device_eval_batch_size`).
+        score_batch_size: pairs per scoring pass (default: `args.per_device_eval_batch_size`). Every model scores
+            with the token limit it was trained with (`args.max_length`, recorded in its config; at most its position
+            limit, which is the limit when `args.max_length` is None), truncating longer sequences as
+            `args.truncation_mode` says (`keep_end` when it is None, which drops long pairs only in training).
         show_progress: a progress bar over the models.
     """
     from ..metrics import RewardEvaluation, evaluate_reward_model
@@ -287,7 +290,6 @@ def estimate_preference_strength(
                 trainer.processing_class,
                 {"pairs": pairs.select(score_rows), **(held_out or {})},
                 batch_size=score_batch_size or args.per_device_eval_batch_size,
-                max_length=args.max_length,
                 truncation_mode=args.truncation_mode or "keep_end",
                 show_progress=False,
             )
