@@ -70,7 +70,7 @@ _BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 @functools.cache
-def _trained_tokenizer(kind: str, vocab_size: int) -> Tokenizer:
+def _trained_tokenizer(kind: str, vocab_size: int, corpus: str = "") -> Tokenizer:
     if kind == "bpe":
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -93,22 +93,23 @@ def _trained_tokenizer(kind: str, vocab_size: int) -> Tokenizer:
         raise ValueError(
             f"Unknown tokenizer kind {kind!r}; use 'bpe' (decoders) or 'wordpiece' (BERT-style encoders)."
         )
-    tokenizer.train_from_iterator(_CORPUS.split("\n"), trainer=trainer)
+    tokenizer.train_from_iterator((_CORPUS + corpus).split("\n"), trainer=trainer)
     if kind == "wordpiece":
         cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
         tokenizer.post_processor = processors.BertProcessing(("[SEP]", sep_id), ("[CLS]", cls_id))
     return tokenizer
 
 
-def tiny_tokenizer(kind: str = "bpe", vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A fast tokenizer trained on a small built-in English corpus.
+def tiny_tokenizer(kind: str = "bpe", vocab_size: int = 512, corpus: str = "") -> PreTrainedTokenizerFast:
+    """A fast tokenizer trained on a small built-in English corpus, plus `corpus` when given (e.g. the texts of a
+    synthetic world, so that its words become single tokens).
 
     `kind="bpe"` gives a byte-level BPE tokenizer (any text is encodable) with `<|pad|>`/`<|endoftext|>` as pad/eos
     tokens and a chat template; `kind="wordpiece"` gives a BERT-style tokenizer that adds `[CLS] ... [SEP]` and uses
     `[SEP]` as its eos token (TRL appends the eos token to non-conversational text). A new object is returned on
     every call, so callers may modify it freely.
     """
-    backend = _trained_tokenizer(kind, vocab_size)
+    backend = _trained_tokenizer(kind, vocab_size, corpus)
     if kind == "bpe":
         return PreTrainedTokenizerFast(
             tokenizer_object=Tokenizer.from_str(backend.to_str()),

@@ -9,6 +9,7 @@ from .calibration import (
     set_reward_statistics,
 )
 from .ensemble import ENSEMBLE_MODES, combine_rewards
+from .function_reward import FunctionRewardModel
 from .scoring import (
     Prompt,
     RewardModelScorer,
@@ -22,6 +23,7 @@ from .scoring import (
 __all__ = [
     "ENSEMBLE_CALIBRATIONS",
     "ENSEMBLE_MODES",
+    "FunctionRewardModel",
     "Prompt",
     "RewardModelScorer",
     "RewardScale",
