@@ -146,7 +146,8 @@ def test_reward_trains_evaluates_and_writes_the_model_card_from_a_yaml_config(tm
     assert set(lambdas) == set(SOURCES) and sum(lambdas.values()) == pytest.approx(1.0, abs=2e-4)
     for name in SOURCES:  # the table of the card is the evaluation written next to it
         accuracy = 100 * written["sources"][name]["preference_accuracy"]
-        assert f"| {name} | 6 | {accuracy:.2f} | {written['sources'][name]['ece']:.4f} |" in card
+        truncated = written["sources"][name]["num_truncated"]
+        assert f"| {name} | 6 | {truncated} | {accuracy:.2f} | {written['sources'][name]['ece']:.4f} |" in card
     assert "![lambda per source over training](lambda.png)" in card and (run / "lambda.png").is_file()
 
 
