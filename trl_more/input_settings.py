@@ -120,6 +120,10 @@ def _reserved_positions(model: nn.Module) -> int:
     return 0
 
 
+# Where a scorer's token limit is set besides `--max_length`, for the errors below.
+_OTHER_SPELLINGS = "`max_length=` in Python, `reward_max_length` in rejection sampling"
+
+
 @contextmanager
 def length_errors_explained(model: Any, longest: int) -> Iterator[None]:
     """Around a forward pass over sequences of up to `longest` tokens: a failure that their length can explain (they
@@ -137,14 +141,14 @@ def length_errors_explained(model: Any, longest: int) -> Iterator[None]:
             message = (
                 f"Scoring sequences of up to {longest} tokens failed (the {type(error).__name__} above). The model "
                 "declares no position limit (`max_position_embeddings`), so nothing was truncated: if it cannot read "
-                "sequences this long, give a token limit with `--max_length N` (`max_length=N` in Python), which "
-                "truncates longer sequences."
+                f"sequences this long, give a token limit with `--max_length N` ({_OTHER_SPELLINGS}), which truncates "
+                "longer sequences."
             )
         else:
             message = (
                 f"The model reads at most {limit} tokens (its position limit), but it was given sequences of up to "
-                f"{longest}: score with `--max_length {limit}` or less (`max_length=` in Python), which truncates "
-                "longer sequences, or leave it unset to use the model's own limit."
+                f"{longest}: score with `--max_length {limit}` or less ({_OTHER_SPELLINGS}), which truncates longer "
+                "sequences, or leave it unset to use the model's own limit."
             )
         raise ValueError(message) from error
 
