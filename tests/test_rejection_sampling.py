@@ -560,8 +560,7 @@ def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them
             str(config),
             "--temperature",
             "0.85",
-            "--use_cpu",
-        ]  # bf16 is accepted on CPU only with use_cpu
+        ]
     )
     assert (training.num_samples_per_prompt, training.temperature, training.top_p) == (4, 0.85, 1.0)
     # Alpaca's global batch on the recipe's 8 GPUs, and the launch check that keeps it
@@ -575,7 +574,8 @@ def test_recipe_defaults_are_the_paper_settings_and_yaml_and_flags_override_them
     assert (training.num_iterations, training.selection) == (5, "top_fraction")
     assert script.prompt_template == "alpaca" and script.reward_prompt_format == "hh"
     assert script.reward_model_path == ["rm1", "rm2"]
-    assert model.model_name_or_path == "alpaca" and training.bf16
+    assert model.model_name_or_path == "alpaca" and model.dtype == "bfloat16"
+    assert not training.bf16  # mixed precision follows the hardware: bf16 on the recipe's A100s, fp32 on this CPU
     assert rjs.alpaca_prompt("Name a color.") == (
         "Below is an instruction that describes a task. Write a response that appropriately completes the request."
         "\n\n### Instruction:\nName a color.\n\n### Response:"
