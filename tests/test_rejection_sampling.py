@@ -492,6 +492,11 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         _trainer_with_dataset(tmp_path, PROMPTS, max_prompt_length=2)
 
 
+def test_disable_tqdm_silences_the_generation_progress_bar_too(tmp_path):
+    assert _trainer(tmp_path).generation_backend.show_progress
+    assert not _trainer(tmp_path, disable_tqdm=True).generation_backend.show_progress
+
+
 def _trainer_with_dataset(output_dir, dataset, **overrides):
     from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 

@@ -358,6 +358,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             eos_token_ids=self.eos_token_ids,
             batch_size=args.generation_batch_size,
             gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+            show_progress=not args.disable_tqdm,
         )
 
     # ----------------------------------------------------------------------------------------------------------------
