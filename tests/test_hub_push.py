@@ -8,6 +8,7 @@ huggingface_hub's own filter and the ignore patterns the trainer passes.
 import io
 import re
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from unittest import mock
 
@@ -121,6 +122,8 @@ def test_the_card_shows_sources_method_metrics_plot_usage_versions_and_citations
     assert "base_model" not in header  # trained from a model that is not on the Hub
     assert card.startswith("---\n") and "# Model Card for tiny-more" in card
     assert "## Framework versions" in card and "- trl: " in card and "- transformers: " in card
+    assert "github.com/trl-more" not in card  # no address that does not exist: the package and its version
+    assert f"with trl-more {version('trl-more')} (the `trl-more` Python package, a TRL plugin)" in card
     assert "Cite MORE as:" in card and "zeng2024diversified" in card and "Cite TRL as:" in card
     assert "None" not in card and "{%" not in card and "\n\n\n" not in card  # nothing left unfilled or empty
 

@@ -109,6 +109,7 @@ class RewardModelCard:
             tags=sorted(set(self.tags)),
         )
         sources = dict(self.sources) if self.sources else None
+        versions = _framework_versions()
         card = ModelCard.from_template(
             card_data,
             template_path=str(TEMPLATE),
@@ -134,7 +135,8 @@ class RewardModelCard:
             temperature=self.temperature,
             eos_token=self.eos_token,
             eos_literal=repr(self.eos_token),
-            framework_versions=_framework_versions(),
+            framework_versions=versions,
+            trl_more_version=versions.get("trl-more", "(version unknown)"),
             more_citation=MORE_CITATION,
             trl_citation=TRL_CITATION,
         )
