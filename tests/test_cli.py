@@ -47,7 +47,6 @@ TINY_TRAINING = {
     "logging_steps": 1,
     "eval_strategy": "no",
     "save_strategy": "no",
-    "bf16": False,
     "activation_checkpointing": False,
     "report_to": "none",
     "seed": 0,
