@@ -1,8 +1,6 @@
-"""What the known-answer world benchmarks (`benchmarks/world_*.py`) share: training a tiny reward model in the world,
-scoring it against the gold order, running many seeds in parallel workers with a cache, and intervals.
-
-Models: `trl_more.testing.tiny_reward_model("qwen2", world_tokenizer())` (2 layers, width 32), trained with the
-package's public trainers and configs only. On this machine one thread trains 400 steps of 32 pairs in about 10 s;
+"""What the known-answer world benchmarks (`benchmarks/world_*.py`) share: scoring against the gold order, running many
+seeds in parallel workers with a cache, and intervals. The tiny reward models and their training settings are
+`trl_more.synthetic.models`' (shared with the behaviour tests). One thread trains 400 steps of 32 pairs in about 10 s;
 two one-thread workers use both cores (two threads per process make it several times slower when anything else runs).
 
 Results of every job are cached as JSON in `outputs/benchmarks/world/<benchmark>/`, keyed by the job's arguments, so a
@@ -16,7 +14,6 @@ import json
 import math
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,19 +23,14 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
+# The world's reward-model training, re-exported for the benchmarks (explicit re-exports: `name as name`).
+from trl_more.synthetic.models import predicted_margins as predicted_margins
+from trl_more.synthetic.models import train_reward_model as train_reward_model
+
 
 BENCHMARKS = Path(__file__).resolve().parent
 CACHE = BENCHMARKS.parent / "outputs" / "benchmarks" / "world"
 RESULTS_DIR = BENCHMARKS / "results"
-
-# The reward-model training every benchmark starts from (a benchmark changes what its question is about).
-TRAINING = {
-    "per_device_train_batch_size": 32,
-    "learning_rate": 3e-3,
-    "max_steps": 400,
-    "max_length": 64,
-    "lambda_method": "uniform",
-}
 
 
 def worker_setup() -> None:
@@ -52,45 +44,6 @@ def worker_setup() -> None:
     import datasets
 
     datasets.disable_progress_bars()
-
-
-def train_reward_model(train_dataset, seed: int, trainer_class=None, **settings):
-    """A tiny reward model trained on `train_dataset` (TRL columns) with `TRAINING` updated by `settings` (any field of
-    the trainer's config); returns the trained model in eval mode and its tokenizer."""
-    from trl_more import MORERewardConfig, MORERewardTrainer
-    from trl_more.synthetic import world_tokenizer
-    from trl_more.testing import tiny_reward_model
-
-    tokenizer = world_tokenizer()
-    options = {**TRAINING, **settings}
-    config_class = options.pop("config_class", MORERewardConfig)
-    with tempfile.TemporaryDirectory() as output_dir:
-        args = config_class(
-            output_dir,
-            seed=seed,
-            logging_strategy="no",
-            report_to="none",
-            save_strategy="no",
-            disable_tqdm=True,
-            activation_checkpointing=False,
-            **options,
-        )
-        model = tiny_reward_model("qwen2", tokenizer, seed=seed)
-        trainer = (trainer_class or MORERewardTrainer)(
-            model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer
-        )
-        trainer.train()
-    return trainer.model.eval(), tokenizer
-
-
-def predicted_margins(model, tokenizer, pairs) -> np.ndarray:
-    """r(prompt, chosen) - r(prompt, rejected) for every pair."""
-    from trl_more.rewards import RewardModelScorer
-
-    scorer = RewardModelScorer([model], [tokenizer], batch_size=256)
-    chosen = scorer.score(list(pairs["prompt"]), list(pairs["chosen"])).combined
-    rejected = scorer.score(list(pairs["prompt"]), list(pairs["rejected"])).combined
-    return (chosen - rejected).double().numpy()
 
 
 def gold_metrics(margins: np.ndarray, pairs) -> dict[str, float]:

@@ -19,6 +19,9 @@ the gold order on clean held-out pairs, calibration (ECE) on held-out pairs labe
    label smoothing and adaptive margin (the issue's claim: adaptive margins lower the ECE on such data).
 4. Held-out response styles (`HELD_OUT_STYLE`: fillers never seen in training, longer answers), 0% and 20% flips:
    gold accuracy of the baseline, SimCSE and SwAV (the paper's generalisation claim for contrastive learning).
+5. Reference check of "flip where mu < 0" (20% flips, first seed): the labels swapped by hand where mu < 0 and the
+   plain loss, against the package's `flip_below_strength=0`; the rewards must be the same, so that a miss in part 1
+   is the method's, not the implementation's.
 
     python benchmarks/world_denoising.py                       # every part, 5 seeds (time: benchmarks/RESULTS.md)
     python benchmarks/world_denoising.py --seeds 0 --flip_rates 0.2 --parts 1   # smoke
@@ -30,8 +33,10 @@ import argparse
 
 import numpy as np
 from run_all import machine_description
-from world_common import RESULTS_DIR, TRAINING, cell, interval, run_jobs, write_report
+from world_common import RESULTS_DIR, cell, interval, run_jobs, write_report
 from world_strength import strength_job
+
+from trl_more.synthetic.models import REWARD_TRAINING
 
 
 BENCHMARK = "world_denoising"
@@ -58,8 +63,8 @@ def denoising_job(
     flip_rate: float,
     variant: str,
     seed: int,
-    steps: int = TRAINING["max_steps"],
-    strength_steps: int = TRAINING["max_steps"],
+    steps: int = REWARD_TRAINING["max_steps"],
+    strength_steps: int = REWARD_TRAINING["max_steps"],
     strength_mode: str = "cross_fit",
     temperature: float | None = None,
     held_out_style: bool = False,
@@ -104,7 +109,7 @@ def strength_jobs(points: list[dict]) -> list[dict]:
         if any(name in VARIANTS[point["variant"]] for name in STRENGTH_OPTIONS):
             arguments = strength_arguments(
                 point["flip_rate"],
-                point.get("strength_steps", TRAINING["max_steps"]),
+                point.get("strength_steps", REWARD_TRAINING["max_steps"]),
                 point.get("strength_mode", "cross_fit"),
                 point["seed"],
                 point.get("temperature"),
@@ -178,7 +183,7 @@ def flip_rate_sweep(options) -> tuple[list[str], dict]:
 
 def length_sweep(options) -> list[str]:
     seeds = options.seeds[:3]
-    steps_per_epoch = NUM_PAIRS // TRAINING["per_device_train_batch_size"]
+    steps_per_epoch = NUM_PAIRS // REWARD_TRAINING["per_device_train_batch_size"]
     lengths = {"1 epoch": steps_per_epoch, "3 epochs": 3 * steps_per_epoch}
     points = []
     for final in lengths.values():
@@ -259,6 +264,34 @@ def held_out_styles(options) -> list[str]:
     return lines
 
 
+def reference_flip_job(seed: int) -> dict:
+    """Part 5: the package's flip where mu < 0 against the same flip done by hand, same seed and data."""
+    from world_common import cached, predicted_margins, train_reward_model
+
+    from trl_more.synthetic import preference_pairs, training_columns
+
+    pairs = training_columns(preference_pairs(NUM_PAIRS, temperature=None, flip_rate=0.2, seed=seed))
+    mu = cached(
+        "world_strength",
+        strength_job,
+        **strength_arguments(0.2, REWARD_TRAINING["max_steps"], "cross_fit", seed, None),
+    )["mu"]
+
+    def by_hand(row, index):
+        weak = mu[index] < 0
+        return {
+            **row,
+            "chosen": row["rejected"] if weak else row["chosen"],
+            "rejected": row["chosen"] if weak else row["rejected"],
+        }
+
+    test = preference_pairs(TEST_PAIRS, temperature=None, seed=20_000 + seed)
+    package, tokenizer = train_reward_model(pairs.add_column("strength_mean", mu), seed, **VARIANTS["flip mu<0"])
+    reference, _ = train_reward_model(pairs.map(by_hand, with_indices=True), seed)
+    difference = np.abs(predicted_margins(package, tokenizer, test) - predicted_margins(reference, tokenizer, test))
+    return {"max_difference": float(difference.max()), "flipped_by_hand": int(np.sum(np.asarray(mu) < 0))}
+
+
 def plot(results: dict, options) -> None:
     from matplotlib.figure import Figure
 
@@ -290,14 +323,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--flip_rates", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.4])
-    parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--workers", type=int, default=2)
     options = parser.parse_args()
     lines = [
         f"Machine: {machine_description()}",
         "",
-        f"{NUM_PAIRS} noise-free pairs (one source) with uniform flips; tiny models, {TRAINING['max_steps']} steps "
-        f"of {TRAINING['per_device_train_batch_size']}; seeds {options.seeds}; mean ± 95% interval.",
+        f"{NUM_PAIRS} noise-free pairs (one source) with uniform flips; tiny models, {REWARD_TRAINING['max_steps']} steps "
+        f"of {REWARD_TRAINING['per_device_train_batch_size']}; seeds {options.seeds}; mean ± 95% interval.",
         "",
     ]
     if 1 in options.parts:
@@ -310,6 +343,16 @@ def main() -> None:
         lines += ["## 3. Bradley-Terry ambiguity (temperature 0.5, no flips)", "", *ambiguity(options), ""]
     if 4 in options.parts:
         lines += ["## 4. Held-out response styles: gold accuracy (%)", "", *held_out_styles(options), ""]
+    if 5 in options.parts:
+        check = run_jobs(BENCHMARK, reference_flip_job, [{"seed": options.seeds[0]}], 1)[0]
+        lines += [
+            "## 5. Reference check of flip where mu < 0",
+            "",
+            f"{check['flipped_by_hand']} pairs with mu < 0 swapped by hand and trained with the plain loss: the "
+            f"held-out margins differ from the package's `flip_below_strength=0` by at most "
+            f"{check['max_difference']:.2e}.",
+            "",
+        ]
     write_report(BENCHMARK, lines)
 
 

@@ -107,11 +107,10 @@ def strength_of(train, seed: int) -> list[float]:
     """Cross-fitted strength (4 tiny models, MultiTask) of the three sources' training pairs."""
     import tempfile
 
-    from world_common import TRAINING
-
     from trl_more import MORERewardConfig
     from trl_more.noisy_preferences import estimate_preference_strength
     from trl_more.synthetic import world_tokenizer
+    from trl_more.synthetic.models import REWARD_TRAINING
     from trl_more.testing import tiny_reward_model
 
     tokenizer = world_tokenizer()
@@ -119,7 +118,7 @@ def strength_of(train, seed: int) -> list[float]:
         args = MORERewardConfig(
             output_dir,
             seed=seed,
-            **{**TRAINING, **BATCH},
+            **{**REWARD_TRAINING, **BATCH},
             report_to="none",
             save_strategy="no",
             disable_tqdm=True,

@@ -26,7 +26,9 @@ import argparse
 import numpy as np
 from noisy_preferences import auroc, sign_rule
 from run_all import machine_description
-from world_common import RESULTS_DIR, TRAINING, cell, run_jobs, write_report
+from world_common import RESULTS_DIR, cell, run_jobs, write_report
+
+from trl_more.synthetic.models import REWARD_TRAINING
 
 
 BENCHMARK = "world_strength"
@@ -54,7 +56,7 @@ def strength_job(
         args = MORERewardConfig(
             output_dir,
             seed=seed,
-            **{**TRAINING, "max_steps": steps},
+            **{**REWARD_TRAINING, "max_steps": steps},
             logging_strategy="no",
             report_to="none",
             save_strategy="no",
@@ -126,7 +128,7 @@ def plot(points, results: dict, options) -> None:
 
     figure = Figure(figsize=(11, 4.2), dpi=100)
     left, right = figure.subplots(1, 2)
-    epochs_per_step = TRAINING["per_device_train_batch_size"] / options.num_pairs
+    epochs_per_step = REWARD_TRAINING["per_device_train_batch_size"] / options.num_pairs
     for mode, color in zip(MODES, ("C0", "C1")):
         for axes, selected, x_of in (
             (left, [(r, s) for r, s in points if s == options.default_steps], lambda r, s: 100 * r),
@@ -173,7 +175,7 @@ def main() -> None:
     ]
     outputs = run_jobs(BENCHMARK, strength_job, jobs, options.workers)
     results = {(j["flip_rate"], j["steps"], j["mode"], j["seed"]): measures(o) for j, o in zip(jobs, outputs)}
-    batch = TRAINING["per_device_train_batch_size"]
+    batch = REWARD_TRAINING["per_device_train_batch_size"]
     lines = [
         f"Machine: {machine}",
         "",
