@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from calibration import TrainingSettings, train_reward_model
+from rjs_common import EveryIteration, LabelledUpdatesTrainer
 from run_all import machine_description
 
 
@@ -354,7 +355,7 @@ def run_rjs(
     "labelled" (trained on gold-labelled pairs of every iteration's samples) or "metarm" (MetaRM on them, unlabeled,
     with `preference_pairs`)."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
     from trl_more.rejection_sampling import is_degenerate_response
@@ -392,8 +393,8 @@ def run_rjs(
         metarm_meta_batch_size=16,
         metarm_steps_per_iteration=options.update_steps,
     )
-    trainer_class = RejectionSamplingTrainer if update != "labelled" else _gold_labelled_trainer(gold, options)
-    trainer = trainer_class(
+    labelled = update == "labelled"
+    trainer = (LabelledUpdatesTrainer if labelled else RejectionSamplingTrainer)(
         model=policy,
         reward_models=[proxy],
         args=config,
@@ -404,6 +405,7 @@ def run_rjs(
         reward_train_dataset=preference_pairs.select_columns(["prompt", "chosen", "rejected"])
         if update != "none"
         else None,
+        **({"label_pairs": gold_ordered_pairs(gold)} if labelled else {}),
     )
 
     evaluations = []
@@ -428,15 +430,7 @@ def run_rjs(
             }
         )
 
-    class GoldEvaluation(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            evaluate_policy()
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if round(state.epoch) % options.epochs_per_iteration == 0:
-                evaluate_policy()
-
-    trainer.add_callback(GoldEvaluation())
+    trainer.add_callback(EveryIteration(lambda iterations_done: evaluate_policy()))
     trainer.train()
 
     records = []
@@ -480,44 +474,21 @@ def pair_accuracy(proxy_rewards: np.ndarray, gold_rewards: np.ndarray) -> float:
     return float(agree[labelled].mean())
 
 
-def _gold_labelled_trainer(gold: GoldReward, options):
-    """Arm (b): a rejection-sampling trainer whose reward-model update trains on gold-labelled pairs of every
-    iteration's samples (those so far), with no meta step (eta = 0), instead of on the original noisy pairs."""
-    from trl_more import RejectionSamplingTrainer
-    from trl_more.tokenization import fit_to_max_length, tokenize_scored_response
+def gold_ordered_pairs(gold: GoldReward):
+    """Arm (b)'s labels: answers (0, 1) and (2, 3) of a question as (better, worse) by the gold reward, pairs the gold
+    ties left out (for `rjs_common.LabelledUpdatesTrainer`, whose updates train on those of every iteration so far
+    instead of the original noisy pairs, with no meta step)."""
 
-    class GoldLabelledUpdates(RejectionSamplingTrainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.gold_pairs = []  # (chosen ids, rejected ids) of every iteration so far
+    def label(reward_prompt: str, answers: list[str]) -> list[tuple[str, str]]:
+        question = reward_prompt.removeprefix(HUMAN).removesuffix(ASSISTANT)
+        values = gold([question] * len(answers), answers)
+        pairs = []
+        for a, b in zip(range(0, len(answers) - 1, 2), range(1, len(answers), 2)):
+            if values[a] != values[b]:
+                pairs.append((answers[a], answers[b]) if values[a] > values[b] else (answers[b], answers[a]))
+        return pairs
 
-        def _update_reward_model(self, iteration, pairs, responses):
-            by_prompt = {}
-            for (index, sample, _), response in zip(pairs, responses):
-                by_prompt.setdefault(index, []).append((sample, response))
-            tokenizer = self.reward_updater.tokenizer
-            for index, answers in by_prompt.items():
-                answers = [response for _, response in sorted(answers)]
-                question = self.reward_prompts[index].removeprefix(HUMAN).removesuffix(ASSISTANT)
-                values = gold([question] * len(answers), answers)
-                for a, b in zip(range(0, len(answers) - 1, 2), range(1, len(answers), 2)):
-                    if values[a] == values[b]:
-                        continue
-                    better, worse = (a, b) if values[a] > values[b] else (b, a)
-                    self.gold_pairs.append(
-                        tuple(
-                            fit_to_max_length(
-                                *tokenize_scored_response(tokenizer, self.reward_prompts[index], answers[row] or " "),
-                                options.max_length,
-                                "keep_end",
-                            )[0]
-                            for row in (better, worse)
-                        )
-                    )
-            self.reward_updater.pairs = list(self.gold_pairs)
-            return super()._update_reward_model(iteration, pairs, responses)
-
-    return GoldLabelledUpdates
+    return label
 
 
 # ---------------------------------------------------------------------------------------------------------------------
