@@ -662,6 +662,7 @@ def targets(runs, seeds, metarm_names: list[str], iterations: int) -> list[str]:
             f"{'hit' if hit else 'missed'} |"
         )
     last = iterations
+    gold = series(runs, "fixed", "gold_mean", seeds)
     gap = series(runs, "fixed", "gap", seeds)
     growth = gap[:, last] - gap[:, 1]
     shortfall = paired(runs, "gold", "fixed", "gold_mean", seeds)
@@ -670,13 +671,12 @@ def targets(runs, seeds, metarm_names: list[str], iterations: int) -> list[str]:
     lines += [
         "",
         "Over-optimisation with the fixed proxy (target: the gold reward per iteration and the proxy-gold gap growing "
-        "as the policy moves):",
+        "as the policy moves; a growth is a hit when its 95% interval lies above 0):",
         "",
         "| measure | value | target |",
         "|---|---|---|",
-        f"| gold reward of the samples, round 0 -> {last} | {cell(series(runs, 'fixed', 'gold_mean', seeds)[:, 0], 1, 2)}"
-        f" -> {cell(series(runs, 'fixed', 'gold_mean', seeds)[:, last], 1, 2)} | "
-        f"{'hit' if interval(series(runs, 'fixed', 'gold_mean', seeds)[:, last] - series(runs, 'fixed', 'gold_mean', seeds)[:, 0])[0] > 0 else 'missed'} |",
+        f"| gold reward of the samples, round 0 -> {last} | {cell(gold[:, 0], 1, 2)} -> {cell(gold[:, last], 1, 2)} | "
+        f"{_verdict(gold[:, last] - gold[:, 0])} |",
         f"| proxy-gold gap of the selected samples, round 1 -> {last} (growth) | {cell(gap[:, 1], 1, 2)} -> "
         f"{cell(gap[:, last], 1, 2)} ({cell(growth, 1, 2)}) | {_verdict(growth)} |",
         f"| gold reward the proxy loses against the gold selector, round 1 -> {last} (growth) | "
