@@ -28,30 +28,31 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from transformers import TrainerCallback
 
 from ..constants import check_choice
+from .benchmark_scoring import (
+    TEMPLATES,
+    BenchmarkCallback,
+    column,
+    column_names,
+    load_benchmark_data,
+    percent,
+    score_sequences,
+    snake_case,
+)
 from .calibration import expected_calibration_error, preference_accuracy
 from .temperature import reward_temperature
 
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import (
-        PreTrainedModel,
-        PreTrainedTokenizerBase,
-        Trainer,
-        TrainerControl,
-        TrainerState,
-        TrainingArguments,
-    )
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 
 __all__ = [
@@ -158,11 +159,7 @@ TIES_WEIGHTS = {
 # Columns scoring needs (the Hub data sets have more: chosen_model, rejected_model; num_correct, models, ...).
 REQUIRED_COLUMNS = {1: ("prompt", "chosen", "rejected", "subset"), 2: ("id", "prompt", "chosen", "rejected", "subset")}
 
-# How a (prompt, response) is rendered for the reward model: "auto" is "chat" when the tokenizer has a chat template.
-TEMPLATES = ("auto", "hh", "chat")
-
 _BASELINES = {"longer wins": 1.0, "shorter wins": -1.0}  # reward = sign * response length in characters
-_FILE_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".parquet")
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The result
@@ -209,7 +206,7 @@ class RewardBenchResult:
 
     def log_metrics(self, prefix: str = "rewardbench") -> dict[str, float]:
         """`{prefix/<section>: score, prefix/overall: score}`, with section names in snake case (`chat_hard`)."""
-        logs = {f"{prefix}/{_snake_case(section)}": score for section, score in self.sections.items()}
+        logs = {f"{prefix}/{snake_case(section)}": score for section, score in self.sections.items()}
         logs[f"{prefix}/overall"] = self.overall
         return logs
 
@@ -254,18 +251,18 @@ class RewardBenchResult:
         header += [f"{name} (%)" for name in names]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for subset, row in self.subsets.items():
-            cells = [subset, row["section"] or "-", str(row["count"]), _percent(row["accuracy"])]
+            cells = [subset, row["section"] or "-", str(row["count"]), percent(row["accuracy"])]
             cells += [f"{row['ece']:.4f}", f"{row['margin_mean']:.3f}"]
-            cells += [_percent(self.baselines[name].subsets[subset]["accuracy"]) for name in names]
+            cells += [percent(self.baselines[name].subsets[subset]["accuracy"]) for name in names]
             lines.append("| " + " | ".join(cells) + " |")
         section_rows = self.sections if self.version == 1 else {}  # v2: every subset is its own section
         for section, score in section_rows.items():
             count = sum(row["count"] for row in self.subsets.values() if row["section"] == section)
-            cells = [f"**{section}**", "", str(count), f"**{_percent(score)}**", "", ""]
-            cells += [_percent(self.baselines[name].sections.get(section, math.nan)) for name in names]
+            cells = [f"**{section}**", "", str(count), f"**{percent(score)}**", "", ""]
+            cells += [percent(self.baselines[name].sections.get(section, math.nan)) for name in names]
             lines.append("| " + " | ".join(cells) + " |")
-        cells = ["**overall**", "", "", f"**{_percent(self.overall)}**", "", ""]
-        cells += [_percent(self.baselines[name].overall) for name in names]
+        cells = ["**overall**", "", "", f"**{percent(self.overall)}**", "", ""]
+        cells += [percent(self.baselines[name].overall) for name in names]
         lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n\n" + "\n".join(f"- {note}" for note in self._notes()) + "\n"
 
@@ -307,14 +304,6 @@ class RewardBenchResult:
                 "that length alone solves."
             )
         return notes
-
-
-def _percent(value: float) -> str:
-    return "-" if math.isnan(value) else f"{100 * value:.2f}"
-
-
-def _snake_case(name: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -551,18 +540,6 @@ def score_v2(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _column_names(dataset: Any) -> set[str]:
-    if hasattr(dataset, "column_names"):
-        return set(dataset.column_names)
-    return set.intersection(*(set(row) for row in dataset)) if len(dataset) else set()
-
-
-def _column(dataset: Any, name: str) -> list[Any]:
-    if hasattr(dataset, "column_names"):
-        return list(dataset[name])
-    return [row[name] for row in dataset]
-
-
 def _check_version(version: int) -> None:
     if version not in HUB_DATASETS:
         raise ValueError(
@@ -585,14 +562,14 @@ def check_rewardbench_schema(dataset: Any, version: int, source: str = "The data
     hub_id, split = HUB_DATASETS[version]
     if len(dataset) == 0:
         raise ValueError(f"{source} has no rows.")
-    missing = [name for name in REQUIRED_COLUMNS[version] if name not in _column_names(dataset)]
+    missing = [name for name in REQUIRED_COLUMNS[version] if name not in column_names(dataset)]
     if missing:
         raise ValueError(
             f"{source} is not RewardBench {version} data: column(s) {missing} missing in some or all rows (it has "
-            f"{sorted(_column_names(dataset))}). RewardBench {version} rows need {list(REQUIRED_COLUMNS[version])}: "
+            f"{sorted(column_names(dataset))}). RewardBench {version} rows need {list(REQUIRED_COLUMNS[version])}: "
             f"load `{hub_id}` (split `{split}`) or a file exported from it with these columns unchanged."
         )
-    columns = {name: _column(dataset, name) for name in REQUIRED_COLUMNS[version]}
+    columns = {name: column(dataset, name) for name in REQUIRED_COLUMNS[version]}
     for index in range(len(columns["prompt"])):
         row = {name: values[index] for name, values in columns.items()}
         where = f"{source}, row {index} (subset {row['subset']!r})"
@@ -630,25 +607,8 @@ def load_rewardbench(path_or_hub_id: str | os.PathLike, version: int = 1, split:
         version: 1 (`allenai/reward-bench`) or 2 (`allenai/reward-bench-2`).
         split: the Hub split; by default `filtered` (v1) or `test` (v2). Local files have none.
     """
-    from datasets import Dataset, load_dataset
-
-    from ..data import read_records
-
     _check_version(version)
-    name = os.fspath(path_or_hub_id)
-    path = Path(os.path.expandvars(os.path.expanduser(name)))
-    if path.is_file():
-        if split is not None:
-            raise ValueError(f"`split` applies to Hub data sets only; {path} is a local file (give no split).")
-        dataset, source = Dataset.from_list(read_records(path)), str(path)
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not name.lower().endswith(_FILE_SUFFIXES):
-        split = split or HUB_DATASETS[version][1]
-        dataset, source = load_dataset(name, split=split), f"{name} (split {split})"
-    else:
-        raise FileNotFoundError(
-            f"No file {path} (relative paths are resolved against {Path.cwd()}), and {name!r} is not a Hub data set id "
-            f"such as {HUB_DATASETS[version][0]!r}."
-        )
+    dataset, source, _ = load_benchmark_data(path_or_hub_id, *HUB_DATASETS[version], split)
     check_rewardbench_schema(dataset, version, source)
     return dataset
 
@@ -666,8 +626,8 @@ def length_baselines(dataset: Any, version: int = 1, prior_sets: bool = False) -
     little about a model that also scores high there. The ECE of these results is meaningless (margins in characters).
     """
     check_rewardbench_schema(dataset, version)
-    subsets = _column(dataset, "subset")
-    chosen, rejected = _column(dataset, "chosen"), _column(dataset, "rejected")
+    subsets = column(dataset, "subset")
+    chosen, rejected = column(dataset, "chosen"), column(dataset, "rejected")
     baselines = {}
     for name, sign in _BASELINES.items():
         if version == 1:
@@ -676,59 +636,13 @@ def length_baselines(dataset: Any, version: int = 1, prior_sets: bool = False) -
             )
         else:
             lengths = [[[sign * len(text) for text in texts] for texts in column] for column in (chosen, rejected)]
-            baselines[name] = score_v2(subsets, *lengths, ids=_column(dataset, "id"))
+            baselines[name] = score_v2(subsets, *lengths, ids=column(dataset, "id"))
     return baselines
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Scoring a model
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def _template(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> str:
-    check_choice("chat_template", chat_template, TEMPLATES)
-    if chat_template == "auto":
-        return "chat" if tokenizer.chat_template else "hh"
-    if chat_template == "chat" and not tokenizer.chat_template:
-        raise ValueError(
-            "`chat_template='chat'` but the tokenizer has no chat template; use 'hh' (the Human/Assistant transcript) "
-            "or 'auto', or give the tokenizer the chat template the reward model was trained with."
-        )
-    return chat_template
-
-
-def _render(prompt: str | list[dict[str, Any]], template: str) -> str | list[dict[str, Any]]:
-    """The prompt as the reward model reads it: user message(s) for its chat template, or an HH transcript."""
-    from ..data.formats import render_dialogue
-
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if template == "chat":
-        return messages
-    return render_dialogue([(message["role"], message["content"]) for message in messages])
-
-
-def _count_truncated(
-    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], responses: Sequence[str], max_length: int | None
-) -> int:
-    """How many sequences are longer than `max_length`; a `ValueError` if a response alone does not fit."""
-    from ..tokenization import tokenize_scored_response
-
-    if max_length is None:
-        return 0
-    truncated, too_long = 0, []
-    for prompt, response in zip(prompts, responses):
-        ids, prompt_length = tokenize_scored_response(tokenizer, prompt, response)
-        truncated += len(ids) > max_length
-        if len(ids) - prompt_length >= max_length:
-            too_long.append(len(ids) - prompt_length)
-    if too_long:
-        raise ValueError(
-            f"{len(too_long)} of {len(responses)} responses are {min(too_long)} to {max(too_long)} tokens long, which "
-            f"leaves no room for their prompt within max_length={max_length}: the scorer cuts the start of the "
-            "prompt only, never the response, where the reward is read. Raise `max_length` (at most the model's "
-            "position limit), or score with a model that reads longer sequences."
-        )
-    return truncated
 
 
 def score_rewardbench(
@@ -744,14 +658,14 @@ def score_rewardbench(
 ) -> RewardBenchResult:
     """Score a reward model on RewardBench `version`, with the length baselines next to its scores.
 
-    Every (prompt, response) is rendered as the reward model reads it: with `chat_template="chat"` (the default
-    `"auto"` when the tokenizer has a chat template) the prompt is a user message and the response an assistant
-    message of the tokenizer's chat template; with `"hh"` it is the HH transcript `"\\n\\nHuman: {prompt}\\n\\nAssistant:
-    {response}"` (stripped as trl-more's data sources are, plus the eos token, as TRL's reward trainer appends it).
-    Sequences are scored by `trl_more.rewards.RewardModelScorer` (length-sorted batches, the multi-objective model's
-    prompt lengths) in eval mode, without gradients; those longer than `max_length` (by default the model's own limit)
-    lose the start of their prompt and are counted in `num_truncated`. Rewards are divided by the model's stored temperature, if any (it changes ECE
-    and margins only). See docs/evaluation.md#rewardbench.
+    Every (prompt, response) is rendered as the reward model reads it and scored by
+    `trl_more.metrics.benchmark_scoring.score_sequences`: with `chat_template="chat"` (the default `"auto"` when the
+    tokenizer has a chat template) the prompt is a user message and the response an assistant message of the
+    tokenizer's chat template; with `"hh"` it is the HH transcript `"\\n\\nHuman: {prompt}\\n\\nAssistant: {response}"`
+    (stripped as trl-more's data sources are, plus the eos token, as TRL's reward trainer appends it); with `"plain"`
+    the prompt as the data holds it. Sequences longer than `max_length` (by default the model's own limit) lose the
+    start of their prompt and are counted in `num_truncated`. Rewards are divided by the model's stored temperature,
+    if any (it changes ECE and margins only). See docs/evaluation.md#rewardbench.
 
     Args:
         model: a sequence-classification reward model (`logits[:, 0]` is the reward).
@@ -761,20 +675,15 @@ def score_rewardbench(
         batch_size: sequences per forward pass.
         max_length: token limit of a sequence; `None`: the model's own, the `max_length` it was trained with (recorded
             by trl-more's trainers) or else its position limit (`trl_more.input_settings.scoring_max_length`).
-        chat_template: `"auto"`, `"chat"` or `"hh"`.
+        chat_template: `"auto"`, `"chat"`, `"hh"` or `"plain"`.
         prior_sets: v1 only: score Prior Sets rows as the older leaderboard did (see `score_v1`).
         show_progress: show a progress bar over the batches.
     """
-    from ..data.formats import render_response
-    from ..input_settings import scoring_max_length
-    from ..rewards.scoring import RewardModelScorer, align_pad_token
-
     if isinstance(dataset, str | os.PathLike):
         dataset = load_rewardbench(dataset, version)
     check_rewardbench_schema(dataset, version)
-    template = _template(tokenizer, chat_template)
-    prompts = [_render(prompt, template) for prompt in _column(dataset, "prompt")]
-    chosen, rejected = _column(dataset, "chosen"), _column(dataset, "rejected")
+    prompts = column(dataset, "prompt")
+    chosen, rejected = column(dataset, "chosen"), column(dataset, "rejected")
     if version == 1:
         sequence_prompts, responses = prompts + prompts, chosen + rejected
     else:
@@ -782,30 +691,13 @@ def score_rewardbench(
         for prompt, row_chosen, row_rejected in zip(prompts, chosen, rejected):
             sequence_prompts += [prompt] * (len(row_chosen) + len(row_rejected))
             responses += row_chosen + row_rejected
-    if template == "hh":
-        responses = [render_response(response) for response in responses]
-    max_length = scoring_max_length(model, max_length)
-    num_truncated = _count_truncated(tokenizer, sequence_prompts, responses, max_length)
-
-    align_pad_token(model, tokenizer)
-    scorer = RewardModelScorer(
-        [model],
-        [tokenizer],
-        batch_size=batch_size,
-        max_length=max_length,
-        device=next(model.parameters()).device,
-        show_progress=show_progress,
+    scored = score_sequences(
+        model, tokenizer, sequence_prompts, responses, batch_size, max_length, chat_template, show_progress
     )
-    was_training = model.training
-    model.eval()
-    try:
-        rewards = scorer.score(sequence_prompts, responses).per_model[:, 0].double().numpy()
-    finally:
-        model.train(was_training)
     temperature = reward_temperature(model)
-    rewards = rewards / temperature
+    rewards = scored.rewards / temperature
 
-    subsets = _column(dataset, "subset")
+    subsets = column(dataset, "subset")
     if version == 1:
         result = score_v1(subsets, rewards[: len(chosen)], rewards[len(chosen) :], prior_sets)
     else:
@@ -815,10 +707,10 @@ def score_rewardbench(
             chosen_rewards.append(rewards[start:middle])
             rejected_rewards.append(rewards[middle:end])
             start = end
-        result = score_v2(subsets, chosen_rewards, rejected_rewards, _column(dataset, "id"))
+        result = score_v2(subsets, chosen_rewards, rejected_rewards, column(dataset, "id"))
     result.baselines = length_baselines(dataset, version, prior_sets)
-    result.num_sequences, result.num_truncated = len(responses), num_truncated
-    result.max_length, result.template, result.temperature = max_length, template, temperature
+    result.num_sequences, result.num_truncated = len(responses), scored.num_truncated
+    result.max_length, result.template, result.temperature = scored.max_length, scored.template, temperature
     return result
 
 
@@ -827,14 +719,15 @@ def score_rewardbench(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class RewardBenchCallback(TrainerCallback):
+class RewardBenchCallback(BenchmarkCallback):
     """Score RewardBench at every evaluation of a reward trainer and log `rewardbench/<section>`, `rewardbench/overall`.
 
     Built like TRL's own callbacks, from the trainer (`trainer.add_callback(RewardBenchCallback(trainer, data))`):
     at `on_evaluate` it scores the data with `trainer.model` and `trainer.processing_class` and calls `trainer.log`,
     so the scores reach `trainer.state.log_history` and every reporter (TensorBoard, W&B, ...). Several eval sets
     evaluated at one step are scored once. Each process scores the whole data set (no gathering; fine on one
-    process and under DDP). The latest `RewardBenchResult` is kept in `last_result`. See docs/evaluation.md.
+    process and under DDP). The latest `RewardBenchResult` is kept in `last_result`, and the model card of
+    `MORERewardTrainer` shows it. See docs/evaluation.md.
 
     Args:
         trainer: the reward trainer (e.g. `trl_more.MORERewardTrainer` or `trl.RewardTrainer`).
@@ -859,26 +752,19 @@ class RewardBenchCallback(TrainerCallback):
             dataset = load_rewardbench(dataset, version)
         check_rewardbench_schema(dataset, version)
         check_choice("chat_template", chat_template, TEMPLATES)
-        self.trainer = trainer
+        super().__init__(trainer, prefix)
+        self.title = f"RewardBench v{version}"
         self.dataset = dataset
         self.version = version
         self.batch_size = batch_size
         self.max_length = max_length
         self.chat_template = chat_template
         self.prior_sets = prior_sets
-        self.prefix = prefix
-        self.last_result: RewardBenchResult | None = None
-        self._scored_step: int | None = None
 
-    def on_evaluate(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        if state.global_step == self._scored_step:
-            return
-        self._scored_step = state.global_step
-        self.last_result = score_rewardbench(
-            self.trainer.model,
-            self.trainer.processing_class,
+    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> RewardBenchResult:
+        return score_rewardbench(
+            model,
+            tokenizer,
             self.dataset,
             self.version,
             batch_size=self.batch_size,
@@ -886,4 +772,3 @@ class RewardBenchCallback(TrainerCallback):
             chat_template=self.chat_template,
             prior_sets=self.prior_sets,
         )
-        self.trainer.log(self.last_result.log_metrics(self.prefix))
