@@ -2,7 +2,9 @@
 
 The trainer fills a `RewardModelCard` (`MORERewardTrainer.model_card_data`) with what a user of the model needs to
 judge and use it: the training sources and their sizes, the method and its settings, the per-source accuracy and
-calibration, MORE's lambda over training and how to load and score with the model. `render` turns it into the
+calibration, the benchmarks scored during training (RewardBench, RM-Bench, best-of-N against a gold reward: the
+latest result of every `trl_more.metrics.benchmark_scoring.BenchmarkCallback`), MORE's lambda over training and how
+to load and score with the model. `render` turns it into the
 README.md (YAML metadata for the Hub, then Markdown) with `model_card_template.md`, through huggingface_hub's
 `ModelCard.from_template`.
 """
@@ -72,6 +74,8 @@ class RewardModelCard:
         gradient_normalization, lambda_momentum, lambda_synced: MORE's settings.
         settings: the training settings table, `{setting: value}`.
         evaluation: per-source accuracy and calibration, or `None`.
+        benchmarks: `{heading: Markdown table}` of the benchmarks scored during training (see
+            `trl_more.metrics.benchmark_scoring.benchmark_tables`).
         lambda_plot: file name of the plot of lambda over training, next to the card, or `None`.
         lambda_note: what the card says instead of the plot when there is none.
         temperature: the fitted reward temperature (1.0: none).
@@ -90,6 +94,7 @@ class RewardModelCard:
     lambda_synced: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
     evaluation: RewardEvaluation | None = None
+    benchmarks: Mapping[str, str] = field(default_factory=dict)
     lambda_plot: str | None = None
     lambda_note: str = ""
     temperature: float = 1.0
@@ -130,6 +135,7 @@ class RewardModelCard:
             lambdas=dict(self.lambdas),
             settings=dict(self.settings),
             evaluation=self.evaluation.to_markdown().strip() if self.evaluation is not None else None,
+            benchmarks=dict(self.benchmarks),
             lambda_plot=self.lambda_plot,
             lambda_note=self.lambda_note,
             temperature=self.temperature,

@@ -27,6 +27,7 @@ from ..hub import HubUploadError, upload_failure_message
 from ..input_settings import record_input_settings
 from ..losses import pairwise_loss, split_rewards
 from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
+from ..metrics.benchmark_scoring import benchmark_tables
 from ..noisy_preferences.contrastive import (
     SwAVPrototypes,
     embedding_dropout,
@@ -98,7 +99,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     With one source, or no source column, it behaves exactly like [`~trl.RewardTrainer`]. Checkpoints hold lambda's
     moving averages (resuming reproduces the uninterrupted run), and a partially written checkpoint is never
     resumed from. The model card (written on every checkpoint, by `create_model_card` and by `push_to_hub`) shows
-    the sources and their sizes, the method, the per-source accuracy and ECE, the lambda plot and how to load the
+    the sources and their sizes, the method, the per-source accuracy and ECE, the latest result of every benchmark
+    callback (`RewardBenchCallback`, `RMBenchCallback`, `BestOfNCallback`), the lambda plot and how to load the
     model; a failed `push_to_hub` raises `HubUploadError` and leaves the saved output in place. The model's config
     records the `max_length` and `truncation_mode` it is trained with (`trl_more.input_settings`), so every scorer of
     trl-more reads the saved model with the same token limit by default.
@@ -690,6 +692,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 "seed": args.seed,
             },
             evaluation=evaluation,
+            benchmarks=benchmark_tables(self.callback_handler.callbacks),
             lambda_plot=LAMBDA_PLOT_NAME if method == "more" and lambdas else None,
             lambda_note="No source weights were logged (training ran fewer steps than `logging_steps`).",
             temperature=reward_temperature(self.accelerator.unwrap_model(self.model)),
