@@ -25,6 +25,7 @@ from trl import TrlParser
 
 from ..constants import TRUNCATION_MODES
 from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, evaluate_reward_model, fit_temperature
+from ..metrics.benchmark_scoring import TEMPLATES
 from ..rewards.calibration import fit_reward_statistics, set_reward_statistics
 
 
@@ -89,9 +90,17 @@ class EvaluateConfig:
             1 (pairs, four sections) or 2 (best of four, six subsets).
         rewardbench_template (`str`, *optional*, defaults to `"auto"`):
             How a RewardBench prompt and response reach the model: `chat` (its chat template), `hh` (the HH
-            transcript format) or `auto` (the chat template when the tokenizer has one).
+            transcript format), `plain` (the prompt text as given, then the response) or `auto` (the chat template
+            when the tokenizer has one, else `hh`).
         rewardbench_prior_sets (`bool`, *optional*, defaults to `False`):
             Add the older leaderboard's Prior Sets section at half weight to the v1 overall score.
+        rmbench (`str` or `None`, *optional*, defaults to `None`):
+            Also score RM-Bench: a local json/jsonl/parquet file in the published schema (`total_dataset.json`, or
+            one of the repository's per-domain files, e.g. `chat_filtered.json`), or the Hub id `THU-KEG/RM-Bench`;
+            writes `rmbench.json`, `rmbench.md` and `rmbench.png` (the style matrix of every domain as a heat map;
+            docs/evaluation.md#rm-bench).
+        rmbench_template (`str`, *optional*, defaults to `"auto"`):
+            How an RM-Bench prompt and response reach the model, as `rewardbench_template`.
         audit (`bool`, *optional*, defaults to `False`):
             Also run the sanity audits on every source (swap test, batch-size and padding-side invariance, accuracy by
             length difference, ties, identical and truncated pairs; docs/evaluation.md) and write `audit.json` and
@@ -152,10 +161,17 @@ class EvaluateConfig:
     rewardbench_version: int = field(default=1, metadata={"help": "RewardBench version.", "choices": [1, 2]})
     rewardbench_template: str = field(
         default="auto",
-        metadata={"help": "chat, hh or auto (chat when there is a template).", "choices": ["auto", "hh", "chat"]},
+        metadata={"help": "chat, hh, plain or auto (chat when there is a template).", "choices": list(TEMPLATES)},
     )
     rewardbench_prior_sets: bool = field(
         default=False, metadata={"help": "Add the Prior Sets section at half weight (older leaderboard)."}
+    )
+    rmbench: str | None = field(
+        default=None, metadata={"help": "Also score RM-Bench: a local file in the published schema, or the Hub id."}
+    )
+    rmbench_template: str = field(
+        default="auto",
+        metadata={"help": "chat, hh, plain or auto (chat when there is a template).", "choices": list(TEMPLATES)},
     )
     audit: bool = field(default=False, metadata={"help": "Also run the sanity audits and write audit.json/.md."})
     trust_remote_code: bool = field(
@@ -163,8 +179,11 @@ class EvaluateConfig:
     )
 
     def __post_init__(self):
-        if not self.sources and self.rewardbench is None:
-            raise ValueError("Give preference sources to score (`--sources NAME=PATH ...`), `--rewardbench`, or both.")
+        if not self.sources and self.rewardbench is None and self.rmbench is None:
+            raise ValueError(
+                "Give preference sources to score (`--sources NAME=PATH ...`), a benchmark (`--rewardbench`, "
+                "`--rmbench`), or several."
+            )
         if self.audit and not self.sources:
             raise ValueError("`--audit` checks the `--sources` pairs: give some.")
         if self.save_calibrated_model and not self.calibration_sources:
@@ -262,6 +281,8 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
 
     if config.rewardbench is not None:
         score_rewardbench_into(model, tokenizer, config, output_dir)
+    if config.rmbench is not None:
+        score_rmbench_into(model, tokenizer, config, output_dir)
     if not eval_sources:
         print(f"Results written to {output_dir}")
         return None
@@ -337,6 +358,28 @@ def score_rewardbench_into(model, tokenizer, config: EvaluateConfig, output_dir:
         from ..metrics.rewardbench_plots import plot_rewardbench
 
         plot_rewardbench(result, output_dir / "rewardbench.png")
+    print(result.to_markdown())
+
+
+def score_rmbench_into(model, tokenizer, config: EvaluateConfig, output_dir: Path) -> None:
+    """Score RM-Bench (`config.rmbench`) and write `rmbench.json`, `.md` and, with plots, `.png`."""
+    from ..metrics.rmbench import load_rmbench, score_rmbench
+
+    result = score_rmbench(
+        model,
+        tokenizer,
+        load_rmbench(config.rmbench),
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        chat_template=config.rmbench_template,
+        show_progress=True,
+    )
+    result.to_json(output_dir / "rmbench.json")
+    (output_dir / "rmbench.md").write_text(result.to_markdown())
+    if config.plots:
+        from ..metrics.rmbench_plots import plot_rmbench
+
+        plot_rmbench(result, output_dir / "rmbench.png")
     print(result.to_markdown())
 
 
