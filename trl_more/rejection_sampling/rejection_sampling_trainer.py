@@ -82,6 +82,7 @@ from .generation import (
     SamplingSettings,
     TransformersGenerationBackend,
     VLLMGenerationBackend,
+    eos_token_ids,
 )
 from .iterations import IterationDataset, IterationStore, provenance_differences
 from .rejection_sampling_config import RejectionSamplingConfig
@@ -215,7 +216,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
 
         self._set_prompts(prompts, reward_prompts)
         self.response_filter = response_filter
-        self.eos_token_ids = self._eos_token_ids()
+        self.eos_token_ids = eos_token_ids(self.model, self.processing_class)
 
         global_batch = args.per_device_train_batch_size * self.accelerator.num_processes
         capacity = max_selected(
@@ -294,12 +295,6 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
             prompt, tokenize=True, add_generation_prompt=True, return_dict=True
         )
         return encoded["input_ids"]
-
-    def _eos_token_ids(self) -> set[int]:
-        eos_ids = {self.processing_class.eos_token_id}
-        configured = self.model.generation_config.eos_token_id
-        eos_ids.update(configured if isinstance(configured, list) else [configured])
-        return {token_id for token_id in eos_ids if token_id is not None}
 
     def _make_reward_updater(
         self,

@@ -15,6 +15,7 @@ from .scoring import (
     RewardModelScorer,
     RewardScores,
     align_pad_token,
+    ensemble_scales,
     load_reward_model,
     prepare_reward_model,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "RewardScores",
     "align_pad_token",
     "combine_rewards",
+    "ensemble_scales",
     "fit_reward_statistics",
     "load_reward_model",
     "prepare_reward_model",

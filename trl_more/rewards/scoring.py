@@ -148,7 +148,7 @@ class RewardModelScorer:
         self.device = device
         self.sort_by_length = sort_by_length
         self.show_progress = show_progress
-        self.scales = _ensemble_scales(self.models, calibration)
+        self.scales = ensemble_scales(self.models, calibration)
         self.pair_encoding = pair_encoding
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> RewardScores:
@@ -263,8 +263,10 @@ def _mask_dtype(model: nn.Module, device: torch.device | str) -> torch.dtype:
     return next(getattr(model, "module", model).parameters()).dtype
 
 
-def _ensemble_scales(models: Sequence[nn.Module], calibration: str) -> list[RewardScale | None]:
-    """The scale of every model's rewards in an ensemble (`None`: used raw)."""
+def ensemble_scales(models: Sequence[nn.Module], calibration: str) -> list[RewardScale | None]:
+    """The scale of every model's rewards in an ensemble (`None`: used raw): with `calibration="stored"` and several
+    models, each model's stored reward statistics or temperature, and a `ValueError` naming the fix for a model that
+    has neither; with one model, or `"none"`, no scale."""
     if len(models) == 1 or calibration == "none":
         if len(models) > 1:
             logger.warning(

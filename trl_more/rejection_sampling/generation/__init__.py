@@ -3,7 +3,7 @@
 `VLLMGenerationBackend` imports `vllm` only when it is built, so this package works without the `vllm` extra.
 """
 
-from .base import GenerationBackend, SamplingSettings, truncate_after_eos
+from .base import GenerationBackend, SamplingSettings, eos_token_ids, truncate_after_eos
 from .transformers_backend import TransformersGenerationBackend
 from .vllm_backend import VLLMGenerationBackend
 
@@ -13,5 +13,6 @@ __all__ = [
     "SamplingSettings",
     "TransformersGenerationBackend",
     "VLLMGenerationBackend",
+    "eos_token_ids",
     "truncate_after_eos",
 ]

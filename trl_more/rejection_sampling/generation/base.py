@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,11 @@ def truncate_after_eos(token_ids: Sequence[int], eos_token_ids: Collection[int])
         if token_id in eos_token_ids:
             return list(token_ids[: position + 1])
     return list(token_ids)
+
+
+def eos_token_ids(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """The ids that end a response of `model`: its tokenizer's eos token and those of its generation config."""
+    eos_ids = {tokenizer.eos_token_id}
+    configured = model.generation_config.eos_token_id
+    eos_ids.update(configured if isinstance(configured, list) else [configured])
+    return {token_id for token_id in eos_ids if token_id is not None}
