@@ -10,12 +10,16 @@ Writes `metrics.json` (metrics per source, their average, and the raw reward mar
 model folder holds the log of a MORE training run. With `--calibration_sources` it also fits a temperature on those
 pairs and writes `temperature.json` and the calibrated table and diagram (`*_calibrated.*`), and the mean and std of
 the model's rewards there (`reward_statistics.json`: the scale on which it is combined with other reward models).
+Benchmarks write their own files: `--rewardbench` (`rewardbench.*`), `--rmbench` (`rmbench.*`) and `--best_of_n`
+with `--gold_model` (`best_of_n.*` and the scored samples, `best_of_n_samples.jsonl`); docs/evaluation.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from trl import TrlParser
 from ..constants import TRUNCATION_MODES
 from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, evaluate_reward_model, fit_temperature
 from ..metrics.benchmark_scoring import TEMPLATES
-from ..rewards.calibration import fit_reward_statistics, set_reward_statistics
+from ..rewards.calibration import ENSEMBLE_CALIBRATIONS, fit_reward_statistics, set_reward_statistics
 
 
 @dataclass
@@ -101,6 +105,42 @@ class EvaluateConfig:
             docs/evaluation.md#rm-bench).
         rmbench_template (`str`, *optional*, defaults to `"auto"`):
             How an RM-Bench prompt and response reach the model, as `rewardbench_template`.
+        best_of_n (`str` or `None`, *optional*, defaults to `None`):
+            Also draw best-of-N curves against a gold reward (docs/evaluation.md#best-of-n-against-a-gold-reward): a
+            local json/jsonl/parquet/csv file of prompts with their sampled responses (`prompt`, `responses`: as many
+            for every prompt; optionally `gold_rewards`), or of prompts alone with `best_of_n_policy`. The model is the
+            proxy; writes `best_of_n.json`, `best_of_n.md`, `best_of_n.png` and `best_of_n_samples.jsonl` (the samples
+            with every reward).
+        gold_model (`str` or `None`, *optional*, defaults to `None`):
+            The gold reward of `best_of_n`: a reward model (folder or Hub id), or a Python function of (prompt,
+            response) texts as `module:function` (e.g. `trl_more.synthetic:gold_reward`), which reads the texts as
+            decoded by the model's tokenizer. Not needed when the samples have `gold_rewards`.
+        best_of_n_policy (`str` or `None`, *optional*, defaults to `None`):
+            A causal language model (folder or Hub id) to sample `best_of_n_num_samples` responses per prompt of the
+            `best_of_n` file with (rejection sampling's transformers generation backend).
+        best_of_n_num_samples (`int`, *optional*, defaults to `16`):
+            Responses sampled per prompt with `best_of_n_policy` (N goes 1, 2, 4, ... up to it).
+        best_of_n_max_new_tokens (`int`, *optional*, defaults to `256`):
+            Token limit of a sampled response.
+        best_of_n_temperature (`float`, *optional*, defaults to `1.0`):
+            Sampling temperature.
+        best_of_n_top_p (`float`, *optional*, defaults to `1.0`):
+            Nucleus sampling threshold (1: off).
+        best_of_n_ensemble_models (`list[str]`, *optional*, defaults to `[]`):
+            More reward models (folders or Hub ids) that form an ensemble proxy with `model`: the proxy's pick is the
+            highest mean reward, and the lower-bound pick (mean - `best_of_n_std_coef` x std) is drawn too.
+        best_of_n_std_coef (`float`, *optional*, defaults to `1.0`):
+            The k of the ensemble's lower bound.
+        best_of_n_ensemble_calibration (`str`, *optional*, defaults to `"stored"`):
+            How the ensemble's rewards are put on one scale: `stored` (each model's stored reward statistics or
+            temperature; `--calibration_sources ... --save_calibrated_model` stores them) or `none` (raw rewards).
+        best_of_n_template (`str`, *optional*, defaults to `"auto"`):
+            How a sample's prompt and response reach the reward models, as `rewardbench_template`; `plain` passes the
+            prompt as the file holds it (a gold function always reads it so).
+        best_of_n_bootstrap (`int`, *optional*, defaults to `1000`):
+            Bootstrap resamples of the prompts for the intervals.
+        best_of_n_seed (`int`, *optional*, defaults to `0`):
+            Seed of the sampling and of the bootstrap.
         audit (`bool`, *optional*, defaults to `False`):
             Also run the sanity audits on every source (swap test, batch-size and padding-side invariance, accuracy by
             length difference, ties, identical and truncated pairs; docs/evaluation.md) and write `audit.json` and
@@ -173,17 +213,53 @@ class EvaluateConfig:
         default="auto",
         metadata={"help": "chat, hh, plain or auto (chat when there is a template).", "choices": list(TEMPLATES)},
     )
+    best_of_n: str | None = field(
+        default=None,
+        metadata={"help": "Also draw best-of-N curves: a file of prompts with sampled responses (or prompts alone)."},
+    )
+    gold_model: str | None = field(
+        default=None, metadata={"help": "Gold reward of --best_of_n: a reward model, or module:function."}
+    )
+    best_of_n_policy: str | None = field(
+        default=None, metadata={"help": "A causal LM to sample the --best_of_n prompts' responses with."}
+    )
+    best_of_n_num_samples: int = field(default=16, metadata={"help": "Responses sampled per prompt."})
+    best_of_n_max_new_tokens: int = field(default=256, metadata={"help": "Token limit of a sampled response."})
+    best_of_n_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    best_of_n_top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold (1: off)."})
+    best_of_n_ensemble_models: list[str] = field(
+        default_factory=list, metadata={"help": "More reward models forming an ensemble proxy with --model."}
+    )
+    best_of_n_std_coef: float = field(default=1.0, metadata={"help": "The k of the ensemble's mean - k std."})
+    best_of_n_ensemble_calibration: str = field(
+        default="stored",
+        metadata={"help": "stored (each model's reward scale) or none.", "choices": list(ENSEMBLE_CALIBRATIONS)},
+    )
+    best_of_n_template: str = field(
+        default="auto",
+        metadata={"help": "chat, hh, plain or auto (chat when there is a template).", "choices": list(TEMPLATES)},
+    )
+    best_of_n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of the prompts."})
+    best_of_n_seed: int = field(default=0, metadata={"help": "Seed of the sampling and of the bootstrap."})
     audit: bool = field(default=False, metadata={"help": "Also run the sanity audits and write audit.json/.md."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped inside the model folder (only if you have read it)."}
     )
 
     def __post_init__(self):
-        if not self.sources and self.rewardbench is None and self.rmbench is None:
+        if not self.sources and self.rewardbench is None and self.rmbench is None and self.best_of_n is None:
             raise ValueError(
                 "Give preference sources to score (`--sources NAME=PATH ...`), a benchmark (`--rewardbench`, "
-                "`--rmbench`), or several."
+                "`--rmbench`, `--best_of_n`), or several."
             )
+        best_of_n_options = {
+            "--gold_model": self.gold_model,
+            "--best_of_n_policy": self.best_of_n_policy,
+            "--best_of_n_ensemble_models": self.best_of_n_ensemble_models,
+        }
+        given = [flag for flag, value in best_of_n_options.items() if value]
+        if self.best_of_n is None and given:
+            raise ValueError(f"{', '.join(given)} apply to `--best_of_n` (the file of samples or prompts): give it.")
         if self.audit and not self.sources:
             raise ValueError("`--audit` checks the `--sources` pairs: give some.")
         if self.save_calibrated_model and not self.calibration_sources:
@@ -248,6 +324,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     eval_sources = load_sources(config.sources, config.split, config.max_pairs_per_source)
     calibration_sources = load_sources(config.calibration_sources, config.split)
+    best_of_n_rows = load_best_of_n_input(config)  # checked before any model is loaded
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
@@ -283,6 +360,8 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
         score_rewardbench_into(model, tokenizer, config, output_dir)
     if config.rmbench is not None:
         score_rmbench_into(model, tokenizer, config, output_dir)
+    if config.best_of_n is not None:
+        score_best_of_n_into(model, tokenizer, best_of_n_rows, config, output_dir, device, dtype)
     if not eval_sources:
         print(f"Results written to {output_dir}")
         return None
@@ -380,6 +459,129 @@ def score_rmbench_into(model, tokenizer, config: EvaluateConfig, output_dir: Pat
         from ..metrics.rmbench_plots import plot_rmbench
 
         plot_rmbench(result, output_dir / "rmbench.png")
+    print(result.to_markdown())
+
+
+def load_best_of_n_input(config: EvaluateConfig) -> list | None:
+    """The `--best_of_n` file, checked: samples (rows with `prompt` and `responses`), or prompts with
+    `--best_of_n_policy`; and the gold function of `--gold_model`, if one is named, importable."""
+    from ..metrics.benchmark_scoring import column_names
+    from ..metrics.best_of_n import check_gold_source, load_best_of_n_samples, load_prompts
+
+    if config.best_of_n is None:
+        return None
+    if config.gold_model is not None and is_function_reference(config.gold_model):
+        import_function(config.gold_model)
+    if config.best_of_n_policy is not None:
+        check_gold_source(False, config.gold_model is not None)
+        return load_prompts(config.best_of_n)
+    rows = load_best_of_n_samples(config.best_of_n)
+    check_gold_source("gold_rewards" in column_names(rows), config.gold_model is not None)
+    return rows
+
+
+def is_function_reference(name: str) -> bool:
+    """Whether `--gold_model` names a Python function (`module:function`) rather than a model folder or Hub id."""
+    return re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", name) is not None and not Path(name).exists()
+
+
+def import_function(reference: str) -> Callable[[str, str], float]:
+    """The function `module:function` names (a dotted attribute path after the colon is followed)."""
+    import importlib
+
+    module_name, _, attribute = reference.partition(":")
+    try:
+        value = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"`--gold_model {reference}`: cannot import {module_name!r} ({error}).") from error
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ValueError(f"`--gold_model {reference}`: {module_name!r} has no {attribute!r}.")
+        value = getattr(value, part)
+    if not callable(value):
+        raise ValueError(f"`--gold_model {reference}` is not a function of (prompt, response).")
+    return value
+
+
+def score_best_of_n_into(
+    model, tokenizer, rows: list, config: EvaluateConfig, output_dir: Path, device, dtype
+) -> None:
+    """Best-of-N curves with `model` (and `--best_of_n_ensemble_models`) as the proxy against `--gold_model`,
+    sampling the responses first with `--best_of_n_policy`; writes `best_of_n.json`, `.md`, `.png` (with plots) and
+    `best_of_n_samples.jsonl` (prompts, responses and every reward)."""
+    from ..metrics.best_of_n import sample_best_of_n, score_best_of_n
+    from ..pretrained import check_model_reference, load_tokenizer
+    from ..rewards.scoring import load_reward_model
+
+    init_kwargs = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
+    if config.best_of_n_policy is not None:
+        from transformers import AutoModelForCausalLM
+
+        from ..rejection_sampling.generation import SamplingSettings
+
+        check_model_reference(config.best_of_n_policy)
+        policy = AutoModelForCausalLM.from_pretrained(config.best_of_n_policy, **init_kwargs).to(device)
+        settings = SamplingSettings(
+            max_new_tokens=config.best_of_n_max_new_tokens,
+            temperature=config.best_of_n_temperature,
+            top_p=config.best_of_n_top_p,
+        )
+        rows = sample_best_of_n(
+            policy,
+            load_tokenizer(config.best_of_n_policy, trust_remote_code=config.trust_remote_code),
+            rows,
+            config.best_of_n_num_samples,
+            settings,
+            batch_size=config.batch_size,
+            seed=config.best_of_n_seed,
+            show_progress=True,
+        )
+        del policy
+    models, tokenizers = [model], [tokenizer]
+    for name in config.best_of_n_ensemble_models:
+        check_model_reference(name)
+        member, member_tokenizer = load_reward_model(name, init_kwargs)
+        models.append(member.to(device))
+        tokenizers.append(member_tokenizer)
+    gold, gold_tokenizer = None, None
+    if config.gold_model is not None and is_function_reference(config.gold_model):
+        gold = import_function(config.gold_model)
+    elif config.gold_model is not None:
+        check_model_reference(config.gold_model)
+        gold, gold_tokenizer = load_reward_model(config.gold_model, init_kwargs)
+        gold = gold.to(device)
+    result = score_best_of_n(
+        models,
+        tokenizers,
+        rows,
+        gold=gold,
+        gold_tokenizer=gold_tokenizer,
+        std_coef=config.best_of_n_std_coef,
+        calibration=config.best_of_n_ensemble_calibration,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        chat_template=config.best_of_n_template,
+        bootstrap_samples=config.best_of_n_bootstrap,
+        seed=config.best_of_n_seed,
+        show_progress=True,
+    )
+    result.to_json(output_dir / "best_of_n.json")
+    (output_dir / "best_of_n.md").write_text(result.to_markdown())
+    with open(output_dir / "best_of_n_samples.jsonl", "w", encoding="utf-8") as handle:
+        for index, row in enumerate(rows):
+            scored = {
+                "prompt": row["prompt"],
+                "responses": row["responses"],
+                "proxy_rewards": result.proxy_rewards[index].tolist(),
+                "gold_rewards": result.gold_rewards[index].tolist(),
+            }
+            if result.lower_bound_rewards is not None:
+                scored["lower_bound_rewards"] = result.lower_bound_rewards[index].tolist()
+            handle.write(json.dumps(scored, ensure_ascii=False) + "\n")
+    if config.plots:
+        from ..metrics.best_of_n_plots import plot_best_of_n
+
+        plot_best_of_n(result, output_dir / "best_of_n.png")
     print(result.to_markdown())
 
 
