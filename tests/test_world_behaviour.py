@@ -172,3 +172,173 @@ def test_metarm_raises_the_difference_loss_and_costs_little_accuracy_in_distribu
         - rjs_runs["metarm"]["after"]["accuracy_in_distribution"]
     )
     assert cost <= 0.13  # benchmark: 2.6 points, standard deviation 3.4 (highest 8.0)
+
+
+# =====================================================================================================================
+# Multi-objective reward model with gated scalarization, ArmoRM (benchmarks/world_multi_objective.py, measurement 6)
+#
+# Seed 0 of the benchmark's test point (its `TEST_POINT`, the settings below): a backbone trained as a reward model
+# on 2000 Bradley-Terry pairs and 1000 shared-preference pairs (400 steps), then end to end on 1000 noise-free ratings
+# of the four objectives (200 steps) and frozen; stage 1 (ridge) on 500 noisy ratings with the rater's length bias
+# 0.25 (250 to choose alphas); the package's verbosity debiasing on the gate's 1000 pairs, then the gate (2 x 256,
+# beta from 20, 300 steps of 256 at learning rate 1e-2); measured on 1000 held-out pairs. The margins are the mean
+# minus (or plus) 3 standard deviations over the 5 seeds of `python benchmarks/world_multi_objective.py --test_point`
+# (benchmarks/RESULTS.md). This reduced backbone does not learn relevance reliably (held-out R^2 0.01 to 0.98 over
+# the seeds), so no assertion rests on relevance alone.
+# =====================================================================================================================
+
+ARMO_SEED = 0
+ARMO_OBJECTIVES = ("relevance", "helpfulness", "harmlessness", "verbosity")  # harm rated as harmlessness = 3 - harm
+ARMO_SCALES = {"relevance": (0, 1), "helpfulness": (0, 4), "harmlessness": (0, 3), "verbosity": (0, 16)}
+# d(rating target)/d f_k of relevance, helpfulness and harm: the gate's weight times this is its weight on f_k.
+ARMO_REGRESSION_SCALE = np.array([1.0, 1 / 4, -1 / 3])
+ARMO_HELPFULNESS = 1
+
+
+def armo_rated(num_responses: int, seed: int, **options):
+    """The world's rated responses, harm rated as harmlessness (a softmax gate's weights are never negative)."""
+    from trl_more.synthetic import rated_responses
+
+    ratings = rated_responses(num_responses, seed=seed, **options)
+    return ratings.add_column("harmlessness", [3.0 - value for value in ratings["harm"]])
+
+
+def armo_features(model, tokenizer, prompts, responses):
+    """The frozen backbone's states of (prompt, response) texts, tokenized as the trainers tokenize them."""
+    from trl_more.multi_objective import extract_features
+    from trl_more.tokenization import tokenize_scored_response
+
+    encoded = [tokenize_scored_response(tokenizer, prompt, response) for prompt, response in zip(prompts, responses)]
+    return extract_features(model, *zip(*encoded), batch_size=512, show_progress=False)
+
+
+def armo_backbone(tokenizer):
+    """A backbone that has learned the world, in a multi-objective model with a fresh gate: a reward model on world
+    pairs (they teach relevance and make the prompt type visible at the last prompt token, which is all the gate
+    reads), then fine-tuned end to end on noise-free ratings of the objectives."""
+    from datasets import concatenate_datasets
+    from transformers import TrainingArguments
+
+    from trl_more.multi_objective import MultiObjectiveRewardModel, prepare_rating_dataset, regression_trainer
+    from trl_more.synthetic import shared_preference_pairs
+
+    pairs = concatenate_datasets(
+        [
+            training_columns(preference_pairs(2000, seed=50_000 + ARMO_SEED)),
+            training_columns(shared_preference_pairs(1000, seed=50_000 + ARMO_SEED)),
+        ]
+    )
+    reward_model, _ = train_reward_model(pairs, ARMO_SEED, max_steps=400)
+    model = MultiObjectiveRewardModel.from_backbone(
+        reward_model, ARMO_OBJECTIVES, gate_hidden_sizes=[256, 256], regression_bias=True
+    )
+    ratings = armo_rated(1000, 60_000 + ARMO_SEED, noise=0.0, length_bias=0.0)
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = TrainingArguments(
+            output_dir, per_device_train_batch_size=32, learning_rate=1e-3, max_steps=200, report_to="none",
+            save_strategy="no", disable_tqdm=True, logging_strategy="no", seed=ARMO_SEED,
+        )  # fmt: skip
+        regression_trainer(
+            model, args, prepare_rating_dataset(ratings, tokenizer, ARMO_OBJECTIVES, ARMO_SCALES)
+        ).train()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def armo_run():
+    """Stage 1 and the debiased gate on the backbone; R^2 against noise-free ratings, the gate's weights per prompt
+    type, and the held-out responses' rewards, scores and lengths."""
+    from trl_more.multi_objective import (
+        MultiObjectiveRewardConfig,
+        MultiObjectiveRewardTrainer,
+        debias_verbosity,
+        fit_regression_layer,
+        r2_per_objective,
+        rating_targets,
+    )
+    from trl_more.synthetic import PROMPT_TYPES
+
+    torch.set_num_threads(1)
+    tokenizer = world_tokenizer()
+    model = armo_backbone(tokenizer)
+    test = preference_pairs(1000, seed=10_000 + ARMO_SEED)
+    noisy, exact = (armo_rated(1250, ARMO_SEED, length_bias=0.25, **options) for options in ({}, {"noise": 0.0}))
+    labels, exact_labels = (rating_targets(ratings, ARMO_OBJECTIVES, ARMO_SCALES) for ratings in (noisy, exact))
+    pooled = armo_features(model, tokenizer, noisy["prompt"], noisy["response"]).pooled
+    fit_regression_layer(model, pooled[:500], labels[:500], pooled[500:750], labels[500:750])
+    with torch.no_grad():
+        r2 = r2_per_objective(model.regression_layer(pooled[750:]), exact_labels[750:], labels[:500], ARMO_OBJECTIVES)
+    pairs = preference_pairs(1000, seed=ARMO_SEED)
+    sides = ("chosen", "rejected")
+    reference = torch.cat([armo_features(model, tokenizer, pairs["prompt"], pairs[side]).pooled for side in sides])
+    debias_verbosity(model, reference, "verbosity")
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = MultiObjectiveRewardConfig(
+            output_dir, cache_features=True, per_device_eval_batch_size=512, seed=ARMO_SEED, report_to="none",
+            save_strategy="no", disable_tqdm=True, logging_strategy="no", max_steps=300, per_device_train_batch_size=256,
+            learning_rate=1e-2,
+        )  # fmt: skip
+        with torch.no_grad():
+            model.gate.beta.fill_(20.0)  # about the calibrated score's scale (benchmark docstring)
+        MultiObjectiveRewardTrainer(
+            model, args=args, train_dataset=training_columns(pairs), processing_class=tokenizer
+        ).train()
+    model.eval()
+    with torch.no_grad():
+        outputs = {
+            side: model(pooled_hidden_states=features.pooled, prompt_hidden_states=features.prompt)
+            for side in sides
+            for features in [armo_features(model, tokenizer, test["prompt"], test[side])]
+        }
+    types = np.array(test["prompt_type"])
+    gates = outputs["chosen"].gating_weights.numpy()
+    return {
+        "r2": r2,
+        "gate_weights": np.array([gates[types == kind].mean(0) for kind in PROMPT_TYPES]),
+        "rewards": torch.cat([outputs[side].rewards for side in sides]).numpy(),
+        "transformed_rewards": torch.cat([outputs[side].transformed_rewards for side in sides]).numpy(),
+        "margins": (outputs["chosen"].logits - outputs["rejected"].logits)[:, 0].numpy(),
+        "gold_margins": np.array(test["gold_margin"]),
+        "lengths": np.array([len(text.split()) for side in sides for text in test[side]]),
+    }
+
+
+def test_armo_stage_one_reads_the_objectives_off_the_frozen_backbone(armo_run):
+    """Held-out R^2 of the ridge-fitted regression layer against the noise-free ratings (with the rater's bias)."""
+    r2 = armo_run["r2"]
+    assert r2["helpfulness"] >= 0.90  # benchmark: 0.949, standard deviation 0.015 (lowest 0.924)
+    assert r2["harmlessness"] >= 0.88  # benchmark: 0.922, standard deviation 0.013 (lowest 0.901)
+    assert r2["verbosity"] >= 0.67  # benchmark: 0.772, standard deviation 0.034 (lowest 0.733)
+
+
+def test_armo_gate_recovers_the_true_weights_of_every_prompt_type(armo_run):
+    """The gate's weight on each f_k (mixture weight times the regression scale) against the true w_k(x) of the world,
+    for relevance, helpfulness and harm (verbosity's true weight is out of a softmax gate's reach): correlated as they
+    are, and after centring every objective's weights over the prompt types, which only a gate that reads the prompt
+    gets right (a prompt-blind gate scores about 0 there)."""
+    from trl_more.synthetic import PROMPT_TYPE_WEIGHTS, PROMPT_TYPES
+
+    estimated = armo_run["gate_weights"][:, :3] * ARMO_REGRESSION_SCALE
+    true = np.array([PROMPT_TYPE_WEIGHTS[kind][:3] for kind in PROMPT_TYPES])
+    correlation = np.corrcoef(estimated.ravel(), true.ravel())[0, 1]
+    centred, true_centred = estimated - estimated.mean(0), true - true.mean(0)
+    centred_correlation = np.corrcoef(centred.ravel(), true_centred.ravel())[0, 1]
+    assert correlation >= 0.69  # benchmark: 0.915, standard deviation 0.074 (lowest 0.790)
+    assert centred_correlation >= 0.47  # benchmark: 0.703, standard deviation 0.079 (lowest 0.596)
+
+
+def test_armo_verbosity_debiasing_removes_the_raters_length_bias(armo_run):
+    """The rater favours long answers, so the helpfulness reward follows response length; the package's debiasing
+    takes that out of the reward the gate combines."""
+    from scipy.stats import spearmanr
+
+    lengths = armo_run["lengths"]
+    raw = spearmanr(armo_run["rewards"][:, ARMO_HELPFULNESS], lengths)[0]
+    debiased = spearmanr(armo_run["transformed_rewards"][:, ARMO_HELPFULNESS], lengths)[0]
+    assert raw >= 0.59  # benchmark: 0.695, standard deviation 0.035 (lowest 0.638)
+    assert abs(debiased) <= 0.23  # benchmark: 0.066, standard deviation 0.055 (highest 0.137)
+
+
+def test_armo_gated_model_orders_held_out_pairs_like_the_gold(armo_run):
+    accuracy = gold_accuracy(armo_run["margins"], armo_run["gold_margins"])
+    assert accuracy >= 0.75  # benchmark: 0.887, standard deviation 0.047 (lowest 0.814)
