@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ __all__ = [
     "column",
     "column_names",
     "count_truncated",
+    "is_conversation",
     "load_benchmark_data",
     "percent",
     "render_prompt",
@@ -70,6 +71,11 @@ def column(dataset: Any, name: str) -> list[Any]:
     if hasattr(dataset, "column_names"):
         return list(dataset[name])
     return [row[name] for row in dataset]
+
+
+def is_conversation(value: Any) -> bool:
+    """Whether `value` is a conversation: a list of `{"role", "content"}` messages."""
+    return isinstance(value, list) and all(isinstance(m, Mapping) and {"role", "content"} <= set(m) for m in value)
 
 
 def load_benchmark_data(

@@ -50,7 +50,15 @@ import numpy as np
 import torch
 
 from ..constants import check_choice
-from .benchmark_scoring import TEMPLATES, BenchmarkCallback, column, column_names, score_sequences, snake_case
+from .benchmark_scoring import (
+    TEMPLATES,
+    BenchmarkCallback,
+    column,
+    column_names,
+    is_conversation,
+    score_sequences,
+    snake_case,
+)
 
 
 if TYPE_CHECKING:
@@ -427,7 +435,7 @@ def check_best_of_n_samples(samples: Any, source: str = "The samples") -> None:
     counts = [len(texts) if isinstance(texts, list) else 0 for texts in responses]
     for index, (prompt, texts, rewards) in enumerate(zip(prompts, responses, gold)):
         where = f"{source}, row {index}"
-        if not (isinstance(prompt, str) or _is_conversation(prompt)):
+        if not (isinstance(prompt, str) or is_conversation(prompt)):
             raise ValueError(f"{where}: `prompt` must be a text or a list of {{'role', 'content'}} messages.")
         if not (isinstance(texts, list) and texts and all(isinstance(text, str) for text in texts)):
             raise ValueError(f"{where}: `responses` must be a non-empty list of texts.")
@@ -444,10 +452,6 @@ def check_best_of_n_samples(samples: Any, source: str = "The samples") -> None:
             f"{counts[0]}, but rows {rows[:10]}{' ...' if len(rows) > 10 else ''} have "
             f"{sorted({counts[index] for index in rows})}. Sample the same number per prompt, or drop those rows."
         )
-
-
-def _is_conversation(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value)
 
 
 def load_best_of_n_samples(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -472,7 +476,7 @@ def load_prompts(path: str | os.PathLike) -> list[Any]:
     if "prompt" not in column_names(rows):
         raise ValueError(f"{path}: every row needs a `prompt` (a text or a list of {{'role', 'content'}} messages).")
     prompts = column(rows, "prompt")
-    bad = [index for index, prompt in enumerate(prompts) if not (isinstance(prompt, str) or _is_conversation(prompt))]
+    bad = [index for index, prompt in enumerate(prompts) if not (isinstance(prompt, str) or is_conversation(prompt))]
     if bad:
         raise ValueError(
             f"{path}, rows {bad[:10]}: `prompt` must be a text or a list of {{'role', 'content'}} messages."

@@ -41,6 +41,7 @@ from .benchmark_scoring import (
     BenchmarkCallback,
     column,
     column_names,
+    is_conversation,
     load_benchmark_data,
     percent,
     score_sequences,
@@ -547,10 +548,6 @@ def _check_version(version: int) -> None:
         )
 
 
-def _is_conversation(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, Mapping) and {"role", "content"} <= set(m) for m in value)
-
-
 def check_rewardbench_schema(dataset: Any, version: int, source: str = "The data") -> None:
     """Raise a `ValueError` naming the problem and its fix unless every row can be scored as RewardBench `version`.
 
@@ -577,7 +574,7 @@ def check_rewardbench_schema(dataset: Any, version: int, source: str = "The data
             if not (isinstance(row["chosen"], str) and isinstance(row["rejected"], str)):
                 hint = " It looks like RewardBench 2 data: pass version=2." if isinstance(row["chosen"], list) else ""
                 raise ValueError(f"{where}: `chosen` and `rejected` must be texts.{hint}")
-            if not (isinstance(row["prompt"], str) or _is_conversation(row["prompt"])):
+            if not (isinstance(row["prompt"], str) or is_conversation(row["prompt"])):
                 raise ValueError(f"{where}: `prompt` must be a text or a list of {{'role', 'content'}} messages.")
             continue
         responses = [row["chosen"], row["rejected"]]
