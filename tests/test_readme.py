@@ -20,11 +20,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from trl_more.cli import main as cli_main
 from trl_more.data import load_preference_source
+from trl_more.synthetic import TRAINING_STYLE, policy_prompts
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +66,12 @@ TINY_FLAGS = {
     "hh-helpful=../shared/data/hh_rlhf/helpful-base.test.jsonl.gz": "--max_pairs_per_source 6",
     "trl-more evaluate --model runs/cpu-minilm-more --rewardbench allenai/reward-bench --rewardbench_version 1 "
     "--output_dir runs/cpu-minilm-more/rewardbench": "--rewardbench {fixtures}/rewardbench_v1.jsonl",  # offline
+    "trl-more evaluate --model runs/cpu-minilm-more --rmbench THU-KEG/RM-Bench --output_dir "
+    "runs/cpu-minilm-more/rmbench": "--rmbench {fixtures}/rmbench.json",  # offline
+    "trl-more evaluate --model runs/cpu-minilm-more --best_of_n samples.jsonl --gold_model my_package.rewards:gold "
+    "--output_dir runs/cpu-minilm-more/best_of_n": (
+        "--gold_model trl_more.synthetic:gold_reward --best_of_n_bootstrap 50"  # the gold of `samples.jsonl`'s world
+    ),
     "trl-more strength --config recipes/strength/cpu-minilm-cross-fit.yaml": "--max_steps 1 --mixture {mixture}",
     "trl-more armo --stage regression --rating_source topical-chat --rating_path "
     "../shared/data/topical_chat/topical_chat.json --truncation_mode keep_end --max_length 256 --output_dir "
@@ -100,6 +108,15 @@ WRITES = {
         "runs/cpu-minilm-more/rewardbench/rewardbench.json",
         "runs/cpu-minilm-more/rewardbench/rewardbench.png",
     ],
+    "trl-more evaluate --model runs/cpu-minilm-more --rmbench": [
+        "runs/cpu-minilm-more/rmbench/rmbench.json",
+        "runs/cpu-minilm-more/rmbench/rmbench.png",
+    ],
+    "trl-more evaluate --model runs/cpu-minilm-more --best_of_n": [
+        "runs/cpu-minilm-more/best_of_n/best_of_n.json",
+        "runs/cpu-minilm-more/best_of_n/best_of_n.png",
+        "runs/cpu-minilm-more/best_of_n/best_of_n_samples.jsonl",
+    ],
     "trl-more strength": ["runs/hh-strength/strength.jsonl", "runs/hh-strength/strength_summary.md"],
     "trl-more armo": ["runs/armo-stage1/README.md", "runs/armo-stage1/config.json"],
     "python recipes/rjs_alpaca.py --smoke": ["runs/rjs-alpaca-smoke/iteration-00/metrics.json"],
@@ -109,7 +126,9 @@ WRITES = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, shared_data) -> Path:
     """A working directory laid out like the repository: `recipes/` and `examples/` linked, `../shared/data` the real
-    data, and `pairs.jsonl`, the README's placeholder for held-out pairs of the user's own (40 real HH pairs)."""
+    data, `pairs.jsonl`, the README's placeholder for held-out pairs of the user's own (40 real HH pairs), and
+    `samples.jsonl`, its placeholder for prompts with sampled responses (6 prompts of the known-answer world with 4
+    responses each, whose gold reward `trl_more.synthetic.gold_reward` is then the gold)."""
     root = tmp_path_factory.mktemp("readme")
     (root / "shared").mkdir()
     (root / "shared" / "data").symlink_to(shared_data)
@@ -119,6 +138,12 @@ def workdir(tmp_path_factory, shared_data) -> Path:
         (work / name).symlink_to(REPO / name)
     harmless = load_preference_source("hh-harmless", path=shared_data / "hh_rlhf/harmless-base.test.jsonl.gz").dataset
     harmless.select(range(40)).to_json(work / "pairs.jsonl")  # TRL's format: prompt, chosen, rejected
+    rng = np.random.default_rng(0)
+    samples = [
+        {"prompt": prompt.text, "responses": [TRAINING_STYLE.sample(prompt, rng) for _ in range(4)]}
+        for prompt in policy_prompts(6)
+    ]
+    (work / "samples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in samples))
     return work
 
 
