@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..constants import check_choice
 from .benchmark_scoring import (
@@ -584,6 +583,8 @@ def gold_rewards_of(
     hold it (template `"plain"`); a reward model reads it with `chat_template`. With `gold=None` the samples' own
     `gold_rewards` are used.
     """
+    import torch
+
     from ..rewards.function_reward import FunctionRewardModel
 
     check_gold_source("gold_rewards" in column_names(samples), gold is not None)
@@ -643,6 +644,8 @@ def score_best_of_n(
         batch_size, max_length, chat_template, show_progress: as for `score_sequences`.
         ns, bootstrap_samples, confidence, seed: as for `best_of_n_curves`.
     """
+    import torch
+
     from ..rewards import ENSEMBLE_CALIBRATIONS, combine_rewards, ensemble_scales
 
     models = [models] if not isinstance(models, Sequence) else list(models)
@@ -731,6 +734,8 @@ class BestOfNCallback(BenchmarkCallback):
         seed: int = 0,
         prefix: str = "best_of_n",
     ):
+        import torch
+
         check_choice("chat_template", chat_template, TEMPLATES)
         if isinstance(samples, str | os.PathLike):
             samples = load_best_of_n_samples(samples)
