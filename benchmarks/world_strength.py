@@ -8,7 +8,8 @@ share of them flipped (uniformly at random), on pairs a tiny model learns to ove
 Swept, each point over several seeds (data, flips and models all change with the seed), with the 95% interval of the
 mean:
 - the flip rate (10-40%) at the default training length (`--seeds`);
-- the training length (steps of every member: under one epoch up to many) at 20% flips (`--length_seeds`).
+- the training length (steps of every member: under one epoch up to many) at 20% flips (`--length_seeds`);
+- a data set small enough for the members to memorise (400 pairs, up to 80 epochs), at 20% flips.
 For every point and both modes (`seeds`: the paper's M models trained on every pair; `cross_fit`: 2 folds x 2
 repeats, every pair scored by the 2 models that never saw it): the AUROC of -mu for the flipped pairs, the members'
 accuracy on clean held-out pairs, and the paper's rule "flip where mu < 0": the share of flipped pairs it catches and
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from noisy_preferences import auroc, sign_rule
+from noisy_preferences import accuracy_bound, auroc, sign_rule
 from run_all import machine_description
 from world_common import RESULTS_DIR, cell, run_jobs, write_report
 
@@ -89,35 +90,44 @@ def strength_job(
 
 def measures(result: dict) -> dict:
     mu, flipped = np.asarray(result["mu"]), np.asarray(result["flipped"], dtype=bool)
-    return {"auroc": auroc(-mu, flipped), "member_accuracy": result["member_accuracy"], **sign_rule(mu, flipped)}
+    return {
+        "auroc": auroc(-mu, flipped),
+        "member_accuracy": result["member_accuracy"],
+        "bound": accuracy_bound(result["member_accuracy"]),
+        **sign_rule(mu, flipped),
+    }
 
 
-def sweep_points(options) -> list[tuple[float, int]]:
-    """(flip rate, steps): the flip rates at the default length, then the lengths at 20% flips."""
-    points = [(rate, options.default_steps) for rate in options.flip_rates]
-    points += [(0.2, steps) for steps in options.length_steps if (0.2, steps) not in points]
-    return points
+def sweep_points(options) -> list[tuple[int, float, int]]:
+    """(pairs, flip rate, steps): the flip rates at the default length, the lengths at 20% flips, and the small data
+    set the members can memorise, at 20% flips."""
+    points = [(options.num_pairs, rate, options.default_steps) for rate in options.flip_rates]
+    points += [(options.num_pairs, 0.2, steps) for steps in options.length_steps]
+    points += [(options.memorise_pairs, 0.2, steps) for steps in options.memorise_steps]
+    return list(dict.fromkeys(points))
 
 
-def at(results: dict, rate: float, steps: int, mode: str) -> list[dict]:
+def at(results: dict, point: tuple[int, float, int], mode: str) -> list[dict]:
     """The measures of every seed run at this point."""
-    return [value for (r, s, m, _), value in results.items() if (r, s, m) == (rate, steps, mode)]
+    return [value for (*where, m, _), value in results.items() if (tuple(where), m) == (point, mode)]
 
 
-def table(points, results: dict, num_pairs: int, batch: int) -> list[str]:
+def table(points, results: dict) -> list[str]:
     lines = [
-        "| flips | steps | epochs (seeds / cross-fit) | mode | AUROC of -mu | members' clean accuracy (%) | "
-        "flipped with mu < 0 (%) | clean with mu < 0 (%) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pairs | flips | steps | epochs (seeds / cross-fit) | mode | AUROC of -mu | members' clean accuracy (%) | "
+        "AUROC bound from that accuracy | flipped with mu < 0 (%) | clean with mu < 0 (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for rate, steps in points:
-        epochs = f"{steps * batch / num_pairs:.1f} / {2 * steps * batch / num_pairs:.1f}"
+    batch = REWARD_TRAINING["per_device_train_batch_size"]
+    for pairs, rate, steps in points:
+        epochs = f"{steps * batch / pairs:.1f} / {2 * steps * batch / pairs:.1f}"
         for mode in MODES:
-            rows = at(results, rate, steps, mode)
+            rows = at(results, (pairs, rate, steps), mode)
             lines.append(
-                f"| {rate:.0%} | {steps} | {epochs} | {mode} ({len(rows)} seeds) | {cell([r['auroc'] for r in rows], digits=3)} | "
-                f"{cell([r['member_accuracy'] for r in rows], 100)} | "
-                f"{cell([r['flipped_negative'] for r in rows], 100)} | {cell([r['clean_negative'] for r in rows], 100)} |"
+                f"| {pairs} | {rate:.0%} | {steps} | {epochs} | {mode} ({len(rows)} seeds) | "
+                f"{cell([r['auroc'] for r in rows], digits=3)} | {cell([r['member_accuracy'] for r in rows], 100)} | "
+                f"{cell([r['bound'] for r in rows], digits=3)} | {cell([r['flipped_negative'] for r in rows], 100)} | "
+                f"{cell([r['clean_negative'] for r in rows], 100)} |"
             )
     return lines
 
@@ -128,28 +138,49 @@ def plot(points, results: dict, options) -> None:
 
     figure = Figure(figsize=(11, 4.2), dpi=100)
     left, right = figure.subplots(1, 2)
-    epochs_per_step = REWARD_TRAINING["per_device_train_batch_size"] / options.num_pairs
+    batch = REWARD_TRAINING["per_device_train_batch_size"]
     for mode, color in zip(MODES, ("C0", "C1")):
-        for axes, selected, x_of in (
-            (left, [(r, s) for r, s in points if s == options.default_steps], lambda r, s: 100 * r),
-            (right, [(r, s) for r, s in points if r == 0.2], lambda r, s: s * epochs_per_step),
-        ):
-            selected = sorted(selected, key=lambda point: x_of(*point))
-            stats = [interval([row["auroc"] for row in at(results, *point, mode)]) for point in selected]
+        curves = [
+            (
+                left,
+                [p for p in points if p[0] == options.num_pairs and p[2] == options.default_steps],
+                lambda p: 100 * p[1],
+                "-",
+                mode,
+            ),
+            (
+                right,
+                [p for p in points if p[0] == options.num_pairs and p[1] == 0.2],
+                lambda p: p[2] * batch / p[0],
+                "-",
+                f"{mode}, {options.num_pairs} pairs",
+            ),
+            (
+                right,
+                [p for p in points if p[0] == options.memorise_pairs],
+                lambda p: p[2] * batch / p[0],
+                "--",
+                f"{mode}, {options.memorise_pairs} pairs",
+            ),
+        ]
+        for axes, selected, x_of, style, label in curves:
+            selected = sorted(selected, key=x_of)
+            stats = [interval([row["auroc"] for row in at(results, point, mode)]) for point in selected]
             axes.errorbar(
-                [x_of(*p) for p in selected],
+                [x_of(p) for p in selected],
                 [m for m, _ in stats],
                 yerr=[h for _, h in stats],
                 marker="o",
                 color=color,
+                linestyle=style,
                 capsize=3,
-                label=mode,
+                label=label,
             )
     left.set(xlabel="flipped labels (%)", ylabel="AUROC of -mu for the flips", title=f"{options.default_steps} steps")
     right.set(xlabel="epochs of the in-sample members", xscale="log", title="20% flips")
     for axes in (left, right):
         axes.axhline(0.95, color="grey", linestyle=":", linewidth=1)
-        axes.legend()
+        axes.legend(fontsize="small")
     figure.tight_layout()
     RESULTS_DIR.mkdir(exist_ok=True)
     figure.savefig(RESULTS_DIR / f"{BENCHMARK}.png")
@@ -162,27 +193,33 @@ def main() -> None:
     parser.add_argument("--flip_rates", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--default_steps", type=int, default=400)
     parser.add_argument("--length_steps", type=int, nargs="*", default=[60, 125, 1600])
-    parser.add_argument("--length_seeds", type=int, nargs="+", default=[0, 1, 2], help="Seeds of the length sweep.")
+    parser.add_argument("--length_seeds", type=int, nargs="+", default=[0, 1, 2], help="Seeds of the other points.")
+    parser.add_argument("--memorise_pairs", type=int, default=400, help="A data set small enough to memorise.")
+    parser.add_argument("--memorise_steps", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--workers", type=int, default=2)
     options = parser.parse_args()
     machine = machine_description()
     points = sweep_points(options)
     jobs = [
-        {"num_pairs": options.num_pairs, "flip_rate": rate, "steps": steps, "mode": mode, "seed": seed}
-        for rate, steps in points
+        {"num_pairs": pairs, "flip_rate": rate, "steps": steps, "mode": mode, "seed": seed}
+        for pairs, rate, steps in points
         for mode in MODES
-        for seed in (options.seeds if steps == options.default_steps else options.length_seeds)
+        for seed in (
+            options.seeds if (pairs, steps) == (options.num_pairs, options.default_steps) else options.length_seeds
+        )
     ]
     outputs = run_jobs(BENCHMARK, strength_job, jobs, options.workers)
-    results = {(j["flip_rate"], j["steps"], j["mode"], j["seed"]): measures(o) for j, o in zip(jobs, outputs)}
-    batch = REWARD_TRAINING["per_device_train_batch_size"]
+    results = {
+        (j["num_pairs"], j["flip_rate"], j["steps"], j["mode"], j["seed"]): measures(o) for j, o in zip(jobs, outputs)
+    }
     lines = [
         f"Machine: {machine}",
         "",
-        f"{options.num_pairs} noise-free pairs (one source), uniform flips, {NUM_MODELS} tiny models per estimate, "
-        f"seeds {options.seeds} ({options.length_seeds} for the other lengths); mean ± 95% interval over seeds.",
+        f"Noise-free pairs (one source), uniform flips, {NUM_MODELS} tiny models per estimate, seeds {options.seeds} "
+        f"at {options.num_pairs} pairs and {options.default_steps} steps, {options.length_seeds} at the other points; "
+        "mean ± 95% interval over seeds.",
         "",
-        *table(points, results, options.num_pairs, batch),
+        *table(points, results),
     ]
     write_report(BENCHMARK, lines)
     plot(points, results, options)
