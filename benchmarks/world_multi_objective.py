@@ -632,7 +632,7 @@ def plot(results: list[dict], plain: dict, pair_counts: list[int]) -> None:
 
     from trl_more.synthetic import PROMPT_TYPE_WEIGHTS, PROMPT_TYPES
 
-    figure = Figure(figsize=(15, 3.8), dpi=100)
+    figure = Figure(figsize=(16, 4), dpi=100)
     axes = figure.subplots(1, len(PROMPT_TYPES) + 1)
     names = ["relevance", "helpfulness", "harm", "length"]
     positions = np.arange(len(names))
@@ -644,12 +644,11 @@ def plot(results: list[dict], plain: dict, pair_counts: list[int]) -> None:
             ]
             stats = [interval([r[k] for r in recovered]) for k in range(len(names))]
             means, halves = [m for m, _ in stats], [h for _, h in stats]
-            label = f"gate, debiasing {DEBIASING_NAMES[debias]}"
+            label = DEFAULT_POINT_GATES[(debias, "tuned")]
             panel.bar(positions + offset, means, 0.27, yerr=halves, capsize=2, color=color, label=label)
         panel.axhline(0, color="black", linewidth=0.6)
-        panel.set(
-            xticks=positions, xticklabels=names, title=f"{kind} prompts", ylabel="weight on f_k" if row == 0 else None
-        )
+        panel.set_xticks(positions, names, fontsize=8)
+        panel.set(title=f"{kind} prompts (scaled by c)", ylabel="weight on f_k" if row == 0 else None)
     axes[0].legend(fontsize=7)
     panel = axes[-1]
     curves = {
@@ -664,6 +663,8 @@ def plot(results: list[dict], plain: dict, pair_counts: list[int]) -> None:
     backbone = 100 * interval([r["backbone_accuracy"] for r in results])[0]
     panel.axhline(backbone, color="grey", linestyle=":", label="backbone's reward model")
     panel.set(xscale="log", xlabel="preference pairs", ylabel="gold-order accuracy (%)", title="held-out pairs")
+    panel.set_xticks(pair_counts, [str(count) for count in pair_counts])
+    panel.minorticks_off()
     panel.legend(fontsize=7)
     figure.tight_layout()
     RESULTS_DIR.mkdir(exist_ok=True)
