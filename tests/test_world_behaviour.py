@@ -29,6 +29,15 @@ from trl_more.synthetic.models import train_reward_model
 from trl_more.testing import tiny_causal_lm
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The benchmarks train on one thread per process: the same seed then gives exactly their numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # =====================================================================================================================
 # Rejection sampling and MetaRM (benchmarks/world_rejection_sampling.py, measurements 7 and 4)
 #
@@ -75,7 +84,6 @@ def rjs_world(tmp_path_factory):
     """The tokenizer, the folders of the SFT policy and of the proxy, and the proxy's pairs. Every arm loads its own
     copies from the folders: a deep copy of a model a Trainer has prepared keeps calling the original's forward
     (accelerate binds it to the instance), so its updates would not reach the copy's outputs."""
-    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("rjs-world")
     tokenizer = world_tokenizer()
     rjs_sft_policy(tokenizer).save_pretrained(folder / "policy")
@@ -258,7 +266,6 @@ def armo_run():
     )
     from trl_more.synthetic import PROMPT_TYPES
 
-    torch.set_num_threads(1)
     tokenizer = world_tokenizer()
     model = armo_backbone(tokenizer)
     test = preference_pairs(1000, seed=10_000 + ARMO_SEED)
