@@ -231,7 +231,7 @@ def test_the_trained_max_length_is_saved_with_the_model_and_read_by_every_scorer
     assert saved[TRAINING_MAX_LENGTH_ATTRIBUTE] == 24 and saved[TRAINING_TRUNCATION_MODE_ATTRIBUTE] == "keep_end"
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
-    assert input_settings(model) == InputSettings(24, "keep_end", 64)
+    assert input_settings(model) == InputSettings(24, "keep_end", 64, "hh", "[SEP]", "[PAD]", "right", "first_token")
     assert scoring_max_length(model) == 24 and scoring_max_length(model, 40) == 40  # an explicit limit wins
     pairs = toy_preference_sources(4, seed=1)["polite"]
     assert evaluate_reward_model(model, tokenizer, pairs, show_progress=False).truncation.max_length == 24

@@ -8,8 +8,8 @@ Each concept has one name, defined here once:
 - MORE's per-source loss weights are *lambda*, logged as `lambda/<source>` (`LAMBDA_METRIC_PREFIX`);
 - a pair's *preference strength* mu is in the `strength_mean` column (`STRENGTH_COLUMN`);
 - sequences longer than a limit are cut by one of `TRUNCATION_MODES`;
-- a reward model's config records the token limit and truncation mode it was trained with
-  (`TRAINING_MAX_LENGTH_ATTRIBUTE`, `TRAINING_TRUNCATION_MODE_ATTRIBUTE`; read back by `trl_more.input_settings`).
+- a reward model's config records how it reads its input (the `TRAINING_*_ATTRIBUTE` names: token limit,
+  truncation mode, rendering, EOS and pad tokens, padding side, pooling rule; read back by `trl_more.input_settings`);
 """
 
 from __future__ import annotations
@@ -18,12 +18,19 @@ from __future__ import annotations
 __all__ = [
     "LAMBDA_METRIC_PREFIX",
     "PAIR_ENCODINGS",
+    "POOLING_RULES",
+    "RENDERINGS",
     "SOURCE_COLUMN",
     "SOURCE_INDEX_COLUMN",
     "STRENGTH_COLUMN",
     "STRENGTH_DIFFERENCES_COLUMN",
     "STRENGTH_STD_COLUMN",
+    "TRAINING_EOS_TOKEN_ATTRIBUTE",
     "TRAINING_MAX_LENGTH_ATTRIBUTE",
+    "TRAINING_PADDING_SIDE_ATTRIBUTE",
+    "TRAINING_PAD_TOKEN_ATTRIBUTE",
+    "TRAINING_POOLING_ATTRIBUTE",
+    "TRAINING_RENDERING_ATTRIBUTE",
     "TRAINING_TRUNCATION_MODE_ATTRIBUTE",
     "TRUNCATION_MODES",
     "check_choice",
@@ -42,10 +49,23 @@ STRENGTH_DIFFERENCES_COLUMN = "strength_differences"
 LAMBDA_METRIC_PREFIX = "lambda/"
 # `"keep_end"` keeps the last tokens (the end of the response, where a reward is read), `"keep_start"` the first ones.
 TRUNCATION_MODES = ("keep_end", "keep_start")
-# Attributes of a reward model's config in which trl-more's reward trainers record the `max_length` and
-# `truncation_mode` it was trained with (`None`: no limit, or longer pairs dropped); saved with the model.
+# Attributes of a reward model's config in which trl-more's reward trainers record how it reads its input, saved with
+# the model: the `max_length` and `truncation_mode` it was trained with (`None`: no limit, or longer pairs dropped),
+# how its pairs were rendered (one of `RENDERINGS`), the EOS token appended to plain-text pairs, the pad token and the
+# side its batches were padded with, and where it reads the reward (one of `POOLING_RULES`). `None`: not recorded.
 TRAINING_MAX_LENGTH_ATTRIBUTE = "training_max_length"
 TRAINING_TRUNCATION_MODE_ATTRIBUTE = "training_truncation_mode"
+TRAINING_RENDERING_ATTRIBUTE = "training_rendering"
+TRAINING_EOS_TOKEN_ATTRIBUTE = "training_eos_token"
+TRAINING_PAD_TOKEN_ATTRIBUTE = "training_pad_token"
+TRAINING_PADDING_SIDE_ATTRIBUTE = "training_padding_side"
+TRAINING_POOLING_ATTRIBUTE = "training_pooling"
+# How a (prompt, response) reaches a reward model: its chat template, the Anthropic-HH transcript
+# ("\n\nHuman: ...\n\nAssistant: ..."), or other plain text; TRL appends the EOS token to plain text.
+RENDERINGS = ("chat", "hh", "plain")
+# Where a reward is read: the last token that is not padding (decoders), or the first token, which a bidirectional
+# encoder's pooler reads after every token has seen the whole sequence ([CLS]).
+POOLING_RULES = ("last_token", "first_token")
 # How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, or one row.
 PAIR_ENCODINGS = ("separate", "shared_prompt")
 

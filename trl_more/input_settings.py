@@ -1,12 +1,22 @@
 """How a reward model reads its input: recorded with the model by trl-more's trainers, read back by every scorer.
 
 A reward model scores well only the sequences it can read the way it was trained to. trl-more's reward trainers
-record in the model's config the token limit and the truncation mode they trained with (`record_input_settings`;
-the config attributes `training_max_length` and `training_truncation_mode`), so the record is saved with the model
-and travels with it. `input_settings(model)` reads it back, with the model's own limit as the fallback.
+record in the model's config how it was trained to read (`record_input_settings`; the `training_*` config attributes
+named in `trl_more.constants`), so the record is saved with the model and travels with it:
 
-Every scorer (`trl-more evaluate` and its audits, RewardBench, `trl-more strength`, the rejection-sampling scorer,
-`trl-more serve`) takes its default token limit from `scoring_max_length(model, max_length)`:
+- the token limit and the truncation mode (`training_max_length`, `training_truncation_mode`);
+- the rendering of its pairs (`training_rendering`): `"chat"` (conversations through its chat template), `"hh"`
+  (plain text in the Anthropic-HH transcript format) or `"plain"` (other plain text);
+- the EOS token TRL appends to plain-text pairs (`training_eos_token`), and the pad token and the side its batches
+  were padded with (`training_pad_token`, `training_padding_side`: TRL's preference collator pads on the right);
+- where the reward is read (`training_pooling`): `"last_token"`, the last token that is not padding (decoders; with
+  the pad token equal to the EOS token, the token before the final EOS), or `"first_token"` (bidirectional encoders:
+  the pooler reads the first token, [CLS], which has seen the whole sequence).
+
+`input_settings(model)` reads the record back, with the model's own position limit; a model from elsewhere has no
+record and gets the defaults below. Every scorer (`trl-more evaluate` and its audits, RewardBench and RM-Bench,
+`trl-more strength`, the rejection-sampling scorer, `trl-more serve`, `trl-more doctor`) takes its default token limit
+from `scoring_max_length(model, max_length)`:
 
 1. the `max_length` the user gave, when given;
 2. else the `max_length` the model was trained with, at most its position limit;
@@ -14,31 +24,70 @@ Every scorer (`trl-more evaluate` and its audits, RewardBench, `trl-more strengt
    embeddings number a sequence's positions from `padding_idx + 1` on: 514 positions read 512 tokens);
 4. else none: nothing is truncated.
 
+The truncation mode of pair scoring (`scoring_truncation_mode`) is the one given, else the recorded one, else
+`"keep_end"`; the benchmarks render with the recorded rendering unless told otherwise. A scorer told to read
+differently from the record (another `max_length`, truncation mode or rendering, a tokenizer with another EOS or pad
+token) says so in one warning (`warn_if_read_differently`) and does as told.
+
 A forward pass that fails because its sequences are longer than the model can read is re-raised as an error naming
 `--max_length` (`length_errors_explained`), never as the raw tensor-size error of the embeddings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .constants import TRAINING_MAX_LENGTH_ATTRIBUTE, TRAINING_TRUNCATION_MODE_ATTRIBUTE
+from .constants import (
+    TRAINING_EOS_TOKEN_ATTRIBUTE,
+    TRAINING_MAX_LENGTH_ATTRIBUTE,
+    TRAINING_PAD_TOKEN_ATTRIBUTE,
+    TRAINING_PADDING_SIDE_ATTRIBUTE,
+    TRAINING_POOLING_ATTRIBUTE,
+    TRAINING_RENDERING_ATTRIBUTE,
+    TRAINING_TRUNCATION_MODE_ATTRIBUTE,
+)
 
 
 __all__ = [
     "InputSettings",
     "input_settings",
     "length_errors_explained",
+    "pooling_rule",
     "position_limit",
     "record_input_settings",
+    "rendering_of",
     "scoring_max_length",
+    "scoring_truncation_mode",
+    "warn_if_read_differently",
 ]
+
+logger = logging.getLogger(__name__)
+
+# The config attribute of every recorded field of `InputSettings`.
+_RECORD_ATTRIBUTES = {
+    "trained_max_length": TRAINING_MAX_LENGTH_ATTRIBUTE,
+    "trained_truncation_mode": TRAINING_TRUNCATION_MODE_ATTRIBUTE,
+    "rendering": TRAINING_RENDERING_ATTRIBUTE,
+    "eos_token": TRAINING_EOS_TOKEN_ATTRIBUTE,
+    "pad_token": TRAINING_PAD_TOKEN_ATTRIBUTE,
+    "padding_side": TRAINING_PADDING_SIDE_ATTRIBUTE,
+    "pooling": TRAINING_POOLING_ATTRIBUTE,
+}
+# What each rendering means, for messages.
+_RENDERING_NAMES = {
+    "chat": "conversations in its chat template",
+    "hh": "plain text in the HH transcript format",
+    "plain": "plain text",
+}
+# TRL's preference collator pads every batch on the right, whatever the tokenizer's `padding_side`.
+TRAINING_PADDING_SIDE = "right"
 
 
 @dataclass(frozen=True)
@@ -50,11 +99,22 @@ class InputSettings:
         trained_truncation_mode: how longer sequences were cut in training (`None`: not recorded, or longer pairs
             were dropped).
         position_limit: the longest sequence the model can read (`None`: no known limit; see `position_limit`).
+        rendering: how its training pairs were rendered, one of `trl_more.constants.RENDERINGS` (`None`: not
+            recorded, pre-tokenized pairs, or sources rendered differently).
+        eos_token: the EOS token appended to its plain-text training pairs (`None`: not recorded, or conversations).
+        pad_token: the token its training batches were padded with.
+        padding_side: the side they were padded on (`"right"` for every trl-more trainer).
+        pooling: where it reads the reward, one of `trl_more.constants.POOLING_RULES`.
     """
 
     trained_max_length: int | None
     trained_truncation_mode: str | None
     position_limit: int | None
+    rendering: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+    padding_side: str | None = None
+    pooling: str | None = None
 
     @property
     def max_length(self) -> int | None:
@@ -71,29 +131,156 @@ class InputSettings:
             return f"max_length={self.max_length}, the one the model was trained with"
         return f"max_length={self.max_length}, the model's position limit"
 
+    @property
+    def recorded(self) -> bool:
+        """Whether a trl-more trainer recorded how the model reads (a model from elsewhere has no record)."""
+        return any(getattr(self, name) is not None for name in _RECORD_ATTRIBUTES)
 
-def record_input_settings(model: Any, max_length: int | None, truncation_mode: str | None) -> None:
-    """Record in `model.config` the `max_length` and `truncation_mode` it is trained with; `save_pretrained` saves
-    them and `input_settings` reads them back."""
-    config = model.config
-    setattr(config, TRAINING_MAX_LENGTH_ATTRIBUTE, max_length)
-    setattr(config, TRAINING_TRUNCATION_MODE_ATTRIBUTE, truncation_mode)
+    def describe(self) -> str:
+        """The reading in one sentence, for reports and messages; the defaults for a model without a record."""
+        if not self.recorded:
+            return (
+                f"no record (a model trained elsewhere): scored with the defaults, {self.describe_max_length()}, "
+                "longer sequences lose their start (keep_end), padded on the right"
+            )
+        parts = []
+        if self.rendering is not None:
+            parts.append(_RENDERING_NAMES[self.rendering])
+        if self.eos_token is not None:
+            parts.append(f"{self.eos_token!r} appended")
+        limit = f"max_length={self.trained_max_length}" if self.trained_max_length is not None else "no max_length"
+        cut = self.trained_truncation_mode or "longer pairs dropped"
+        parts.append(f"{limit} ({cut})" if self.trained_max_length is not None else limit)
+        if self.pad_token is not None or self.padding_side is not None:
+            parts.append(f"padded on the {self.padding_side or 'right'} with {self.pad_token!r}")
+        if self.pooling == "last_token":
+            skipped = " (the pad token is the EOS token: the token before the final EOS)" if self.pads_with_eos else ""
+            parts.append(f"reward read at the last token that is not padding{skipped}")
+        elif self.pooling == "first_token":
+            parts.append("reward read at the first token ([CLS], through the pooler)")
+        return "; ".join(parts)
+
+    @property
+    def pads_with_eos(self) -> bool:
+        """Whether training padded with the EOS token it appended: the reward is then read before that EOS."""
+        return self.pad_token is not None and self.pad_token == self.eos_token
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (JSON-ready), with the `max_length` scorers use by default."""
+        return {**asdict(self), "max_length": self.max_length}
+
+
+def record_input_settings(
+    model: Any,
+    tokenizer: Any,
+    max_length: int | None,
+    truncation_mode: str | None,
+    rendering: str | None = None,
+) -> InputSettings:
+    """Record in `model.config` how it is trained to read: `max_length`, `truncation_mode`, the `rendering` of its
+    pairs (see `rendering_of`), the EOS token TRL appends to plain-text pairs and the pad token of `tokenizer`, right
+    padding, and its pooling rule; `save_pretrained` saves them, `input_settings` reads them back (returned)."""
+    config = _unwrapped(model).config
+    plain_text = rendering != "chat"  # TRL appends the EOS token to every plain-text pair (pre-tokenized: unknown)
+    record = {
+        "trained_max_length": max_length,
+        "trained_truncation_mode": truncation_mode,
+        "rendering": rendering,
+        "eos_token": tokenizer.eos_token if plain_text and rendering is not None else None,
+        "pad_token": tokenizer.pad_token,
+        "padding_side": TRAINING_PADDING_SIDE,
+        "pooling": pooling_rule(model),
+    }
+    for name, value in record.items():
+        setattr(config, _RECORD_ATTRIBUTES[name], value)
+    return input_settings(model)
 
 
 def input_settings(model: Any) -> InputSettings:
     """How `model` reads its input: the record of its trainer (`record_input_settings`) and its position limit."""
     config = _unwrapped(model).config
-    return InputSettings(
-        trained_max_length=getattr(config, TRAINING_MAX_LENGTH_ATTRIBUTE, None),
-        trained_truncation_mode=getattr(config, TRAINING_TRUNCATION_MODE_ATTRIBUTE, None),
-        position_limit=position_limit(model),
-    )
+    recorded = {name: getattr(config, attribute, None) for name, attribute in _RECORD_ATTRIBUTES.items()}
+    return InputSettings(position_limit=position_limit(model), **recorded)
 
 
 def scoring_max_length(model: Any, max_length: int | None = None) -> int | None:
     """The token limit to score `model` with: `max_length` when given (the user's choice wins), else the model's
     own (`input_settings(model).max_length`; see the module docstring)."""
     return max_length if max_length is not None else input_settings(model).max_length
+
+
+def scoring_truncation_mode(model: Any, truncation_mode: str | None = None) -> str:
+    """How to cut pairs longer than the token limit: `truncation_mode` when given, else the one the model was trained
+    with, else `"keep_end"` (the end, where the reward is read; also for a model trained with longer pairs dropped)."""
+    return truncation_mode or input_settings(model).trained_truncation_mode or "keep_end"
+
+
+def pooling_rule(model: Any) -> str:
+    """Where `model` reads its reward: `"first_token"` for bidirectional encoders (their pooler reads [CLS]),
+    `"last_token"` (the last token that is not padding) otherwise, as transformers' sequence classifiers do."""
+    from .pair_encoding import encodes_bidirectionally
+
+    return "first_token" if encodes_bidirectionally(_unwrapped(model)) else "last_token"
+
+
+# The tags of an HH transcript, with or without the blank lines of trl-more's own sources.
+_HH_TAGS = ("Human:", "Assistant:")
+
+
+def rendering_of(data: Any) -> str | None:
+    """How preference pairs are rendered, read off their first row: `"chat"` (conversations), `"hh"` (plain text with
+    the HH transcript's tags), `"plain"` (other plain text); `None` for pre-tokenized pairs, no rows, or sources
+    (a mapping of data sets) rendered differently."""
+    if isinstance(data, Mapping):
+        found = {rendering_of(dataset) for dataset in data.values()}
+        return found.pop() if len(found) == 1 else None
+    row = next(iter(data), None)
+    if row is None or "chosen" not in row:
+        return None
+    text = row["chosen"] if "prompt" not in row else row["prompt"]
+    if isinstance(text, list):
+        return "chat"
+    return "hh" if all(tag in text for tag in _HH_TAGS) else "plain"
+
+
+def warn_if_read_differently(
+    model: Any,
+    tokenizer: Any = None,
+    *,
+    where: str,
+    max_length: int | None = None,
+    truncation_mode: str | None = None,
+    rendering: str | None = None,
+) -> list[str]:
+    """Log one warning when `model` is told to read differently from its record (see the module docstring): an
+    explicit `max_length`, `truncation_mode` or `rendering` other than the recorded one, or a `tokenizer` whose EOS or
+    pad token differs from the recorded ones. `where` names the scorer. Returns the differences (empty: none, or no
+    record)."""
+    settings = input_settings(model)
+    differences = []
+    if max_length is not None and settings.trained_max_length not in (None, max_length):
+        differences.append(f"max_length={max_length} (trained with {settings.trained_max_length})")
+    trained_mode = settings.trained_truncation_mode
+    if truncation_mode is not None and trained_mode is not None and truncation_mode != trained_mode:
+        differences.append(f"truncation_mode={truncation_mode!r} (trained with {trained_mode!r})")
+    if rendering is not None and settings.rendering is not None and rendering != settings.rendering:
+        differences.append(f"{_RENDERING_NAMES[rendering]} (trained on {_RENDERING_NAMES[settings.rendering]})")
+    if tokenizer is not None and settings.eos_token is not None and tokenizer.eos_token != settings.eos_token:
+        differences.append(
+            f"the tokenizer's EOS token {tokenizer.eos_token!r} (trained with {settings.eos_token!r} appended to "
+            "every plain-text pair)"
+        )
+    if tokenizer is not None and settings.pad_token is not None and tokenizer.pad_token != settings.pad_token:
+        differences.append(
+            f"the pad token {tokenizer.pad_token!r} (trained with {settings.pad_token!r}: the reward is read at the "
+            "last token that is not padding, so another pad token can move it)"
+        )
+    if differences:
+        logger.warning(
+            f"{where}: the model is read differently from how it was trained: {'; '.join(differences)}. Leave these "
+            "settings unset to read it as its record says (docs/preflight.md, 'How a model reads its input')."
+        )
+    return differences
 
 
 def position_limit(model: Any) -> int | None:

@@ -207,7 +207,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
         predictions = model.regression_layer(features(test, "Test features").to(model.regression_layer.weight))
     r2 = r2_per_objective(predictions, test["labels"], train["labels"], objectives)
     model.config.evaluation_results = {f"held-out R^2 ({rating_name})": r2}
-    record_input_settings(model, max_length, training_args.truncation_mode)
+    record_input_settings(model, tokenizer, max_length, training_args.truncation_mode)
     print("Held-out R^2 per objective:", {name: round(value, 4) for name, value in r2.items()})
     _save(model, tokenizer, training_args)
 

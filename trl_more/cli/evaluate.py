@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from trl import TrlParser
 
-from ..constants import TRUNCATION_MODES
+from ..constants import TRUNCATION_MODES, check_choice
 from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, evaluate_reward_model, fit_temperature
 from ..metrics.benchmark_scoring import TEMPLATES
 from ..rewards.calibration import ENSEMBLE_CALIBRATIONS, fit_reward_statistics, set_reward_statistics
@@ -64,8 +64,10 @@ class EvaluateConfig:
             tables). `None`: the model's own limit, the `max_length` it was trained with (recorded in its config by
             trl-more's trainers) or else its position limit (e.g. 512 for BERT-style encoders); nothing is truncated
             only for a model with neither.
-        truncation_mode (`str`, *optional*, defaults to `"keep_end"`):
-            `keep_end` keeps the last `max_length` tokens (where the reward is read), `keep_start` the first.
+        truncation_mode (`str` or `None`, *optional*, defaults to `None`):
+            `keep_end` keeps the last `max_length` tokens (where the reward is read), `keep_start` the first. `None`:
+            the one the model was trained with (its reading record, docs/preflight.md), else `keep_end`. A
+            `max_length` or `truncation_mode` other than the recorded one is used, with a warning.
         n_bins (`int`, *optional*, defaults to `10`):
             Bins of the calibration errors (ECE, ACE, MCE).
         outlier_threshold (`float`, *optional*, defaults to `5.0`):
@@ -171,9 +173,12 @@ class EvaluateConfig:
             "Default: the max_length the model was trained with, else its position limit."
         },
     )
-    truncation_mode: str = field(
-        default="keep_end",
-        metadata={"help": "keep_end (the end, where the reward is read) or keep_start.", "choices": TRUNCATION_MODES},
+    truncation_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "keep_end (the end, where the reward is read) or keep_start. Default: the one the model was "
+            "trained with, else keep_end."
+        },
     )
     n_bins: int = field(default=10, metadata={"help": "Bins of the calibration errors."})
     outlier_threshold: float = field(
@@ -247,6 +252,8 @@ class EvaluateConfig:
     )
 
     def __post_init__(self):
+        if self.truncation_mode is not None:
+            check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
         if not self.sources and self.rewardbench is None and self.rmbench is None and self.best_of_n is None:
             raise ValueError(
                 "Give preference sources to score (`--sources NAME=PATH ...`), a benchmark (`--rewardbench`, "
@@ -305,13 +312,34 @@ def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> 
     return sources
 
 
-def main(config: EvaluateConfig) -> RewardEvaluation | None:
-    import torch
+def load_scored_model(
+    path: str, dtype: Any, device: str, eos_token: str | None = None, trust_remote_code: bool = False
+) -> tuple[Any, Any]:
+    """A saved reward model (one output) on `device` and its tokenizer, with `eos_token` set on the tokenizer when
+    given (e.g. `[SEP]` for BERT-style encoders, as `RewardConfig.eos_token` does in training)."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..input_settings import input_settings
+    from ..pretrained import load_tokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, dtype=dtype, trust_remote_code=trust_remote_code
+    ).to(device)
+    if model.config.num_labels != 1:
+        raise ValueError(f"{path} has {model.config.num_labels} outputs; a reward model has one (`num_labels=1`).")
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    if eos_token is not None:
+        if eos_token not in tokenizer.get_vocab():
+            raise ValueError(f"`--eos_token {eos_token}` is not in the vocabulary of {path}.")
+        tokenizer.eos_token = eos_token
+    return model, tokenizer
+
+
+def main(config: EvaluateConfig) -> RewardEvaluation | None:
+    import torch
+
+    from ..input_settings import input_settings, warn_if_read_differently
     from ..metrics import set_reward_temperature
-    from ..pretrained import check_model_reference, load_tokenizer
+    from ..pretrained import check_model_reference
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:  # every process would score everything on one device and write the same files
@@ -328,20 +356,16 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.model, dtype=dtype, trust_remote_code=config.trust_remote_code
-    ).to(device)
-    if model.config.num_labels != 1:
-        raise ValueError(
-            f"{config.model} has {model.config.num_labels} outputs; a reward model has one (`num_labels=1`)."
-        )
-    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
-    if config.eos_token is not None:
-        if config.eos_token not in tokenizer.get_vocab():
-            raise ValueError(f"`--eos_token {config.eos_token}` is not in the vocabulary of {config.model}.")
-        tokenizer.eos_token = config.eos_token
+    model, tokenizer = load_scored_model(config.model, dtype, device, config.eos_token, config.trust_remote_code)
     if config.max_length is None:
         print(f"Scoring with {input_settings(model).describe_max_length()} (set --max_length to change it).")
+    warn_if_read_differently(
+        model,
+        tokenizer,
+        where="trl-more evaluate",
+        max_length=config.max_length,
+        truncation_mode=config.truncation_mode,
+    )
 
     def evaluate(sources: dict, temperature: float | None = None) -> RewardEvaluation:
         return evaluate_reward_model(

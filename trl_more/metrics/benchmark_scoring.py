@@ -114,11 +114,21 @@ def load_benchmark_data(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def resolve_template(tokenizer: PreTrainedTokenizerBase, chat_template: str) -> str:
-    """`"chat"`, `"hh"` or `"plain"`: `chat_template` with `"auto"` resolved for this tokenizer."""
+def resolve_template(tokenizer: PreTrainedTokenizerBase, chat_template: str, model: nn.Module | None = None) -> str:
+    """`"chat"`, `"hh"` or `"plain"`: `chat_template` with `"auto"` resolved for this tokenizer and `model`: the
+    rendering of its training pairs when its reading record has one (`trl_more.input_settings`), else the chat
+    template when the tokenizer has one, else `"hh"`. An explicit template other than the recorded rendering is
+    used, with a warning."""
+    from ..input_settings import input_settings, warn_if_read_differently
+
     check_choice("chat_template", chat_template, TEMPLATES)
+    recorded = input_settings(model).rendering if model is not None else None
     if chat_template == "auto":
+        if recorded is not None and (recorded != "chat" or tokenizer.chat_template):
+            return recorded
         return "chat" if tokenizer.chat_template else "hh"
+    if model is not None:
+        warn_if_read_differently(model, where="benchmark scoring", rendering=chat_template)
     if chat_template == "chat" and not tokenizer.chat_template:
         raise ValueError(
             "`chat_template='chat'` but the tokenizer has no chat template; use 'hh' (the Human/Assistant transcript), "
@@ -194,7 +204,9 @@ def score_sequences(
 ) -> ScoredSequences:
     """Score every (prompts[i], responses[i]) with a reward model, each rendered as the model reads it.
 
-    With `chat_template="chat"` (what `"auto"` picks when the tokenizer has a chat template) the prompt is a user
+    `"auto"` renders as the model's training pairs were rendered, when its reading record says
+    (`trl_more.input_settings`), else as `"chat"` when the tokenizer has a chat template and as `"hh"` otherwise.
+    With `chat_template="chat"` the prompt is a user
     message and the response an assistant message of the tokenizer's chat template; with `"hh"` it is the HH
     transcript `"\\n\\nHuman: {prompt}\\n\\nAssistant: {response}"` (stripped as trl-more's data sources are, plus the
     eos token, as TRL's reward trainer appends it); with `"plain"` the prompt is passed as given (a text followed by
@@ -208,7 +220,7 @@ def score_sequences(
     from ..input_settings import scoring_max_length
     from ..rewards.scoring import RewardModelScorer, align_pad_token
 
-    template = resolve_template(tokenizer, chat_template)
+    template = resolve_template(tokenizer, chat_template, model)
     prompts = [render_prompt(prompt, template) for prompt in prompts]
     if template == "hh":
         responses = [render_response(response) for response in responses]

@@ -208,7 +208,7 @@ def evaluate_reward_model(
     datasets: Mapping[str, Dataset] | Dataset,
     batch_size: int = 8,
     max_length: int | None = None,
-    truncation_mode: str = "keep_end",
+    truncation_mode: str | None = None,
     n_bins: int = 10,
     outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
     temperature: float | None = None,
@@ -234,6 +234,7 @@ def evaluate_reward_model(
             `.truncation`. `None`: the model's own limit, the `max_length` it was trained with (recorded by
             trl-more's trainers) or else its position limit (`trl_more.input_settings.scoring_max_length`).
         truncation_mode: `"keep_end"` keeps the last tokens (where the reward is read), `"keep_start"` the first.
+            `None`: the one the model was trained with, else `"keep_end"` (`scoring_truncation_mode`).
         n_bins: bins of the calibration errors.
         outlier_threshold: reward differences beyond +-this count as outliers.
         temperature: rewards are divided by it; `None` uses `model.config.reward_temperature` when a temperature was
@@ -248,7 +249,7 @@ def evaluate_reward_model(
     """
     import torch
 
-    from ..input_settings import scoring_max_length
+    from ..input_settings import scoring_max_length, scoring_truncation_mode
 
     if isinstance(datasets, Mapping):
         datasets = dict(datasets)
@@ -258,6 +259,7 @@ def evaluate_reward_model(
         raise TypeError(f"`datasets` must be a dict of `{{source: Dataset}}` or a Dataset, not {type(datasets)}.")
     if not datasets:
         raise ValueError("`datasets` is empty: give at least one `{source: Dataset}` entry.")
+    truncation_mode = scoring_truncation_mode(model, truncation_mode)
     check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")

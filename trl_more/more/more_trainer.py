@@ -24,7 +24,7 @@ from ..constants import SOURCE_INDEX_COLUMN
 from ..data.resampling import resample_sources
 from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
-from ..input_settings import record_input_settings
+from ..input_settings import record_input_settings, rendering_of
 from ..losses import pairwise_loss, split_rewards
 from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
 from ..metrics.benchmark_scoring import benchmark_tables
@@ -167,6 +167,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
 
+        rendering = rendering_of(train_dataset) if isinstance(train_dataset, (Mapping, Dataset)) else None
         self.sources: list[str] = []
         self.flipped_pairs: dict[str, int] = {}  # training pairs flipped per source (the noisy-preference option)
         if isinstance(train_dataset, (Mapping, Dataset, IterableDataset)):  # other types get TRL's own error
@@ -207,7 +208,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             peft_config=peft_config,
         )
         keep_4bit_weights_trainable(self.model)  # training resumes after every evaluation
-        record_input_settings(self.model, args.max_length, args.truncation_mode)  # saved with the model
+        # How the model reads its input, saved with it and read back by every scorer (trl_more.input_settings).
+        record_input_settings(self.model, self.processing_class, args.max_length, args.truncation_mode, rendering)
 
         if self.accelerator.num_processes > 1 and self.accelerator.distributed_type == DistributedType.NO:
             raise ValueError(

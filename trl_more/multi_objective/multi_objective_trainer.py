@@ -15,7 +15,7 @@ from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer, is_conversational
 
 from .._compat import DataCollatorForPreference, dataset_column_names, keep_batch_columns, trainer_metrics
-from ..input_settings import record_input_settings
+from ..input_settings import record_input_settings, rendering_of
 from ..losses import pairwise_loss, split_rewards
 from ..pair_encoding import encodes_bidirectionally
 from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
@@ -137,6 +137,7 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             model_name = model if isinstance(model, str) else model.config.name_or_path
             args = MultiObjectiveRewardConfig(f"{os.path.basename(str(model_name)) or 'model'}-gate")
         args = convert_config(args, MultiObjectiveRewardConfig, RewardConfig)
+        rendering = rendering_of(train_dataset) if isinstance(train_dataset, Dataset) else None
         super().__init__(
             model=model,
             args=args,
@@ -151,7 +152,8 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         )
         _check_is_multi_objective(self.model)
-        record_input_settings(self.model, args.max_length, args.truncation_mode)  # saved with the model
+        # How the model reads its input, saved with it and read back by every scorer (trl_more.input_settings).
+        record_input_settings(self.model, self.processing_class, args.max_length, args.truncation_mode, rendering)
         self._num_train_tokens = 0
         self.model.set_trainable(backbone=False, regression=False, gate=True)
         if data_collator is None:

@@ -290,7 +290,7 @@ def estimate_preference_strength(
                 trainer.processing_class,
                 {"pairs": pairs.select(score_rows), **(held_out or {})},
                 batch_size=score_batch_size or args.per_device_eval_batch_size,
-                truncation_mode=args.truncation_mode or "keep_end",
+                truncation_mode=args.truncation_mode,  # None: as recorded in training, else keep_end
                 show_progress=False,
             )
             margins = {name: values.tolist() for name, values in scored.margins.items()}

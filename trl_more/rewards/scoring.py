@@ -17,7 +17,7 @@ from transformers.utils import logging
 from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..constants import check_choice
-from ..input_settings import length_errors_explained, scoring_max_length
+from ..input_settings import length_errors_explained, scoring_max_length, warn_if_read_differently
 from ..more.reward_head import find_reward_head
 from ..pair_encoding import PAIR_ENCODINGS, encode_shared_prompt, encodes_bidirectionally, rewards_at
 from ..pretrained import load_tokenizer
@@ -145,6 +145,8 @@ class RewardModelScorer:
         self.std_coef = std_coef
         self.batch_size = batch_size
         self.max_lengths = [scoring_max_length(model, max_length) for model in self.models]
+        for index, (model, tokenizer) in enumerate(zip(self.models, self.tokenizers)):
+            warn_if_read_differently(model, tokenizer, where=f"reward model {index}", max_length=max_length)
         self.device = device
         self.sort_by_length = sort_by_length
         self.show_progress = show_progress

@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .._compat import pad
 from ..batching import length_sorted_batches
-from ..input_settings import length_errors_explained, scoring_max_length
+from ..input_settings import input_settings, length_errors_explained, scoring_max_length, warn_if_read_differently
 from ..tokenization import tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
 
@@ -51,6 +51,10 @@ class ServedModel:
         device: torch.device | str,
     ):
         self.name = name
+        # How the model was trained to read (`trl_more.input_settings`): told otherwise, the server says so once.
+        self.reading = input_settings(model)
+        warn_if_read_differently(model, tokenizer, where=f"trl-more serve ({name})", max_length=max_length)
+        self._renderings_warned: set[str] = set()
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.max_length = max_length if max_length is not None else _served_max_length(model)
@@ -92,7 +96,12 @@ class ServedModel:
         return cls(name, model, tokenizer, max_length, batch_size, device)
 
     def describe(self) -> dict[str, Any]:
-        return {"objectives": self.objectives, "temperature": self.temperature, "max_length": self.max_length}
+        return {
+            "objectives": self.objectives,
+            "temperature": self.temperature,
+            "max_length": self.max_length,
+            "reading": self.reading.to_dict(),
+        }
 
     def tokenize(self, prompt: str | list[dict[str, Any]], response: str) -> tuple[list[int], int]:
         """Token ids of an item and its prompt length, as the model was trained on it; `ValueError` when it cannot
@@ -101,6 +110,7 @@ class ServedModel:
             raise ValueError("the response is empty")
         if not prompt:
             raise ValueError("the prompt is empty")
+        self._warn_if_rendered_differently(prompt)
         ids, prompt_length = tokenize_scored_response(self.tokenizer, prompt, response)
         if len(ids) > self.max_length:
             raise ValueError(
@@ -109,6 +119,16 @@ class ServedModel:
                 "longer sequences"
             )
         return ids, prompt_length
+
+    def _warn_if_rendered_differently(self, prompt: str | list[dict[str, Any]]) -> None:
+        """One warning per rendering when requests come rendered otherwise than the model's training pairs (a
+        conversation for a model trained on plain text, or the reverse)."""
+        rendering = "chat" if isinstance(prompt, list) else "plain"
+        trained = self.reading.rendering
+        if trained is None or (rendering == "chat") == (trained == "chat") or rendering in self._renderings_warned:
+            return
+        self._renderings_warned.add(rendering)
+        warn_if_read_differently(self.model, where=f"trl-more serve ({self.name})", rendering=rendering)
 
     def check_weights(self, weights: Mapping[str, float] | None) -> None:
         """Refuse steering weights the model cannot take."""
