@@ -10,6 +10,7 @@ Each concept has one name, defined here once:
 - sequences longer than a limit are cut by one of `TRUNCATION_MODES`;
 - a reward model's config records how it reads its input (the `TRAINING_*_ATTRIBUTE` names: token limit,
   truncation mode, rendering, EOS and pad tokens, padding side, pooling rule; read back by `trl_more.input_settings`);
+- a trainer's pre-flight checks run in one of `PREFLIGHT_MODES` (`trl_more.preflight`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "LAMBDA_METRIC_PREFIX",
     "PAIR_ENCODINGS",
     "POOLING_RULES",
+    "PREFLIGHT_MODES",
     "RENDERINGS",
     "SOURCE_COLUMN",
     "SOURCE_INDEX_COLUMN",
@@ -66,6 +68,9 @@ RENDERINGS = ("chat", "hh", "plain")
 # Where a reward is read: the last token that is not padding (decoders), or the first token, which a bidirectional
 # encoder's pooler reads after every token has seen the whole sequence ([CLS]).
 POOLING_RULES = ("last_token", "first_token")
+# What a trainer does with the findings of its pre-flight checks: raise on errors (warnings logged), log everything
+# as warnings, or skip the checks.
+PREFLIGHT_MODES = ("error", "warn", "off")
 # How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, or one row.
 PAIR_ENCODINGS = ("separate", "shared_prompt")
 

@@ -40,10 +40,11 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-__all__ = ["AuditReport", "audit_reward_model"]
+__all__ = ["TRUNCATED_SHARE_WARNING", "AuditReport", "audit_reward_model", "sequence_rewards"]
 
 LENGTH_BINS = (-np.inf, -64, -16, -1, 0, 16, 64, np.inf)  # edges of the (chosen - rejected) length difference
 LENGTH_CORRELATION_WARNING = 0.3
+TRUNCATED_SHARE_WARNING = 0.05  # a larger share of truncated pairs is reported
 
 
 @dataclass
@@ -120,20 +121,21 @@ def audit_reward_model(
     max_length: int | None = None,
     tolerance: float = 1e-3,
     show_progress: bool = False,
-    truncation_mode: str = "keep_end",
+    truncation_mode: str | None = None,
 ) -> AuditReport:
     """Run every audit on every source (see the module docstring) and return the report.
 
     Pairs are tokenized and truncated as in `evaluate_reward_model`: sequences longer than `max_length` (`None`: the
-    model's own limit, see `trl_more.input_settings.scoring_max_length`) are cut as `truncation_mode` says, and
-    counted. `tolerance` bounds the reward changes of the invariance checks, relative to the standard deviation of
+    model's own limit, see `trl_more.input_settings.scoring_max_length`) are cut as `truncation_mode` says (`None`:
+    as the model was trained, else `"keep_end"`), and counted. `tolerance` bounds the reward changes of the invariance checks, relative to the standard deviation of
     the source's rewards (1e-3 suits float32; bf16 models need about 1e-2).
     """
     import torch
 
-    from ..input_settings import scoring_max_length
+    from ..input_settings import scoring_max_length, scoring_truncation_mode
     from .evaluation import _preference_collator, _tokenized_pairs
 
+    truncation_mode = scoring_truncation_mode(model, truncation_mode)
     check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
     pad_token_id = _preference_collator(model, processing_class).pad_token_id
     max_length = scoring_max_length(model, max_length)
@@ -147,10 +149,10 @@ def audit_reward_model(
                     dataset, processing_class, str(source), max_length, truncation_mode
                 )
                 sequences = chosen + rejected
-                rewards = _rewards(model, sequences, pad_token_id, batch_size, "right")
-                one_by_one = _rewards(model, sequences, pad_token_id, 1, "right")
-                left = _rewards(model, sequences, pad_token_id, batch_size, "left")
-                swapped = _rewards(model, rejected + chosen, pad_token_id, batch_size, "right")
+                rewards = sequence_rewards(model, sequences, pad_token_id, batch_size, "right")
+                one_by_one = sequence_rewards(model, sequences, pad_token_id, 1, "right")
+                left = sequence_rewards(model, sequences, pad_token_id, batch_size, "left")
+                swapped = sequence_rewards(model, rejected + chosen, pad_token_id, batch_size, "right")
                 checks[str(source)] = _source_checks(chosen, rejected, rewards, one_by_one, left, swapped, truncated)
                 failures[str(source)] = _failures(checks[str(source)], tolerance, max_length, truncation_mode)
     finally:
@@ -158,7 +160,9 @@ def audit_reward_model(
     return AuditReport(checks, failures, tolerance, max_length, truncation_mode)
 
 
-def _rewards(model, sequences: list[list[int]], pad_token_id: int, batch_size: int, padding_side: str) -> np.ndarray:
+def sequence_rewards(
+    model, sequences: list[list[int]], pad_token_id: int, batch_size: int, padding_side: str
+) -> np.ndarray:
     """The reward of every sequence, in batches of `batch_size` in the given order, padded on `padding_side`."""
     import torch
 
@@ -235,7 +239,7 @@ def _failures(row: dict[str, Any], tolerance: float, max_length: int | None, tru
             f"ties: {100 * row['tie_share']:.1f}% of the pairs have equal rewards ({100 * row['identical_share']:.1f}% "
             "identical chosen and rejected sequences): they count as errors; clean the data or report them apart"
         )
-    if row["truncated_share"] > 0.05:
+    if row["truncated_share"] > TRUNCATED_SHARE_WARNING:
         lost = (
             "their beginning; raise max_length if the prompts matter"
             if truncation_mode == "keep_end"

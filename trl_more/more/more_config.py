@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..constants import SOURCE_COLUMN, STRENGTH_COLUMN, TRUNCATION_MODES, check_choice
+from ..constants import PREFLIGHT_MODES, SOURCE_COLUMN, STRENGTH_COLUMN, TRUNCATION_MODES, check_choice
 from ..pair_encoding import PAIR_ENCODINGS
 from ..trainer_utils import choose_mixed_precision
 
@@ -52,6 +52,12 @@ class MORERewardConfig(RewardConfig):
             mask under which each response sees the prompt and never the other response, so the prompt is computed
             once and a batch pays less padding; the rewards equal those of separate encoding (docs/pair_encoding.md).
             Bidirectional encoders (BERT-style) keep separate encoding, with an info line.
+        preflight (`str`, *optional*, defaults to `"error"`):
+            The pre-flight checks `train()` runs before the first step, on a small sample of every source (seconds;
+            docs/preflight.md): where the reward is read, rewards that change with padding or the batch, a duplicated
+            BOS, pairs made identical by truncation, truncated and empty sources, NaN margins, a LoRA score head that
+            is not trained or saved. `"error"` raises on what makes training meaningless and logs the other findings
+            as warnings, `"warn"` logs every finding and trains, `"off"` skips the checks.
 
         > Parameters that control lambda, the per-source loss weights
 
@@ -150,6 +156,14 @@ class MORERewardConfig(RewardConfig):
         default="separate",
         metadata={"help": "separate (TRL's) or shared_prompt (one row per pair, the prompt encoded once; decoders)."},
     )
+    preflight: str = field(
+        default="error",
+        metadata={
+            "help": "Pre-flight checks before the first step: `error` (raise on what makes training meaningless), "
+            "`warn` (log every finding) or `off`.",
+            "choices": list(PREFLIGHT_MODES),
+        },
+    )
     lambda_method: str = field(
         default="min_norm",
         metadata={
@@ -228,6 +242,7 @@ class MORERewardConfig(RewardConfig):
         super().__post_init__()
         check_choice("lambda_method", self.lambda_method, LAMBDA_METHODS)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
+        check_choice("preflight", self.preflight, PREFLIGHT_MODES)
         check_choice("gradient_normalization", self.gradient_normalization, GRADIENT_NORMALIZATIONS)
         if isinstance(self.truncation_mode, str) and self.truncation_mode.lower() in ("none", "null", ""):
             self.truncation_mode = None  # the command line passes the value as a string

@@ -43,6 +43,7 @@ from ..pair_encoding import (
     encodes_bidirectionally,
     rewards_at,
 )
+from ..preflight.training import preflight_before_training
 from ..tokenization import truncate
 from ..trainer_utils import CheckpointedState, CheckpointingMixin, check_global_batch_size, convert_config
 from .lambdas import MinNormLambda
@@ -169,6 +170,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
         rendering = rendering_of(train_dataset) if isinstance(train_dataset, (Mapping, Dataset)) else None
         self.sources: list[str] = []
+        self.preflight_report = None  # set by `train()` (see `trl_more.preflight`)
+        self._untruncated_train: Dataset | IterableDataset | None = None  # what the pre-flight checks sample
         self.flipped_pairs: dict[str, int] = {}  # training pairs flipped per source (the noisy-preference option)
         if isinstance(train_dataset, (Mapping, Dataset, IterableDataset)):  # other types get TRL's own error
             train_dataset, self.sources = attach_source_indices(train_dataset, args.source_column)
@@ -301,6 +304,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         without_limit = copy.copy(args)
         without_limit.max_length = None
         dataset = super()._prepare_dataset(dataset, processing_class, without_limit, dataset_name)
+        if dataset_name == "train":
+            self._untruncated_train = dataset
         if args.max_length is not None:
             dataset = self._fit_to_max_length(dataset, args.max_length, args.truncation_mode, dataset_name)
         if dataset_name == "train" and isinstance(dataset, Dataset):
@@ -457,6 +462,16 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
             num_sources=self.num_sources,
         )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Training
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None):
+        """`Trainer.train`, after the pre-flight checks of `args.preflight` (docs/preflight.md); their report is kept
+        in `preflight_report`."""
+        self.preflight_report = preflight_before_training(self, self._untruncated_train, self.sources)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loss

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..constants import PAIR_ENCODINGS, TRUNCATION_MODES, check_choice
+from ..constants import PAIR_ENCODINGS, PREFLIGHT_MODES, TRUNCATION_MODES, check_choice
 from ..trainer_utils import choose_mixed_precision
 
 
@@ -38,6 +38,11 @@ class MultiObjectiveRewardConfig(RewardConfig):
             How a pair longer than `max_length` is shortened: `"keep_start"` cuts the end of the response (the gate
             still sees the whole prompt; a prompt longer than `max_length` is an error), `"keep_end"` cuts the start
             of the prompt. No pair is dropped.
+        preflight (`str`, *optional*, defaults to `"error"`):
+            The pre-flight checks `train()` runs before the first step on a sample of the training pairs (seconds;
+            docs/preflight.md): rewards that change with padding or the batch, a duplicated BOS, pairs made identical
+            by truncation, truncated pairs, NaN margins. `"error"` raises on what makes training meaningless and
+            logs the other findings as warnings, `"warn"` logs every finding and trains, `"off"` skips the checks.
 
     > [!NOTE]
     > These parameters have default values different from [`~trl.RewardConfig`]:
@@ -82,10 +87,20 @@ class MultiObjectiveRewardConfig(RewardConfig):
         },
     )
 
+    preflight: str = field(
+        default="error",
+        metadata={
+            "help": "Pre-flight checks before the first step: `error` (raise on what makes training meaningless), "
+            "`warn` (log every finding) or `off`.",
+            "choices": list(PREFLIGHT_MODES),
+        },
+    )
+
     def __post_init__(self):
         choose_mixed_precision(self)
         super().__post_init__()
         check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
+        check_choice("preflight", self.preflight, PREFLIGHT_MODES)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
         if self.pair_encoding == "shared_prompt" and not self.cache_features:
             raise ValueError(

@@ -18,6 +18,7 @@ from .._compat import DataCollatorForPreference, dataset_column_names, keep_batc
 from ..input_settings import record_input_settings, rendering_of
 from ..losses import pairwise_loss, split_rewards
 from ..pair_encoding import encodes_bidirectionally
+from ..preflight.training import preflight_before_training
 from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
 from ..trainer_utils import CheckpointingMixin, convert_config
 from .features import SequenceFeatures, extract_features, extract_pair_features
@@ -138,6 +139,8 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             args = MultiObjectiveRewardConfig(f"{os.path.basename(str(model_name)) or 'model'}-gate")
         args = convert_config(args, MultiObjectiveRewardConfig, RewardConfig)
         rendering = rendering_of(train_dataset) if isinstance(train_dataset, Dataset) else None
+        self.preflight_report = None  # set by `train()` (see `trl_more.preflight`)
+        self._untruncated_train: Dataset | None = None  # what the pre-flight checks sample
         super().__init__(
             model=model,
             args=args,
@@ -191,6 +194,8 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         finally:
             args.max_length = max_length
+        if dataset_name == "train":
+            self._untruncated_train = dataset
         return dataset.map(
             _with_prompt_lengths,
             with_indices=True,
@@ -198,6 +203,12 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             remove_columns=["prompt_ids"] if explicit_prompt else None,
             **_map_options(dataset, f"Finding prompt lengths of {dataset_name} pairs"),
         )
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None):
+        """`Trainer.train`, after the pre-flight checks of `args.preflight` (docs/preflight.md); their report is kept
+        in `preflight_report`."""
+        self.preflight_report = preflight_before_training(self, self._untruncated_train)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
