@@ -21,6 +21,10 @@ SUBCOMMANDS = {
     "armo": ("trl_more.cli.armo", "multi-objective reward model with a gate (ArmoRM): stage 1 ratings, stage 2 gate"),
     "strength": ("trl_more.cli.strength", "preference strength of every pair from an ensemble of reward models"),
     "serve": ("trl_more.cli.serve", "serve reward models over HTTP (OpenRLHF's schema and calibrated scores)"),
+    "doctor": (
+        "trl_more.cli.doctor",
+        "pre-flight checks and audits of a reward model on preference data, no training",
+    ),
 }
 
 
