@@ -10,7 +10,8 @@ takes seconds: the token checks on up to `TOKEN_SAMPLE` pairs per source, the ch
   `max_length` and the `truncation_mode` that would keep them apart), the share of pairs longer than `max_length`;
 - reading: the position each sequence's reward is read at (decoders: the last token that is not padding, never the
   padding or the prompt; with the pad token equal to the EOS token, the token before the final EOS), and the same
-  pairs' rewards scored alone, in a right-padded batch (as the trainers' collators pad) and in a left-padded one.
+  pairs' rewards in a right-padded batch (as the trainers' collators pad), in a left-padded one, and alone (the
+  `ALONE_SAMPLE` shortest sequences: the most padded ones).
 
 The PEFT checks live in `trl_more.preflight.peft_checks`.
 """
@@ -42,6 +43,7 @@ __all__ = [
 
 TOKEN_SAMPLE = 512  # pairs per source for the token checks
 MODEL_SAMPLE = 4  # pairs per source for the checks that run the model
+ALONE_SAMPLE = 4  # of their sequences, scored one at a time as well
 # A source with at least this share of its pairs made identical by truncation is an error (most of it teaches
 # nothing); any smaller share is a warning.
 IDENTICAL_SHARE_ERROR = 0.5
@@ -407,10 +409,12 @@ def _check_padding_invariance(
     pad_token_id = _preference_collator(model, tokenizer).pad_token_id
     batch = len(sequences)
     right = sequence_rewards(model, sequences, pad_token_id, batch, "right")
-    alone = sequence_rewards(model, sequences, pad_token_id, 1, "right")
     left = sequence_rewards(model, sequences, pad_token_id, batch, "left")
+    # Scored alone: the most padded sequences of the batch (the shortest), where padding read as content shows most.
+    shortest = np.argsort([len(ids) for ids in sequences], kind="stable")[:ALONE_SAMPLE]
+    alone = sequence_rewards(model, [sequences[row] for row in shortest], pad_token_id, 1, "right")
     spread = max(float(right.std()), 1e-12)
-    batch_change = float(np.abs(alone - right).max() / spread)
+    batch_change = float(np.abs(alone - right[shortest]).max() / spread)
     left_change = float(np.abs(left - right).max() / spread)
     measured = report.measured.setdefault("(model)", {})
     measured["reward change: batch vs alone"] = batch_change
