@@ -21,6 +21,7 @@ from transformers import AutoModelForSequenceClassification
 from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
+from trl_more.preflight import PreflightError
 from trl_more.testing import (
     DECODER_ARCHITECTURES,
     PREFERENCE_FORMATS,
@@ -359,15 +360,26 @@ def test_train_model_dtype(tmp_path, model_path, sources):
 
 @pytest.mark.parametrize("sources", [None, SOURCES], ids=["single_source", "multi_source"])
 def test_train_with_peft_config_as_trl_tests_it(tmp_path, model_path, sources):
-    """TRL's check with a bare `LoraConfig()`: base weights unchanged, every adapter weight changed."""
+    """TRL's check with a bare `LoraConfig()`: base weights unchanged, every adapter weight changed.
+
+    The causal LM's new score head is then neither trained nor saved, so the pre-flight checks refuse the run by
+    default (docs/preflight.md); with `preflight="warn"` it trains as TRL's trainer does."""
     path = model_path("qwen2")
     base_names = {
         f"base_model.model.{name}"
         for name, _ in AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).named_parameters()
     }
-    trainer = MORERewardTrainer(
+    refused = MORERewardTrainer(
         model=path,
         args=make_args(tmp_path),
+        train_dataset=preference_dataset(sources=sources),
+        peft_config=LoraConfig(),
+    )
+    with pytest.raises(PreflightError, match="modules_to_save"):
+        refused.train()
+    trainer = MORERewardTrainer(
+        model=path,
+        args=make_args(tmp_path, preflight="warn"),
         train_dataset=preference_dataset(sources=sources),
         peft_config=LoraConfig(),
     )

@@ -51,9 +51,9 @@ class DoctorConfig:
             else its position limit.
         truncation_mode (`str` or `None`, *optional*, defaults to `None`):
             `keep_end` or `keep_start`. `None`: the one the model was trained with, else `keep_end`.
-        tolerance (`float`, *optional*, defaults to `1e-3`):
-            Largest reward change allowed by the invariance checks, in reward standard deviations (bf16 models need
-            about 1e-2).
+        tolerance (`float` or `None`, *optional*, defaults to `None`):
+            Largest reward change allowed by the invariance checks, in reward standard deviations. `None`: 1e-3 for a
+            float32 model, 5e-2 for a 16-bit one (`trl_more.preflight.default_tolerance`).
         audit (`bool`, *optional*, defaults to `True`):
             Also run the audits of `trl-more evaluate --audit` on the sampled pairs (meaningful for a trained model).
         eos_token (`str` or `None`, *optional*, defaults to `None`):
@@ -81,7 +81,9 @@ class DoctorConfig:
     truncation_mode: str | None = field(
         default=None, metadata={"help": "keep_end or keep_start. Default: as trained, else keep_end."}
     )
-    tolerance: float = field(default=1e-3, metadata={"help": "Largest reward change of the invariance checks (std)."})
+    tolerance: float | None = field(
+        default=None, metadata={"help": "Largest reward change of the invariance checks (std). Default: by dtype."}
+    )
     audit: bool = field(default=True, metadata={"help": "Also run the audits of trl-more evaluate --audit."})
     eos_token: str | None = field(default=None, metadata={"help": "EOS token to set on the tokenizer (e.g. [SEP])."})
     dtype: str = field(
@@ -114,7 +116,7 @@ def main(config: DoctorConfig) -> dict[str, Any]:
     from ..input_settings import input_settings, scoring_max_length, scoring_truncation_mode, warn_if_read_differently
     from ..metrics.audits import audit_reward_model
     from ..metrics.evaluation import _tokenized_pairs
-    from ..preflight import PairSample, preflight_checks
+    from ..preflight import PairSample, default_tolerance, preflight_checks
     from ..preflight.checks import sample_rows
     from ..pretrained import check_model_reference
     from .evaluate import load_scored_model, load_sources
@@ -130,6 +132,7 @@ def main(config: DoctorConfig) -> dict[str, Any]:
         model, tokenizer, where="trl-more doctor", max_length=config.max_length, truncation_mode=config.truncation_mode
     )
     max_length = scoring_max_length(model, config.max_length)
+    tolerance = default_tolerance(model) if config.tolerance is None else config.tolerance
     truncation_mode = scoring_truncation_mode(model, config.truncation_mode)
 
     sampled, samples = {}, {}
@@ -144,7 +147,7 @@ def main(config: DoctorConfig) -> dict[str, Any]:
         )
         samples[name] = PairSample(pairs.chosen, pairs.rejected, margins, len(dataset))
     report = preflight_checks(
-        model, tokenizer, samples, max_length=max_length, truncation_mode=truncation_mode, tolerance=config.tolerance
+        model, tokenizer, samples, max_length=max_length, truncation_mode=truncation_mode, tolerance=tolerance
     )
     reading = input_settings(model)
     result = {"model": config.model, "reading": reading.to_dict(), "preflight": report.to_dict()}
@@ -153,7 +156,7 @@ def main(config: DoctorConfig) -> dict[str, Any]:
     audited = {name: dataset for name, dataset in sampled.items() if len(dataset)}
     if config.audit and audited:
         audit = audit_reward_model(
-            model, tokenizer, audited, config.batch_size, max_length, config.tolerance, truncation_mode=truncation_mode
+            model, tokenizer, audited, config.batch_size, max_length, tolerance, truncation_mode=truncation_mode
         )
         result["audit"] = audit.to_dict()
         markdown += ["## Audits (`trl-more evaluate --audit`)", "", audit.to_markdown()]

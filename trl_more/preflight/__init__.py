@@ -20,6 +20,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from .checks import MODEL_SAMPLE, TOKEN_SAMPLE, PairSample, check_pairs, check_reading, model_pairs, pair_sample
 from .peft_checks import check_peft
 from .report import Finding, PreflightError, PreflightReport, act_on
@@ -33,9 +35,26 @@ __all__ = [
     "PreflightError",
     "PreflightReport",
     "act_on",
+    "default_tolerance",
     "pair_sample",
     "preflight_checks",
 ]
+
+
+# Largest reward change the invariance checks allow, in reward standard deviations: float32 rounding stays far below
+# the first; 16-bit arithmetic (bf16 or fp16 weights, or mixed-precision autocast) reaches a few 1e-3 on an untrained
+# model's narrow rewards. A pooling or padding bug moves rewards by about one standard deviation or more.
+FLOAT32_TOLERANCE = 1e-3
+HALF_PRECISION_TOLERANCE = 5e-2
+
+
+def default_tolerance(model: Any, mixed_precision: bool = False) -> float:
+    """The invariance checks' tolerance for `model`: `HALF_PRECISION_TOLERANCE` when it computes in 16 bits (16-bit
+    floating-point weights, or `mixed_precision`), else `FLOAT32_TOLERANCE`."""
+    half = {torch.bfloat16, torch.float16}
+    if mixed_precision or any(parameter.dtype in half for parameter in model.parameters()):
+        return HALF_PRECISION_TOLERANCE
+    return FLOAT32_TOLERANCE
 
 
 def preflight_checks(
@@ -45,14 +64,15 @@ def preflight_checks(
     *,
     max_length: int | None,
     truncation_mode: str | None,
-    tolerance: float = 1e-3,
+    tolerance: float | None = None,
     run_model: bool = True,
 ) -> PreflightReport:
     """Every pre-flight check of `model` and `tokenizer` on `samples` (`{source: PairSample}`, token ids before
     truncation), with pairs truncated to `max_length` as `truncation_mode` says (`None`: longer pairs dropped, as
     `trl.RewardTrainer` does). `tolerance` bounds the reward changes of the invariance checks, in reward standard
-    deviations. `run_model=False` runs only the data and tokenization checks (no forward pass)."""
+    deviations (`None`: `default_tolerance(model)`). `run_model=False` runs only the data and tokenization checks (no forward pass)."""
     start = time.perf_counter()
+    tolerance = default_tolerance(model) if tolerance is None else tolerance
     report = PreflightReport()
     check_pairs(samples, report, max_length, truncation_mode, tokenizer.bos_token_id)
     if run_model:

@@ -10,7 +10,7 @@ import numpy as np
 from datasets import Dataset
 
 from ..constants import SOURCE_INDEX_COLUMN
-from . import PairSample, PreflightReport, act_on, pair_sample, preflight_checks
+from . import PairSample, PreflightReport, act_on, default_tolerance, pair_sample, preflight_checks
 
 
 __all__ = ["preflight_before_training", "samples_by_source"]
@@ -42,14 +42,17 @@ def preflight_before_training(trainer: Any, dataset: Any, sources: Sequence[str]
         return None
     # Sharded models (ZeRO-3, FSDP) are only whole inside the training loop: the checks that run them are skipped.
     run_model = not (getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False))
-    report = preflight_checks(
-        trainer.model,
-        trainer.processing_class,
-        samples_by_source(dataset, sources),
-        max_length=trainer.args.max_length,
-        truncation_mode=trainer.args.truncation_mode,
-        run_model=run_model,
-    )
+    mixed_precision = trainer.accelerator.mixed_precision != "no"
+    with trainer.accelerator.autocast():  # the model runs as in training (bf16 autocast around a float32 head, say)
+        report = preflight_checks(
+            trainer.model,
+            trainer.processing_class,
+            samples_by_source(dataset, sources),
+            max_length=trainer.args.max_length,
+            truncation_mode=trainer.args.truncation_mode,
+            tolerance=default_tolerance(trainer.model, mixed_precision),
+            run_model=run_model,
+        )
     if not run_model:
         report.notes.append("The model is sharded (DeepSpeed ZeRO or FSDP): the checks that run it were skipped.")
     logger.info(f"{where} pre-flight: {len(report.findings)} finding(s) in {report.seconds:.1f} s.")
