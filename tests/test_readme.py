@@ -64,6 +64,8 @@ TINY_FLAGS = {
     ),
     "trl-more evaluate --model runs/cpu-minilm-more --output_dir runs/cpu-minilm-more/audit --audit --sources "
     "hh-helpful=../shared/data/hh_rlhf/helpful-base.test.jsonl.gz": "--max_pairs_per_source 6",
+    "trl-more doctor --model runs/cpu-minilm-more --output_dir runs/cpu-minilm-more/doctor --sources "
+    "hh-helpful=../shared/data/hh_rlhf/helpful-base.test.jsonl.gz": "--sample_size 6",
     "trl-more evaluate --model runs/cpu-minilm-more --rewardbench allenai/reward-bench --rewardbench_version 1 "
     "--output_dir runs/cpu-minilm-more/rewardbench": "--rewardbench {fixtures}/rewardbench_v1.jsonl",  # offline
     "trl-more evaluate --model runs/cpu-minilm-more --rmbench THU-KEG/RM-Bench --output_dir "
@@ -103,6 +105,10 @@ WRITES = {
     "trl-more evaluate --model runs/cpu-minilm-more --output_dir runs/cpu-minilm-more/audit --audit": [
         "runs/cpu-minilm-more/audit/audit.json",
         "runs/cpu-minilm-more/audit/audit.md",
+    ],
+    "trl-more doctor --model runs/cpu-minilm-more --output_dir runs/cpu-minilm-more/doctor": [
+        "runs/cpu-minilm-more/doctor/doctor.md",
+        "runs/cpu-minilm-more/doctor/doctor.json",
     ],
     "trl-more evaluate --model runs/cpu-minilm-more --rewardbench": [
         "runs/cpu-minilm-more/rewardbench/rewardbench.json",

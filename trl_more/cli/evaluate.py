@@ -96,8 +96,9 @@ class EvaluateConfig:
             1 (pairs, four sections) or 2 (best of four, six subsets).
         rewardbench_template (`str`, *optional*, defaults to `"auto"`):
             How a RewardBench prompt and response reach the model: `chat` (its chat template), `hh` (the HH
-            transcript format), `plain` (the prompt text as given, then the response) or `auto` (the chat template
-            when the tokenizer has one, else `hh`).
+            transcript format), `plain` (the prompt text as given, then the response) or `auto` (the rendering the
+            model was trained on, when its reading record has one; else the chat template when the tokenizer has one,
+            else `hh`).
         rewardbench_prior_sets (`bool`, *optional*, defaults to `False`):
             Add the older leaderboard's Prior Sets section at half weight to the v1 overall score.
         rmbench (`str` or `None`, *optional*, defaults to `None`):
