@@ -43,7 +43,8 @@ class DoctorConfig:
             Split of the known sources given without a path.
         sample_size (`int`, *optional*, defaults to `512`):
             Pairs drawn at random from every source (fewer when it has fewer): the token checks and the audits run on
-            them, the checks that run the model on the first 4 of them.
+            them, the checks that run the model on 8 of them in all (`trl_more.preflight.MODEL_SAMPLE`), taken in
+            turn from every source.
         batch_size (`int`, *optional*, defaults to `8`):
             Pairs per forward pass of the audits.
         max_length (`int` or `None`, *optional*, defaults to `None`):

@@ -2,7 +2,8 @@
 
 Every check runs on a small sample of every source (`PairSample`: token ids before truncation), so that the whole set
 takes seconds: the token checks on up to `TOKEN_SAMPLE` pairs per source, the checks that run the model on
-`MODEL_SAMPLE` pairs per source (a few forward passes on a handful of sequences). None of them needs a trained model:
+`MODEL_SAMPLE` pairs in all, taken in turn from every source (a few forward passes on one small batch). None of them
+needs a trained model:
 
 - data: an empty source, margins that are NaN or infinite, a source whose pairs are all identical (ties);
 - tokenization: a BOS token twice at the start of a sequence (a chat template that adds one to text that already
@@ -42,7 +43,9 @@ __all__ = [
 ]
 
 TOKEN_SAMPLE = 512  # pairs per source for the token checks
-MODEL_SAMPLE = 4  # pairs per source for the checks that run the model
+# Pairs in all for the checks that run the model, taken in turn from every source: one batch of 16 sequences, small
+# enough for a large model at its full max_length next to the memory training will need.
+MODEL_SAMPLE = 8
 ALONE_SAMPLE = 4  # of their sequences, scored one at a time as well
 # A source with at least this share of its pairs made identical by truncation is an error (most of it teaches
 # nothing); any smaller share is a warning.
@@ -263,17 +266,22 @@ def _common_suffix_length(ids: Sequence[int], other_ids: Sequence[int]) -> int:
 def model_pairs(
     samples: Mapping[str, PairSample], max_length: int | None, truncation_mode: str | None
 ) -> list[list[list[int]]]:
-    """The first `MODEL_SAMPLE` pairs of every source that stay distinct once truncated as training truncates (a
-    pair longer than `max_length` is kept whole when training drops such pairs: `truncation_mode=None`)."""
-    pairs = []
+    """Up to `MODEL_SAMPLE` pairs, taken in turn from every source, that stay distinct once truncated as training
+    truncates (a pair longer than `max_length` is kept whole when training drops such pairs: `truncation_mode=None`)."""
+    distinct = []
     for sample in samples.values():
-        for chosen, rejected in list(zip(sample.chosen, sample.rejected))[:MODEL_SAMPLE]:
+        pairs = []
+        for chosen, rejected in zip(sample.chosen, sample.rejected):
             pair = [
                 truncate(ids, max_length, truncation_mode) if truncation_mode else ids for ids in (chosen, rejected)
             ]
             if pair[0] != pair[1]:
                 pairs.append(pair)
-    return pairs
+            if len(pairs) == MODEL_SAMPLE:
+                break
+        distinct.append(pairs)
+    in_turn = [pairs[index] for index in range(MODEL_SAMPLE) for pairs in distinct if index < len(pairs)]
+    return in_turn[:MODEL_SAMPLE]
 
 
 def check_reading(
