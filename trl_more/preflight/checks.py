@@ -48,8 +48,9 @@ TOKEN_SAMPLE = 512  # pairs per source for the token checks
 MODEL_SAMPLE = 8
 ALONE_SAMPLE = 4  # of their sequences, scored one at a time as well
 # A source with at least this share of its pairs made identical by truncation is an error (most of it teaches
-# nothing); any smaller share is a warning.
+# nothing), from the second share on a warning; below it a note (a few pairs without gradient).
 IDENTICAL_SHARE_ERROR = 0.5
+IDENTICAL_SHARE_WARNING = 0.01
 
 
 @dataclass
@@ -214,29 +215,33 @@ def _check_truncation(
     share = float(made_identical.mean())
     measured["identical after truncation (%)"] = 100 * share
     if share > 0:
-        report.findings.append(
-            Finding(
-                "identical after truncation",
-                "error" if share >= IDENTICAL_SHARE_ERROR else "warning",
-                f"{100 * share:.1f}% of the sampled pairs become identical once truncated to max_length={max_length} "
-                f"({truncation_mode}): the tokens where chosen and rejected differ are cut, so these pairs give no "
-                f"gradient. {_keeping_apart(sample, made_identical, max_length, truncation_mode)}",
-                source,
-            )
+        message = (
+            f"{100 * share:.1f}% of the sampled pairs become identical once truncated to max_length={max_length} "
+            f"({truncation_mode}): the tokens where chosen and rejected differ are cut, so these pairs give no "
+            f"gradient. {_keeping_apart(sample, made_identical, max_length, truncation_mode)}"
         )
+        if share < IDENTICAL_SHARE_WARNING:  # a few pairs lost: worth knowing, not worth a warning
+            report.notes.append(f"{source}: {message}")
+        else:
+            severity = "error" if share >= IDENTICAL_SHARE_ERROR else "warning"
+            report.findings.append(Finding("identical after truncation", severity, message, source))
     elif too_long.mean() > TRUNCATED_SHARE_WARNING:
-        lost = (
-            "their beginning (the prompt)" if truncation_mode == "keep_end" else "their end, where the reward is read"
-        )
-        report.findings.append(
-            Finding(
-                "truncation",
-                "warning",
-                f"{100 * too_long.mean():.1f}% of the sampled pairs are longer than max_length={max_length} and lose "
-                f"{lost}. Raise `max_length` if that matters.",
-                source,
+        if truncation_mode == "keep_end":  # the response, where the reward is read, is kept: a deliberate trade-off
+            report.notes.append(
+                f"{source}: {100 * too_long.mean():.1f}% of the sampled pairs are longer than max_length={max_length} "
+                "and lose the beginning of their prompt (keep_end)."
             )
-        )
+        else:
+            report.findings.append(
+                Finding(
+                    "truncation",
+                    "warning",
+                    f"{100 * too_long.mean():.1f}% of the sampled pairs are longer than max_length={max_length} and "
+                    "lose their end, where the reward is read. Use `truncation_mode='keep_end'` or raise "
+                    "`max_length`.",
+                    source,
+                )
+            )
 
 
 def _keeping_apart(sample: PairSample, made_identical: np.ndarray, max_length: int, truncation_mode: str) -> str:
