@@ -258,3 +258,28 @@ def test_doctor_writes_the_report_and_exits_with_an_error_status(tmp_path):
                   "--output_dir", str(tmp_path / "doctor-ties")])  # fmt: skip
     report = json.loads((tmp_path / "doctor-ties" / "doctor.json").read_text())
     assert report["preflight"]["findings"][0]["check"] == "identical pairs" and "audit" not in report
+
+
+def test_the_minilm_encoder_of_the_cpu_recipes_passes_with_no_finding(shared_data):
+    """The pretrained encoder of the CPU recipes on real pairs of their four sources, at their 128 tokens."""
+    from transformers import AutoModelForSequenceClassification
+
+    from trl_more.data import load_preference_source
+    from trl_more.pretrained import load_tokenizer
+    from trl_more.testing import minilm_path
+
+    tokenizer = load_tokenizer(str(minilm_path()))
+    tokenizer.eos_token = tokenizer.sep_token  # as `trl-more reward` sets it for BERT-style encoders
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1)
+    files = {
+        "hh-helpful": "hh_rlhf/helpful-base.test.jsonl.gz",
+        "oasst1": "oasst/en_100_tree.jsonl",
+        "ultrafeedback": "ultrafeedback/train_clean.jsonl",
+    }
+    sources = {
+        name: load_preference_source(name, path=shared_data / path).dataset.select(range(64))
+        for name, path in files.items()
+    }
+    report = checks(model, tokenizer, sources, max_length=128)
+    assert report.findings == [], [str(finding) for finding in report.findings]
+    assert any("lose the beginning of their prompt" in note for note in report.notes)
