@@ -21,6 +21,7 @@ from trl_more.preflight import PairSample, PreflightError, pair_sample, prefligh
 from trl_more.testing import (
     DECODER_ARCHITECTURES,
     ENCODER_ARCHITECTURES,
+    preference_dataset_in_format,
     save_tiny_reward_model,
     tiny_reward_model,
     tiny_tokenizer,
@@ -230,6 +231,16 @@ def test_the_reading_record_round_trips_and_is_used_by_evaluate_and_serve(tmp_pa
     metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert metrics["truncation_mode"] == "keep_end" and metrics["max_length"] == 96
     assert "truncation_mode='keep_end' (trained with 'keep_start')" in caplog.text
+
+    caplog.clear()  # conversations for a model trained on HH transcripts: doctor reads them, and says so
+    chat = preference_dataset_in_format(
+        [("Hi", "Hello! How can I help?", "Go away.")] * 4, "conversational_preference"
+    )
+    chat.to_json(tmp_path / "chat.jsonl")
+    with caplog.at_level(logging.WARNING, logger="trl_more"):
+        cli_main(["doctor", "--model", str(tmp_path / "model"), "--sources", f"chat={tmp_path / 'chat.jsonl'}",
+                  "--output_dir", str(tmp_path / "doctor"), "--no_audit"])  # fmt: skip
+    assert "conversations in its chat template (trained on plain text in the HH transcript format)" in caplog.text
 
 
 def test_models_without_a_record_get_the_defaults(tmp_path):

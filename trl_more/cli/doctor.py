@@ -114,7 +114,13 @@ def main(config: DoctorConfig) -> dict[str, Any]:
     when a pre-flight check finds an error."""
     import torch
 
-    from ..input_settings import input_settings, scoring_max_length, scoring_truncation_mode, warn_if_read_differently
+    from ..input_settings import (
+        input_settings,
+        rendering_of,
+        scoring_max_length,
+        scoring_truncation_mode,
+        warn_if_read_differently,
+    )
     from ..metrics.audits import audit_reward_model
     from ..metrics.evaluation import _tokenized_pairs
     from ..preflight import PairSample, default_tolerance, preflight_checks
@@ -130,7 +136,12 @@ def main(config: DoctorConfig) -> dict[str, Any]:
     dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
     model, tokenizer = load_scored_model(config.model, dtype, device, config.eos_token, config.trust_remote_code)
     warn_if_read_differently(
-        model, tokenizer, where="trl-more doctor", max_length=config.max_length, truncation_mode=config.truncation_mode
+        model,
+        tokenizer,
+        where="trl-more doctor",
+        max_length=config.max_length,
+        truncation_mode=config.truncation_mode,
+        rendering=rendering_of(sources),
     )
     max_length = scoring_max_length(model, config.max_length)
     tolerance = default_tolerance(model) if config.tolerance is None else config.tolerance

@@ -338,7 +338,7 @@ def load_scored_model(
 def main(config: EvaluateConfig) -> RewardEvaluation | None:
     import torch
 
-    from ..input_settings import input_settings, warn_if_read_differently
+    from ..input_settings import input_settings, rendering_of, warn_if_read_differently
     from ..metrics import set_reward_temperature
     from ..pretrained import check_model_reference
 
@@ -366,6 +366,7 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
         where="trl-more evaluate",
         max_length=config.max_length,
         truncation_mode=config.truncation_mode,
+        rendering=rendering_of(eval_sources) if eval_sources else None,
     )
 
     def evaluate(sources: dict, temperature: float | None = None) -> RewardEvaluation:
