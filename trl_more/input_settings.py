@@ -228,14 +228,23 @@ _HH_TAGS = ("Human:", "Assistant:")
 
 
 def rendering_of(data: Any) -> str | None:
-    """How preference pairs are rendered, read off their first row: `"chat"` (conversations), `"hh"` (plain text with
-    the HH transcript's tags), `"plain"` (other plain text); `None` for pre-tokenized pairs, no rows, or sources
-    (a mapping of data sets) rendered differently."""
+    """How preference pairs are rendered: `"chat"` (conversations), `"hh"` (plain text with the HH transcript's tags),
+    `"plain"` (other plain text); `None` for pre-tokenized pairs, no rows, or pairs rendered differently. A mapping of
+    data sets is read source by source; a data set at its first, middle and last rows (a concatenation of sources
+    rendered differently shows there; an `IterableDataset` is read at its first row only)."""
     if isinstance(data, Mapping):
         found = {rendering_of(dataset) for dataset in data.values()}
         return found.pop() if len(found) == 1 else None
-    row = next(iter(data), None)
-    if row is None or "chosen" not in row:
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        rows = [data[index] for index in sorted({0, len(data) // 2, len(data) - 1})] if len(data) else []
+    else:
+        rows = [row for row, _ in zip(data, range(1))]
+    found = {_rendering_of_row(row) for row in rows}
+    return found.pop() if len(found) == 1 else None
+
+
+def _rendering_of_row(row: Mapping[str, Any]) -> str | None:
+    if "chosen" not in row:
         return None
     text = row["chosen"] if "prompt" not in row else row["prompt"]
     if isinstance(text, list):
