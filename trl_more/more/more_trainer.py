@@ -103,8 +103,10 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     the sources and their sizes, the method, the per-source accuracy and ECE, the latest result of every benchmark
     callback (`RewardBenchCallback`, `RMBenchCallback`, `BestOfNCallback`), the lambda plot and how to load the
     model; a failed `push_to_hub` raises `HubUploadError` and leaves the saved output in place. The model's config
-    records the `max_length` and `truncation_mode` it is trained with (`trl_more.input_settings`), so every scorer of
-    trl-more reads the saved model with the same token limit by default.
+    records how it is trained to read its input (`max_length`, `truncation_mode`, rendering, EOS and pad tokens,
+    padding side, pooling rule: `trl_more.input_settings`), so every scorer of trl-more reads the saved model that way
+    by default. `train()` first runs the pre-flight checks of `args.preflight` on a sample of every source
+    (docs/preflight.md) and keeps their report in `preflight_report`.
 
     Example:
 

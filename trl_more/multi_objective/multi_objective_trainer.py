@@ -88,7 +88,8 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
 
     Logs TRL's reward metrics plus `beta` and the mean gating weight of every objective (`gate/<objective>`), and
     records the evaluation accuracy and loss in the model's configuration, whose model card shows them, as well as
-    the `max_length` and `truncation_mode` it is trained with (`trl_more.input_settings`: the scorers' default limit).
+    how it is trained to read its input (`trl_more.input_settings`: the scorers' defaults). `train()` first runs the
+    pre-flight checks of `args.preflight` on a sample of the training pairs (docs/preflight.md).
 
     Example:
 
