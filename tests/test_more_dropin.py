@@ -8,6 +8,7 @@ last bit of every parameter) and, where it makes sense, with a multi-source data
 """
 
 import json
+import logging
 import math
 import warnings
 from dataclasses import fields
@@ -21,7 +22,6 @@ from transformers import AutoModelForSequenceClassification
 from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
-from trl_more.preflight import PreflightError
 from trl_more.testing import (
     DECODER_ARCHITECTURES,
     PREFERENCE_FORMATS,
@@ -359,32 +359,26 @@ def test_train_model_dtype(tmp_path, model_path, sources):
 
 
 @pytest.mark.parametrize("sources", [None, SOURCES], ids=["single_source", "multi_source"])
-def test_train_with_peft_config_as_trl_tests_it(tmp_path, model_path, sources):
+def test_train_with_peft_config_as_trl_tests_it(tmp_path, model_path, sources, caplog):
     """TRL's check with a bare `LoraConfig()`: base weights unchanged, every adapter weight changed.
 
-    The causal LM's new score head is then neither trained nor saved, so the pre-flight checks refuse the run by
-    default (docs/preflight.md); with `preflight="warn"` it trains as TRL's trainer does."""
+    The causal LM's new score head is then neither trained nor saved: the pre-flight checks warn (docs/preflight.md)
+    and the run trains as TRL's trainer does, with the default `preflight="error"`."""
     path = model_path("qwen2")
     base_names = {
         f"base_model.model.{name}"
         for name, _ in AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).named_parameters()
     }
-    refused = MORERewardTrainer(
+    trainer = MORERewardTrainer(
         model=path,
         args=make_args(tmp_path),
         train_dataset=preference_dataset(sources=sources),
         peft_config=LoraConfig(),
     )
-    with pytest.raises(PreflightError, match="modules_to_save"):
-        refused.train()
-    trainer = MORERewardTrainer(
-        model=path,
-        args=make_args(tmp_path, preflight="warn"),
-        train_dataset=preference_dataset(sources=sources),
-        peft_config=LoraConfig(),
-    )
     before = snapshot(trainer.model)
-    trainer.train()
+    with caplog.at_level(logging.WARNING, logger="trl_more"):
+        trainer.train()
+    assert "not in the adapter's `modules_to_save`" in caplog.text
     assert trainer.state.log_history[-1]["train_loss"] is not None
     for name, parameter in trainer.model.named_parameters():
         if name in base_names:

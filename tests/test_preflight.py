@@ -97,7 +97,7 @@ def test_lora_without_the_score_head_in_modules_to_save(toy):
     tokenizer = tiny_tokenizer()
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"])  # no task_type: the head is not saved
     report = checks(get_peft_model(tiny_reward_model("qwen2", tokenizer), lora), tokenizer, toy)
-    assert [finding.check for finding in report.findings] == ["PEFT score head"]
+    assert [(finding.check, finding.severity) for finding in report.findings] == [("PEFT score head", "warning")]
     assert "not in the adapter's `modules_to_save`" in report.findings[0].message
     assert "task_type='SEQ_CLS'" in report.findings[0].message
 

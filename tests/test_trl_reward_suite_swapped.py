@@ -25,10 +25,9 @@ apply offline) is never imported, so nothing from the checkout runs but the rewa
 
 The test below checks this machinery on every run, with a small test module of our own that uses it the way TRL's
 file does; TRL's file itself needs a checkout, so it is run by hand as above (41 of 41 passed with MORE's classes
-on trl 1.16.0, before the pre-flight checks). MORE's default `preflight="error"` refuses, by design, TRL's tests that
-train a causal LM with a bare `LoraConfig()` (`test_train_with_peft_config*`): the new score head would be neither
-trained nor saved (docs/preflight.md). Those tests are expected to fail with `PreflightError` naming
-`modules_to_save`; with `preflight="warn"` they train as with TRL (tests/test_more_dropin.py shows both).
+on trl 1.16.0, before the pre-flight checks). TRL's tests that train a causal LM with a bare `LoraConfig()`
+(`test_train_with_peft_config*`) get a pre-flight warning that the new score head is neither trained nor saved
+(docs/preflight.md), and train as with TRL (tests/test_more_dropin.py).
 """
 
 import hashlib

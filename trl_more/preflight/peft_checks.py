@@ -5,7 +5,8 @@ the adapter's `modules_to_save` (what `LoraConfig(task_type="SEQ_CLS")` sets): o
 random values and is not saved, so every reload draws another head and the saved model scores at random. Two checks:
 
 - the head is trainable and will be saved (`modules_to_save`), unless the base checkpoint already holds a reward
-  head (its `architectures` name a sequence classifier) that stays frozen;
+  head (its `architectures` name a sequence classifier) that stays frozen. A warning, not an error: `trl.RewardTrainer`
+  trains such a configuration, and an existing TRL script must keep working with trl-more's classes swapped in;
 - a round trip: one optimizer step (sign-SGD on the sample's pairwise loss), the adapter saved as `save_pretrained`
   writes it, then a fresh load simulated in place (trainable parameters back to their initial values, a head the base
   checkpoint lacks drawn anew, the saved adapter loaded) must give the rewards of after the step. The model's
@@ -56,7 +57,7 @@ def check_peft(
         report.findings.append(
             Finding(
                 "PEFT score head",
-                "error",
+                "warning",  # not an error: `trl.RewardTrainer` accepts this, and a drop-in must train what it trains
                 f"the score head `{attribute}` is new (the base checkpoint has none) but is not in the adapter's "
                 f"`modules_to_save`: it {state} and its weights are not saved, so a reloaded model draws another "
                 f"random head and scores at random. Fix: `LoraConfig(task_type='SEQ_CLS', ...)` or "

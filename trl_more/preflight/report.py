@@ -2,8 +2,9 @@
 
 A `Finding` is one problem: its check, its source (`None`: the model or every source), its severity and a message
 that says what it means, its likely cause and the fix. `"error"` is for what makes training meaningless (no gradient,
-rewards that depend on the batch, a head that is not saved); `"warning"` for what only makes it worse or makes
-scoring elsewhere risky. A `PreflightReport` holds the findings, the measured values per source, notes that are not
+rewards that depend on the batch, trained weights that are not saved); `"warning"` for what only makes it worse or
+makes scoring elsewhere risky, and for a LoRA score head left out of `modules_to_save`, which `trl.RewardTrainer`
+accepts. A `PreflightReport` holds the findings, the measured values per source, notes that are not
 problems (how a pad token equal to the EOS token is resolved, say) and the time the checks took.
 """
 
