@@ -46,23 +46,9 @@ METHODS = {
 BATCH = {"per_device_train_batch_size": 30}
 
 
-def relabelled(pairs, temperature: float, seed: int):
-    """The pairs with labels drawn by Bradley-Terry from their gold margins (chosen kept with sigmoid(m / T))."""
-    rng = np.random.default_rng(seed)
-    margins = np.asarray(pairs["gold_margin"])
-    keep = rng.random(len(margins)) < 1 / (1 + np.exp(-margins / temperature))
-
-    def swap(row, index):
-        if keep[index]:
-            return row
-        return {**row, "chosen": row["rejected"], "rejected": row["chosen"], "gold_margin": -row["gold_margin"]}
-
-    return pairs.map(swap, with_indices=True)
-
-
 def evaluation_sets(seed: int) -> dict:
     """Per source, clean pairs (gold accuracy) and Bradley-Terry-labelled ones (ECE); the shared-preference pairs."""
-    from trl_more.synthetic import preference_pairs, shared_preference_pairs
+    from trl_more.synthetic import preference_pairs, relabelled, shared_preference_pairs
 
     sets = {}
     for number, source in enumerate(SOURCES):

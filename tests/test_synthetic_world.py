@@ -21,6 +21,7 @@ from trl_more.synthetic import (
     parse_prompt,
     preference_pairs,
     rated_responses,
+    relabelled,
     shared_preference_pairs,
     training_columns,
     world_tokenizer,
@@ -122,6 +123,21 @@ def test_sources_share_relevance_and_helpfulness_and_disagree_on_verbosity_and_h
                 row["prompt"], row["rejected"], source
             )
             assert margin > 0 and len(row["chosen"].split()) == len(row["rejected"].split())
+
+
+def test_relabelled_keeps_each_order_with_the_bradley_terry_probability_and_swaps_consistently():
+    clean = preference_pairs(4000, temperature=None, seed=3)
+    labelled = relabelled(clean, temperature=0.5, seed=0)
+    margins = np.array(clean["gold_margin"])
+    kept = np.array(labelled["chosen"]) == np.array(clean["chosen"])
+    for margin in (0.5, 1.0, 2.0):  # sigmoid(m / 0.5): 0.731, 0.881, 0.982
+        rows = margins == margin
+        expected = 1 / (1 + math.exp(-margin / 0.5))
+        assert rows.sum() > 100
+        assert abs(kept[rows].mean() - expected) < 4 * math.sqrt(expected * (1 - expected) / rows.sum())
+    swapped = ~kept
+    assert (np.array(labelled["rejected"])[swapped] == np.array(clean["chosen"])[swapped]).all()
+    assert (np.array(labelled["gold_margin"])[swapped] == -margins[swapped]).all()
 
 
 def test_ratings_are_the_objectives_with_the_raters_length_bias():

@@ -44,6 +44,7 @@ __all__ = [
     "preference_pairs",
     "rated_responses",
     "sft_examples",
+    "relabelled",
     "shared_preference_pairs",
     "training_columns",
 ]
@@ -112,6 +113,22 @@ def preference_pairs(
                 }
             )
     return Dataset.from_list(rows)
+
+
+def relabelled(pairs: Dataset, temperature: float, seed: int) -> Dataset:
+    """`pairs` (with their `gold_margin`) labelled anew by Bradley-Terry at `temperature`: each pair keeps its order
+    with probability sigmoid(gold margin / T) and is swapped otherwise (`gold_margin` follows the swap). Turns
+    noise-free evaluation pairs into pairs labelled like Bradley-Terry training data, to measure calibration on."""
+    rng = np.random.default_rng(seed)
+    margins = np.asarray(pairs["gold_margin"])
+    keep = rng.random(len(margins)) < 1 / (1 + np.exp(-margins / temperature))
+
+    def swap(row: dict, index: int) -> dict:
+        if keep[index]:
+            return row
+        return {**row, "chosen": row["rejected"], "rejected": row["chosen"], "gold_margin": -row["gold_margin"]}
+
+    return pairs.map(swap, with_indices=True)
 
 
 def _flips(margins: np.ndarray, rate: float, mode: str, rng: np.random.Generator) -> np.ndarray:
