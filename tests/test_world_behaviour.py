@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from scipy import stats
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more import MORERewardConfig, RejectionSamplingConfig, RejectionSamplingTrainer
+from trl_more.metrics.calibration import expected_calibration_error
+from trl_more.noisy_preferences import estimate_preference_strength
 from trl_more.rewards import RewardModelScorer
 from trl_more.synthetic import (
     gold_accuracy,
@@ -21,12 +24,14 @@ from trl_more.synthetic import (
     gold_reward_model,
     policy_prompts,
     preference_pairs,
+    relabelled,
     sft_examples,
+    shared_preference_pairs,
     training_columns,
     world_tokenizer,
 )
-from trl_more.synthetic.models import train_reward_model
-from trl_more.testing import tiny_causal_lm
+from trl_more.synthetic.models import REWARD_TRAINING, predicted_margins, train_reward_model
+from trl_more.testing import tiny_causal_lm, tiny_reward_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -349,3 +354,133 @@ def test_armo_verbosity_debiasing_removes_the_raters_length_bias(armo_run):
 def test_armo_gated_model_orders_held_out_pairs_like_the_gold(armo_run):
     accuracy = gold_accuracy(armo_run["margins"], armo_run["gold_margins"])
     assert accuracy >= 0.75  # benchmark: 0.887, standard deviation 0.047 (lowest 0.814)
+
+
+# =====================================================================================================================
+# Learnability, preference strength, denoising and MORE (benchmarks/world_strength.py, world_denoising.py and
+# world_more.py: measurements 1, 2 and 5). Tiny Qwen2 reward models trained with `REWARD_TRAINING` as in the
+# benchmarks; each test is one seed of a benchmark point, its margin the mean minus 3 standard deviations of the
+# benchmark's seeds at that point (benchmarks/RESULTS.md, section 13).
+# =====================================================================================================================
+
+
+def denoising_accuracy(**settings) -> float:
+    """Gold-order accuracy of a model trained on world_denoising.py's 4000 noise-free pairs (seed 0) with `settings`,
+    on its 1000 clean test pairs."""
+    train = training_columns(preference_pairs(4000, temperature=None, seed=0))
+    test = preference_pairs(1000, temperature=None, seed=20_000)
+    model, tokenizer = train_reward_model(train, seed=0, **settings)
+    return gold_accuracy(predicted_margins(model, tokenizer, test), np.array(test["gold_margin"]))
+
+
+@pytest.fixture(scope="module")
+def clean_baseline_accuracy() -> float:
+    return denoising_accuracy()
+
+
+def test_a_tiny_model_learns_the_world_to_90_percent_on_clean_labels(clean_baseline_accuracy):
+    """The world is learnable: 400 steps on 4000 noise-free pairs, about 10 s on one thread (benchmark: 90.4 +- 2.9%
+    over 5 seeds, 91.9% at seed 0; 800 steps on 6400 pairs reach 96.1%)."""
+    assert clean_baseline_accuracy >= 0.90
+
+
+def test_simcse_makes_a_tiny_model_more_accurate_on_clean_labels(clean_baseline_accuracy):
+    """Contrastive learning where its premise holds (a representation the preference loss alone learns poorly): SimCSE
+    on the same pairs is more accurate (benchmark: +5.4 points over 5 seeds, s.d. 2.2, higher in every seed, the
+    least at seed 0: +2.2; SimCSE's accuracy 95.8%, s.d. 1.3)."""
+    simcse = denoising_accuracy(contrastive_loss="simcse")
+    assert simcse >= 0.92 and simcse > clean_baseline_accuracy
+
+
+def cross_fitted_strength(train: Dataset, **training) -> np.ndarray:
+    """mu of every pair from a cross-fitted ensemble of 4 tiny models (`REWARD_TRAINING` updated by `training`), as
+    the benchmarks estimate it."""
+    tokenizer = world_tokenizer()
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = MORERewardConfig(
+            output_dir,
+            seed=0,
+            **{**REWARD_TRAINING, **training},
+            logging_strategy="no",
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            activation_checkpointing=False,
+            per_device_eval_batch_size=256,
+        )
+        estimate = estimate_preference_strength(
+            lambda: tiny_reward_model("qwen2", tokenizer),
+            train,
+            args,
+            num_models=4,
+            mode="cross_fit",
+            processing_class=tokenizer,
+            show_progress=False,
+        )
+    return np.array(estimate.dataset["strength_mean"])
+
+
+def test_cross_fitted_strength_ranks_the_injected_flips_first():
+    """Preference strength where its premise holds (an ensemble that learns the true preference): -mu of a cross-fitted
+    ensemble (4 members, 60 steps, 4000 pairs, 20% uniform flips) ranks the flipped pairs above the clean ones, and
+    the paper's rule "flip where mu < 0" catches most flips."""
+    pairs = preference_pairs(4000, temperature=None, flip_rate=0.2, seed=0)
+    mu, flipped = cross_fitted_strength(training_columns(pairs), max_steps=60), np.array(pairs["flipped"])
+    # AUROC of -mu for the flips, by its rank-sum definition (ties count one half).
+    ranks = stats.rankdata(-mu)
+    auroc = (ranks[flipped].sum() - flipped.sum() * (flipped.sum() + 1) / 2) / (flipped.sum() * (~flipped).sum())
+    assert auroc >= 0.82  # benchmark: 0.853, s.d. 0.010 over 3 seeds (0.859 at seed 0)
+    assert (mu[flipped] < 0).mean() >= 0.70  # benchmark: 77.6%, s.d. 0.8
+
+
+MORE_SOURCES = ["chatty", "terse", "careful"]
+
+
+def more_shared_ece(**settings) -> float:
+    """ECE on Bradley-Terry-labelled shared-preference pairs of a model trained on the three disagreeing sources
+    (1500 pairs each at T = 0.5, batches of 10 pairs per source) with `settings`, as world_more.py measures it."""
+    train = training_columns(preference_pairs(1500, sources=MORE_SOURCES, temperature=0.5, seed=0))
+    model, tokenizer = train_reward_model(train, seed=0, per_device_train_batch_size=30, **settings)
+    shared = relabelled(shared_preference_pairs(600, seed=50_000), temperature=0.5, seed=0)
+    return expected_calibration_error(predicted_margins(model, tokenizer, shared))
+
+
+def test_more_as_the_paper_writes_it_calibrates_the_shared_preference_better_than_multitask():
+    """MORE's premise: sources share one preference (relevance, helpfulness) and disagree on others (verbosity, harm).
+    Min-norm weights over the batch's raw reward-head gradients (the paper's Eq. 9) keep the shared preference better
+    calibrated than uniform weights (MultiTask). The package's default (l2-normalised gradients, moving average 0.99)
+    lowered it in only 3 of 5 seeds (10 +- 24%), so it is not asserted; neither is the issue's target of 30%."""
+    multitask = more_shared_ece(lambda_method="uniform")
+    more = more_shared_ece(lambda_method="min_norm", gradient_normalization="none", lambda_momentum=1.0)
+    # Benchmark: 23.3 +- 18.3% lower over 5 seeds, lower in every seed (lowest 11.5%; seed 0: 0.094 against 0.116).
+    assert 1 - more / multitask >= 0.05
+
+
+def mean_source_ece(model, tokenizer) -> float:
+    """The ECE on each source's clean held-out pairs relabelled by Bradley-Terry (T = 0.5), averaged over sources."""
+    eces = []
+    for number, source in enumerate(MORE_SOURCES):
+        clean = preference_pairs(600, sources=[source], temperature=None, seed=40_000 + number)
+        labelled = relabelled(clean, temperature=0.5, seed=0)
+        eces.append(expected_calibration_error(predicted_margins(model, tokenizer, labelled)))
+    return float(np.mean(eces))
+
+
+def test_soft_labels_and_margins_restore_calibration_under_flipped_labels():
+    """The denoising losses where their premise holds (wrong labels an ensemble can see): with 20% of the three
+    sources' labels flipped, "soft label + margin" (label smoothing 0.1 where the cross-fitted mu < 0, adaptive
+    margin 1) on top of MultiTask brings the ECE against the true Bradley-Terry labels down to near its noise-free
+    level. Its accuracy is unchanged; what the flips cost in accuracy it does not recover (benchmarks/RESULTS.md)."""
+    train = training_columns(preference_pairs(1500, sources=MORE_SOURCES, temperature=0.5, flip_rate=0.2, seed=0))
+    baseline = train_reward_model(train, seed=0, per_device_train_batch_size=30)
+    mu = cross_fitted_strength(train, per_device_train_batch_size=30)
+    denoised = train_reward_model(
+        train.add_column("strength_mean", mu.tolist()),
+        seed=0,
+        per_device_train_batch_size=30,
+        label_smoothing=0.1,
+        label_smoothing_below_strength=0.0,
+        adaptive_margin=1.0,
+    )
+    # Benchmark (world_more.py, 5 seeds): 54 +- 10% lower, s.d. 7.7 (lowest 44%; seed 0: 0.125 -> 0.043).
+    assert 1 - mean_source_ece(*denoised) / mean_source_ece(*baseline) >= 0.30
