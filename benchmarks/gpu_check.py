@@ -77,12 +77,12 @@ def peak_memory_gb(device: str) -> float | None:
 
 def pair_encoding_part(options, tokenizer) -> dict:
     from trl_more._compat import DataCollatorForPreference
-    from trl_more.more.reward_head import find_reward_head
     from trl_more.pair_encoding import (
         encode_shared_prompt,
         flex_attention_mask,
         rewards_at,
     )
+    from trl_more.reward_head import find_reward_head
 
     pairs = random_pairs(tokenizer, options.batch * (options.steps + 1), 0, 0.25 if options.tiny else 1.0)
     batches = [pairs[i : i + options.batch] for i in range(0, len(pairs), options.batch)]

@@ -20,7 +20,7 @@ from trl_more.metrics.best_of_n import (
     sample_best_of_n,
     score_best_of_n,
 )
-from trl_more.metrics.best_of_n_plots import plot_best_of_n
+from trl_more.plots import plot_best_of_n
 from trl_more.rejection_sampling.generation import SamplingSettings
 from trl_more.rewards import FunctionRewardModel, set_reward_statistics
 from trl_more.synthetic import gold_reward, world_tokenizer

@@ -6,12 +6,8 @@ from peft import LoraConfig, get_peft_model
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from trl_more.losses import pairwise_loss
-from trl_more.more.reward_head import (
-    RewardHeadInputCapture,
-    find_reward_head,
-    per_source_head_gradients,
-    per_source_mean,
-)
+from trl_more.more.reward_head import per_source_head_gradients, per_source_mean
+from trl_more.reward_head import RewardHeadInputCapture, find_reward_head
 from trl_more.testing import tiny_reward_model, tiny_tokenizer
 
 

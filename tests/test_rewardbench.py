@@ -20,7 +20,7 @@ from trl_more.metrics.rewardbench import (
     score_v2,
     ties_score,
 )
-from trl_more.metrics.rewardbench_plots import plot_rewardbench
+from trl_more.plots import plot_rewardbench
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 

@@ -19,7 +19,7 @@ from trl_more.metrics.rmbench import (
     style_baselines,
     style_matrix,
 )
-from trl_more.metrics.rmbench_plots import plot_rmbench
+from trl_more.plots import plot_rmbench
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 

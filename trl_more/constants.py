@@ -62,6 +62,9 @@ TRAINING_EOS_TOKEN_ATTRIBUTE = "training_eos_token"
 TRAINING_PAD_TOKEN_ATTRIBUTE = "training_pad_token"
 TRAINING_PADDING_SIDE_ATTRIBUTE = "training_padding_side"
 TRAINING_POOLING_ATTRIBUTE = "training_pooling"
+# Attribute of a reward model's config holding its fitted temperature T (rewards are read as r / T), written by
+# `trl_more.metrics.set_reward_temperature` and read by the ensemble calibration and `trl-more serve`.
+TEMPERATURE_ATTRIBUTE = "reward_temperature"
 # How a (prompt, response) reaches a reward model: its chat template, the Anthropic-HH transcript
 # ("\n\nHuman: ...\n\nAssistant: ..."), or other plain text; TRL appends the EOS token to plain text.
 RENDERINGS = ("chat", "hh", "plain")

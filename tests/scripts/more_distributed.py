@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from trl_more import MetaRMConfig, MetaRMTrainer, MORERewardConfig, MORERewardTrainer
 from trl_more.cli.common import leave_process_group
 from trl_more.more.lambdas import MinNormLambda
-from trl_more.more.reward_head import find_reward_head
+from trl_more.reward_head import find_reward_head
 from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_meta_dataset, toy_preference_sources
 
 

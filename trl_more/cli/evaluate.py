@@ -460,7 +460,7 @@ def score_rewardbench_into(model, tokenizer, config: EvaluateConfig, output_dir:
     result.to_json(output_dir / "rewardbench.json")
     (output_dir / "rewardbench.md").write_text(result.to_markdown())
     if config.plots:
-        from ..metrics.rewardbench_plots import plot_rewardbench
+        from ..plots import plot_rewardbench
 
         plot_rewardbench(result, output_dir / "rewardbench.png")
     print(result.to_markdown())
@@ -482,7 +482,7 @@ def score_rmbench_into(model, tokenizer, config: EvaluateConfig, output_dir: Pat
     result.to_json(output_dir / "rmbench.json")
     (output_dir / "rmbench.md").write_text(result.to_markdown())
     if config.plots:
-        from ..metrics.rmbench_plots import plot_rmbench
+        from ..plots import plot_rmbench
 
         plot_rmbench(result, output_dir / "rmbench.png")
     print(result.to_markdown())
@@ -605,7 +605,7 @@ def score_best_of_n_into(
                 scored["lower_bound_rewards"] = result.lower_bound_rewards[index].tolist()
             handle.write(json.dumps(scored, ensure_ascii=False) + "\n")
     if config.plots:
-        from ..metrics.best_of_n_plots import plot_best_of_n
+        from ..plots import plot_best_of_n
 
         plot_best_of_n(result, output_dir / "best_of_n.png")
     print(result.to_markdown())

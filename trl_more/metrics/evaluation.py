@@ -389,8 +389,8 @@ def _score(
 
 def _shared_prompt_logits(model: PreTrainedModel, batch: dict, device) -> Any:
     """The (2N, 1) rewards of a shared-prompt batch, read from the reward head's per-token outputs."""
-    from ..more.reward_head import find_reward_head
     from ..pair_encoding import REWARD_POSITIONS_KEY, rewards_at
+    from ..reward_head import find_reward_head
 
     captured = []
     handle = find_reward_head(model).register_forward_hook(lambda module, args, output: captured.append(output))

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import TEMPERATURE_ATTRIBUTE
 from .calibration import as_margins, expected_calibration_error
 
 
 __all__ = ["TemperatureFit", "fit_temperature", "reward_temperature", "set_reward_temperature"]
-
-CONFIG_ATTRIBUTE = "reward_temperature"
 
 
 @dataclass(frozen=True)
@@ -96,10 +95,10 @@ def set_reward_temperature(model: Any, temperature: float) -> None:
     """
     if not temperature > 0:
         raise ValueError(f"The temperature must be positive, got {temperature}.")
-    setattr(model.config, CONFIG_ATTRIBUTE, float(temperature))
+    setattr(model.config, TEMPERATURE_ATTRIBUTE, float(temperature))
 
 
 def reward_temperature(model: Any) -> float:
     """The temperature stored in the model config by `set_reward_temperature`, or 1.0 when there is none."""
-    temperature = getattr(model.config, CONFIG_ATTRIBUTE, None)
+    temperature = getattr(model.config, TEMPERATURE_ATTRIBUTE, None)
     return 1.0 if temperature is None else float(temperature)

@@ -26,16 +26,16 @@ from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
 from ..input_settings import record_input_settings, rendering_of
 from ..losses import pairwise_loss, split_rewards
-from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
-from ..metrics.benchmark_scoring import benchmark_tables
-from ..noisy_preferences.contrastive import (
+from ..losses.contrastive import (
     SwAVPrototypes,
     embedding_dropout,
     representations,
     simcse_loss,
     swav_loss,
 )
-from ..noisy_preferences.denoising import PairLossTerms, check_strengths, flip_weak_pairs
+from ..losses.denoising import PairLossTerms, check_strengths, flip_weak_pairs
+from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
+from ..metrics.benchmark_scoring import benchmark_tables
 from ..pair_encoding import (
     NUM_TOKENS_KEY,
     REWARD_POSITIONS_KEY,
@@ -44,12 +44,13 @@ from ..pair_encoding import (
     rewards_at,
 )
 from ..preflight.training import preflight_before_training
+from ..reward_head import RewardHeadInputCapture
 from ..tokenization import truncate
 from ..trainer_utils import CheckpointedState, CheckpointingMixin, check_global_batch_size, convert_config
 from .lambdas import MinNormLambda
 from .model_card import LAMBDA_PLOT_NAME, RewardModelCard, evaluation_from_log, last_lambdas
 from .more_config import MORERewardConfig
-from .reward_head import RewardHeadInputCapture, per_source_head_gradients, per_source_mean
+from .reward_head import per_source_head_gradients, per_source_mean
 from .sampler import SourceGroupedSampler, check_batch_size_fits_sources
 
 
@@ -597,7 +598,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         return self.min_norm_lambda(gradients, losses).to(source_losses.dtype)
 
     def _contrastive_loss(self, features: torch.Tensor, second_view: torch.Tensor) -> torch.Tensor:
-        """SimCSE or SwAV between the head inputs of the two views (see `trl_more.noisy_preferences.contrastive`)."""
+        """SimCSE or SwAV between the head inputs of the two views (see `trl_more.losses.contrastive`)."""
         args = self.args
         view_a = representations(features, args.contrastive_representation)
         view_b = representations(second_view, args.contrastive_representation)

@@ -345,7 +345,7 @@ def _check_read_positions(
 ) -> None:
     """Where each sequence's reward is read, in one right-padded batch (as the trainers' collators build them)."""
     from .._compat import pad
-    from ..more.reward_head import RewardHeadInputCapture
+    from ..reward_head import RewardHeadInputCapture
 
     try:
         capture = RewardHeadInputCapture(model)

@@ -37,7 +37,7 @@ def check_peft(
     nothing for a model without an adapter."""
     from accelerate.utils import extract_model_from_parallel, is_peft_model
 
-    from ..more.reward_head import HEAD_ATTRIBUTES
+    from ..reward_head import HEAD_ATTRIBUTES
 
     model = extract_model_from_parallel(model)
     if not is_peft_model(model) or len(sequences) < 2:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.temperature import CONFIG_ATTRIBUTE as TEMPERATURE_ATTRIBUTE
+from ..constants import TEMPERATURE_ATTRIBUTE
 
 
 __all__ = [

@@ -18,9 +18,9 @@ from .._compat import pad, prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..constants import check_choice
 from ..input_settings import length_errors_explained, scoring_max_length, warn_if_read_differently
-from ..more.reward_head import find_reward_head
 from ..pair_encoding import PAIR_ENCODINGS, encode_shared_prompt, encodes_bidirectionally, rewards_at
 from ..pretrained import load_tokenizer
+from ..reward_head import find_reward_head
 from ..tokenization import fit_to_max_length, tokenize_scored_response
 from .calibration import ENSEMBLE_CALIBRATIONS, RewardScale, reward_scale
 from .ensemble import combine_rewards

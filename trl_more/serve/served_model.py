@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .._compat import pad
 from ..batching import length_sorted_batches
+from ..constants import TEMPERATURE_ATTRIBUTE
 from ..input_settings import input_settings, length_errors_explained, scoring_max_length, warn_if_read_differently
 from ..tokenization import tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
@@ -61,7 +62,7 @@ class ServedModel:
         self.batch_size = batch_size
         self.device = device
         config = model.config
-        self.temperature = getattr(config, "reward_temperature", None)
+        self.temperature = getattr(config, TEMPERATURE_ATTRIBUTE, None)
         self.objectives: list[str] | None = list(getattr(config, "objectives", None) or []) or None
         parameters = inspect.signature(model.forward).parameters
         self.takes_prompt_lengths = "prompt_lengths" in parameters

@@ -1,6 +1,6 @@
 """Heat maps of RM-Bench's style matrix, one per domain (needs matplotlib).
 
-Drawn on matplotlib's Agg canvas without pyplot, like the figures of `trl_more.plots`; see docs/evaluation.md.
+Drawn on matplotlib's Agg canvas without pyplot, like every figure of `trl_more.plots`; see docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..plots import _figure, _save
-from .rmbench import STYLES, RMBenchResult
+from ..metrics.rmbench import STYLES, RMBenchResult
+from .canvas import new_figure, save_figure
 
 
 __all__ = ["plot_rmbench"]
@@ -41,7 +41,7 @@ def plot_rmbench(
         The path of the PNG.
     """
     domains = list(result.domains)
-    figure = _figure(figsize or (3.6 * len(domains) + 1.2, 4.0), dpi)
+    figure = new_figure(figsize or (3.6 * len(domains) + 1.2, 4.0), dpi)
     axes = figure.subplots(1, len(domains), squeeze=False)[0]
     image = None
     for axis, domain in zip(axes, domains):
@@ -69,4 +69,4 @@ def plot_rmbench(
         f"{100 * result.normal:.1f} · easy {100 * result.easy:.1f}{missing})",
         fontsize="medium",
     )
-    return _save(figure, path)
+    return save_figure(figure, path)

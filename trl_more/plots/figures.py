@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .constants import LAMBDA_METRIC_PREFIX
-from .metrics.calibration import as_margins, calibration_bins
+from ..constants import LAMBDA_METRIC_PREFIX
+from ..metrics.calibration import as_margins, calibration_bins
+from .canvas import new_figure, save_figure
 
 
 __all__ = [
@@ -30,23 +31,6 @@ __all__ = [
     "plot_reliability_diagrams",
     "plot_reward_differences",
 ]
-
-
-def _figure(figsize: tuple[float, float], dpi: int):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(
-            "Plots need matplotlib: `pip install trl-more[plots]` (or `pip install matplotlib`)."
-        ) from error
-    return Figure(figsize=figsize, dpi=dpi)
-
-
-def _save(figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=figure.dpi)
-    return path
 
 
 def _source_margins(margins: Any) -> dict[str, np.ndarray]:
@@ -81,7 +65,7 @@ def plot_reliability_diagrams(
     """
     sources = _source_margins(margins)
     rows, columns = _grid(len(sources))
-    figure = _figure((panel_size * columns, panel_size * rows), dpi)
+    figure = new_figure((panel_size * columns, panel_size * rows), dpi)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, (source, values) in zip(axes, sources.items()):
         bins = calibration_bins(values, n_bins)
@@ -105,7 +89,7 @@ def plot_reliability_diagrams(
     for axis in axes[len(sources) :]:
         axis.set_visible(False)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reward_differences(
@@ -126,7 +110,7 @@ def plot_reward_differences(
     models = _models(margins_by_model)
     sources = list(dict.fromkeys(source for margins in models.values() for source in margins))
     count = len(models)
-    figure = _figure(figsize or (max(6.0, 0.6 * count * len(sources) + 2.0), 4.5), dpi)
+    figure = new_figure(figsize or (max(6.0, 0.6 * count * len(sources) + 2.0), 4.5), dpi)
     axis = figure.subplots()
     width = 0.8 / count
     colors = [f"C{index % 10}" for index in range(count)]
@@ -150,7 +134,7 @@ def plot_reward_differences(
     if count > 1:
         axis.legend(fontsize="small")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _models(margins_by_model: Any) -> dict[str, dict[str, np.ndarray]]:
@@ -214,7 +198,7 @@ def plot_lambda_history(
             "The log history has no `lambda/<source>` entries: they are logged by `MORERewardTrainer` on two or more "
             "sources with `lambda_method='min_norm'` (or 'uniform'), at every `logging_steps`."
         )
-    figure = _figure(figsize, dpi)
+    figure = new_figure(figsize, dpi)
     axis = figure.subplots()
     for name, (steps, values) in series.items():
         axis.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=name)
@@ -222,7 +206,7 @@ def plot_lambda_history(
     axis.set(xlabel="training step", ylabel="lambda", title="MORE source weights")
     axis.legend(fontsize="small")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_preference_strength(dataset: Any, path: str | Path, panel_size: float = 3.2, dpi: int = 100) -> Path:
@@ -234,13 +218,13 @@ def plot_preference_strength(dataset: Any, path: str | Path, panel_size: float =
             `PreferenceStrength.dataset`.
         path: the PNG file to write.
     """
-    from .constants import SOURCE_COLUMN, STRENGTH_COLUMN, STRENGTH_STD_COLUMN
+    from ..constants import SOURCE_COLUMN, STRENGTH_COLUMN, STRENGTH_STD_COLUMN
 
     mu = np.asarray(dataset[STRENGTH_COLUMN], dtype=np.float64)
     sigma = np.asarray(dataset[STRENGTH_STD_COLUMN], dtype=np.float64)
     names = np.asarray(dataset[SOURCE_COLUMN]) if SOURCE_COLUMN in dataset.column_names else np.full(len(mu), "all")
     sources = list(dict.fromkeys(names.tolist()))
-    figure = _figure((panel_size * (len(sources) + 1), panel_size * 2), dpi)
+    figure = new_figure((panel_size * (len(sources) + 1), panel_size * 2), dpi)
     axes = figure.subplots(2, len(sources) + 1, squeeze=False)
     for column, source in enumerate(sources):
         rows = names == source
@@ -259,4 +243,4 @@ def plot_preference_strength(dataset: Any, path: str | Path, panel_size: float =
     scatter.legend(fontsize="small", markerscale=3)
     axes[1, -1].set_visible(False)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -1,6 +1,6 @@
 """A bar plot of RewardBench scores per section, with the length baselines next to the model (needs matplotlib).
 
-Drawn on matplotlib's Agg canvas without pyplot, like the figures of `trl_more.plots`; see docs/evaluation.md.
+Drawn on matplotlib's Agg canvas without pyplot, like every figure of `trl_more.plots`; see docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plots import _figure, _save
-from .rewardbench import RewardBenchResult
+from ..metrics.rewardbench import RewardBenchResult
+from .canvas import new_figure, save_figure
 
 
 __all__ = ["plot_rewardbench"]
@@ -44,7 +44,7 @@ def plot_rewardbench(
     """
     groups = [*result.sections, "overall"]
     series = {"model": result, **result.baselines}
-    figure = _figure(figsize or (max(6.0, 1.1 * len(groups) + 2.0), 4.5), dpi)
+    figure = new_figure(figsize or (max(6.0, 1.1 * len(groups) + 2.0), 4.5), dpi)
     axis = figure.subplots()
     width = 0.8 / len(series)
     for index, (name, scores) in enumerate(series.items()):
@@ -63,4 +63,4 @@ def plot_rewardbench(
     axis.set_title(title or f"RewardBench v{result.version}: overall {100 * result.overall:.1f}", fontsize="medium")
     axis.legend(fontsize="small", loc="upper center", ncol=len(series) + 1, frameon=False)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

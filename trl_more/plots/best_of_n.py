@@ -1,6 +1,6 @@
 """The best-of-N curves against the KL-like cost, with the over-optimisation points (needs matplotlib).
 
-Drawn on matplotlib's Agg canvas without pyplot, like the figures of `trl_more.plots`; see docs/evaluation.md.
+Drawn on matplotlib's Agg canvas without pyplot, like every figure of `trl_more.plots`; see docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..plots import _figure, _save
-from .best_of_n import GOLD_PICK, PROXY_PICK, RANDOM_PICK, BestOfNResult
+from ..metrics.best_of_n import GOLD_PICK, PROXY_PICK, RANDOM_PICK, BestOfNResult
+from .canvas import new_figure, save_figure
 
 
 __all__ = ["plot_best_of_n"]
@@ -37,7 +37,7 @@ def plot_best_of_n(
     Returns:
         The path of the PNG.
     """
-    figure = _figure(figsize, dpi)
+    figure = new_figure(figsize, dpi)
     gold_axis, proxy_axis = figure.subplots(1, 2)
     styles = {GOLD_PICK: dict(linestyle="--"), RANDOM_PICK: dict(linestyle=":")}
     colours = {name: f"C{index}" for index, name in enumerate(result.curves)}
@@ -76,4 +76,4 @@ def plot_best_of_n(
         fontsize="medium",
     )
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
