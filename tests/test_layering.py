@@ -31,8 +31,8 @@ import trl_more
 PACKAGE = Path(trl_more.__file__).parent
 
 LAYERS: list[tuple[str, ...]] = [
-    ("constants", "_compat", "yaml_loading", "solvers", "fingerprints", "hub", "batching", "trainer_utils", "testing"),
-    ("tokenization", "pair_encoding", "pretrained", "losses", "reward_head"),
+    ("constants", "_compat", "yaml_loading", "fingerprints", "hub", "batching", "trainer_utils", "reports"),
+    ("solvers", "testing", "tokenization", "pair_encoding", "pretrained", "losses", "reward_head"),
     ("input_settings",),
     ("data", "generation"),
     ("rewards",),

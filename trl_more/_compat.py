@@ -15,6 +15,7 @@ transformers versions CI has tested.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ __all__ = [
     "save_model_without_push",
     "trainer_metrics",
     "unwrap_model_for_generation",
+    "without_length_filter",
     "zero3_init_paused",
 ]
 
@@ -78,8 +80,16 @@ def prepare_reward_dataset(dataset: Any, processing_class: Any, name: str, datas
     from trl import RewardTrainer
 
     # `RewardTrainer._prepare_dataset` reads no trainer state, only these two fields of its args.
-    args = SimpleNamespace(dataset_num_proc=dataset_num_proc, max_length=None)
+    args = without_length_filter(SimpleNamespace(dataset_num_proc=dataset_num_proc, max_length=None))
     return RewardTrainer._prepare_dataset(None, dataset, processing_class, args, name)
+
+
+def without_length_filter(args: Any) -> Any:
+    """A shallow copy of `args` with `max_length=None`, for `RewardTrainer._prepare_dataset`: it then tokenizes
+    without dropping the pairs longer than `max_length`, which trl-more's trainers truncate or report themselves."""
+    args = copy.copy(args)
+    args.max_length = None
+    return args
 
 
 def prepare_sft_dataset(trainer: Any, dataset: Any, name: str) -> Any:

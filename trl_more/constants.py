@@ -17,6 +17,7 @@ from __future__ import annotations
 
 
 __all__ = [
+    "CONTRASTIVE_REPRESENTATIONS",
     "LAMBDA_METRIC_PREFIX",
     "PAIR_ENCODINGS",
     "POOLING_RULES",
@@ -27,6 +28,7 @@ __all__ = [
     "STRENGTH_COLUMN",
     "STRENGTH_DIFFERENCES_COLUMN",
     "STRENGTH_STD_COLUMN",
+    "TEMPERATURE_ATTRIBUTE",
     "TRAINING_EOS_TOKEN_ATTRIBUTE",
     "TRAINING_MAX_LENGTH_ATTRIBUTE",
     "TRAINING_PADDING_SIDE_ATTRIBUTE",
@@ -76,9 +78,17 @@ POOLING_RULES = ("last_token", "first_token")
 PREFLIGHT_MODES = ("error", "warn", "off")
 # How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, or one row.
 PAIR_ENCODINGS = ("separate", "shared_prompt")
+# The vectors the contrastive loss compares (trl_more.losses.contrastive): the chosen and rejected representations, or
+# their differences.
+CONTRASTIVE_REPRESENTATIONS = ("pair", "difference")
 
 
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    """Raise a `ValueError` naming the option and its valid values when `value` is not one of `choices`."""
+def check_choice(name: str, value: object, choices: tuple[str, ...], option: bool = True) -> None:
+    """Raise a `ValueError` naming the option and its valid values when `value` is not one of `choices`.
+
+    The message reads "Unknown `name` 'value'; choose one of 'a', 'b'."; with `option=False`, `name` is a description
+    written as given ("Unknown ensemble mode 'max'; ...") instead of an option name in backticks.
+    """
     if value not in choices:
-        raise ValueError(f"Unknown `{name}` {value!r}; choose one of {', '.join(map(repr, choices))}.")
+        what = f"`{name}`" if option else name
+        raise ValueError(f"Unknown {what} {value!r}; choose one of {', '.join(map(repr, choices))}.")

@@ -29,6 +29,8 @@ from transformers import (
     TrainerCallback,
 )
 
+from .constants import check_choice
+
 
 __all__ = [
     "StopAfterCheckpoint",
@@ -140,6 +142,7 @@ def _tiny_config(architecture: str, tokenizer: PreTrainedTokenizerFast, **overri
         "max_position_embeddings": 512,
         "pad_token_id": tokenizer.pad_token_id,
     }
+    check_choice("architecture", architecture, DECODER_ARCHITECTURES + ENCODER_ARCHITECTURES, option=False)
     if architecture in DECODER_ARCHITECTURES:
         common.update(
             num_key_value_heads=2,
@@ -149,10 +152,6 @@ def _tiny_config(architecture: str, tokenizer: PreTrainedTokenizerFast, **overri
         )
         if architecture == "gpt_neox":
             del common["num_key_value_heads"]
-    elif architecture not in ENCODER_ARCHITECTURES:
-        raise ValueError(
-            f"Unknown architecture {architecture!r}; choose one of {DECODER_ARCHITECTURES + ENCODER_ARCHITECTURES}."
-        )
     common.update(overrides)
     return AutoConfig.for_model(architecture, **common)
 
@@ -307,8 +306,7 @@ def preference_dataset_in_format(
     prompt starting both `chosen` and `rejected` instead. These are the formats of TRL's test data set
     `trl-internal-testing/zen`, which `trl.RewardTrainer` accepts.
     """
-    if format_name not in PREFERENCE_FORMATS:
-        raise ValueError(f"Unknown preference format {format_name!r}; choose one of {PREFERENCE_FORMATS}.")
+    check_choice("preference format", format_name, PREFERENCE_FORMATS, option=False)
     conversational = format_name.startswith("conversational")
     implicit = "implicit_prompt" in format_name
     rows = {"chosen": [], "rejected": []} if implicit else {"prompt": [], "chosen": [], "rejected": []}

@@ -26,8 +26,10 @@ from typing import Any, Protocol
 
 import torch
 from accelerate.logging import get_logger
+from accelerate.utils import DistributedType
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+from trl.trainer.utils import get_config_model_id
 
 
 __all__ = [
@@ -62,6 +64,33 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> No
     temporary = f"{os.fspath(path)}.tmp"
     write(temporary)
     os.replace(temporary, path)
+
+
+def default_output_dir(model: Any, suffix: str) -> str:
+    """The `output_dir` of the config a trainer makes when given none, as `trl.RewardTrainer` names it
+    (`"<model name>-Reward"`): the last part of the model's name or path (TRL's `get_config_model_id` for a model
+    object), `"model"` for a model without one, then `-<suffix>`."""
+    name = model if isinstance(model, str) else get_config_model_id(model.config)
+    return f"{str(name).rstrip('/').split('/')[-1] or 'model'}-{suffix}"
+
+
+class ProcessLayoutError(ValueError, RuntimeError):
+    """accelerate and torch.distributed disagree on the processes of a launch (a `ValueError` as MORE raised it, a
+    `RuntimeError` as rejection sampling did)."""
+
+
+def check_process_layout(accelerator: Any, consequence: str) -> None:
+    """Refuse a launch where accelerate and torch.distributed disagree on the processes, or where several processes
+    run without a distributed backend: each process would train on its own, and `consequence` says what breaks."""
+    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    if world_size != accelerator.num_processes or (
+        accelerator.num_processes > 1 and accelerator.distributed_type == DistributedType.NO
+    ):
+        raise ProcessLayoutError(
+            f"The launch is inconsistent: torch.distributed runs {world_size} process(es), accelerate sees "
+            f"{accelerator.num_processes} with distributed type {accelerator.distributed_type}, so {consequence}. "
+            "On CPU, set `use_cpu=True` (DDP over gloo) or, with DeepSpeed, `ddp_backend='gloo'`."
+        )
 
 
 def choose_mixed_precision(args: Any) -> None:

@@ -27,6 +27,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from trl import TrlParser
 
+from ..constants import check_choice
 from ..hub import upload_failure_message
 from ..multi_objective.multi_objective_config import MultiObjectiveRewardConfig
 from .common import leave_process_group
@@ -126,12 +127,11 @@ def make_parser(prog: str | None = None) -> TrlParser:
 
 
 def main(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
+    check_choice("stage", script_args.stage, STAGES, option=False)
     if script_args.stage == "regression":
         train_regression(script_args, training_args)
-    elif script_args.stage == "gate":
-        train_gate(script_args, training_args)
     else:
-        raise ValueError(f"Unknown stage {script_args.stage!r}; choose one of {STAGES}.")
+        train_gate(script_args, training_args)
 
 
 def _tokenizer(path: str, trust_remote_code: bool):

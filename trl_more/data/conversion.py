@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from datasets import Dataset, Features, Value
 from datasets.utils.tqdm import tqdm
 
-from ..constants import SOURCE_COLUMN
+from ..constants import SOURCE_COLUMN, check_choice
 from .formats import PREFERENCE_COLUMNS, RATING_TEXT_COLUMNS
 
 
@@ -111,10 +111,7 @@ class InvalidRowsError(ValueError):
 
 
 def check_on_invalid(on_invalid: str) -> None:
-    if on_invalid not in ON_INVALID_CHOICES:
-        raise ValueError(
-            f"Unknown `on_invalid` {on_invalid!r}; choose one of {', '.join(map(repr, ON_INVALID_CHOICES))}."
-        )
+    check_choice("on_invalid", on_invalid, ON_INVALID_CHOICES)
 
 
 def _excerpt(where: str, fields: Mapping[str, Any]) -> str:

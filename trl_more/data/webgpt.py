@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..constants import check_choice
 from .conversion import ConvertedSource, PreferencePairsBuilder
 from .formats import render_dialogue, render_response
 
@@ -35,8 +36,7 @@ def convert_webgpt(
         on_invalid: `"drop"` or `"raise"` for rows without question, answers or scores, and empty answers.
         ties: `"drop"` (skip and count) or `"both"` (keep as two opposite-order pairs), see the module docstring.
     """
-    if ties not in TIE_POLICIES:
-        raise ValueError(f"Unknown `ties` policy {ties!r}; choose one of {', '.join(map(repr, TIE_POLICIES))}.")
+    check_choice("`ties` policy", ties, TIE_POLICIES, option=False)
     builder = PreferencePairsBuilder(source, on_invalid)
     for where, row in builder.read(rows):
         question = (row.get("question") or {}).get("full_text")

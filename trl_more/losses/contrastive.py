@@ -24,18 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import CONTRASTIVE_REPRESENTATIONS, check_choice
+
 
 __all__ = ["SwAVPrototypes", "embedding_dropout", "representations", "simcse_loss", "sinkhorn", "swav_loss"]
 
 
 def representations(features: torch.Tensor, mode: str) -> torch.Tensor:
     """The 2N vectors compared by the contrastive loss, from TRL-layout head inputs (2N, H), chosen rows first."""
-    chosen, rejected = features.chunk(2)
+    check_choice("contrastive representation", mode, CONTRASTIVE_REPRESENTATIONS, option=False)
     if mode == "pair":
         return features
-    if mode == "difference":
-        return torch.cat([chosen - rejected, rejected - chosen])
-    raise ValueError(f"Unknown contrastive representation {mode!r}; choose 'pair' or 'difference'.")
+    chosen, rejected = features.chunk(2)
+    return torch.cat([chosen - rejected, rejected - chosen])  # "difference"
 
 
 def simcse_loss(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:

@@ -15,7 +15,7 @@ from .._compat import before_deepspeed_optimizer_step, trainer_metrics
 from ..losses import pairwise_loss
 from ..more.model_card import RewardModelCard
 from ..more.more_trainer import MORERewardTrainer
-from ..trainer_utils import convert_config
+from ..trainer_utils import convert_config, default_output_dir
 from .meta_ascent import MetaAscent, unchanged_random_state
 from .meta_data import MetaBatches, tokenize_meta_dataset
 from .metarm_config import MetaRMConfig
@@ -60,8 +60,7 @@ class MetaRMTrainer(MORERewardTrainer):
 
     def __init__(self, model, args: MetaRMConfig | RewardConfig | None = None, *, meta_dataset: Dataset, **kwargs):
         if args is None:
-            model_name = model if isinstance(model, str) else model.config.name_or_path
-            args = MetaRMConfig(f"{model_name.split('/')[-1]}-MetaRM")
+            args = MetaRMConfig(default_output_dir(model, "MetaRM"))
         args = convert_config(args, MetaRMConfig, RewardConfig)
         if meta_dataset is None:
             raise ValueError(

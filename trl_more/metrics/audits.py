@@ -21,7 +21,6 @@ Checks per source:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from scipy.stats import spearmanr
 
 from .._compat import pad
 from ..constants import TRUNCATION_MODES, check_choice
+from ..reports import json_text, markdown_row, markdown_table
 from .evaluation import truncation_note
 
 
@@ -74,15 +74,12 @@ class AuditReport:
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, default=float)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return json_text(self.to_dict(), path, default=float)
 
     def to_markdown(self) -> str:
         header = ["source", "pairs", "accuracy (%)", "swapped (%)", "ties (%)", "identical (%)", "truncated: n (%)",
                   "max reward change: batch 1 / left padding", "reward-length Spearman", "status"]  # fmt: skip
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = markdown_table(header)
         for source, row in self.checks.items():
             cells = [
                 source,
@@ -96,16 +93,16 @@ class AuditReport:
                 f"{row['length_correlation']:.3f}",
                 "ok" if not self.failures.get(source) else "FAILED: " + "; ".join(self.failures[source]),
             ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         bins = ["source", *(row["label"] for row in next(iter(self.checks.values()))["length_bins"])]
         lines += ["", "Accuracy (%) by length difference, chosen minus rejected, in tokens (pairs):", ""]
-        lines += ["| " + " | ".join(bins) + " |", "|" + "---|" * len(bins)]
+        lines += markdown_table(bins)
         for source, row in self.checks.items():
             cells = [
                 f"{100 * cell['accuracy']:.1f} ({cell['pairs']})" if cell["pairs"] else "-"
                 for cell in row["length_bins"]
             ]
-            lines.append(f"| {source} | " + " | ".join(cells) + " |")
+            lines.append(markdown_row([source, *cells]))
         return (
             "\n".join(lines)
             + f"\n\nReward changes are relative to each source's reward std; tolerance {self.tolerance:g}; "

@@ -38,17 +38,16 @@ See docs/evaluation.md#best-of-n-against-a-gold-reward.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..constants import check_choice
+from ..reports import json_text, markdown_row, markdown_table
 from .benchmark_scoring import (
     TEMPLATES,
     BenchmarkCallback,
@@ -252,20 +251,17 @@ class BestOfNResult:
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The `to_dict` result as JSON text, also written to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return json_text(self.to_dict(), path)
 
     def to_markdown(self) -> str:
         """A Markdown table, one row per N (mean and bootstrap interval of every curve), then notes with the
         over-optimisation points."""
         level = f"{100 * self.confidence:g}%"
         header = ["N", "KL", *(f"gold reward: {name}" for name in self.curves), "proxy reward: proxy pick"]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = markdown_table(header)
         for index, (n, kl) in enumerate(zip(self.ns, self.kl)):
             cells = [str(n), f"{kl:.3f}", *(_cell(curve, index) for curve in self.curves.values())]
-            lines.append("| " + " | ".join([*cells, _cell(self.proxy_reward, index)]) + " |")
+            lines.append(markdown_row([*cells, _cell(self.proxy_reward, index)]))
         notes = [
             f"{self.num_prompts} prompts with {self.num_samples} responses each; the gold reward of the response "
             "each selector picks among N, an exact expectation over the N-subsets of every prompt's responses, "

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..constants import PAIR_ENCODINGS, TRUNCATION_MODES, check_choice
+from ..reports import json_text, markdown_row, markdown_table
 from .calibration import DEFAULT_OUTLIER_THRESHOLD, as_margins, preference_metrics
 from .temperature import reward_temperature
 
@@ -117,10 +118,7 @@ class RewardEvaluation:
 
     def to_json(self, path: str | Path | None = None, include_margins: bool = True) -> str:
         """The `to_dict` result as JSON text, also written to `path` when given."""
-        text = json.dumps(self.to_dict(include_margins), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return json_text(self.to_dict(include_margins), path)
 
     @classmethod
     def from_json(cls, path: str | Path) -> RewardEvaluation:
@@ -154,7 +152,7 @@ class RewardEvaluation:
             f"margins > +{threshold}: n (mean)",
             f"margins < -{threshold}: n (mean)",
         ]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = markdown_table(header)
         for source, row in self.metrics.items():
             cells = [
                 source,
@@ -169,12 +167,12 @@ class RewardEvaluation:
                 _outlier_cell(row["positive_outliers"], row["positive_outlier_mean"]),
                 _outlier_cell(row["negative_outliers"], row["negative_outlier_mean"]),
             ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         if len(self.metrics) > 1:
             mean = self.average()
             cells = ["average", "", *([""] if truncation else []), f"{100 * mean['preference_accuracy']:.2f}"]
             cells += [f"{mean[key]:.4f}" for key in ("ece", "ace", "mce")] + [""] * 4
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         notes = f"ECE/ACE/MCE with {self.n_bins} bins over both orderings of every pair"
         if self.temperature != 1.0:
             notes += f"; rewards divided by the temperature {self.temperature:.4g}"

@@ -25,17 +25,16 @@ commit 05a9005), are written out in docs/evaluation.md#rewardbench. In short:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..constants import check_choice
+from ..reports import json_text, markdown_row, markdown_table
 from .benchmark_scoring import (
     TEMPLATES,
     BenchmarkCallback,
@@ -240,31 +239,28 @@ class RewardBenchResult:
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The `to_dict` result as JSON text, also written to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return json_text(self.to_dict(), path)
 
     def to_markdown(self) -> str:
         """A Markdown table: one row per subset, then one per v1 section and the overall score, with the baselines."""
         names = list(self.baselines)
         header = ["subset / section", "section", "count", "accuracy (%)", "ECE", "mean margin"]
         header += [f"{name} (%)" for name in names]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = markdown_table(header)
         for subset, row in self.subsets.items():
             cells = [subset, row["section"] or "-", str(row["count"]), percent(row["accuracy"])]
             cells += [f"{row['ece']:.4f}", f"{row['margin_mean']:.3f}"]
             cells += [percent(self.baselines[name].subsets[subset]["accuracy"]) for name in names]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         section_rows = self.sections if self.version == 1 else {}  # v2: every subset is its own section
         for section, score in section_rows.items():
             count = sum(row["count"] for row in self.subsets.values() if row["section"] == section)
             cells = [f"**{section}**", "", str(count), f"**{percent(score)}**", "", ""]
             cells += [percent(self.baselines[name].sections.get(section, math.nan)) for name in names]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         cells = ["**overall**", "", "", f"**{percent(self.overall)}**", "", ""]
         cells += [percent(self.baselines[name].overall) for name in names]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
         return "\n".join(lines) + "\n\n" + "\n".join(f"- {note}" for note in self._notes()) + "\n"
 
     def _notes(self) -> list[str]:

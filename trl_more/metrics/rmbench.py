@@ -33,7 +33,6 @@ others. See docs/evaluation.md#rm-bench.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..constants import check_choice
+from ..reports import json_text, markdown_row, markdown_table
 from .benchmark_scoring import (
     TEMPLATES,
     BenchmarkCallback,
@@ -183,10 +183,7 @@ class RMBenchResult:
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """The `to_dict` result as JSON text, also written to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return json_text(self.to_dict(), path)
 
     def to_markdown(self) -> str:
         """Two Markdown tables: the scores per domain and overall (with the baselines' hard / normal / easy), then the
@@ -194,21 +191,20 @@ class RMBenchResult:
         names = list(self.baselines)
         header = ["domain", "rows", "hard (%)", "normal (%)", "easy (%)", "average (%)"]
         header += [f"{name}: hard / normal / easy (%)" for name in names]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = markdown_table(header)
         for domain, row in self.domains.items():
             cells = [domain, str(row["count"])] + [percent(row[key]) for key in ("hard", "normal", "easy", "average")]
             cells += [_levels(self.baselines[name].domains.get(domain)) for name in names]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         count = sum(row["count"] for row in self.domains.values())
         cells = ["**overall**", str(count)] + [percent(value) for value in (self.hard, self.normal, self.easy)]
         cells.append(f"**{percent(self.overall)}**")
         cells += [_levels(self.baselines[name].summary()) for name in names]
-        lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "| domain | chosen style | " + " | ".join(f"vs rejected {style} (%)" for style in STYLES) + " |"]
-        lines.append("|" + "---|" * (len(STYLES) + 2))
+        lines.append(markdown_row(cells))
+        lines += ["", *markdown_table(["domain", "chosen style", *(f"vs rejected {style} (%)" for style in STYLES)])]
         for domain, row in self.domains.items():
             for style, values in zip(STYLES, row["matrix"]):
-                lines.append(f"| {domain} | {style} | " + " | ".join(percent(value) for value in values) + " |")
+                lines.append(markdown_row([domain, style, *(percent(value) for value in values)]))
         return "\n".join(lines) + "\n\n" + "\n".join(f"- {note}" for note in self._notes()) + "\n"
 
     def _notes(self) -> list[str]:

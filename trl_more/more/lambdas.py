@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
+from ..constants import check_choice
 from ..solvers import min_norm_weights
+from .more_config import GRADIENT_NORMALIZATIONS
 
 
 __all__ = ["MinNormLambda", "normalize_gradients"]
@@ -26,12 +28,11 @@ __all__ = ["MinNormLambda", "normalize_gradients"]
 def normalize_gradients(gradients: torch.Tensor, losses: torch.Tensor, mode: str) -> torch.Tensor:
     """Scale every row of `gradients` (K x H) as MGDA does: by its L2 norm (`"l2"`), by its source's loss
     (`"loss"`), by both (`"loss+"`), or not at all (`"none"`). A zero scale leaves the row unchanged."""
+    check_choice("gradient normalization", mode, GRADIENT_NORMALIZATIONS, option=False)
     if mode == "none":
         return gradients
     norms = gradients.norm(dim=1)
-    scales = {"l2": norms, "loss": losses, "loss+": losses * norms}.get(mode)
-    if scales is None:
-        raise ValueError(f"Unknown gradient normalization {mode!r}; choose 'l2', 'none', 'loss' or 'loss+'.")
+    scales = {"l2": norms, "loss": losses, "loss+": losses * norms}[mode]
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
     return gradients / scales[:, None]
 

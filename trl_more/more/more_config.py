@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..constants import PREFLIGHT_MODES, SOURCE_COLUMN, STRENGTH_COLUMN, TRUNCATION_MODES, check_choice
+from ..constants import (
+    CONTRASTIVE_REPRESENTATIONS,
+    PREFLIGHT_MODES,
+    SOURCE_COLUMN,
+    STRENGTH_COLUMN,
+    TRUNCATION_MODES,
+    check_choice,
+)
 from ..pair_encoding import PAIR_ENCODINGS
 from ..trainer_utils import choose_mixed_precision
 
@@ -14,7 +21,6 @@ from ..trainer_utils import choose_mixed_precision
 LAMBDA_METHODS = ("min_norm", "uniform")
 GRADIENT_NORMALIZATIONS = ("l2", "none", "loss", "loss+")
 CONTRASTIVE_LOSSES = ("simcse", "swav")
-CONTRASTIVE_REPRESENTATIONS = ("pair", "difference")
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,14 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedType
 from datasets import Dataset, IterableDataset
 from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
 
-from .._compat import keep_4bit_weights_trainable, keep_batch_columns, trainer_metrics
+from .._compat import keep_4bit_weights_trainable, keep_batch_columns, trainer_metrics, without_length_filter
 from ..constants import SOURCE_INDEX_COLUMN
 from ..data.resampling import resample_sources
 from ..data.sources import attach_source_indices
@@ -46,7 +44,14 @@ from ..pair_encoding import (
 from ..preflight.training import preflight_before_training
 from ..reward_head import RewardHeadInputCapture
 from ..tokenization import truncate
-from ..trainer_utils import CheckpointedState, CheckpointingMixin, check_global_batch_size, convert_config
+from ..trainer_utils import (
+    CheckpointedState,
+    CheckpointingMixin,
+    check_global_batch_size,
+    check_process_layout,
+    convert_config,
+    default_output_dir,
+)
 from .lambdas import MinNormLambda
 from .model_card import LAMBDA_PLOT_NAME, RewardModelCard, evaluation_from_log, last_lambdas
 from .more_config import MORERewardConfig
@@ -164,8 +169,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             # It needs one row per pair before the batches are gathered (see `PreferenceMetrics`).
             preprocess_logits_for_metrics = compute_metrics.preprocess_logits
         if args is None:
-            model_name = model if isinstance(model, str) else model.config.name_or_path
-            args = MORERewardConfig(f"{model_name.split('/')[-1]}-MORE-Reward")
+            args = MORERewardConfig(default_output_dir(model, "MORE-Reward"))
         args = convert_config(args, MORERewardConfig, RewardConfig)
         check_global_batch_size(args, args.world_size)
         if train_dataset is None:
@@ -217,12 +221,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         # How the model reads its input, saved with it and read back by every scorer (trl_more.input_settings).
         record_input_settings(self.model, self.processing_class, args.max_length, args.truncation_mode, rendering)
 
-        if self.accelerator.num_processes > 1 and self.accelerator.distributed_type == DistributedType.NO:
-            raise ValueError(
-                f"{self.accelerator.num_processes} processes were launched but accelerate runs without a distributed "
-                "backend, so gradients and lambda would not be shared between them. On CPU, set `use_cpu=True` "
-                "(DDP over gloo) or, with DeepSpeed, `ddp_backend='gloo'`."
-            )
+        check_process_layout(self.accelerator, "gradients and lambda would not be shared between the processes")
         self._eval_sets_prefix: str | None = None  # set while a dict of eval sets is evaluated set by set
         self._eval_set_name: str | None = None
         self.head_capture: RewardHeadInputCapture | None = None
@@ -304,9 +303,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 check_strengths(dataset, args.strength_column, dataset_name, lambda row: self._where(dataset, row))
         # TRL silently drops pairs longer than `max_length`; MORE applies the limit itself, to report the loss per
         # source (and to truncate instead, when `truncation_mode` is set).
-        without_limit = copy.copy(args)
-        without_limit.max_length = None
-        dataset = super()._prepare_dataset(dataset, processing_class, without_limit, dataset_name)
+        dataset = super()._prepare_dataset(dataset, processing_class, without_length_filter(args), dataset_name)
         if dataset_name == "train":
             self._untruncated_train = dataset
         if args.max_length is not None:

@@ -14,13 +14,19 @@ from transformers import DataCollator, PreTrainedModel, PreTrainedTokenizerBase,
 from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer, is_conversational
 
-from .._compat import DataCollatorForPreference, dataset_column_names, keep_batch_columns, trainer_metrics
+from .._compat import (
+    DataCollatorForPreference,
+    dataset_column_names,
+    keep_batch_columns,
+    trainer_metrics,
+    without_length_filter,
+)
 from ..input_settings import record_input_settings, rendering_of
 from ..losses import pairwise_loss, split_rewards
 from ..pair_encoding import encodes_bidirectionally
 from ..preflight.training import preflight_before_training
 from ..tokenization import fit_to_max_length, prompt_length_of, tokenize_prompt
-from ..trainer_utils import CheckpointingMixin, convert_config
+from ..trainer_utils import CheckpointingMixin, convert_config, default_output_dir
 from .features import SequenceFeatures, extract_features, extract_pair_features
 from .multi_objective_config import MultiObjectiveRewardConfig
 
@@ -136,8 +142,7 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
         preprocess_logits_for_metrics: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ):
         if args is None:
-            model_name = model if isinstance(model, str) else model.config.name_or_path
-            args = MultiObjectiveRewardConfig(f"{os.path.basename(str(model_name)) or 'model'}-gate")
+            args = MultiObjectiveRewardConfig(default_output_dir(model, "gate"))
         args = convert_config(args, MultiObjectiveRewardConfig, RewardConfig)
         rendering = rendering_of(train_dataset) if isinstance(train_dataset, Dataset) else None
         self.preflight_report = None  # set by `train()` (see `trl_more.preflight`)
@@ -190,17 +195,13 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
                 _tokenize_prompt_column, fn_kwargs={"tokenizer": processing_class}, **_map_options(dataset, "prompts")
             )
         # TRL drops pairs longer than `max_length`; this trainer truncates them (or fails clearly) instead.
-        max_length, args.max_length = args.max_length, None
-        try:
-            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        finally:
-            args.max_length = max_length
+        dataset = super()._prepare_dataset(dataset, processing_class, without_length_filter(args), dataset_name)
         if dataset_name == "train":
             self._untruncated_train = dataset
         return dataset.map(
             _with_prompt_lengths,
             with_indices=True,
-            fn_kwargs={"max_length": max_length, "truncation_mode": args.truncation_mode, "name": dataset_name},
+            fn_kwargs={"max_length": args.max_length, "truncation_mode": args.truncation_mode, "name": dataset_name},
             remove_columns=["prompt_ids"] if explicit_prompt else None,
             **_map_options(dataset, f"Finding prompt lengths of {dataset_name} pairs"),
         )

@@ -45,6 +45,7 @@ from ..constants import (
 )
 from ..data.sources import attach_source_indices
 from ..fingerprints import fingerprint, model_fingerprint
+from ..reports import json_text, markdown_row, markdown_table
 from ..trainer_utils import config_with, write_atomically
 
 
@@ -83,12 +84,12 @@ class PreferenceStrength:
         summary = self.summary()
         header = ["source", "pairs", "mu < 0 (%)", *(f"mu q{int(q * 100)}" for q in QUANTILES)]
         header += [f"sigma q{int(q * 100)}" for q in QUANTILES]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines = markdown_table(header)
         for source, row in summary.items():
             cells = [source, str(int(row["pairs"])), f"{100 * row['share_negative']:.1f}"]
             cells += [f"{row[f'mu_q{int(q * 100)}']:.3f}" for q in QUANTILES]
             cells += [f"{row[f'sigma_q{int(q * 100)}']:.3f}" for q in QUANTILES]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(markdown_row(cells))
         return "\n".join(lines) + f"\n\nStrength from {self.num_models} reward models, mode {self.mode}.\n"
 
     def save(self, output_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
@@ -104,7 +105,7 @@ class PreferenceStrength:
         }
         write_atomically(paths["jsonl"], lambda path: self.dataset.to_json(path, lines=True, force_ascii=False))
         write_atomically(paths["parquet"], lambda path: self.dataset.to_parquet(path))
-        paths["summary_json"].write_text(json.dumps(self.summary(), indent=2) + "\n")
+        json_text(self.summary(), paths["summary_json"])
         paths["summary_md"].write_text(self.to_markdown())
         if plots:
             from ..plots import plot_preference_strength

@@ -10,13 +10,13 @@ problems (how a pad token equal to the EOS token is resolved, say) and the time 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..constants import PREFLIGHT_MODES, check_choice
+from ..reports import json_text, markdown_row, markdown_table
 
 
 __all__ = ["Finding", "PreflightError", "PreflightReport", "act_on"]
@@ -87,26 +87,23 @@ class PreflightReport:
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, default=float)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return json_text(self.to_dict(), path, default=float)
 
     def to_markdown(self) -> str:
         lines = [
             f"Pre-flight checks ({self.seconds:.1f} s): {len(self.errors)} error(s), {len(self.warnings)} warning(s)."
         ]
         if self.findings:
-            lines += ["", "| severity | check | source | what it means, likely cause, fix |", "|---|---|---|---|"]
+            lines += ["", *markdown_table(["severity", "check", "source", "what it means, likely cause, fix"])]
             for finding in self.findings:
                 message = finding.message.replace("|", "\\|")
-                lines.append(f"| {finding.severity} | {finding.check} | {finding.source or '-'} | {message} |")
+                lines.append(markdown_row([finding.severity, finding.check, finding.source or "-", message]))
         if self.measured:
             columns = sorted({key for row in self.measured.values() for key in row})
-            lines += ["", "| source | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+            lines += ["", *markdown_table(["source", *columns])]
             for source, row in self.measured.items():
                 cells = [_cell(row.get(column)) for column in columns]
-                lines.append(f"| {source} | " + " | ".join(cells) + " |")
+                lines.append(markdown_row([source, *cells]))
         if self.notes:
             lines += ["", *(f"- {note}" for note in self.notes)]
         return "\n".join(lines) + "\n"

@@ -59,9 +59,8 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedType, broadcast_object_list, gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
@@ -75,7 +74,13 @@ from ..metarm.reward_model_updates import RewardModelUpdater
 from ..pretrained import load_tokenizer
 from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
 from ..tokenization import fit_to_max_length, tokenize_scored_response
-from ..trainer_utils import CheckpointingMixin, check_global_batch_size, convert_config
+from ..trainer_utils import (
+    CheckpointingMixin,
+    check_global_batch_size,
+    check_process_layout,
+    convert_config,
+    default_output_dir,
+)
 from .diversity import distinct_n
 from .generation import (
     GenerationBackend,
@@ -183,8 +188,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         quantization_config=None,
     ):
         if args is None:
-            model_name = model if isinstance(model, str) else model.config.name_or_path
-            args = RejectionSamplingConfig(f"{model_name.split('/')[-1]}-RJS")
+            args = RejectionSamplingConfig(default_output_dir(model, "RJS"))
         args = convert_config(args, RejectionSamplingConfig, SFTConfig)
         check_global_batch_size(args, args.world_size)
         prompts, reward_prompts = _read_prompts(train_dataset)
@@ -211,7 +215,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         )
         if not isinstance(self.processing_class, PreTrainedTokenizerBase):
             raise ValueError("RejectionSamplingTrainer samples text only; pass a tokenizer as `processing_class`.")
-        _check_process_layout(self.accelerator)
+        check_process_layout(self.accelerator, "samples could not be gathered across processes")
         keep_4bit_weights_trainable(self.model)  # it trains right after generating without grad
 
         self._set_prompts(prompts, reward_prompts)
@@ -691,21 +695,6 @@ def _steer_reward_models(reward_models: Sequence[nn.Module], objective_weights: 
         )
     for model in steerable:
         model.set_steering(objective_weights)  # an unknown objective name raises here, naming the known ones
-
-
-def _check_process_layout(accelerator: Accelerator) -> None:
-    """Refuse a launch where accelerate and torch.distributed disagree on the processes: gathering the samples would
-    silently keep each process's own, and prompts would be trained on by one process only or not at all."""
-    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    if world_size != accelerator.num_processes or (
-        accelerator.num_processes > 1 and accelerator.distributed_type == DistributedType.NO
-    ):
-        raise RuntimeError(
-            f"The launch is inconsistent: torch.distributed runs {world_size} process(es), accelerate sees "
-            f"{accelerator.num_processes} with distributed type {accelerator.distributed_type}, so samples could not "
-            "be gathered across processes. On CPU set `ddp_backend='gloo'` in the config (and `use_cpu=True` without "
-            "DeepSpeed)."
-        )
 
 
 def _read_prompts(dataset: Dataset | None) -> tuple[list[Prompt], list[Prompt]]:

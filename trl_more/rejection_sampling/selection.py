@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..constants import check_choice
+
 
 SELECTION_STRATEGIES = ("best_per_prompt", "top_fraction")
 
@@ -35,6 +37,7 @@ def select_samples(
             f"`prompt_ids`, `rewards` and `eligible` must have the same length, got {len(prompt_ids)}, {len(rewards)} "
             f"and {len(eligible)}."
         )
+    check_choice("selection", strategy, SELECTION_STRATEGIES, option=False)
     candidates = [index for index in range(len(rewards)) if eligible[index]]
     if strategy == "best_per_prompt":
         best: dict[int, int] = {}
@@ -43,21 +46,14 @@ def select_samples(
             if current is None or rewards[index] > rewards[current]:
                 best[prompt_ids[index]] = index
         return sorted(best.values())
-    if strategy == "top_fraction":
-        count = max_selected(strategy, len(rewards), 1, top_fraction)
-        ranked = sorted(candidates, key=lambda index: (-rewards[index], index))
-        return sorted(ranked[:count])
-    raise _unknown(strategy)
+    count = max_selected(strategy, len(rewards), 1, top_fraction)  # "top_fraction"
+    ranked = sorted(candidates, key=lambda index: (-rewards[index], index))
+    return sorted(ranked[:count])
 
 
 def max_selected(strategy: str, num_prompts: int, samples_per_prompt: int, top_fraction: float = 0.25) -> int:
     """The most samples `select_samples` can select from `num_prompts` prompts with `samples_per_prompt` samples each."""
+    check_choice("selection", strategy, SELECTION_STRATEGIES, option=False)
     if strategy == "best_per_prompt":
         return num_prompts
-    if strategy == "top_fraction":
-        return math.ceil(round(top_fraction * num_prompts * samples_per_prompt, 9))
-    raise _unknown(strategy)
-
-
-def _unknown(strategy: str) -> ValueError:
-    return ValueError(f"Unknown selection {strategy!r}; choose one of {', '.join(map(repr, SELECTION_STRATEGIES))}.")
+    return math.ceil(round(top_fraction * num_prompts * samples_per_prompt, 9))  # "top_fraction"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..constants import check_choice
+
 
 ENSEMBLE_MODES = ("mean", "min", "mean_minus_std")
 
@@ -24,10 +26,9 @@ def combine_rewards(rewards: torch.Tensor, mode: str = "mean", std_coef: float =
     """
     if rewards.dim() != 2 or rewards.shape[1] == 0:
         raise ValueError(f"`rewards` must have shape (num_samples, num_models >= 1), got {tuple(rewards.shape)}.")
+    check_choice("ensemble mode", mode, ENSEMBLE_MODES, option=False)
     if mode == "mean":
         return rewards.mean(dim=1)
     if mode == "min":
         return rewards.min(dim=1).values
-    if mode == "mean_minus_std":
-        return rewards.mean(dim=1) - std_coef * rewards.std(dim=1, correction=0)
-    raise ValueError(f"Unknown ensemble mode {mode!r}; choose one of {', '.join(map(repr, ENSEMBLE_MODES))}.")
+    return rewards.mean(dim=1) - std_coef * rewards.std(dim=1, correction=0)  # "mean_minus_std"

@@ -24,6 +24,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import spearmanr
 
+from ..constants import check_choice
+
 
 __all__ = ["REFERENCE_PENALTY_GRID", "debias_transform", "verbosity_penalties"]
 
@@ -112,8 +114,7 @@ def verbosity_penalties(
         raise ValueError(f"`verbosity_index` {verbosity_index} is out of range for {num_objectives} objectives.")
     if not np.isfinite(rewards).all():
         raise ValueError("The reference rewards contain NaN or infinite values.")
-    if method not in ("root", "grid"):
-        raise ValueError(f"Unknown debiasing method {method!r}; use 'root' or 'grid'.")
+    check_choice("debiasing method", method, ("root", "grid"), option=False)
     verbosity = rewards[:, verbosity_index]
     if np.ptp(verbosity) == 0:
         raise ValueError(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from datasets import Dataset
 
+from ..constants import check_choice
 from .world import (
     FILLER_WORDS,
     HELPFUL_WORDS,
@@ -77,8 +78,7 @@ def preference_pairs(
         style: The response distribution both responses are drawn from.
         prompt_types: Probabilities of the prompt types (uniform by default).
     """
-    if flip_mode not in FLIP_MODES:
-        raise ValueError(f"Unknown flip_mode {flip_mode!r}; choose one of {', '.join(FLIP_MODES)}.")
+    check_choice("flip_mode", flip_mode, FLIP_MODES, option=False)
     if not 0.0 <= flip_rate < 1.0:
         raise ValueError(f"flip_rate must be in [0, 1), got {flip_rate}.")
     unknown = [source for source in sources if source not in SOURCE_OFFSETS]
