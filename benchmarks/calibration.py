@@ -138,7 +138,7 @@ def minilm_reward_model(seed: int, frozen_layers: int):
     """MiniLM with a fresh reward head (initialised from `seed`), its embeddings and first `frozen_layers` frozen."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-    from trl_more.testing import minilm_path
+    from trl_more.pretrained import minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     tokenizer.eos_token = tokenizer.sep_token  # TRL appends the eos token to plain-text pairs; BERT has none

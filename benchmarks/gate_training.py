@@ -24,7 +24,8 @@ from trl_more.data import load_preference_source
 from trl_more.multi_objective import MultiObjectiveRewardModel
 from trl_more.multi_objective.multi_objective_config import MultiObjectiveRewardConfig
 from trl_more.multi_objective.multi_objective_trainer import MultiObjectiveRewardTrainer
-from trl_more.testing import minilm_path, tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.pretrained import minilm_path
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
 DATA = Path(os.environ.get("TRL_MORE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

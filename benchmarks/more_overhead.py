@@ -48,8 +48,8 @@ def worker(trainer_name: str, steps: int) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     from trl_more import MORERewardConfig, MORERewardTrainer
+    from trl_more.pretrained import minilm_path
     from trl_more.reward_head import find_reward_head
-    from trl_more.testing import minilm_path
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())

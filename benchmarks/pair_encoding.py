@@ -51,7 +51,7 @@ def model_and_tokenizer(options):
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from trl_more.testing import minilm_path
+    from trl_more.pretrained import minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     tokenizer.eos_token = tokenizer.sep_token

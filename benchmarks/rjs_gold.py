@@ -237,7 +237,7 @@ class GoldReward:
     def __init__(self, batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
 
-        from trl_more.testing import minilm_path
+        from trl_more.pretrained import minilm_path
 
         self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         self.encoder = AutoModel.from_pretrained(minilm_path()).eval()

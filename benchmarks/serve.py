@@ -43,10 +43,10 @@ def main() -> None:
     import uvicorn
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from trl_more.pretrained import minilm_path
     from trl_more.serve import ServeConfig
     from trl_more.serve.app import create_app
     from trl_more.serve.served_model import ServedModel
-    from trl_more.testing import minilm_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=512)

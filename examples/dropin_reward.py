@@ -64,12 +64,12 @@ def builtin_model(setup_args: BuiltinSetupArguments, output_dir: str) -> str:
 
 def builtin_data(setup_args: BuiltinSetupArguments, seed: int):
     """Training pairs with a `source` column and a few held-out pairs per source (offline default)."""
-    from trl_more.cli.reward import RewardScriptArguments, load_sources, toy_sources
+    from trl_more.cli.reward import RewardScriptArguments, load_training_sources, toy_sources
 
     if setup_args.tiny:
         train, test = toy_sources(seed)
     else:
-        train, test = load_sources(RewardScriptArguments(data_dir=setup_args.data_dir), seed)
+        train, test = load_training_sources(RewardScriptArguments(data_dir=setup_args.data_dir), seed)
     n = setup_args.eval_pairs_per_source
     return train, {name: pairs.select(range(min(n, len(pairs)))) for name, pairs in test.items()}
 

@@ -20,7 +20,8 @@ from transformers import AutoTokenizer
 
 from trl_more import MORERewardConfig, MORERewardTrainer, PreferenceMetrics
 from trl_more.data import load_mixture, mix_sources
-from trl_more.testing import minilm_path, save_tiny_reward_model, write_toy_mixture
+from trl_more.pretrained import minilm_path
+from trl_more.testing import save_tiny_reward_model, write_toy_mixture
 
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -22,7 +22,7 @@ from trl_more.multi_objective.features import extract_features
 from trl_more.multi_objective.multi_objective_config import MultiObjectiveRewardConfig
 from trl_more.multi_objective.multi_objective_trainer import MultiObjectiveRewardTrainer
 from trl_more.multi_objective.regression import fit_regression_layer, prepare_rating_dataset, r2_per_objective
-from trl_more.testing import minilm_path
+from trl_more.pretrained import minilm_path
 from trl_more.tokenization import tokenize_prompt
 
 

@@ -15,7 +15,7 @@ import trl_more.data.loading as loading
 from trl_more import MORERewardConfig, MORERewardTrainer
 from trl_more.cli import parse_subcommand_arguments
 from trl_more.cli import reward as reward_cli
-from trl_more.cli.evaluate import load_sources as evaluate_sources
+from trl_more.cli.evaluate import load_evaluation_sources as evaluate_sources
 from trl_more.data import InvalidRowsError, SourceConfig, load_trl_preferences, mix_sources
 from trl_more.testing import (
     PREFERENCE_FORMATS,
@@ -356,7 +356,7 @@ def test_reward_trains_on_a_folder_saved_by_datasets_with_dataset_name(tmp_path)
     )
     assert (script_args.dataset_train_split, script_args.dataset_test_split) == ("train", "test")  # TRL's defaults
 
-    train, test = reward_cli.load_sources(script_args, training_args.seed, training_args.source_column)
+    train, test = reward_cli.load_training_sources(script_args, training_args.seed, training_args.source_column)
     held_out = {"science": 2, "maths": 2, "cooking": 2}  # the test split, by source
     assert len(train) == 16 and Counter(train["domain"]) == {"science": 6, "maths": 6, "cooking": 4}  # the train split
     assert {name: len(pairs) for name, pairs in test.items()} == held_out
@@ -373,14 +373,14 @@ def test_dataset_name_without_a_test_split_holds_out_a_tenth_and_excludes_the_ot
         script_args, training_args, _ = parse_subcommand_arguments(
             "reward", ["--dataset_name", str(name), "--output_dir", str(tmp_path / "run"), "--bf16", "false"]
         )
-        train, test = reward_cli.load_sources(script_args, training_args.seed)
+        train, test = reward_cli.load_training_sources(script_args, training_args.seed)
         assert (len(train), [len(pairs) for pairs in test.values()]) == (36, [4])
         assert f"--dataset_name {name} has no 'test' split: holding out 10%" in capsys.readouterr().out
     no_dev_split = reward_cli.RewardScriptArguments(
         dataset_name=str(tmp_path / "one_split"), dataset_train_split="dev"
     )
     with pytest.raises(ValueError, match="has the split\\(s\\) train, not 'dev': choose the one to train on"):
-        reward_cli.load_sources(no_dev_split, seed=0)
+        reward_cli.load_training_sources(no_dev_split, seed=0)
     with pytest.raises(ValueError, match="--mixture and --dataset_name exclude each other"):
         reward_cli.RewardScriptArguments(mixture="m.yaml", dataset_name=str(data_file))
     with pytest.raises(ValueError, match="`--dataset_config` selects a configuration of `--dataset_name`"):

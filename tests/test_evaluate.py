@@ -235,19 +235,19 @@ def test_cli_reads_known_sources_through_the_data_loaders(tmp_path, model, token
     ],
 )
 def test_cli_rejects_bad_source_specifications(tmp_path, sources, message):
-    from trl_more.cli.evaluate import load_sources
+    from trl_more.cli.evaluate import load_evaluation_sources
 
     with pytest.raises(ValueError, match=message):
-        load_sources(sources, split="test")
+        load_evaluation_sources(sources, split="test")
 
 
 def test_cli_rejects_files_that_are_not_preference_pairs(tmp_path):
-    from trl_more.cli.evaluate import load_sources
+    from trl_more.cli.evaluate import load_evaluation_sources
 
     path = tmp_path / "ratings.jsonl"
     path.write_text(json.dumps({"prompt": "hi", "response": "hello", "score": 3}) + "\n")
     with pytest.raises(ValueError, match="chosen"):
-        load_sources([f"ratings={path}"], split="test")
+        load_evaluation_sources([f"ratings={path}"], split="test")
 
 
 def test_plain_text_pairs_need_an_eos_token(model):

@@ -26,10 +26,11 @@ from trl_more.input_settings import InputSettings, input_settings, position_limi
 from trl_more.metrics import Truncation, evaluate_reward_model
 from trl_more.metrics.rewardbench import load_rewardbench, score_rewardbench
 from trl_more.noisy_preferences import estimate_preference_strength
+from trl_more.pretrained import minilm_path
 from trl_more.rewards import RewardModelScorer
 from trl_more.serve import ServeConfig
 from trl_more.serve.served_model import ServedModel
-from trl_more.testing import minilm_path, tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

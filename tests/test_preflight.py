@@ -276,8 +276,7 @@ def test_the_minilm_encoder_of_the_cpu_recipes_passes_with_no_finding(shared_dat
     from transformers import AutoModelForSequenceClassification
 
     from trl_more.data import load_preference_source
-    from trl_more.pretrained import load_tokenizer
-    from trl_more.testing import minilm_path
+    from trl_more.pretrained import load_tokenizer, minilm_path
 
     tokenizer = load_tokenizer(str(minilm_path()))
     tokenizer.eos_token = tokenizer.sep_token  # as `trl-more reward` sets it for BERT-style encoders

@@ -666,7 +666,7 @@ def test_accelerate_configs_build_their_plugins(
 
 
 def test_ensemble_disagreement_is_logged_and_uncalibrated_ensembles_are_refused(tmp_path):
-    from trl_more.rejection_sampling.rejection_sampling_trainer import iteration_metrics
+    from trl_more.rejection_sampling.iterations import iteration_metrics
     from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 
     samples = [

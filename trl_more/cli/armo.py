@@ -30,7 +30,8 @@ from trl import TrlParser
 from ..constants import check_choice
 from ..hub import upload_failure_message
 from ..multi_objective.multi_objective_config import MultiObjectiveRewardConfig
-from .common import leave_process_group
+from ..pretrained import minilm_path
+from .common import leave_process_group, training_tokenizer
 
 
 STAGES = ("regression", "gate")
@@ -95,8 +96,12 @@ class ArmoScriptArguments:
             `"root"` (exact) or `"grid"` (the reference's grid-plus-threshold).
     """
 
-    stage: str = field(default="regression", metadata={"help": "`regression` (stage 1) or `gate` (stage 2).", "choices": list(STAGES)})  # fmt: skip
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Stage 1: backbone; stage 2: stage-1 model."})  # fmt: skip
+    stage: str = field(
+        default="regression", metadata={"help": "`regression` (stage 1) or `gate` (stage 2).", "choices": list(STAGES)}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Stage 1: backbone; stage 2: stage-1 model."}
+    )
     regression: str = field(default="ridge", metadata={"help": "Stage 1 method.", "choices": ["ridge", "finetune"]})
     rating_source: str = field(default="topical-chat", metadata={"help": "Rating set of trl_more.data."})
     rating_path: str | None = field(
@@ -135,11 +140,7 @@ def main(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardCo
 
 
 def _tokenizer(path: str, trust_remote_code: bool):
-    from ..pretrained import load_tokenizer
-
-    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
-        tokenizer.eos_token = tokenizer.sep_token  # BERT-style encoders: TRL appends the eos token to every text
+    tokenizer = training_tokenizer(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -158,7 +159,6 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
         r2_per_objective,
         regression_trainer,
     )
-    from ..testing import minilm_path
 
     ratings, held_out_ratings, scales, rating_name = _rating_data(script_args)
     objectives = script_args.objectives or list(scales)
@@ -196,9 +196,12 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
 
     if script_args.regression == "ridge":
         fit = fit_regression_layer(
-            model, features(train, "Train features"), train["labels"], features(validation, "Validation features"),
+            model,
+            features(train, "Train features"),
+            train["labels"],
+            features(validation, "Validation features"),
             validation["labels"],
-        )  # fmt: skip
+        )
         print("Chosen ridge alphas:", dict(zip(objectives, fit.alphas.tolist())))
     else:
         trainer = regression_trainer(model, training_args, train, eval_dataset=validation, processing_class=tokenizer)

@@ -10,6 +10,20 @@ from trl import ModelConfig, TrlParser
 from ..more.more_config import MORERewardConfig
 
 
+def training_tokenizer(
+    model_name: str, revision: str | None = None, trust_remote_code: bool = False, eos_token: str | None = None
+):
+    """The tokenizer a training command gives its trainer: `load_tokenizer`'s, with a BERT-style encoder's [SEP] as
+    its EOS token when it has none and `eos_token` (the config's) is not set, because TRL appends the EOS token to
+    every plain-text pair."""
+    from ..pretrained import load_tokenizer
+
+    tokenizer = load_tokenizer(model_name, revision=revision, trust_remote_code=trust_remote_code)
+    if tokenizer.eos_token is None and eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token
+    return tokenizer
+
+
 def model_init_kwargs(model_args: ModelConfig, training_args: Any) -> dict[str, Any]:
     """`from_pretrained` keyword arguments from TRL's `ModelConfig`, as TRL's own scripts build them; the training
     config's `model_init_kwargs` take precedence."""

@@ -126,12 +126,12 @@ def main(config: DoctorConfig) -> dict[str, Any]:
     from ..preflight import PairSample, default_tolerance, preflight_checks
     from ..preflight.checks import sample_rows
     from ..pretrained import check_model_reference
-    from .evaluate import load_scored_model, load_sources
+    from .evaluate import load_evaluation_sources, load_scored_model
 
     check_model_reference(config.model)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    sources = load_sources(config.sources, config.split)
+    sources = load_evaluation_sources(config.sources, config.split)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
     model, tokenizer = load_scored_model(config.model, dtype, device, config.eos_token, config.trust_remote_code)

@@ -278,7 +278,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
     return TrlParser(EvaluateConfig, prog=prog, description=__doc__.split("\n\n")[0])
 
 
-def load_sources(specs: list[str], split: str, max_pairs: int | None = None) -> dict:
+def load_evaluation_sources(specs: list[str], split: str, max_pairs: int | None = None) -> dict:
     """`{label: Dataset}` in TRL's preference format from `NAME=PATH` / `NAME` specifications (see `EvaluateConfig`)."""
     from ..data import known_source_names, load_preference_source, load_trl_preferences
 
@@ -351,8 +351,8 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
     check_model_reference(config.model)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    eval_sources = load_sources(config.sources, config.split, config.max_pairs_per_source)
-    calibration_sources = load_sources(config.calibration_sources, config.split)
+    eval_sources = load_evaluation_sources(config.sources, config.split, config.max_pairs_per_source)
+    calibration_sources = load_evaluation_sources(config.calibration_sources, config.split)
     best_of_n_rows = load_best_of_n_input(config)  # checked before any model is loaded
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")

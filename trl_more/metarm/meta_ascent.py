@@ -54,9 +54,11 @@ class MetaAscent:
 
     def rewards(self, batch: dict[str, Any]) -> torch.Tensor:
         """The (num_prompts, k) rewards of a meta batch, with the autograd graph."""
-        return self.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-        ).logits[:, 0].view(batch["num_prompts"], -1)  # fmt: skip
+        return (
+            self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+            .logits[:, 0]
+            .view(batch["num_prompts"], -1)
+        )
 
     def difference(self, batch: dict[str, Any]) -> float:
         """J of a meta batch at the current parameters, without gradients (for logging)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,12 +30,13 @@ from transformers import PreTrainedTokenizerBase
 
 from .._compat import before_deepspeed_optimizer_step, pad, prepare_reward_dataset
 from ..losses import pairwise_loss
+from ..reports import markdown_table
 from ..tokenization import truncate
 from .meta_ascent import MetaAscent
 from .meta_data import MetaBatches
 
 
-__all__ = ["RewardModelUpdater"]
+__all__ = ["RewardModelUpdater", "updated_reward_model_card"]
 
 OPTIMIZER_FILE = "optimizer.pt"
 ENGINE_FOLDER = "deepspeed"
@@ -233,6 +235,29 @@ class RewardModelUpdater:
                 f"unexpected {unexpected[:5]}); use a new `output_dir`."
             )
         self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=self.accelerator.device))
+
+
+def updated_reward_model_card(args: Any, iteration: int, base: str) -> str:
+    """The model card of the reward model a rejection-sampling run (config `args`) saved after updating it with MetaRM
+    in iteration `iteration`, starting from `base`."""
+    settings = [
+        ("alpha (AdamW learning rate)", f"{args.metarm_learning_rate:g}"),
+        ("eta (meta step)", f"{args.metarm_meta_learning_rate:g}"),
+        (
+            "preference pairs / meta prompts per device per step",
+            f"{args.metarm_batch_size} / {args.metarm_meta_batch_size}",
+        ),
+        ("responses per prompt (k)", str(args.num_samples_per_prompt)),
+    ]
+    return (
+        f"---\ntags:\n- trl-more\n- metarm\n- reward-model\n---\n\n# Reward model after iteration {iteration}\n\n"
+        f"The reward model of the rejection-sampling run in `{args.output_dir}`, updated with MetaRM "
+        f"(docs/metarm.md of trl-more) on the responses the policy sampled in iterations 0-{iteration} and on its "
+        f"preference pairs, starting from `{base}`.\n\n"
+        + "\n".join(markdown_table(["setting", "value"], settings))
+        + "\n\nLoad it with `AutoModelForSequenceClassification.from_pretrained(<this folder>)`; the reward is "
+        "`logits[:, 0]`.\n"
+    )
 
 
 def _tokenized_pairs(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> list[tuple]:

@@ -77,8 +77,18 @@ class AuditReport:
         return json_text(self.to_dict(), path, default=float)
 
     def to_markdown(self) -> str:
-        header = ["source", "pairs", "accuracy (%)", "swapped (%)", "ties (%)", "identical (%)", "truncated: n (%)",
-                  "max reward change: batch 1 / left padding", "reward-length Spearman", "status"]  # fmt: skip
+        header = [
+            "source",
+            "pairs",
+            "accuracy (%)",
+            "swapped (%)",
+            "ties (%)",
+            "identical (%)",
+            "truncated: n (%)",
+            "max reward change: batch 1 / left padding",
+            "reward-length Spearman",
+            "status",
+        ]
         lines = markdown_table(header)
         for source, row in self.checks.items():
             cells = [

@@ -279,9 +279,11 @@ class RewardBenchResult:
             if TIES_SUBSET in self.subsets:
                 terms = self.subsets[TIES_SUBSET]
                 notes.append(
-                    f"{TIES_SUBSET} = " + " + ".join(f"{weight:g} x {key}" for key, weight in TIES_WEIGHTS.items())
-                    + " = " + " + ".join(f"{weight:g} x {terms[key]:.4f}" for key, weight in TIES_WEIGHTS.items())
-                )  # fmt: skip
+                    f"{TIES_SUBSET} = "
+                    + " + ".join(f"{weight:g} x {key}" for key, weight in TIES_WEIGHTS.items())
+                    + " = "
+                    + " + ".join(f"{weight:g} x {terms[key]:.4f}" for key, weight in TIES_WEIGHTS.items())
+                )
         if self.missing_sections:
             notes.append(f"No rows for {', '.join(self.missing_sections)}: the overall score is over the others only.")
         if self.num_sequences is not None:

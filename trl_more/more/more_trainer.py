@@ -18,7 +18,7 @@ from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
 
 from .._compat import keep_4bit_weights_trainable, keep_batch_columns, trainer_metrics, without_length_filter
-from ..constants import SOURCE_INDEX_COLUMN
+from ..constants import LAMBDA_METRIC_PREFIX, SOURCE_INDEX_COLUMN
 from ..data.resampling import resample_sources
 from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
@@ -603,9 +603,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             value = simcse_loss(view_a, view_b, args.contrastive_temperature or 0.05)
         else:
             value = swav_loss(
-                view_a, view_b, self.swav_prototypes.weight, args.contrastive_temperature or 0.1, args.swav_epsilon,
+                view_a,
+                view_b,
+                self.swav_prototypes.weight,
+                args.contrastive_temperature or 0.1,
+                args.swav_epsilon,
                 args.swav_sinkhorn_iterations,
-            )  # fmt: skip
+            )
         logged = self.accelerator.gather_for_metrics(value.detach()).mean().item()
         trainer_metrics(self, "train")["loss/contrastive"].append(logged)
         return value
@@ -620,7 +624,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             stats = self.accelerator.reduce(stats, reduction="mean")
         metrics = trainer_metrics(self, "train")
         for name, (weight, loss, acc) in zip(self.sources, stats.T.tolist()):
-            metrics[f"lambda/{name}"].append(weight)
+            metrics[f"{LAMBDA_METRIC_PREFIX}{name}"].append(weight)
             metrics[f"loss/{name}"].append(loss)
             metrics[f"accuracy/{name}"].append(acc)
 

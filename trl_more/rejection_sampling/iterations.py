@@ -17,10 +17,59 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from .diversity import distinct_n
 
-__all__ = ["IterationDataset", "IterationStore", "provenance_differences"]
+
+__all__ = [
+    "IterationDataset",
+    "IterationStore",
+    "iteration_metrics",
+    "provenance_differences",
+    "settings_provenance",
+]
+
+# The config fields that shape an iteration, recorded in its provenance by group (`settings_provenance`).
+GENERATION_SETTINGS = (
+    "generation_backend",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "num_samples_per_prompt",
+    "seed",
+)
+SCORING_SETTINGS = (
+    "ensemble",
+    "ensemble_std_coef",
+    "ensemble_calibration",
+    "reward_max_length",
+    "reward_objective_weights",
+)
+METARM_SETTINGS = (
+    "metarm_learning_rate",
+    "metarm_meta_learning_rate",
+    "metarm_batch_size",
+    "metarm_meta_batch_size",
+    "metarm_steps_per_iteration",
+    "metarm_abs_epsilon",
+)
+TRAINING_SETTINGS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "optim",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_iterations",
+    "num_epochs_per_iteration",
+    "max_length",
+    "data_seed",
+)
 
 
 class IterationDataset(torch.utils.data.Dataset):
@@ -44,6 +93,62 @@ class IterationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         return self.examples[index] if index < len(self.examples) else self.filler
+
+
+def iteration_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Statistics of one iteration's samples: reward of all and of the selected ones, length, diversity, filtering.
+
+    `rjs/fraction_filtered` counts the samples the response filter or `min_reward` made ineligible. Watch the mean
+    reward of the selected responses against that of all samples, the response length and distinct-2 for reward
+    hacking (e.g. a token spreading through the selected responses).
+    """
+    if not samples:
+        return {}
+    rewards = np.array([sample["reward"] for sample in samples], dtype=np.float64)
+    selected = [sample for sample in samples if sample["selected"]]
+    metrics = {
+        "rjs/reward_mean": float(rewards.mean()),
+        "rjs/reward_max": float(rewards.max()),
+        "rjs/response_length": float(np.mean([len(sample["response_ids"]) for sample in samples])),
+        "rjs/distinct_2": distinct_n([sample["response"] for sample in samples], 2),
+        "rjs/fraction_filtered": float(np.mean([not sample["eligible"] for sample in samples])),
+        "rjs/num_selected": float(len(selected)),
+    }
+    if selected:
+        metrics["rjs/reward_selected_mean"] = float(np.mean([sample["reward"] for sample in selected]))
+        metrics["rjs/selected_response_length"] = float(np.mean([len(sample["response_ids"]) for sample in selected]))
+    per_model = np.array([sample["rewards"] for sample in samples], dtype=np.float64)
+    if per_model.shape[1] > 1:
+        for model_index, mean in enumerate(per_model.mean(axis=0)):
+            metrics[f"rjs/reward_mean/model_{model_index}"] = float(mean)
+        # Disagreement: the population std across the models (on their common scale) of every sample's reward.
+        metrics["rjs/ensemble_std"] = float(per_model.std(axis=1).mean())
+        if selected:
+            chosen = np.array([sample["rewards"] for sample in selected], dtype=np.float64)
+            metrics["rjs/ensemble_std_selected"] = float(chosen.std(axis=1).mean())
+    return metrics
+
+
+def settings_provenance(args: Any, iteration: int, response_filter: str | None, world_size: int) -> dict[str, Any]:
+    """The settings part of iteration `iteration`'s provenance (the trainer adds the fingerprints): generation, scoring
+    and selection; MetaRM's reward-model updates when on; and, from the second iteration on, the training settings
+    that shaped the policy (as strings), with the number of processes."""
+    provenance = {
+        "generation": {name: getattr(args, name) for name in GENERATION_SETTINGS},
+        "scoring": {name: getattr(args, name) for name in SCORING_SETTINGS},
+        "selection": {
+            "selection": args.selection,
+            "top_fraction": args.top_fraction,
+            "min_reward": args.min_reward,
+            "response_filter": response_filter,
+        },
+    }
+    if args.metarm:
+        provenance["reward_model_updates"] = {name: getattr(args, name) for name in METARM_SETTINGS}
+    if iteration > 0:
+        provenance["training"] = {name: str(getattr(args, name)) for name in TRAINING_SETTINGS}
+        provenance["training"]["world_size"] = str(world_size)
+    return provenance
 
 
 def provenance_differences(found: dict[str, Any] | None, expected: dict[str, Any], global_step: int) -> list[str]:

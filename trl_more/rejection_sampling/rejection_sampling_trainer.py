@@ -70,10 +70,9 @@ from .._compat import gather_parameters, keep_4bit_weights_trainable, prepare_sf
 from ..batching import shard_for_process
 from ..fingerprints import fingerprint, model_fingerprint
 from ..input_settings import scoring_max_length
-from ..metarm.reward_model_updates import RewardModelUpdater
-from ..pretrained import load_tokenizer
-from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_model, prepare_reward_model
-from ..tokenization import fit_to_max_length, tokenize_scored_response
+from ..metarm.reward_model_updates import RewardModelUpdater, updated_reward_model_card
+from ..rewards import Prompt, RewardModelScorer, align_pad_token, load_reward_models, prepare_reward_model
+from ..tokenization import fit_to_max_length, tokenize_prompt, tokenize_scored_response
 from ..trainer_utils import (
     CheckpointingMixin,
     check_global_batch_size,
@@ -81,7 +80,6 @@ from ..trainer_utils import (
     convert_config,
     default_output_dir,
 )
-from .diversity import distinct_n
 from .generation import (
     GenerationBackend,
     SamplingSettings,
@@ -89,7 +87,13 @@ from .generation import (
     VLLMGenerationBackend,
     eos_token_ids,
 )
-from .iterations import IterationDataset, IterationStore, provenance_differences
+from .iterations import (
+    IterationDataset,
+    IterationStore,
+    iteration_metrics,
+    provenance_differences,
+    settings_provenance,
+)
 from .rejection_sampling_config import RejectionSamplingConfig
 from .selection import max_selected, select_samples
 
@@ -194,7 +198,7 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         prompts, reward_prompts = _read_prompts(train_dataset)
         # Reward models are loaded before the policy is wrapped but after `args` exists, so that under ZeRO-3 they are
         # partitioned by `zero.Init` like the policy.
-        reward_models, reward_tokenizers = _load_reward_models(
+        reward_models, reward_tokenizers = load_reward_models(
             reward_models, reward_processing_classes, args.reward_model_init_kwargs
         )
 
@@ -268,7 +272,8 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def _set_prompts(self, prompts: list[Prompt], reward_prompts: list[Prompt]) -> None:
-        prompt_ids = [self._tokenize_prompt(prompt) for prompt in prompts]
+        # The same tokenization SFTTrainer applies to the prompt of a prompt-completion example.
+        prompt_ids = [tokenize_prompt(self.processing_class, prompt) for prompt in prompts]
         limit = self.args.max_prompt_length
         kept = [index for index, ids in enumerate(prompt_ids) if limit is None or len(ids) <= limit]
         if len(kept) < len(prompts):
@@ -290,15 +295,6 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         if isinstance(prompt, str):
             return prompt
         return self.processing_class.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-
-    def _tokenize_prompt(self, prompt: Prompt) -> list[int]:
-        # The same tokenization SFTTrainer applies to the prompt of a prompt-completion example.
-        if isinstance(prompt, str):
-            return self.processing_class(text=prompt)["input_ids"]  # a tokenizer (checked at init)
-        encoded = self.processing_class.apply_chat_template(
-            prompt, tokenize=True, add_generation_prompt=True, return_dict=True
-        )
-        return encoded["input_ids"]
 
     def _make_reward_updater(
         self,
@@ -375,57 +371,15 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         args = self.args
         indices = self.iteration_prompt_indices(iteration)
         filter_name = getattr(self.response_filter, "__qualname__", None) if self.response_filter else None
-        provenance = {
+        provenance: dict[str, Any] = {
             "iteration": iteration,
             "global_step": self.state.global_step,
             "initial_policy": self.initial_policy_fingerprint,
             "policy": model_fingerprint(self.model, self._gather),
             "reward_models": self.reward_model_fingerprints,
             "prompts": fingerprint([[self.prompt_texts[i], self.reward_prompts[i]] for i in indices]),
-            "generation": {
-                name: getattr(args, name)
-                for name in (
-                    "generation_backend",
-                    "max_new_tokens",
-                    "temperature",
-                    "top_p",
-                    "top_k",
-                    "repetition_penalty",
-                    "num_samples_per_prompt",
-                    "seed",
-                )
-            },  # fmt: skip
-            "scoring": {
-                name: getattr(args, name)
-                for name in (
-                    "ensemble",
-                    "ensemble_std_coef",
-                    "ensemble_calibration",
-                    "reward_max_length",
-                    "reward_objective_weights",
-                )
-            },
-            "selection": {
-                "selection": args.selection,
-                "top_fraction": args.top_fraction,
-                "min_reward": args.min_reward,
-                "response_filter": filter_name,
-            },  # fmt: skip
         }
-        if args.metarm:
-            provenance["reward_model_updates"] = {
-                name: getattr(args, name)
-                for name in ("metarm_learning_rate", "metarm_meta_learning_rate", "metarm_batch_size",
-                             "metarm_meta_batch_size", "metarm_steps_per_iteration", "metarm_abs_epsilon")
-            }  # fmt: skip
-        if iteration > 0:
-            provenance["training"] = {
-                name: str(getattr(args, name))
-                for name in ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim",
-                             "per_device_train_batch_size", "gradient_accumulation_steps", "num_iterations",
-                             "num_epochs_per_iteration", "max_length", "data_seed")
-            }  # fmt: skip
-            provenance["training"]["world_size"] = str(self.accelerator.num_processes)
+        provenance.update(settings_provenance(args, iteration, filter_name, self.accelerator.num_processes))
         return provenance
 
     def prepare_iteration(self, iteration: int) -> None:
@@ -601,22 +555,8 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         self._reward_model_iteration = iteration
 
     def _reward_model_card(self, iteration: int) -> str:
-        args = self.args
         base = getattr(self.reward_updater.module.config, "name_or_path", None) or "the initial reward model"
-        return (
-            f"---\ntags:\n- trl-more\n- metarm\n- reward-model\n---\n\n# Reward model after iteration {iteration}\n\n"
-            f"The reward model of the rejection-sampling run in `{args.output_dir}`, updated with MetaRM "
-            f"(docs/metarm.md of trl-more) on the responses the policy sampled in iterations 0-{iteration} and on its "
-            f"preference pairs, starting from `{base}`.\n\n"
-            "| setting | value |\n|---|---|\n"
-            f"| alpha (AdamW learning rate) | {args.metarm_learning_rate:g} |\n"
-            f"| eta (meta step) | {args.metarm_meta_learning_rate:g} |\n"
-            f"| preference pairs / meta prompts per device per step | {args.metarm_batch_size} / "
-            f"{args.metarm_meta_batch_size} |\n"
-            f"| responses per prompt (k) | {args.num_samples_per_prompt} |\n\n"
-            "Load it with `AutoModelForSequenceClassification.from_pretrained(<this folder>)`; the reward is "
-            "`logits[:, 0]`.\n"
-        )
+        return updated_reward_model_card(self.args, iteration, base)
 
     def round_seed(self, iteration: int) -> int:
         """The sampling seed of this process in iteration `iteration`: a function of (`seed`, iteration, process)
@@ -651,40 +591,6 @@ class RejectionSamplingTrainer(CheckpointingMixin, SFTTrainer):
         return prepared.select_columns(["input_ids", "labels"]).to_list()
 
 
-def iteration_metrics(samples: list[dict[str, Any]]) -> dict[str, float]:
-    """Statistics of one iteration's samples: reward of all and of the selected ones, length, diversity, filtering.
-
-    `rjs/fraction_filtered` counts the samples the response filter or `min_reward` made ineligible. Watch the mean
-    reward of the selected responses against that of all samples, the response length and distinct-2 for reward
-    hacking (e.g. a token spreading through the selected responses).
-    """
-    if not samples:
-        return {}
-    rewards = np.array([sample["reward"] for sample in samples], dtype=np.float64)
-    selected = [sample for sample in samples if sample["selected"]]
-    metrics = {
-        "rjs/reward_mean": float(rewards.mean()),
-        "rjs/reward_max": float(rewards.max()),
-        "rjs/response_length": float(np.mean([len(sample["response_ids"]) for sample in samples])),
-        "rjs/distinct_2": distinct_n([sample["response"] for sample in samples], 2),
-        "rjs/fraction_filtered": float(np.mean([not sample["eligible"] for sample in samples])),
-        "rjs/num_selected": float(len(selected)),
-    }
-    if selected:
-        metrics["rjs/reward_selected_mean"] = float(np.mean([sample["reward"] for sample in selected]))
-        metrics["rjs/selected_response_length"] = float(np.mean([len(sample["response_ids"]) for sample in selected]))
-    per_model = np.array([sample["rewards"] for sample in samples], dtype=np.float64)
-    if per_model.shape[1] > 1:
-        for model_index, mean in enumerate(per_model.mean(axis=0)):
-            metrics[f"rjs/reward_mean/model_{model_index}"] = float(mean)
-        # Disagreement: the population std across the models (on their common scale) of every sample's reward.
-        metrics["rjs/ensemble_std"] = float(per_model.std(axis=1).mean())
-        if selected:
-            chosen = np.array([sample["rewards"] for sample in selected], dtype=np.float64)
-            metrics["rjs/ensemble_std_selected"] = float(chosen.std(axis=1).mean())
-    return metrics
-
-
 def _steer_reward_models(reward_models: Sequence[nn.Module], objective_weights: dict[str, float]) -> None:
     """Fixed objective weights for every multi-objective reward model (their gate is not used)."""
     steerable = [model for model in reward_models if callable(getattr(model, "set_steering", None))]
@@ -710,42 +616,6 @@ def _read_prompts(dataset: Dataset | None) -> tuple[list[Prompt], list[Prompt]]:
     prompts = list(dataset["prompt"])
     reward_prompts = list(dataset["reward_prompt"]) if "reward_prompt" in dataset.column_names else prompts
     return prompts, reward_prompts
-
-
-def _load_reward_models(
-    reward_models: str | nn.Module | Sequence[str | nn.Module],
-    tokenizers: PreTrainedTokenizerBase | Sequence[PreTrainedTokenizerBase | None] | None,
-    model_init_kwargs: dict[str, Any] | None,
-) -> tuple[list[nn.Module], list[PreTrainedTokenizerBase]]:
-    if isinstance(reward_models, (str, nn.Module)):
-        reward_models = [reward_models]
-    if not reward_models:
-        raise ValueError("Give at least one reward model (a path or a sequence-classification model).")
-    if tokenizers is None or isinstance(tokenizers, PreTrainedTokenizerBase):
-        tokenizers = [tokenizers] * len(reward_models)
-    if len(tokenizers) != len(reward_models):
-        raise ValueError(f"Got {len(reward_models)} reward models but {len(tokenizers)} reward tokenizers.")
-    models, loaded_tokenizers = [], []
-    for reward_model, tokenizer in zip(reward_models, tokenizers):
-        if isinstance(reward_model, str):
-            reward_model, own_tokenizer = load_reward_model(reward_model, model_init_kwargs)
-            tokenizer = tokenizer or own_tokenizer
-        elif tokenizer is None:
-            tokenizer = _tokenizer_of(reward_model, (model_init_kwargs or {}).get("trust_remote_code", False))
-        models.append(reward_model)
-        loaded_tokenizers.append(tokenizer)
-    return models, loaded_tokenizers
-
-
-def _tokenizer_of(model: nn.Module, trust_remote_code: bool) -> PreTrainedTokenizerBase:
-    name_or_path = model.config.name_or_path
-    try:
-        return load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"Could not load the tokenizer of the reward model {type(model).__name__} from {name_or_path!r}; pass it "
-            "in `reward_processing_classes`."
-        ) from error
 
 
 @contextmanager

@@ -12,7 +12,7 @@ SELECTION_STRATEGIES = ("best_per_prompt", "top_fraction")
 
 
 def select_samples(
-    prompt_ids: Sequence[int],
+    prompt_indices: Sequence[int],
     rewards: Sequence[float],
     eligible: Sequence[bool],
     strategy: str = "best_per_prompt",
@@ -21,7 +21,7 @@ def select_samples(
     """Indices of the selected samples, in increasing order.
 
     Args:
-        prompt_ids: The prompt each sample answers (samples of one prompt share an id).
+        prompt_indices: The index of the prompt each sample answers (samples of one prompt share it).
         rewards: Reward of each sample.
         eligible: Whether each sample may be selected (it passed the user's filter and the minimum reward).
         strategy: `"best_per_prompt"`: the eligible sample with the highest reward of every prompt (none for a prompt
@@ -32,9 +32,9 @@ def select_samples(
 
     Ties go to the earlier sample, so the result is deterministic.
     """
-    if not len(prompt_ids) == len(rewards) == len(eligible):
+    if not len(prompt_indices) == len(rewards) == len(eligible):
         raise ValueError(
-            f"`prompt_ids`, `rewards` and `eligible` must have the same length, got {len(prompt_ids)}, {len(rewards)} "
+            f"`prompt_indices`, `rewards` and `eligible` must have the same length, got {len(prompt_indices)}, {len(rewards)} "
             f"and {len(eligible)}."
         )
     check_choice("selection", strategy, SELECTION_STRATEGIES, option=False)
@@ -42,9 +42,9 @@ def select_samples(
     if strategy == "best_per_prompt":
         best: dict[int, int] = {}
         for index in candidates:
-            current = best.get(prompt_ids[index])
+            current = best.get(prompt_indices[index])
             if current is None or rewards[index] > rewards[current]:
-                best[prompt_ids[index]] = index
+                best[prompt_indices[index]] = index
         return sorted(best.values())
     count = max_selected(strategy, len(rewards), 1, top_fraction)  # "top_fraction"
     ranked = sorted(candidates, key=lambda index: (-rewards[index], index))

@@ -17,6 +17,7 @@ from .scoring import (
     align_pad_token,
     ensemble_scales,
     load_reward_model,
+    load_reward_models,
     prepare_reward_model,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "ensemble_scales",
     "fit_reward_statistics",
     "load_reward_model",
+    "load_reward_models",
     "prepare_reward_model",
     "reward_scale",
     "reward_statistics",

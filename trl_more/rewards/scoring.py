@@ -53,6 +53,45 @@ def load_reward_model(
     return model, tokenizer
 
 
+def load_reward_models(
+    reward_models: str | nn.Module | Sequence[str | nn.Module],
+    tokenizers: PreTrainedTokenizerBase | Sequence[PreTrainedTokenizerBase | None] | None,
+    model_init_kwargs: dict[str, Any] | None,
+) -> tuple[list[nn.Module], list[PreTrainedTokenizerBase]]:
+    """Reward models (paths are loaded with `load_reward_model` and `model_init_kwargs`) and one tokenizer each: the
+    given one, else the model's own (from its folder, or from `config.name_or_path` for a model object)."""
+    if isinstance(reward_models, (str, nn.Module)):
+        reward_models = [reward_models]
+    if not reward_models:
+        raise ValueError("Give at least one reward model (a path or a sequence-classification model).")
+    if tokenizers is None or isinstance(tokenizers, PreTrainedTokenizerBase):
+        tokenizers = [tokenizers] * len(reward_models)
+    if len(tokenizers) != len(reward_models):
+        raise ValueError(f"Got {len(reward_models)} reward models but {len(tokenizers)} reward tokenizers.")
+    models, loaded_tokenizers = [], []
+    for reward_model, tokenizer in zip(reward_models, tokenizers):
+        if isinstance(reward_model, str):
+            reward_model, own_tokenizer = load_reward_model(reward_model, model_init_kwargs)
+            tokenizer = tokenizer or own_tokenizer
+        elif tokenizer is None:
+            tokenizer = tokenizer_of(reward_model, (model_init_kwargs or {}).get("trust_remote_code", False))
+        models.append(reward_model)
+        loaded_tokenizers.append(tokenizer)
+    return models, loaded_tokenizers
+
+
+def tokenizer_of(model: nn.Module, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with a reward model object, from its `config.name_or_path`."""
+    name_or_path = model.config.name_or_path
+    try:
+        return load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not load the tokenizer of the reward model {type(model).__name__} from {name_or_path!r}; pass it "
+            "in `reward_processing_classes`."
+        ) from error
+
+
 def align_pad_token(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
     """Give the tokenizer a pad token (its eos token if it has none) and tell the model which one it is.
 
@@ -159,14 +198,15 @@ class RewardModelScorer:
             raise ValueError(f"Got {len(prompts)} prompts but {len(responses)} responses.")
         per_model = torch.stack(
             [
-                self._score_with(model, tokenizer, max_length, prompts, responses) if scale is None
+                self._score_with(model, tokenizer, max_length, prompts, responses)
+                if scale is None
                 else scale.apply(self._score_with(model, tokenizer, max_length, prompts, responses))
                 for model, tokenizer, max_length, scale in zip(
                     self.models, self.tokenizers, self.max_lengths, self.scales
                 )
             ],
             dim=1,
-        )  # fmt: skip
+        )
         return RewardScores(per_model, combine_rewards(per_model, self.ensemble, self.std_coef))
 
     @torch.no_grad()

@@ -2,7 +2,7 @@
 
 - `ServeConfig`: the command's options (token, limits, batching).
 - `ServedModel`: one model, its tokenization limits and batched scoring without gradients.
-- `BatchingScorer`: concurrent requests batched together with bounded latency.
+- `BatchingScorer` (`request_queue`): concurrent requests batched together with bounded latency.
 - `create_app`: the FastAPI application (OpenRLHF's schema and our own endpoints).
 
 Needs the `serve` extra: `pip install trl-more[serve]` (FastAPI and uvicorn).

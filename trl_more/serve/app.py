@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .batching import BatchingScorer
+from .request_queue import BatchingScorer
 from .serve_config import ServeConfig
 from .served_model import ServedModel
 

@@ -91,8 +91,6 @@ class ServedModel:
             path, dtype=torch_dtype, trust_remote_code=trust_remote_code
         )
         tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
         align_pad_token(model, tokenizer)
         return cls(name, model, tokenizer, max_length, batch_size, device)
 

@@ -53,11 +53,6 @@ class RidgeFit:
         """Predictions (n, k) for features (n, d)."""
         return np.asarray(features, dtype=np.float64) @ self.weights.T + self.intercepts
 
-    @property
-    def best_validation_mse(self) -> np.ndarray:
-        """(k,) validation MSE at the chosen alpha of every objective."""
-        return self.validation_mse.min(axis=0)
-
 
 class _RidgeSystem:
     """The ridge problems of one set of rows: one tridiagonal reduction, then any alpha and target in closed form."""

@@ -161,9 +161,16 @@ def shared_preference_pairs(num_pairs: int, seed: int = 0, style: ResponseStyle 
         chosen, rejected = " " + " ".join(words), " " + " ".join(worse)
         margin = gold_reward(prompt, chosen) - gold_reward(prompt, rejected)
         rows.append(
-            {"prompt": prompt.text, "chosen": chosen, "rejected": rejected, "source": "shared",
-             "gold_margin": margin, "flipped": False, "prompt_type": prompt.type}
-        )  # fmt: skip
+            {
+                "prompt": prompt.text,
+                "chosen": chosen,
+                "rejected": rejected,
+                "source": "shared",
+                "gold_margin": margin,
+                "flipped": False,
+                "prompt_type": prompt.type,
+            }
+        )
     return Dataset.from_list(rows)
 
 
