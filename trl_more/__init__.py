@@ -50,6 +50,7 @@ _EXPORTS = {
     "set_reward_temperature": "trl_more.metrics",
     # rewards
     "RewardModelScorer": "trl_more.rewards",
+    "average_reward_models": "trl_more.rewards",
     "combine_rewards": "trl_more.rewards",
     # solvers
     "fit_ridge": "trl_more.solvers",
@@ -100,5 +101,5 @@ if TYPE_CHECKING:  # pragma: no cover
         MultiObjectiveRewardTrainer,
     )
     from .rejection_sampling import RejectionSamplingConfig, RejectionSamplingTrainer  # noqa: F401
-    from .rewards import RewardModelScorer, combine_rewards  # noqa: F401
+    from .rewards import RewardModelScorer, average_reward_models, combine_rewards  # noqa: F401
     from .solvers import fit_ridge, min_norm_weights, verbosity_penalties  # noqa: F401

@@ -30,6 +30,7 @@ __all__ = [
     "STRENGTH_STD_COLUMN",
     "TEMPERATURE_ATTRIBUTE",
     "TRAINING_EOS_TOKEN_ATTRIBUTE",
+    "TRAINING_INITIALISATION_ATTRIBUTE",
     "TRAINING_MAX_LENGTH_ATTRIBUTE",
     "TRAINING_PADDING_SIDE_ATTRIBUTE",
     "TRAINING_PAD_TOKEN_ATTRIBUTE",
@@ -67,6 +68,10 @@ TRAINING_POOLING_ATTRIBUTE = "training_pooling"
 # Attribute of a reward model's config holding its fitted temperature T (rewards are read as r / T), written by
 # `trl_more.metrics.set_reward_temperature` and read by the ensemble calibration and `trl-more serve`.
 TEMPERATURE_ATTRIBUTE = "reward_temperature"
+# Attribute of a reward model's config naming the weights its fine-tuning started from (a fingerprint of the initial
+# parameters, reward head included), recorded by `trl-more strength --save_models`: weight averaging (WARM) refuses
+# members that record different ones.
+TRAINING_INITIALISATION_ATTRIBUTE = "training_initialisation"
 # How a (prompt, response) reaches a reward model: its chat template, the Anthropic-HH transcript
 # ("\n\nHuman: ...\n\nAssistant: ..."), or other plain text; TRL appends the EOS token to plain text.
 RENDERINGS = ("chat", "hh", "plain")

@@ -56,6 +56,7 @@ from .constants import (
 
 
 __all__ = [
+    "RECORD_ATTRIBUTES",
     "InputSettings",
     "input_settings",
     "length_errors_explained",
@@ -71,7 +72,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # The config attribute of every recorded field of `InputSettings`.
-_RECORD_ATTRIBUTES = {
+RECORD_ATTRIBUTES = {
     "trained_max_length": TRAINING_MAX_LENGTH_ATTRIBUTE,
     "trained_truncation_mode": TRAINING_TRUNCATION_MODE_ATTRIBUTE,
     "rendering": TRAINING_RENDERING_ATTRIBUTE,
@@ -134,7 +135,7 @@ class InputSettings:
     @property
     def recorded(self) -> bool:
         """Whether a trl-more trainer recorded how the model reads (a model from elsewhere has no record)."""
-        return any(getattr(self, name) is not None for name in _RECORD_ATTRIBUTES)
+        return any(getattr(self, name) is not None for name in RECORD_ATTRIBUTES)
 
     def describe(self) -> str:
         """The reading in one sentence, for reports and messages; the defaults for a model without a record."""
@@ -192,14 +193,14 @@ def record_input_settings(
         "pooling": pooling_rule(model),
     }
     for name, value in record.items():
-        setattr(config, _RECORD_ATTRIBUTES[name], value)
+        setattr(config, RECORD_ATTRIBUTES[name], value)
     return input_settings(model)
 
 
 def input_settings(model: Any) -> InputSettings:
     """How `model` reads its input: the record of its trainer (`record_input_settings`) and its position limit."""
     config = _unwrapped(model).config
-    recorded = {name: getattr(config, attribute, None) for name, attribute in _RECORD_ATTRIBUTES.items()}
+    recorded = {name: getattr(config, attribute, None) for name, attribute in RECORD_ATTRIBUTES.items()}
     return InputSettings(position_limit=position_limit(model), **recorded)
 
 

@@ -1,5 +1,6 @@
 """Scoring (prompt, response) pairs with one or several reward models, and combining their rewards."""
 
+from .averaging import average_reward_models, averaging_weights, write_averaged_model_card
 from .calibration import (
     ENSEMBLE_CALIBRATIONS,
     RewardScale,
@@ -31,6 +32,8 @@ __all__ = [
     "RewardScale",
     "RewardScores",
     "align_pad_token",
+    "average_reward_models",
+    "averaging_weights",
     "combine_rewards",
     "ensemble_scales",
     "fit_reward_statistics",
@@ -40,4 +43,5 @@ __all__ = [
     "reward_scale",
     "reward_statistics",
     "set_reward_statistics",
+    "write_averaged_model_card",
 ]
