@@ -4,10 +4,12 @@ import copy
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
+from trl_more.cli import main as cli_main
 from trl_more.constants import TRAINING_INITIALISATION_ATTRIBUTE, TRAINING_MAX_LENGTH_ATTRIBUTE
 from trl_more.rewards import average_reward_models, averaging_weights, set_reward_statistics
-from trl_more.testing import tiny_reward_model, tiny_tokenizer
+from trl_more.testing import save_tiny_reward_model, tiny_reward_model, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +115,18 @@ def test_lora_members_are_merged_before_averaging(tokenizer):
     for name, value in averaged.state_dict().items():
         assert torch.equal(value, expected.state_dict()[name]), name
     assert "lora_A" in str(members[0])  # the caller's adapters are left as they were
+
+
+def test_trl_more_average_writes_a_loadable_model_with_its_card(tmp_path, tokenizer):
+    paths = [save_tiny_reward_model(tmp_path / f"member-{seed}", seed=seed) for seed in (0, 1)]
+    output = tmp_path / "warm"
+    cli_main(["average", "--model", str(paths[0]), "--model", str(paths[1]), "--weights", "3", "1",
+              "--output_dir", str(output)])  # fmt: skip
+    loaded = AutoModelForSequenceClassification.from_pretrained(output)
+    members = [AutoModelForSequenceClassification.from_pretrained(path) for path in paths]
+    assert torch.allclose(loaded.score.weight, 0.75 * members[0].score.weight + 0.25 * members[1].score.weight)
+    card = (output / "README.md").read_text()
+    assert f"| 0 | `{paths[0]}` | 0.75 |" in card and f"| 1 | `{paths[1]}` | 0.25 |" in card
+    assert (output / "tokenizer.json").is_file()
+    with pytest.raises(ValueError, match="at least two models"):
+        cli_main(["average", "--model", str(paths[0]), "--output_dir", str(output)])

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "rjs": ("trl_more.cli.rjs", "rejection-sampling fine-tuning (RJS/RAFT) of a policy against reward models"),
     "armo": ("trl_more.cli.armo", "multi-objective reward model with a gate (ArmoRM): stage 1 ratings, stage 2 gate"),
     "strength": ("trl_more.cli.strength", "preference strength of every pair from an ensemble of reward models"),
+    "average": ("trl_more.cli.average", "one reward model from the weight average of several (WARM)"),
     "serve": ("trl_more.cli.serve", "serve reward models over HTTP (OpenRLHF's schema and calibrated scores)"),
     "doctor": (
         "trl_more.cli.doctor",
