@@ -1,6 +1,7 @@
 """Weight-averaged reward models (WARM): `average_reward_models`, `trl-more average`, `trl-more strength --save_models`."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -130,3 +131,18 @@ def test_trl_more_average_writes_a_loadable_model_with_its_card(tmp_path, tokeni
     assert (output / "tokenizer.json").is_file()
     with pytest.raises(ValueError, match="at least two models"):
         cli_main(["average", "--model", str(paths[0]), "--output_dir", str(output)])
+
+
+def test_strength_keeps_members_from_one_initialisation_that_average(tmp_path):
+    model = save_tiny_reward_model(tmp_path / "model")
+    out = tmp_path / "strength"
+    cli_main(["strength", "--demo", "--mode", "seeds", "--num_models", "2", "--model_name_or_path", str(model),
+              "--max_steps", "2", "--per_device_train_batch_size", "6", "--output_dir", str(out), "--bf16", "false",
+              "--report_to", "none", "--save_models", "--plots", "false"])  # fmt: skip
+    configs = [json.loads((out / f"model-{index:02d}" / "config.json").read_text()) for index in range(2)]
+    assert configs[0][TRAINING_INITIALISATION_ATTRIBUTE] == configs[1][TRAINING_INITIALISATION_ATTRIBUTE]
+    members = [AutoModelForSequenceClassification.from_pretrained(out / f"model-{index:02d}") for index in range(2)]
+    assert not torch.equal(members[0].score.weight, members[1].score.weight)  # trained on other data orders
+    cli_main(["average", "--model", str(out / "model-00"), str(out / "model-01"), "--output_dir", str(tmp_path / "w")])
+    averaged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "w")
+    assert torch.allclose(averaged.score.weight, (members[0].score.weight + members[1].score.weight) / 2)

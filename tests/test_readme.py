@@ -74,7 +74,11 @@ TINY_FLAGS = {
     "--output_dir runs/cpu-minilm-more/best_of_n": (
         "--gold_model trl_more.synthetic:gold_reward --best_of_n_bootstrap 50"  # the gold of `samples.jsonl`'s world
     ),
-    "trl-more strength --config recipes/strength/cpu-minilm-cross-fit.yaml": "--max_steps 1 --mixture {mixture}",
+    "trl-more strength --config recipes/strength/cpu-minilm-cross-fit.yaml --save_models": (
+        "--max_steps 1 --mixture {mixture}"
+    ),
+    "trl-more average --model runs/hh-strength/model-00 --model runs/hh-strength/model-01 --output_dir "
+    "runs/hh-warm": "",
     "trl-more armo --stage regression --rating_source topical-chat --rating_path "
     "../shared/data/topical_chat/topical_chat.json --truncation_mode keep_end --max_length 256 --output_dir "
     "runs/armo-stage1": "--per_device_eval_batch_size 64",
@@ -123,7 +127,13 @@ WRITES = {
         "runs/cpu-minilm-more/best_of_n/best_of_n.png",
         "runs/cpu-minilm-more/best_of_n/best_of_n_samples.jsonl",
     ],
-    "trl-more strength": ["runs/hh-strength/strength.jsonl", "runs/hh-strength/strength_summary.md"],
+    "trl-more strength": [
+        "runs/hh-strength/strength.jsonl",
+        "runs/hh-strength/strength_summary.md",
+        "runs/hh-strength/model-00/model.safetensors",
+        "runs/hh-strength/model-01/model.safetensors",
+    ],
+    "trl-more average": ["runs/hh-warm/model.safetensors", "runs/hh-warm/README.md", "runs/hh-warm/tokenizer.json"],
     "trl-more armo": ["runs/armo-stage1/README.md", "runs/armo-stage1/config.json"],
     "python recipes/rjs_alpaca.py --smoke": ["runs/rjs-alpaca-smoke/iteration-00/metrics.json"],
 }
@@ -204,6 +214,15 @@ def trained_model(workdir) -> Path:
     return workdir / "runs" / "cpu-minilm-more"
 
 
+@pytest.fixture(scope="module")
+def strength_members(workdir) -> None:
+    """`runs/hh-strength/model-XX`, which the average command reads: the strength README command, tiny, run once (run
+    again as its own test, it reuses the members)."""
+    command = next(command for command in readme_commands() if command.startswith("trl-more strength"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run(command, workdir, monkeypatch)
+
+
 def test_every_readme_command_has_a_tiny_run_here():
     commands = readme_commands()
     assert len(commands) >= 10, commands
@@ -217,6 +236,8 @@ RUN_HERE = [command for command in TINY_FLAGS if " trl-more serve " not in comma
 def test_a_readme_command_runs_as_typed(command, workdir, request, monkeypatch):
     if "cpu-minilm-more" in command:
         request.getfixturevalue("trained_model")  # trains it (once), with its own README command
+    if command.startswith("trl-more average"):
+        request.getfixturevalue("strength_members")
     if "--model runs/cpu-minilm-more" in command or "cpu-minilm-more" not in command:
         run(command, workdir, monkeypatch)
     check_writes(command, workdir)

@@ -26,14 +26,17 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def model_fingerprint(model: nn.Module, gather: Any = None) -> str:
+def model_fingerprint(model: nn.Module, gather: Any = None, exclude: str | None = None) -> str:
     """A hash of every parameter's name, shape and dtype and of a strided sample of its values.
 
     `gather(parameters)` is a context manager that makes partitioned (DeepSpeed ZeRO-3) parameters whole, e.g.
-    `trl_more._compat.gather_parameters(accelerator)`; under ZeRO-3 every process must call this function.
+    `trl_more._compat.gather_parameters(accelerator)`; under ZeRO-3 every process must call this function. Parameters
+    whose name contains `exclude` are left out.
     """
     digest = hashlib.sha256()
     for name, parameter in model.named_parameters():
+        if exclude is not None and exclude in name:
+            continue
         with gather([parameter]) if gather is not None else contextlib.nullcontext():
             values = parameter.detach().reshape(-1)
             stride = max(1, values.numel() // _VALUES_PER_PARAMETER)

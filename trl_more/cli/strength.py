@@ -14,6 +14,8 @@ interrupted run started again with the same command reuses the models already sc
 the training split is scored. Every model scores with the `--max_length` it was trained with (at most the backbone's
 position limit, e.g. 512 for BERT-style encoders, which is also the limit without `--max_length`), truncating longer
 pairs as `--truncation_mode` says (`keep_end` when it is unset, which drops long pairs from training only).
+With `--save_models` every member's weights are kept in `model-XX/` for `trl-more average` (the members then share
+their initialisation).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class StrengthScriptArguments(DataArguments):
             Folds of `cross_fit`; `num_models` must be a multiple of it with at least two repeats.
         plots (`bool`, *optional*, defaults to `True`):
             Draw `strength.png` (needs matplotlib).
+        save_models (`bool`, *optional*, defaults to `False`):
+            Keep every member's weights in `model-XX/` so that `trl-more average` can weight-average them (WARM).
+            The members then start from one initialisation (the same seed; each its own data order through
+            `data_seed`), as averaging requires.
     """
 
     num_models: int = field(default=4, metadata={"help": "Reward models in the ensemble."})
@@ -53,6 +59,10 @@ class StrengthScriptArguments(DataArguments):
     )
     num_folds: int = field(default=2, metadata={"help": "Folds of `cross_fit`."})
     plots: bool = field(default=True, metadata={"help": "Draw strength.png (needs matplotlib)."})
+    save_models: bool = field(
+        default=False,
+        metadata={"help": "Keep the members' weights (one initialisation) for `trl-more average`."},
+    )
 
 
 def make_parser(prog: str | None = None) -> TrlParser:
@@ -80,6 +90,7 @@ def main(script_args: StrengthScriptArguments, training_args: MORERewardConfig, 
         num_folds=script_args.num_folds,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        save_models=script_args.save_models,
     )
     paths = strength.save(training_args.output_dir, plots=script_args.plots)
     print(strength.to_markdown())

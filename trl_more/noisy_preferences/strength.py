@@ -16,6 +16,13 @@ time with a progress bar. Each model's scores are written (temporary file, then 
 `<output_dir>/model-XX/scores.json` as soon as it is done, with a fingerprint of the data, the settings and what the
 model starts from (name, or class, config and initial weights; PEFT config; tokenizer): an interrupted estimate
 started again reuses the finished models, and scores from other data, settings or models are refused.
+
+With `save_models=True` every member's weights are kept too (`<output_dir>/model-XX/`, a normal reward model folder
+with its tokenizer, or its LoRA adapter), so that they can be weight-averaged into one reward model (WARM,
+`trl_more.rewards.average_reward_models`). WARM averages only models that start from the same weights, reward head
+included, so the members then share their initialisation: each is loaded and its head drawn with `args.seed`, and
+member m gets its own data order from `data_seed = (args.data_seed or args.seed) + m` instead of its own seed. Each
+saved member records a fingerprint of its initial weights in `config.training_initialisation`, which averaging checks.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+from .._compat import save_model_without_push
 from ..constants import (
     SOURCE_COLUMN,
     SOURCE_INDEX_COLUMN,
     STRENGTH_COLUMN,
     STRENGTH_DIFFERENCES_COLUMN,
     STRENGTH_STD_COLUMN,
+    TRAINING_INITIALISATION_ATTRIBUTE,
     check_choice,
 )
 from ..data.sources import attach_source_indices
@@ -206,6 +215,7 @@ def estimate_preference_strength(
     eval_dataset: Dataset | Mapping[str, Dataset] | None = None,
     score_batch_size: int | None = None,
     show_progress: bool = True,
+    save_models: bool = False,
 ) -> PreferenceStrength:
     """Train `num_models` reward models and score every pair with them (see the module docstring).
 
@@ -229,6 +239,9 @@ def estimate_preference_strength(
             limit, which is the limit when `args.max_length` is None), truncating longer sequences as
             `args.truncation_mode` says (`keep_end` when it is None, which drops long pairs only in training).
         show_progress: a progress bar over the models.
+        save_models: keep every member's weights in `<output_dir>/model-XX/`, all members starting from one
+            initialisation, for weight averaging (see the module docstring). A member whose scores were saved without
+            its weights is trained again.
     """
     from ..metrics import RewardEvaluation, evaluate_reward_model
     from ..more import MORERewardTrainer
@@ -260,6 +273,8 @@ def estimate_preference_strength(
         ]
     )
     held_out = eval_dataset if eval_dataset is None or isinstance(eval_dataset, Mapping) else {"eval": eval_dataset}
+    if save_models:  # the members share their initialisation, which changes them: other scores are not reused
+        settings = fingerprint([settings, "shared initialisation"])
     if held_out is not None:
         settings = fingerprint(
             [settings, {name: [list(data[c]) for c in ("chosen", "rejected")] for name, data in held_out.items()}]
@@ -270,14 +285,20 @@ def estimate_preference_strength(
 
     for index, (train_rows, score_rows) in enumerate(tqdm(plan, desc="Strength models", disable=not show_progress)):
         record_path = output_dir / f"model-{index:02d}" / "scores.json"
-        set_seed(args.seed + index)  # a factory that draws a new head from the global generator draws the same one
+        # Kept for averaging, members share their initialisation (seed) and differ in their data order (data_seed).
+        seeds = (
+            {"seed": args.seed, "data_seed": (args.data_seed if args.data_seed is not None else args.seed) + index}
+            if save_models
+            else {"seed": args.seed + index}
+        )
+        set_seed(seeds["seed"])  # a factory that draws a new head from the global generator draws the same one
         initial = model() if callable(model) else model
         member = fingerprint([settings, _start_identity(initial)])
         record = _read_record(record_path, member)
+        if record is not None and save_models and not _has_saved_model(record_path.parent):
+            record = None
         if record is None:
-            model_args = config_with(
-                args, output_dir=str(record_path.parent), seed=args.seed + index, save_strategy="no"
-            )
+            model_args = config_with(args, output_dir=str(record_path.parent), save_strategy="no", **seeds)
             trainer = MORERewardTrainer(
                 model=initial,
                 args=model_args,
@@ -285,7 +306,12 @@ def estimate_preference_strength(
                 processing_class=copy.deepcopy(processing_class),
                 peft_config=copy.deepcopy(peft_config),  # PEFT and TRL fill in its fields in place
             )
+            if save_models:  # LoRA's random A factors left out: with B = 0 they add nothing to the initial model
+                initialisation = model_fingerprint(trainer.model, exclude="lora_")
             trainer.train()
+            if save_models:
+                setattr(trainer.model.config, TRAINING_INITIALISATION_ATTRIBUTE, initialisation)
+                save_model_without_push(trainer, str(record_path.parent))
             scored = evaluate_reward_model(
                 trainer.model,
                 trainer.processing_class,
@@ -312,6 +338,10 @@ def estimate_preference_strength(
     result = pairs.add_column(STRENGTH_COLUMN, means).add_column(STRENGTH_STD_COLUMN, stds)
     result = result.add_column(STRENGTH_DIFFERENCES_COLUMN, differences)
     return PreferenceStrength(result, mode, num_models, evaluations)
+
+
+def _has_saved_model(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("config.json", "adapter_config.json"))
 
 
 def _read_record(path: Path, expected: str) -> dict[str, Any] | None:
