@@ -689,3 +689,40 @@ def test_ensemble_disagreement_is_logged_and_uncalibrated_ensembles_are_refused(
         train_dataset=PROMPTS, processing_class=tokenizer, reward_processing_classes=tokenizer,
     )  # fmt: skip
     assert trainer.reward_scorer.scales == [None, None]
+
+
+# Three members' rewards of the three responses to one prompt, chosen so that each ensemble mode picks another one:
+# mean: A 2.0, B 1.5, C 1.9 -> A; mean - 1 x population std: A 2 - sqrt(8) = -0.83, B 1.5, C 1.9 - sqrt(0.18) = 1.48
+# -> B; min: A -2, B 1.5, C 1.6 -> C.
+THREE_MEMBERS = [[4.0, 1.5, 1.6], [4.0, 1.5, 1.6], [-2.0, 1.5, 2.5]]  # member m: its rewards of A, B, C
+
+
+@pytest.mark.parametrize(("ensemble", "picked"), [("mean", 0), ("mean_minus_std", 1), ("min", 2)])
+def test_conservative_ensemble_selection_picks_by_hand_on_three_members(tmp_path, monkeypatch, ensemble, picked):
+    from trl_more.rewards import RewardModelScorer
+    from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
+
+    def member_rewards(self, model, tokenizer, max_length, prompts, responses):
+        assert len(responses) == 3
+        return torch.tensor(THREE_MEMBERS[self.models.index(model)])
+
+    monkeypatch.setattr(RewardModelScorer, "_score_with", member_rewards)
+    tokenizer = tiny_tokenizer()
+    args = _config(
+        tmp_path, num_iterations=1, prompts_per_iteration=1, num_samples_per_prompt=3, per_device_train_batch_size=1,
+        ensemble=ensemble, ensemble_std_coef=1.0, ensemble_calibration="none",
+    )  # fmt: skip
+    trainer = RejectionSamplingTrainer(
+        tiny_causal_lm("qwen2", tokenizer), [tiny_reward_model("llama", tokenizer, seed=seed) for seed in (1, 2, 3)],
+        args=args, train_dataset=PROMPTS, processing_class=tokenizer, reward_processing_classes=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    samples = _samples(tmp_path, 0)
+    assert [sample["rewards"] for sample in samples] == [pytest.approx(rewards) for rewards in zip(*THREE_MEMBERS)]
+    combined = {
+        "mean": [2.0, 1.5, 1.9],
+        "mean_minus_std": [2.0 - 8**0.5, 1.5, 1.9 - 0.18**0.5],
+        "min": [-2.0, 1.5, 1.6],
+    }[ensemble]
+    assert [sample["reward"] for sample in samples] == pytest.approx(combined, abs=1e-6)
+    assert [sample["selected"] for sample in samples] == [index == picked for index in range(3)]
