@@ -182,6 +182,12 @@ def test_an_ensemble_member_without_a_stored_scale_is_refused_and_a_temperature_
         ["Human: hi Assistant:"], [" Hello!"]
     )
     torch.testing.assert_close(scores.per_model, raw.per_model / torch.tensor([2.0, 0.5]))
+    # The mean and its uncertainty are read on that one scale: two members r1, r2 have spread |r1 - r2| / 2.
+    first_scaled, second_scaled = (raw.per_model[0] / torch.tensor([2.0, 0.5])).tolist()
+    assert scores.mean.item() == pytest.approx((first_scaled + second_scaled) / 2, abs=1e-6)
+    assert scores.spread.item() == pytest.approx(abs(first_scaled - second_scaled) / 2, abs=1e-6)
+    alone = RewardModelScorer([first], [tokenizer]).score(["Human: hi Assistant:"], [" Hello!"])
+    assert alone.spread.item() == 0.0 and alone.mean.item() == alone.combined.item()
     with pytest.raises(ValueError, match="choose one of"):
         RewardModelScorer([first], [tokenizer], calibration="zscore")
 

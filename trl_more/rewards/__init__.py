@@ -9,7 +9,7 @@ from .calibration import (
     reward_statistics,
     set_reward_statistics,
 )
-from .ensemble import ENSEMBLE_MODES, combine_rewards
+from .ensemble import ENSEMBLE_MODES, combine_rewards, ensemble_spread
 from .function_reward import FunctionRewardModel
 from .scoring import (
     Prompt,
@@ -36,6 +36,7 @@ __all__ = [
     "averaging_weights",
     "combine_rewards",
     "ensemble_scales",
+    "ensemble_spread",
     "fit_reward_statistics",
     "load_reward_model",
     "load_reward_models",

@@ -31,4 +31,10 @@ def combine_rewards(rewards: torch.Tensor, mode: str = "mean", std_coef: float =
         return rewards.mean(dim=1)
     if mode == "min":
         return rewards.min(dim=1).values
-    return rewards.mean(dim=1) - std_coef * rewards.std(dim=1, correction=0)  # "mean_minus_std"
+    return rewards.mean(dim=1) - std_coef * ensemble_spread(rewards)  # "mean_minus_std"
+
+
+def ensemble_spread(rewards: torch.Tensor) -> torch.Tensor:
+    """The uncertainty of an ensemble's reward: the population standard deviation (divisor M) of the `(num_samples,
+    M)` rewards over the models, so one model has spread 0 and two models r1, r2 have |r1 - r2| / 2."""
+    return rewards.std(dim=1, correction=0)

@@ -23,7 +23,7 @@ from ..pretrained import load_tokenizer
 from ..reward_head import find_reward_head
 from ..tokenization import fit_to_max_length, tokenize_scored_response
 from .calibration import ENSEMBLE_CALIBRATIONS, RewardScale, reward_scale
-from .ensemble import combine_rewards
+from .ensemble import combine_rewards, ensemble_spread
 
 
 logger = logging.get_logger(__name__)  # usable without accelerate's state: the scorer also runs outside trainers
@@ -33,10 +33,23 @@ Prompt = str | list[dict[str, Any]]
 
 
 class RewardScores(NamedTuple):
-    """Rewards of a set of samples: `per_model` has shape (num_samples, num_models), `combined` (num_samples,)."""
+    """Rewards of a set of samples: `per_model` has shape (num_samples, num_models), on one scale when the scorer put
+    them there (see `RewardModelScorer`'s `calibration`), and `combined` (num_samples,) as the ensemble mode says.
+
+    `mean` and `spread` are the members' mean reward and its uncertainty, the population standard deviation over the
+    members (0 for one model), on the scale of `per_model`: mean - k * spread is the `"mean_minus_std"` lower bound.
+    """
 
     per_model: torch.Tensor
     combined: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.per_model.mean(dim=1)
+
+    @property
+    def spread(self) -> torch.Tensor:
+        return ensemble_spread(self.per_model)
 
 
 def load_reward_model(
