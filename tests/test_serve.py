@@ -46,7 +46,11 @@ def models(tmp_path_factory):
     with torch.no_grad():
         armo.regression_layer.weight.normal_(std=0.5)
     armo.save_pretrained(folder / "armo", tokenizer=tokenizer)
-    return {"plain": folder / "plain", "armo": folder / "armo"}, tokenizer
+    other = tiny_reward_model("qwen2", tokenizer, seed=5)
+    set_reward_temperature(other, 0.5)
+    other.save_pretrained(folder / "other")
+    tokenizer.save_pretrained(folder / "other")
+    return {"plain": folder / "plain", "armo": folder / "armo", "other": folder / "other"}, tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,7 @@ def server(models):
     paths, _ = models
     config = ServeConfig(
         model=[f"{name}={path}" for name, path in paths.items()], token=TOKEN, max_wait_ms=20,
+        ensemble=[f"pair={paths['plain']},{paths['other']}"],
         max_items_per_request=64, max_request_bytes=20_000, max_length=96, max_batch_size=16,
     )  # fmt: skip
     app = build_app(config)
@@ -109,6 +114,34 @@ def test_the_openrlhf_schema_and_the_rewards_endpoint_agree(server):
     )
     assert openrlhf.json()["rewards"] == pytest.approx([ours["rewards"][0]["reward"]], abs=1e-6)
     assert openrlhf.json()["scores"] == openrlhf.json()["rewards"]
+
+
+def test_an_ensemble_returns_its_mean_and_uncertainty_on_the_members_scale(server):
+    url, _ = server
+    prompt, response = "Human: How do I bake bread? Assistant:", " Mix flour, water and yeast."
+    item = {"prompt": prompt, "response": response}
+    members = [
+        post(url, "/v1/rewards", {"model": name, "items": [item]}).json()["rewards"][0] for name in ("plain", "other")
+    ]
+    scaled = [members[0]["reward"] / 2.0, members[1]["reward"] / 0.5]  # each member's stored temperature
+    answer = post(url, "/v1/rewards", {"model": "pair", "items": [item]}).json()["rewards"][0]
+    assert answer["member_rewards"] == pytest.approx(scaled, abs=1e-5)
+    assert answer["reward"] == pytest.approx(sum(scaled) / 2, abs=1e-5)
+    assert answer["uncertainty"] == pytest.approx(abs(scaled[0] - scaled[1]) / 2, abs=1e-5)
+    openrlhf = post(url, "/get_reward", {"model": "pair", "query": [prompt + response], "prompts": [prompt]}).json()
+    assert openrlhf["rewards"] == pytest.approx([answer["reward"]], abs=1e-6)
+    assert openrlhf["extra_logs"]["uncertainty"] == pytest.approx([answer["uncertainty"]], abs=1e-6)
+    assert (
+        "uncertainty" not in members[0]
+        and "uncertainty"
+        not in post(url, "/get_reward", {"model": "plain", "query": [prompt + response], "prompts": [prompt]}).json()[
+            "extra_logs"
+        ]
+    )
+    described = httpx.get(url + "/v1/models", headers=HEADERS).json()["models"]["pair"]
+    assert [member["temperature"] for member in described["members"]] == [2.0, 0.5]
+    steered = post(url, "/v1/rewards", {"model": "pair", "items": [item], "objective_weights": {"safety": 1.0}})
+    assert steered.status_code == 422 and "no objectives to steer" in steered.json()["error"]
 
 
 def test_multi_objective_scores_gates_and_steering(server):
@@ -203,3 +236,10 @@ def test_serving_without_a_token_needs_no_auth_spelled_out(monkeypatch, models):
     monkeypatch.setenv("TRL_MORE_SERVE_TOKEN", "from-env")
     (config,) = parse_subcommand_arguments("serve", ["--model", f"a={paths['plain']}", f"b={paths['armo']}"])
     assert config.token == "from-env" and list(config.models) == ["a", "b"]
+    (config,) = parse_subcommand_arguments("serve", ["--ensemble", f"e={paths['plain']},{paths['other']}"])
+    assert config.models == {} and config.ensembles == {"e": [str(paths["plain"]), str(paths["other"])]}
+    for bad in ("e=one_path", "no_name"):
+        with pytest.raises(ValueError, match="NAME=PATH1,PATH2"):
+            parse_subcommand_arguments("serve", ["--ensemble", bad])
+    with pytest.raises(ValueError, match="Give the reward models to serve"):
+        parse_subcommand_arguments("serve", [])

@@ -31,15 +31,19 @@ def build_app(config: ServeConfig):
         raise SystemExit(
             f"`trl-more serve` needs FastAPI and uvicorn: pip install 'trl-more[serve]' ({error})"
         ) from None
-    from ..serve.served_model import ServedModel
+    from ..serve.served_model import ServedEnsemble, ServedModel
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    models = {
-        name: ServedModel.load(
+
+    def load(name: str, path: str) -> ServedModel:
+        return ServedModel.load(
             name, path, config.dtype, device, config.max_length, config.max_batch_size, config.trust_remote_code
         )
-        for name, path in config.models.items()
-    }
+
+    models = {name: load(name, path) for name, path in config.models.items()}
+    for name, paths in config.ensembles.items():
+        members = [load(f"{name}/{index}", path) for index, path in enumerate(paths)]
+        models[name] = ServedEnsemble(name, members, config.ensemble_calibration)
     return create_app(models, config)
 
 

@@ -2,6 +2,7 @@
 
 - `ServeConfig`: the command's options (token, limits, batching).
 - `ServedModel`: one model, its tokenization limits and batched scoring without gradients.
+- `ServedEnsemble`: several models answering as one, with the spread of their rewards as every item's uncertainty.
 - `BatchingScorer` (`request_queue`): concurrent requests batched together with bounded latency.
 - `create_app`: the FastAPI application (OpenRLHF's schema and our own endpoints).
 

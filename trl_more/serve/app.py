@@ -5,11 +5,12 @@ Endpoints (docs/serve.md):
 - `GET /health`: `{"status": "ok"}`, without authentication (for load balancers and readiness probes);
 - `GET /v1/models`: the served models, their objectives and stored temperature;
 - `POST /get_reward`: OpenRLHF's remote reward-model schema, `{"query": [...], "prompts": [...]}` in,
-  `{"rewards": [...], "scores": [...], "extra_logs": {}}` out (raw rewards, as OpenRLHF's own server returns); every
-  query is its prompt followed by the response;
+  `{"rewards": [...], "scores": [...], "extra_logs": {}}` out (raw rewards, as OpenRLHF's own server returns; an
+  ensemble's mean, with `extra_logs: {"uncertainty": [...]}`); every query is its prompt followed by the response;
 - `POST /v1/rewards`: `{"model", "items": [{"prompt", "response"}], "objective_weights"}`: per item the raw
-  reward, the calibrated reward (divided by the stored temperature) and, for the multi-objective model, the
-  per-objective rewards and gate weights;
+  reward, the calibrated reward (divided by the stored temperature), for the multi-objective model the
+  per-objective rewards and gate weights, and for an ensemble (`--ensemble`) the members' mean reward on one scale,
+  its `uncertainty` (their spread) and `member_rewards`;
 - `POST /v1/preferences`: `{"model", "pairs": [{"prompt", "chosen", "rejected"}]}`: per pair both rewards and the
   calibrated probability that the chosen response is preferred, sigmoid((r_chosen - r_rejected) / T).
 
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .request_queue import BatchingScorer
 from .serve_config import ServeConfig
-from .served_model import ServedModel
+from .served_model import ServedEnsemble, ServedModel
 
 
 __all__ = ["create_app"]
@@ -89,7 +90,7 @@ class RequestError(Exception):
         self.message = message
 
 
-def create_app(models: dict[str, ServedModel], config: ServeConfig) -> FastAPI:
+def create_app(models: dict[str, ServedModel | ServedEnsemble], config: ServeConfig) -> FastAPI:
     """The application serving `models` with the limits and token of `config`."""
     scorer = BatchingScorer(config.max_batch_size, config.max_wait_ms / 1000)
 
@@ -225,6 +226,7 @@ def create_app(models: dict[str, ServedModel], config: ServeConfig) -> FastAPI:
             entries.append((prompt, query[len(prompt) :]))
         results = await scores(model, tokenized(model, entries), None)
         values = [result.reward for result in results]
-        return {"rewards": values, "scores": values, "extra_logs": {}}
+        uncertainty = [result.uncertainty for result in results if result.uncertainty is not None]
+        return {"rewards": values, "scores": values, "extra_logs": {"uncertainty": uncertainty} if uncertainty else {}}
 
     return app

@@ -19,9 +19,17 @@ class ServeConfig:
     Options of `trl-more serve` (docs/serve.md).
 
     Parameters:
-        model (`list[str]`):
+        model (`list[str]`, *optional*, defaults to `[]`):
             Reward model folders (or Hub ids), each served under its folder name (`name=PATH` to choose the name). A
             request names the model it wants; with one model it may leave the name out.
+        ensemble (`list[str]`, *optional*, defaults to `[]`):
+            Ensembles served as one model, each `NAME=PATH1,PATH2,...` (two or more reward models): every item gets
+            the mean of the members' rewards on one scale as its `reward`, their spread (population standard
+            deviation) as its `uncertainty`, and each member's reward (`member_rewards`). The scale is every member's
+            stored reward statistics, else its temperature (`ensemble_calibration`).
+        ensemble_calibration (`str`, *optional*, defaults to `"stored"`):
+            `"stored"` puts the members' rewards on one scale before they are averaged and refuses a member that
+            stores no scale (`trl-more evaluate --save_calibrated_model` fits one); `"none"` averages raw rewards.
         host (`str`, *optional*, defaults to `"127.0.0.1"`):
             Interface to listen on. The default accepts connections from this machine only; another address exposes
             the models to the network (with the token still required).
@@ -55,7 +63,20 @@ class ServeConfig:
             not registered). Only for folders whose code you have read.
     """
 
-    model: list[str] = field(metadata={"help": "Reward model folders or Hub ids (NAME=PATH to name one)."})
+    model: list[str] = field(
+        default_factory=list, metadata={"help": "Reward model folders or Hub ids (NAME=PATH to name one)."}
+    )
+    ensemble: list[str] = field(
+        default_factory=list,
+        metadata={"help": "An ensemble served as one model with an uncertainty per item: NAME=PATH1,PATH2,..."},
+    )
+    ensemble_calibration: str = field(
+        default="stored",
+        metadata={
+            "help": "Put the members on one scale (stored) or average raw rewards (none).",
+            "choices": ["stored", "none"],
+        },
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "Interface to listen on (default: this machine only)."})
     port: int = field(default=8000, metadata={"help": "TCP port."})
     token: str | None = field(
@@ -83,6 +104,9 @@ class ServeConfig:
     )
 
     def __post_init__(self):
+        if not self.model and not self.ensemble:
+            raise ValueError("Give the reward models to serve with --model PATH (or --ensemble NAME=PATH1,PATH2).")
+        self.ensembles  # noqa: B018  (a malformed --ensemble stops the command before any model loads)
         if self.token is None:
             self.token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None
         if self.token is None and not self.no_auth:
@@ -111,4 +135,21 @@ class ServeConfig:
             if name in served:
                 raise ValueError(f"Two models are served as {name!r}; name them with NAME=PATH.")
             served[name] = path
+        clash = sorted(set(served) & set(self.ensembles))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} names both a model and an ensemble; give them different names.")
+        return served
+
+    @property
+    def ensembles(self) -> dict[str, list[str]]:
+        """`{name: [member paths]}` of the served ensembles."""
+        served = {}
+        for spec in self.ensemble:
+            name, has_name, paths = spec.partition("=")
+            members = [path for path in paths.split(",") if path]
+            if not has_name or not name or len(members) < 2:
+                raise ValueError(f"Bad --ensemble {spec!r}: give NAME=PATH1,PATH2[,...] with two or more models.")
+            if name in served:
+                raise ValueError(f"Two ensembles are named {name!r}.")
+            served[name] = members
         return served

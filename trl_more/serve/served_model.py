@@ -20,19 +20,22 @@ from ..tokenization import tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
 
 
-__all__ = ["ScoredItem", "ServedModel"]
+__all__ = ["ScoredItem", "ServedEnsemble", "ServedModel"]
 
 
 @dataclass
 class ScoredItem:
     """The scores of one (prompt, response): the raw reward, the reward divided by the model's stored temperature
-    (the scale on which reward differences are calibrated log-odds; `None` without one), and for the multi-objective
-    model the per-objective rewards and the weights the gate (or the steering) gave them."""
+    (the scale on which reward differences are calibrated log-odds; `None` without one), for the multi-objective
+    model the per-objective rewards and the weights the gate (or the steering) gave them, and for an ensemble its
+    uncertainty (the spread of the members' rewards) and every member's reward, on the scale `reward` is on."""
 
     reward: float
     calibrated_reward: float | None = None
     objectives: dict[str, float] | None = None
     gate_weights: dict[str, float] | None = None
+    uncertainty: float | None = None
+    member_rewards: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if value is not None}
@@ -174,6 +177,53 @@ class ServedModel:
                     item.gate_weights = dict(zip(self.objectives, gates[row].float().cpu().tolist()))
                 scored[index] = item
         return scored
+
+
+class ServedEnsemble:
+    """Several served reward models answering as one model: per item the mean of the members' rewards on one scale
+    (`trl_more.rewards.ensemble_scales`: each member's stored statistics, else its temperature), their spread as the
+    `uncertainty` (`RewardScores.spread`), and every member's reward. Each member reads the item with its own
+    tokenizer and limit; an item too long for any member is refused."""
+
+    temperature = None  # the members' common scale is not a calibrated one in general
+    objectives = None
+
+    def __init__(self, name: str, members: Sequence[ServedModel], calibration: str = "stored"):
+        from ..rewards import ensemble_scales
+
+        self.name = name
+        self.members = list(members)
+        self.scales = ensemble_scales([member.model for member in self.members], calibration)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "objectives": None,
+            "temperature": None,
+            "max_length": min(member.max_length for member in self.members),
+            "members": [member.describe() for member in self.members],
+        }
+
+    def tokenize(self, prompt: str | list[dict[str, Any]], response: str) -> tuple[tuple[list[int], int], ...]:
+        """The item as every member reads it."""
+        return tuple(member.tokenize(prompt, response) for member in self.members)
+
+    def check_weights(self, weights: Mapping[str, float] | None) -> None:
+        if weights is not None:
+            raise ValueError(f"ensemble {self.name!r} has no objectives to steer; leave `objective_weights` out")
+
+    def score(self, items: Sequence[tuple[tuple[list[int], int], ...]], weights: None = None) -> list[ScoredItem]:
+        from ..rewards import RewardScores, combine_rewards
+
+        columns = []
+        for position, (member, scale) in enumerate(zip(self.members, self.scales)):
+            rewards = torch.tensor([item.reward for item in member.score([item[position] for item in items])])
+            columns.append(rewards if scale is None else scale.apply(rewards))
+        per_model = torch.stack(columns, dim=1)
+        scores = RewardScores(per_model, combine_rewards(per_model, "mean"))
+        return [
+            ScoredItem(reward=reward, uncertainty=spread, member_rewards=members)
+            for reward, spread, members in zip(scores.mean.tolist(), scores.spread.tolist(), per_model.tolist())
+        ]
 
 
 def _served_max_length(model: nn.Module) -> int:
