@@ -18,6 +18,7 @@ from .calibration import (
 from .evaluation import RewardEvaluation, Truncation, evaluate_reward_model
 from .temperature import TemperatureFit, fit_temperature, reward_temperature, set_reward_temperature
 from .trainer_metrics import PreferenceMetrics
+from .uncertainty import spread_error_auroc, uncertainty_metrics
 
 
 __all__ = [
@@ -39,4 +40,6 @@ __all__ = [
     "reward_difference_outliers",
     "reward_temperature",
     "set_reward_temperature",
+    "spread_error_auroc",
+    "uncertainty_metrics",
 ]
