@@ -1,5 +1,6 @@
 """`evaluate_reward_model` (formats, ordering, truncation, temperature, result conversions) and `trl-more evaluate`."""
 
+import copy
 import json
 
 import numpy as np
@@ -255,3 +256,45 @@ def test_plain_text_pairs_need_an_eos_token(model):
     tokenizer.eos_token = None
     with pytest.raises(ValueError, match="EOS token"):
         evaluate_reward_model(model, tokenizer, toy_preference_sources(2)["polite"], show_progress=False)
+
+
+def test_cli_evaluate_reports_how_an_ensembles_spread_predicts_its_errors(tmp_path, model, tokenizer):
+    from trl_more.metrics import uncertainty_metrics
+
+    folders = []
+    for index, (member, temperature) in enumerate(
+        ((model, 2.0), (tiny_reward_model("qwen2", tokenizer, seed=8), 0.5))
+    ):
+        member = copy.deepcopy(member)
+        set_reward_temperature(member, temperature)  # the members' common scale: rewards / T
+        member.save_pretrained(tmp_path / f"member-{index}")
+        tokenizer.save_pretrained(tmp_path / f"member-{index}")
+        folders.append(tmp_path / f"member-{index}")
+    toy = toy_preference_sources(12, seed=4)
+    files = {name: write_jsonl(tmp_path / f"{name}.jsonl", toy[name]) for name in ("polite", "concise")}
+    out = tmp_path / "evaluation"
+    cli_main(["evaluate", "--model", str(folders[0]), "--ensemble_models", str(folders[1]), "--output_dir", str(out),
+              "--plots", "false", "--sources", *(f"{name}={path}" for name, path in files.items())])  # fmt: skip
+    report = json.loads((out / "uncertainty.json").read_text())
+    assert list(report) == ["polite", "concise", "all"]
+    margins = {
+        name: np.stack(
+            [
+                evaluate_reward_model(m, tokenizer, toy[name], show_progress=False, temperature=t).margins["eval"]
+                for m, t in ((model, 2.0), (tiny_reward_model("qwen2", tokenizer, seed=8), 0.5))
+            ],
+            axis=1,
+        )  # fmt: skip
+        for name in files
+    }
+    for name in files:
+        expected = uncertainty_metrics(margins[name])
+        assert report[name]["auroc"] == pytest.approx(expected["auroc"], nan_ok=True)
+        assert report[name]["accuracy"] == pytest.approx(expected["accuracy"])
+        for key in ("pairs", "accuracy", "spread_max"):
+            assert [group[key] for group in report[name]["by_quantile"]] == pytest.approx(
+                [group[key] for group in expected["by_quantile"]], abs=1e-6
+            )
+    pooled = uncertainty_metrics(np.concatenate(list(margins.values())))
+    assert report["all"]["spread_mean"] == pytest.approx(pooled["spread_mean"], abs=1e-6)
+    assert "AUROC of spread for errors" in (out / "uncertainty.md").read_text()

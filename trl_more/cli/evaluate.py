@@ -79,6 +79,14 @@ class EvaluateConfig:
             With `calibration_sources`, save the model and tokenizer to `<output_dir>/calibrated_model` with the
             temperature in `config.reward_temperature` (apply it as `rewards / config.reward_temperature`) and the
             reward statistics in `config.reward_mean` / `config.reward_std` (used to combine it with other models).
+        ensemble_models (`list[str]`, *optional*, defaults to `[]`):
+            More reward models (folders or Hub ids) that form an ensemble with `model`: every member scores the
+            `sources`, and `uncertainty.json` / `uncertainty.md` report, per source, the accuracy of the members' mean
+            margin, the accuracy by quantile of the spread of their margins, and the AUROC of the spread for the wrong
+            pairs (`trl_more.metrics.uncertainty_metrics`): how well the ensemble's uncertainty predicts its errors.
+        ensemble_calibration (`str`, *optional*, defaults to `"stored"`):
+            How the members' margins are put on one scale before the mean and spread: `stored` (each model's stored
+            reward statistics, else its temperature; refuses a model with neither) or `none` (raw margins).
         plots (`bool`, *optional*, defaults to `True`):
             Draw the PNG plots (needs matplotlib: `pip install trl-more[plots]`).
         eos_token (`str` or `None`, *optional*, defaults to `None`):
@@ -191,6 +199,19 @@ class EvaluateConfig:
     save_calibrated_model: bool = field(
         default=False,
         metadata={"help": "Save the model with the fitted temperature to <output_dir>/calibrated_model."},
+    )
+    ensemble_models: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "More reward models forming an ensemble with --model: report how its spread predicts errors."
+        },
+    )
+    ensemble_calibration: str = field(
+        default="stored",
+        metadata={
+            "help": "Put the members' margins on one scale (stored) or not (none).",
+            "choices": list(ENSEMBLE_CALIBRATIONS),
+        },
     )
     plots: bool = field(default=True, metadata={"help": "Draw the PNG plots (needs matplotlib)."})
     eos_token: str | None = field(
@@ -369,10 +390,9 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
         rendering=rendering_of(eval_sources) if eval_sources else None,
     )
 
-    def evaluate(sources: dict, temperature: float | None = None) -> RewardEvaluation:
+    def evaluate(sources: dict, temperature: float | None = None, scored: tuple | None = None) -> RewardEvaluation:
         return evaluate_reward_model(
-            model,
-            tokenizer,
+            *(scored or (model, tokenizer)),
             sources,
             batch_size=config.batch_size,
             max_length=config.max_length,
@@ -394,6 +414,16 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
     result = evaluate(eval_sources)
     write_evaluation(result, output_dir, plots=config.plots, training_log=Path(config.model))
     print(result.to_markdown())
+    if config.ensemble_models:
+        members = [(model, tokenizer)] + [
+            load_scored_model(path, dtype, device, config.eos_token, config.trust_remote_code)
+            for path in config.ensemble_models
+        ]
+        evaluations = [result] + [evaluate(eval_sources, scored=member) for member in members[1:]]
+        report = ensemble_uncertainty([member for member, _ in members], evaluations, config.ensemble_calibration)
+        (output_dir / "uncertainty.json").write_text(json.dumps(report, indent=2) + "\n")
+        (output_dir / "uncertainty.md").write_text(uncertainty_markdown(report))
+        print(uncertainty_markdown(report))
     if config.audit:
         from ..metrics.audits import audit_reward_model
 
@@ -439,6 +469,48 @@ def main(config: EvaluateConfig) -> RewardEvaluation | None:
             tokenizer.save_pretrained(output_dir / "calibrated_model")
     print(f"Results written to {output_dir}")
     return result
+
+
+def ensemble_uncertainty(models: list, evaluations: list[RewardEvaluation], calibration: str) -> dict[str, Any]:
+    """Per source (and `"all"` pooled): `uncertainty_metrics` of the members' margins, each member's rewards put on
+    the ensemble's common scale first (`trl_more.rewards.ensemble_scales`)."""
+    from ..metrics import uncertainty_metrics
+    from ..rewards import ensemble_scales
+
+    scales = ensemble_scales(models, calibration)
+    margins: dict[str, list[np.ndarray]] = {}
+    for evaluation, scale in zip(evaluations, scales):
+        for source, rewards in evaluation.rewards.items():
+            scaled = rewards if scale is None else scale.apply(rewards)
+            margins.setdefault(source, []).append(scaled[: len(scaled) // 2] - scaled[len(scaled) // 2 :])
+    per_source = {source: np.stack(columns, axis=1) for source, columns in margins.items()}
+    if len(per_source) > 1:
+        per_source["all"] = np.concatenate(list(per_source.values()))
+    return {source: uncertainty_metrics(values) for source, values in per_source.items()}
+
+
+def uncertainty_markdown(report: dict[str, Any]) -> str:
+    """The report of `ensemble_uncertainty` as a table: accuracy, AUROC, mean spread, accuracy by spread quarter."""
+    quantiles = len(next(iter(report.values()))["by_quantile"])
+    header = ["source", "pairs", "accuracy (%)", "AUROC of spread for errors", "spread: right / wrong"]
+    header += [f"accuracy, spread q{index + 1} (%)" for index in range(quantiles)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for source, row in report.items():
+        cells = [
+            source,
+            str(sum(group["pairs"] for group in row["by_quantile"])),
+            f"{100 * row['accuracy']:.1f}",
+            f"{row['auroc']:.3f}",
+            f"{row['spread_mean_right']:.3f} / {row['spread_mean_wrong']:.3f}",
+            *(f"{100 * group['accuracy']:.1f}" for group in row["by_quantile"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        "\n".join(lines)
+        + "\n\nThe ensemble's margin is the members' mean on one scale, its uncertainty their spread (population std); "
+        "q1 holds the pairs with the lowest spread. AUROC: the probability that a wrong pair has a larger spread than "
+        "a right one (0.5: the spread says nothing about errors).\n"
+    )
 
 
 def score_rewardbench_into(model, tokenizer, config: EvaluateConfig, output_dir: Path) -> None:
