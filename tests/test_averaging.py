@@ -146,3 +146,22 @@ def test_strength_keeps_members_from_one_initialisation_that_average(tmp_path):
     cli_main(["average", "--model", str(out / "model-00"), str(out / "model-01"), "--output_dir", str(tmp_path / "w")])
     averaged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "w")
     assert torch.allclose(averaged.score.weight, (members[0].score.weight + members[1].score.weight) / 2)
+
+
+def test_lora_adapter_folders_are_loaded_on_their_base_and_merged(tmp_path, tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    base_folder = save_tiny_reward_model(tmp_path / "base")
+    folders, merged = [], []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        base = AutoModelForSequenceClassification.from_pretrained(base_folder)
+        lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        member = get_peft_model(base, lora)
+        member.save_pretrained(tmp_path / f"adapter-{seed}")
+        folders.append(tmp_path / f"adapter-{seed}")
+        merged.append(copy.deepcopy(member).merge_and_unload())
+    averaged = average_reward_models(folders)
+    expected = average_reward_models(merged)
+    for name, value in averaged.state_dict().items():
+        assert torch.allclose(value, expected.state_dict()[name], atol=1e-6), name
