@@ -8,6 +8,7 @@ public trainers: 400 steps take about 10 s on one CPU thread.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from typing import Any
 
@@ -27,10 +28,11 @@ REWARD_TRAINING: dict[str, Any] = {
 }
 
 
-def train_reward_model(train_dataset, seed: int, trainer_class=None, **settings):
+def train_reward_model(train_dataset, seed: int, trainer_class=None, initial_model=None, **settings):
     """A tiny reward model trained on `train_dataset` (TRL's columns) with `REWARD_TRAINING` updated by `settings`
     (any field of the trainer's config; `config_class` picks another config class); the trained model in eval mode
-    and its tokenizer."""
+    and its tokenizer. Training starts from a copy of `initial_model` when given (models that share one share their
+    initialisation, as weight averaging needs), else from the tiny model `seed` draws."""
     from ..more import MORERewardConfig, MORERewardTrainer
     from ..testing import tiny_reward_model
 
@@ -48,7 +50,9 @@ def train_reward_model(train_dataset, seed: int, trainer_class=None, **settings)
             activation_checkpointing=False,
             **options,
         )
-        model = tiny_reward_model("qwen2", tokenizer, seed=seed)
+        model = (
+            tiny_reward_model("qwen2", tokenizer, seed=seed) if initial_model is None else copy.deepcopy(initial_model)
+        )
         trainer = (trainer_class or MORERewardTrainer)(
             model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer
         )
