@@ -114,26 +114,34 @@ def average_reward_models(
     """
     weights = averaging_weights(weights, len(paths_or_models))
     names = [_member_name(member, index) for index, member in enumerate(paths_or_models)]
-    models = [_load_member(member, model_init_kwargs) for member in paths_or_models]
-    _check_same_architecture(models, names)
-    _check_same_initialisation(models, names)
-    _check_same_reading(models, names)
-    states = [model.state_dict() for model in models]
-    averaged = {}
-    for key, reference in states[0].items():
-        if torch.is_floating_point(reference):
-            total = sum(weight * state[key].double() for weight, state in zip(weights, states))
-            averaged[key] = total.to(reference.dtype)
-        else:  # integer buffers (position ids, token types) are not weights: they must agree
-            different = [name for name, state in zip(names, states) if not torch.equal(state[key], reference)]
-            if different:
+    # Members are loaded one at a time into a running sum: memory holds one member and the sum, not M models.
+    first = _load_member(paths_or_models[0], model_init_kwargs)
+    reference = first.state_dict()
+    totals = {
+        key: weights[0] * value.to(torch.promote_types(value.dtype, torch.float32))
+        for key, value in reference.items()
+        if torch.is_floating_point(value)
+    }
+    initialisations = [getattr(first.config, TRAINING_INITIALISATION_ATTRIBUTE, None)]
+    for index in range(1, len(paths_or_models)):
+        model = _load_member(paths_or_models[index], model_init_kwargs)
+        _check_same_architecture(first, model, names[0], names[index])
+        _check_same_reading(first, model, names[0], names[index])
+        initialisations.append(getattr(model.config, TRAINING_INITIALISATION_ATTRIBUTE, None))
+        for key, value in model.state_dict().items():
+            if key in totals:
+                totals[key] += weights[index] * value.to(totals[key].dtype)
+            elif not torch.equal(value, reference[key]):  # integer buffers (position ids) are not weights
                 raise ValueError(
-                    f"The non-float buffer {key!r} differs between {names[0]} and {', '.join(different)}: these are "
-                    "not the same architecture. Average only models fine-tuned from one pre-trained model."
+                    f"The non-float buffer {key!r} differs between {names[0]} and {names[index]}: these are not the "
+                    "same architecture. Average only models fine-tuned from one pre-trained model."
                 )
-            averaged[key] = reference
-    result = copy.deepcopy(models[0])
-    result.load_state_dict(averaged)
+        del model
+    _check_same_initialisation(initialisations, names)
+    result = first if first is not paths_or_models[0] else copy.deepcopy(first)  # a given model is left as it was
+    result.load_state_dict(
+        {key: totals[key].to(value.dtype) if key in totals else value for key, value in reference.items()}
+    )
     for attribute in (MEAN_ATTRIBUTE, STD_ATTRIBUTE, TEMPERATURE_ATTRIBUTE):
         if hasattr(result.config, attribute):
             delattr(result.config, attribute)
@@ -211,26 +219,24 @@ def _load_member(member: Member, model_init_kwargs: dict[str, Any] | None) -> nn
     return member
 
 
-def _check_same_architecture(models: Sequence[nn.Module], names: Sequence[str]) -> None:
-    reference = _comparable_config(models[0])
-    shapes = {key: tuple(value.shape) for key, value in models[0].state_dict().items()}
-    for model, name in zip(models[1:], names[1:]):
-        config = _comparable_config(model)
-        differing = sorted(key for key in reference.keys() | config.keys() if reference.get(key) != config.get(key))
-        if differing:
-            details = ", ".join(f"{key}: {reference.get(key)!r} vs {config.get(key)!r}" for key in differing[:5])
-            raise ValueError(
-                f"{name} has another architecture than {names[0]} ({details}): weights of different models cannot be "
-                "averaged. Average only reward models fine-tuned from one pre-trained model with the same head."
-            )
-        other = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-        if other != shapes:
-            key = next(key for key in shapes.keys() | other.keys() if shapes.get(key) != other.get(key))
-            raise ValueError(
-                f"Parameter {key!r} has shape {shapes.get(key)} in {names[0]} but {other.get(key)} in {name} "
-                "(None: absent): the models differ in their layers or reward head. Average only reward models with "
-                "the same base model and the same reward-head shape (num_labels)."
-            )
+def _check_same_architecture(first: nn.Module, other: nn.Module, first_name: str, name: str) -> None:
+    reference, config = _comparable_config(first), _comparable_config(other)
+    differing = sorted(key for key in reference.keys() | config.keys() if reference.get(key) != config.get(key))
+    if differing:
+        details = ", ".join(f"{key}: {reference.get(key)!r} vs {config.get(key)!r}" for key in differing[:5])
+        raise ValueError(
+            f"{name} has another architecture than {first_name} ({details}): weights of different models cannot be "
+            "averaged. Average only reward models fine-tuned from one pre-trained model with the same head."
+        )
+    shapes = {key: tuple(value.shape) for key, value in first.state_dict().items()}
+    others = {key: tuple(value.shape) for key, value in other.state_dict().items()}
+    if others != shapes:
+        key = next(key for key in sorted(shapes.keys() | others.keys()) if shapes.get(key) != others.get(key))
+        raise ValueError(
+            f"Parameter {key!r} has shape {shapes.get(key)} in {first_name} but {others.get(key)} in {name} "
+            "(None: absent): the models differ in their layers or reward head. Average only reward models with the "
+            "same base model and the same reward-head shape (num_labels)."
+        )
 
 
 def _comparable_config(model: nn.Module) -> dict[str, Any]:
@@ -238,8 +244,7 @@ def _comparable_config(model: nn.Module) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in _PER_MEMBER_CONFIG_KEYS}
 
 
-def _check_same_initialisation(models: Sequence[nn.Module], names: Sequence[str]) -> None:
-    recorded = [getattr(model.config, TRAINING_INITIALISATION_ATTRIBUTE, None) for model in models]
+def _check_same_initialisation(recorded: Sequence[str | None], names: Sequence[str]) -> None:
     known = {value for value in recorded if value is not None}
     if len(known) > 1:
         groups = ", ".join(f"{name}: {value}" for name, value in zip(names, recorded))
@@ -257,15 +262,13 @@ def _check_same_initialisation(models: Sequence[nn.Module], names: Sequence[str]
         )
 
 
-def _check_same_reading(models: Sequence[nn.Module], names: Sequence[str]) -> None:
-    reference = dataclasses.asdict(input_settings(models[0]))
-    for model, name in zip(models[1:], names[1:]):
-        record = dataclasses.asdict(input_settings(model))
-        differing = {key: (reference[key], record[key]) for key in reference if reference[key] != record[key]}
-        if differing:
-            details = ", ".join(f"{key}: {first!r} vs {other!r}" for key, (first, other) in differing.items())
-            raise ValueError(
-                f"{name} was trained to read its input differently from {names[0]} ({details}), so the average would "
-                "have no single way to read its input. Average members trained with the same max_length, truncation, "
-                "data format and tokenizer."
-            )
+def _check_same_reading(first: nn.Module, other: nn.Module, first_name: str, name: str) -> None:
+    reference, record = dataclasses.asdict(input_settings(first)), dataclasses.asdict(input_settings(other))
+    differing = {key: (reference[key], record[key]) for key in reference if reference[key] != record[key]}
+    if differing:
+        details = ", ".join(f"{key}: {value!r} vs {theirs!r}" for key, (value, theirs) in differing.items())
+        raise ValueError(
+            f"{name} was trained to read its input differently from {first_name} ({details}), so the average would "
+            "have no single way to read its input. Average members trained with the same max_length, truncation, "
+            "data format and tokenizer."
+        )
