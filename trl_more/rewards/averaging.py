@@ -37,9 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..constants import TRAINING_INITIALISATION_ATTRIBUTE
+from ..constants import TEMPERATURE_ATTRIBUTE, TRAINING_INITIALISATION_ATTRIBUTE
 from ..input_settings import RECORD_ATTRIBUTES, input_settings
-from ..metrics.temperature import CONFIG_ATTRIBUTE as TEMPERATURE_ATTRIBUTE
 from .calibration import MEAN_ATTRIBUTE, STD_ATTRIBUTE
 
 
