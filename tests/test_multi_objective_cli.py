@@ -42,3 +42,16 @@ def test_both_stages_from_the_command_line(tmp_path, shared_data):
     assert torch.equal(before["regression_layer.weight"], after["regression_layer.weight"])
     assert torch.equal(before["backbone.layers.0.mlp.up_proj.weight"], after["backbone.layers.0.mlp.up_proj.weight"])
     assert not torch.equal(before["gate.layers.0.weight"], after["gate.layers.0.weight"])
+
+    # The debiasing reference set is an option (the paper: UltraFeedback): another set gives other penalties.
+    toy_preference_sources(40)["concise"].to_json(tmp_path / "reference.jsonl")  # long rejected responses
+    run(
+        ["--stage", "gate", "--model_name_or_path", str(stage1), "--cache_features", "--max_steps", "1",
+         "--preference_path", str(tmp_path / "pairs.jsonl"), "--eval_fraction", "0.2",
+         "--verbosity_objective", "topical-chat-engagingness", "--debias_reference_source", "ultrafeedback",
+         "--debias_reference_path", str(tmp_path / "reference.jsonl"), "--per_device_train_batch_size", "8",
+         "--output_dir", str(tmp_path / "stage2-reference"), *COMMON]
+    )  # fmt: skip
+    transform = json.loads((tmp_path / "stage2-reference" / "config.json").read_text())["reward_transform"]
+    assert transform[engagingness][engagingness] == 0.0
+    assert transform != config["reward_transform"]

@@ -195,6 +195,7 @@ def test_the_armorm_recipe_holds_the_papers_settings():
         True,
     )
     assert stage2.verbosity_objective == "helpsteer-verbosity" and training2.pair_encoding == "shared_prompt"
+    assert (stage2.debias_reference_source, stage2.debias_reference_path) == ("ultrafeedback", None)  # from the Hub
     preferences = MixtureConfig.from_yaml(REPO / stage2.preference_mixture)
     names = [source.name for source in preferences.sources]
     assert set(names) <= set(known_source_names()) and len(names) == 12  # 10 datasets; HH and PKU as two sources

@@ -91,7 +91,12 @@ class ArmoScriptArguments:
         eval_fraction (`float`, *optional*, defaults to `0.1`):
             Share of the preference pairs held out for evaluation in stage 2.
         verbosity_objective (`str` or `None`, *optional*, defaults to `None`):
-            Stage 2: debias every objective against this one on the training pairs before training the gate.
+            Stage 2: debias every objective against this one on the reference set (below) before training the gate.
+        debias_reference_source (`str` or `None`, *optional*, defaults to `None`):
+            Stage 2: preference source of `trl_more.data` whose pairs (both responses) are the reference set of the
+            verbosity debiasing. The paper uses UltraFeedback (`ultrafeedback`); `None` uses the stage-2 training pairs.
+        debias_reference_path (`str` or `None`, *optional*, defaults to `None`):
+            Local file of `debias_reference_source` (`None` loads it from the Hub).
         debias_method (`str`, *optional*, defaults to `"root"`):
             `"root"` (exact) or `"grid"` (the reference's grid-plus-threshold).
     """
@@ -122,6 +127,10 @@ class ArmoScriptArguments:
     preference_mixture: str | None = field(default=None, metadata={"help": "Mixture YAML of preference sources."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of preference pairs held out (stage 2)."})
     verbosity_objective: str | None = field(default=None, metadata={"help": "Objective to debias against."})
+    debias_reference_source: str | None = field(
+        default=None, metadata={"help": "Preference source of the debiasing reference set (default: training pairs)."}
+    )
+    debias_reference_path: str | None = field(default=None, metadata={"help": "Local file of that source."})
     debias_method: str = field(default="root", metadata={"help": "`root` or `grid`.", "choices": ["root", "grid"]})
 
 
@@ -217,6 +226,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
 
 def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
     """Stage 2: optionally debias against verbosity, then train the gate on preference pairs."""
+    from ..data import load_preference_source
     from ..multi_objective import MultiObjectiveRewardModel
     from ..multi_objective.debiasing import debias_verbosity
     from ..multi_objective.features import extract_features
@@ -235,6 +245,12 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
     )
     if script_args.verbosity_objective is not None:
         reference = trainer.train_dataset
+        if script_args.debias_reference_source is not None:
+            pairs = load_preference_source(
+                script_args.debias_reference_source, path=script_args.debias_reference_path
+            ).dataset
+            # Prepared (tokenized, prompt lengths found, cached) exactly as the training pairs are.
+            reference = trainer.prepared_pairs(pairs, "debias reference")
         if training_args.cache_features:
             pooled = torch.cat([reference.chosen.pooled, reference.rejected.pooled])
         else:

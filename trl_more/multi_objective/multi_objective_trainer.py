@@ -206,6 +206,13 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
             **_map_options(dataset, f"Finding prompt lengths of {dataset_name} pairs"),
         )
 
+    def prepared_pairs(self, dataset: Dataset, name: str) -> Dataset | PreferenceFeatures:
+        """Preference pairs other than the training and evaluation sets (e.g. the verbosity-debiasing reference set)
+        prepared as the training pairs are: tokenized with prompt lengths, and cached features with `cache_features`."""
+        if self.args.cache_features:
+            return self._cached_features(dataset, name)
+        return self._prepare_dataset(dataset, self.processing_class, self.args, name)
+
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None):
         """`Trainer.train`, after the pre-flight checks of `args.preflight` (docs/preflight.md); their report is kept
         in `preflight_report`."""
