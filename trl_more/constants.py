@@ -21,8 +21,13 @@ __all__ = [
     "LAMBDA_METRIC_PREFIX",
     "PAIR_ENCODINGS",
     "POOLING_RULES",
+    "OPENRLHF_MEAN_ATTRIBUTE",
+    "OPENRLHF_STD_ATTRIBUTE",
     "PREFLIGHT_MODES",
     "RENDERINGS",
+    "REWARD_MEAN_ATTRIBUTE",
+    "REWARD_STATISTICS_ATTRIBUTES",
+    "REWARD_STD_ATTRIBUTE",
     "SOURCE_COLUMN",
     "SOURCE_INDEX_COLUMN",
     "STRENGTH_COLUMN",
@@ -68,6 +73,22 @@ TRAINING_POOLING_ATTRIBUTE = "training_pooling"
 # Attribute of a reward model's config holding its fitted temperature T (rewards are read as r / T), written by
 # `trl_more.metrics.set_reward_temperature` and read by the ensemble calibration and `trl-more serve`.
 TEMPERATURE_ATTRIBUTE = "reward_temperature"
+# Attributes of a reward model's config holding the mean and standard deviation of its rewards on held-out responses
+# (`trl_more.rewards.set_reward_statistics`; trl-more's reward trainers store them after every evaluation), under two
+# names each: trl-more's, read by the ensemble calibration and `trl-more serve`, and OpenRLHF's `mean` / `std`, which
+# its reward model reads from config.json and, with `--normalize_reward`, uses to standardise every reward,
+# (r - mean) / std (`openrlhf/models/model.py`, `_get_reward_model`: `if hasattr(config, "mean"): self.mean[0] =
+# config.mean; self.std[0] = config.std`; its own reward trainer writes them, `openrlhf/trainer/rm_trainer.py`).
+REWARD_MEAN_ATTRIBUTE = "reward_mean"
+REWARD_STD_ATTRIBUTE = "reward_std"
+OPENRLHF_MEAN_ATTRIBUTE = "mean"
+OPENRLHF_STD_ATTRIBUTE = "std"
+REWARD_STATISTICS_ATTRIBUTES = (
+    REWARD_MEAN_ATTRIBUTE,
+    REWARD_STD_ATTRIBUTE,
+    OPENRLHF_MEAN_ATTRIBUTE,
+    OPENRLHF_STD_ATTRIBUTE,
+)
 # Attribute of a reward model's config naming the weights its fine-tuning started from (a fingerprint of the initial
 # parameters, reward head included), recorded by `trl-more strength --save_models`: weight averaging (WARM) refuses
 # members that record different ones.

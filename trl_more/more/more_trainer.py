@@ -43,6 +43,7 @@ from ..pair_encoding import (
 )
 from ..preflight.training import preflight_before_training
 from ..reward_head import RewardHeadInputCapture
+from ..rewards.calibration import fit_reward_statistics, set_reward_statistics
 from ..tokenization import truncate
 from ..trainer_utils import (
     CheckpointedState,
@@ -223,6 +224,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
         check_process_layout(self.accelerator, "gradients and lambda would not be shared between the processes")
         self._eval_sets_prefix: str | None = None  # set while a dict of eval sets is evaluated set by set
+        self._evaluated_rewards: list[torch.Tensor] | None = None  # the rewards scored while `evaluate` runs
         self._eval_set_name: str | None = None
         self.head_capture: RewardHeadInputCapture | None = None
         self.min_norm_lambda: MinNormLambda | None = None
@@ -485,7 +487,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             source_index is not None or self.pair_loss_terms.active or self.args.contrastive_loss is not None
         )
         if not custom and not self.shared_prompt:  # TRL's own loss: evaluation, or no option of trl-more in use
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            return self._finish(loss, outputs, return_outputs)
         # The hook is on the reward head only during this step: the model carries none otherwise.
         with self.head_capture.attached() if self.head_capture is not None else contextlib.nullcontext():
             if custom and self.args.contrastive_loss is not None:
@@ -499,8 +502,11 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 loss = loss + self.args.contrastive_coefficient * self._contrastive_loss(features, second_view)
         return self._finish(loss, outputs, return_outputs)
 
-    @staticmethod
-    def _finish(loss, outputs, return_outputs):
+    def _finish(self, loss, outputs, return_outputs):
+        if self._evaluated_rewards is not None and not self.model.training:  # the statistics `evaluate` stores
+            # `gather`, as TRL gathers its reward metrics: `gather_for_metrics` would cut the last batch to the number
+            # of pairs left, but a batch holds two rows (rewards) per pair.
+            self._evaluated_rewards.append(self.accelerator.gather(outputs.logits.detach().float()).cpu())
         return (loss, outputs) if return_outputs else loss
 
     def _one_view_forward(self, model, inputs, num_items_in_batch, with_features: bool):
@@ -636,6 +642,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         # Trainer evaluates a dict of eval sets one by one, calling `evaluate` again with the prefix `<prefix>_<name>`.
         # Remember the name, so that the metrics collected in `compute_loss` (which TRL logs as `eval_<metric>`) get
         # it too instead of overwriting each other; a single eval set keeps TRL's names.
+        if self._evaluated_rewards is None:  # the outermost call: the statistics of every eval set's rewards
+            self._evaluated_rewards = []
+            try:
+                return self.evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            finally:
+                self._store_reward_statistics(self._evaluated_rewards)
+                self._evaluated_rewards = None
         eval_sets = eval_dataset if eval_dataset is not None else self.eval_dataset
         if isinstance(eval_sets, Mapping) and self._eval_sets_prefix is None:
             self._eval_sets_prefix = f"{metric_key_prefix}_"
@@ -649,6 +662,19 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         finally:
             self._eval_set_name = None
+
+    def _store_reward_statistics(self, rewards: list[torch.Tensor]) -> None:
+        """Store the mean and std of the rewards of an evaluation (every chosen and rejected response) in the model's
+        config, as trl-more's `reward_mean` / `reward_std` and as OpenRLHF's `mean` / `std` (saved with the model;
+        `trl_more.rewards.set_reward_statistics`), as OpenRLHF's reward trainer does after every evaluation. An
+        evaluation that scored fewer than 2 responses, or only equal rewards, leaves them as they were."""
+        values = torch.cat(rewards).reshape(-1).numpy() if rewards else np.empty(0)
+        try:
+            mean, std = fit_reward_statistics(values)
+        except ValueError as error:
+            logger.info(f"Reward statistics not updated after this evaluation: {error}")
+            return
+        set_reward_statistics(self.accelerator.unwrap_model(self.model), mean, std)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if not self.model.training and self._eval_set_name:
