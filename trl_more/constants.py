@@ -34,6 +34,7 @@ __all__ = [
     "STRENGTH_DIFFERENCES_COLUMN",
     "STRENGTH_STD_COLUMN",
     "TEMPERATURE_ATTRIBUTE",
+    "TEXT_REGULARIZATIONS",
     "TRAINING_EOS_TOKEN_ATTRIBUTE",
     "TRAINING_INITIALISATION_ATTRIBUTE",
     "TRAINING_MAX_LENGTH_ATTRIBUTE",
@@ -107,6 +108,9 @@ PAIR_ENCODINGS = ("separate", "shared_prompt")
 # The vectors the contrastive loss compares (trl_more.losses.contrastive): the chosen and rejected representations, or
 # their differences.
 CONTRASTIVE_REPRESENTATIONS = ("pair", "difference")
+# GRM's text regularisation of a decoder reward model's hidden states (trl_more.losses.text_regularization): an SFT
+# loss on the chosen responses through the base model's language-model head.
+TEXT_REGULARIZATIONS = ("sft",)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...], option: bool = True) -> None:

@@ -32,6 +32,7 @@ from ..losses.contrastive import (
     swav_loss,
 )
 from ..losses.denoising import PairLossTerms, check_strengths, flip_weak_pairs
+from ..losses.text_regularization import LanguageModelHead, chosen_response_nll, language_model_head_weight
 from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
 from ..metrics.benchmark_scoring import benchmark_tables
 from ..pair_encoding import (
@@ -40,6 +41,7 @@ from ..pair_encoding import (
     DataCollatorForSharedPrompt,
     encodes_bidirectionally,
     rewards_at,
+    shared_prompt_length,
 )
 from ..preflight.training import preflight_before_training
 from ..reward_head import RewardHeadInputCapture
@@ -68,6 +70,8 @@ PAIR_TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 STRENGTH_BATCH_KEY = "strength"
+# Where each training pair's chosen response starts (text regularisation): a column of the training set and batch key.
+CHOSEN_START_COLUMN = "chosen_response_start"
 
 
 class DataCollatorWithPairColumns:
@@ -238,12 +242,20 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         pair_columns = {SOURCE_INDEX_COLUMN: (SOURCE_INDEX_COLUMN, torch.long)} if self.num_sources > 1 else {}
         if args.uses_strength:
             pair_columns[args.strength_column] = (STRENGTH_BATCH_KEY, torch.float32)
+        self.text_head: LanguageModelHead | None = None  # GRM's language-model head, trained on the side
+        self._token_features: torch.Tensor | None = None  # the hidden states of the step's rows, for its loss
+        if args.text_regularization_coefficient > 0:
+            self.text_head = self._language_model_head(args)
+            pair_columns[CHOSEN_START_COLUMN] = (CHOSEN_START_COLUMN, torch.long)
+            self.add_callback(_LanguageModelHeadStep(self))
         if pair_columns:
             self.data_collator = DataCollatorWithPairColumns(self.data_collator, pair_columns)
         min_norm = self.num_sources > 1 and args.lambda_method == "min_norm"
-        if min_norm or args.contrastive_loss is not None or self.shared_prompt:
+        if min_norm or args.contrastive_loss is not None or self.shared_prompt or self.text_head is not None:
             self.head_capture = RewardHeadInputCapture(
-                self.model, keep_graph=args.contrastive_loss is not None, keep_output_graph=self.shared_prompt
+                self.model,
+                keep_graph=args.contrastive_loss is not None or self.text_head is not None,
+                keep_output_graph=self.shared_prompt,
             )
         if args.contrastive_loss == "swav":
             self.swav_prototypes = SwAVPrototypes(
@@ -270,6 +282,20 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             f"{args.per_device_train_batch_size // self.num_sources} pairs of each per micro-batch, lambda "
             f"{args.lambda_method}."
         )
+
+    def _language_model_head(self, args: MORERewardConfig) -> LanguageModelHead:
+        """GRM's language-model head, from the base causal LM's (`text_regularization_coefficient`)."""
+        if encodes_bidirectionally(self.model):
+            model_type = self.model.config.get_text_config().model_type
+            raise ValueError(
+                f"`text_regularization_coefficient={args.text_regularization_coefficient}` trains the hidden states "
+                f"with a language-model (next-token) loss, which needs a decoder reward model; this {model_type!r} "
+                "model attends in both directions and has no such head. Set `text_regularization_coefficient=0`, or "
+                "train a decoder (causal LM) reward model."
+            )
+        revision = (args.model_init_kwargs or {}).get("revision")
+        weight = language_model_head_weight(self.model, revision).to(self.args.device)
+        return LanguageModelHead(weight, args.learning_rate, args.weight_decay)
 
     def _uses_shared_prompt(self, args: MORERewardConfig, data_collator: DataCollator | None) -> bool:
         """Whether batches use shared-prompt encoding: asked for, and the model is a decoder."""
@@ -318,6 +344,12 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 dataset = self._resample_sources(dataset, args.samples_per_source, args.seed)
             elif self.num_sources > 1:
                 self._warn_about_cycling(np.bincount(dataset[SOURCE_INDEX_COLUMN], minlength=self.num_sources))
+        if dataset_name == "train" and args.text_regularization_coefficient > 0:
+            dataset = dataset.map(
+                lambda example: {
+                    CHOSEN_START_COLUMN: shared_prompt_length([example["chosen_ids"], example["rejected_ids"]])
+                }
+            )
         return dataset
 
     def _where(self, dataset: Dataset, row: int) -> str:
@@ -482,9 +514,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         source_index = inputs.pop(SOURCE_INDEX_COLUMN, None)
         strength = inputs.pop(STRENGTH_BATCH_KEY, None)
+        chosen_start = inputs.pop(CHOSEN_START_COLUMN, None)
         training = self.model.training
         custom = training and (
-            source_index is not None or self.pair_loss_terms.active or self.args.contrastive_loss is not None
+            source_index is not None
+            or self.pair_loss_terms.active
+            or self.args.contrastive_loss is not None
+            or self.text_head is not None
         )
         if not custom and not self.shared_prompt:  # TRL's own loss: evaluation, or no option of trl-more in use
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
@@ -500,6 +536,9 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             loss = self._training_loss(outputs.logits, inputs, source_index, strength, features)
             if self.args.contrastive_loss is not None:
                 loss = loss + self.args.contrastive_coefficient * self._contrastive_loss(features, second_view)
+            if self.text_head is not None:
+                weight = self.args.text_regularization_coefficient
+                loss = (1 - weight) * loss + weight * self._text_regularization_loss(inputs, chosen_start)
         return self._finish(loss, outputs, return_outputs)
 
     def _finish(self, loss, outputs, return_outputs):
@@ -516,10 +555,14 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
             features = None
             if with_features and self.head_capture is not None:
-                features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits)
+                captured = self.head_capture.read()
+                self._keep_token_features(captured[0])
+                features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits, captured)
             return loss, outputs, features
         model(**self._model_inputs(inputs), use_cache=False)  # its pooled logits are not the rewards of this layout
         per_token_features, per_token_rewards = self.head_capture.read()
+        if with_features:
+            self._keep_token_features(per_token_features)
         logits = rewards_at(per_token_rewards, inputs[REWARD_POSITIONS_KEY])
         loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
         features = rewards_at(per_token_features, inputs[REWARD_POSITIONS_KEY]) if with_features else None
@@ -560,15 +603,49 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             both = model(**doubled, use_cache=False)
         if self.shared_prompt:
             per_token_features, per_token_rewards = self.head_capture.read()
+            self._keep_token_features(per_token_features[:rows])
             positions = inputs[REWARD_POSITIONS_KEY]
             logits = rewards_at(per_token_rewards[:rows], positions)
             features = rewards_at(per_token_features[:rows], positions)
             second_view = rewards_at(per_token_features[rows:], positions)
         else:
             logits = both.logits[:rows]
-            features, second_view = self.head_capture.pooled_features(doubled["input_ids"], both.logits).split(rows)
+            captured = self.head_capture.read()
+            self._keep_token_features(captured[0][:rows])
+            features, second_view = self.head_capture.pooled_features(
+                doubled["input_ids"], both.logits, captured
+            ).split(rows)
         loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
         return loss, outputs, features, second_view
+
+    def _keep_token_features(self, per_token_features: torch.Tensor) -> None:
+        """Keep the per-token hidden states of the step's rows (the reward head's input) for the text loss."""
+        if self.text_head is not None:
+            self._token_features = per_token_features
+
+    def _text_regularization_loss(self, inputs, chosen_start: torch.Tensor | None) -> torch.Tensor:
+        """GRM's SFT loss: the mean token NLL of the batch's chosen responses under the language-model head, from the
+        hidden states of the same forward pass (`trl_more.losses.text_regularization`). Logged as `loss/text`."""
+        hidden, self._token_features = self._token_features, None
+        if hidden is None or chosen_start is None or hidden.dim() != 3:
+            raise RuntimeError(
+                "Text regularisation needs the per-token hidden states of the step and where each chosen response "
+                "starts; the batch has no `chosen_response_start` or the reward head saw one vector per sequence."
+            )
+        input_ids = inputs["input_ids"]
+        if self.shared_prompt:  # one row per pair: prompt, chosen response, rejected response, padding
+            first = torch.zeros_like(chosen_start)
+            last = inputs[REWARD_POSITIONS_KEY][:, 0]
+        else:  # TRL's layout: the chosen sequences are the first half of the rows
+            pairs = input_ids.shape[0] // 2
+            hidden, input_ids = hidden[:pairs], input_ids[:pairs]
+            mask = inputs["attention_mask"][:pairs].long()
+            first = mask.argmax(-1)
+            last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
+        loss, _ = chosen_response_nll(hidden, input_ids, first, chosen_start, last, self.text_head.weight)
+        logged = self.accelerator.gather_for_metrics(loss.detach()).mean().item()
+        trainer_metrics(self, "train")["loss/text"].append(logged)
+        return loss
 
     def _training_loss(self, logits, inputs, source_index, strength, features) -> torch.Tensor:
         """The pairwise loss with the denoising terms, lambda-weighted over the sources when there are several."""
@@ -689,7 +766,11 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def checkpointed_state(self) -> dict[str, CheckpointedState]:
-        states = {"min_norm_lambda": self.min_norm_lambda, "swav_prototypes": self.swav_prototypes}
+        states = {
+            "min_norm_lambda": self.min_norm_lambda,
+            "swav_prototypes": self.swav_prototypes,
+            "text_regularization_head": self.text_head,
+        }
         return {name: state for name, state in states.items() if state is not None}
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -766,6 +847,10 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         if args.adaptive_margin != 0.0:
             clip = f", clipped to +-{args.adaptive_margin_clip:g}" if args.adaptive_margin_clip else ""
             settings["adaptive margin"] = f"{args.adaptive_margin:g} x strength{clip}"
+        if args.text_regularization_coefficient > 0:
+            settings["text regularisation (GRM)"] = (
+                f"{args.text_regularization} on the chosen responses, coefficient {args.text_regularization_coefficient:g}"
+            )
         if args.contrastive_loss is not None:
             settings["contrastive loss"] = (
                 f"{args.contrastive_loss} on the {args.contrastive_representation} representation, coefficient "
@@ -820,3 +905,13 @@ class _SwAVPrototypesStep(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.trainer.swav_prototypes.step(self.trainer.accelerator)
+
+
+class _LanguageModelHeadStep(TrainerCallback):
+    """After every optimizer step of the reward model, GRM's language-model head takes its own."""
+
+    def __init__(self, trainer: MORERewardTrainer):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.text_head.step(self.trainer.accelerator)
