@@ -117,7 +117,11 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     records how it is trained to read its input (`max_length`, `truncation_mode`, rendering, EOS and pad tokens,
     padding side, pooling rule: `trl_more.input_settings`), so every scorer of trl-more reads the saved model that way
     by default. `train()` first runs the pre-flight checks of `args.preflight` on a sample of every source
-    (docs/preflight.md) and keeps their report in `preflight_report`.
+    (docs/preflight.md) and keeps their report in `preflight_report`. Every `evaluate()` stores the mean and std of
+    the rewards it scored in the model's config, as `reward_mean` / `reward_std` and as the `mean` / `std` that
+    OpenRLHF's `normalize_reward` reads (saved with the model). With `args.text_regularization_coefficient > 0`, a
+    decoder's hidden states are also trained with GRM's SFT loss on the chosen responses through the base model's
+    language-model head, kept on the side in `text_head` (docs/robust_rewards.md).
 
     Example:
 
