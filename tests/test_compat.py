@@ -163,3 +163,11 @@ def test_the_deepspeed_step_hook_runs_before_every_optimizer_step_and_only_at_bo
 
     for method in ("is_gradient_accumulation_boundary", "step"):
         assert callable(getattr(deepspeed.DeepSpeedEngine, method, None)), f"DeepSpeedEngine.{method} is gone"
+
+
+def test_cached_checkpoint_file_finds_a_folders_file_or_says_none(tmp_path):
+    from trl_more._compat import cached_checkpoint_file
+
+    (tmp_path / "config.json").write_text("{}")
+    assert cached_checkpoint_file(tmp_path, "config.json") == str(tmp_path / "config.json")
+    assert cached_checkpoint_file(tmp_path, "model.safetensors.index.json") is None

@@ -254,3 +254,27 @@ def test_a_launch_with_another_global_batch_than_expected_is_refused_before_the_
     )
     with pytest.raises(ValueError, match=r"6 per device x 1 process\(es\) x 1 accumulation step\(s\) = 6.*=12`"):
         MORERewardTrainer(model="no/such-model-is-loaded", args=args, train_dataset=toy_preference_sources(6))
+
+
+@pytest.mark.parametrize("pair_encoding", ["separate", "shared_prompt"])
+def test_evaluation_stores_the_reward_statistics_openrlhf_reads(tmp_path, pair_encoding):
+    """As OpenRLHF's reward trainer does after every evaluation, the mean and std of the evaluated rewards are stored in
+    the config (`mean` / `std`, which OpenRLHF's `normalize_reward` reads, and trl-more's `reward_mean` /
+    `reward_std`) and saved with the model."""
+    import json
+
+    import numpy as np
+
+    from trl_more.metrics import evaluate_reward_model
+
+    eval_sets = toy_preference_sources(4, seed=5)
+    trainer = trainer_for(tmp_path, max_steps=1, pair_encoding=pair_encoding)
+    trainer.evaluate(eval_sets)
+    config = trainer.model.config
+    assert (config.mean, config.std) == (config.reward_mean, config.reward_std)
+    scored = evaluate_reward_model(trainer.model, trainer.processing_class, eval_sets, batch_size=4)
+    rewards = np.concatenate(list(scored.rewards.values()))
+    assert (config.mean, config.std) == pytest.approx((rewards.mean(), rewards.std()), abs=1e-5)
+    trainer.save_model(str(tmp_path / "saved"))
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert (saved["mean"], saved["std"]) == (config.mean, config.std)

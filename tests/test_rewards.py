@@ -253,3 +253,36 @@ def test_reward_models_are_prepared_frozen_with_a_pad_token():
     assert not any(parameter.requires_grad for parameter in prepared.parameters())
     with pytest.raises(ValueError, match="one tokenizer per model"):
         RewardModelScorer([model], [])
+
+
+def test_reward_statistics_are_stored_in_the_keys_openrlhf_reads_and_ours(tmp_path):
+    """OpenRLHF's reward model reads `config.mean` and `config.std` (openrlhf/models/model.py, `_get_reward_model`:
+    `if hasattr(config, "mean"): self.mean[0] = config.mean; self.std[0] = config.std`, then with `normalize_reward`
+    returns `(reward - self.mean) / self.std`; openrlhf/trainer/rm_trainer.py writes `config.mean` / `config.std`
+    after every evaluation). The names are pinned here; trl-more's own keys stay readable next to them."""
+    import json
+
+    from transformers import AutoConfig
+
+    from trl_more import constants
+    from trl_more.rewards import reward_statistics, set_reward_statistics
+
+    assert (constants.OPENRLHF_MEAN_ATTRIBUTE, constants.OPENRLHF_STD_ATTRIBUTE) == ("mean", "std")
+    assert (constants.REWARD_MEAN_ATTRIBUTE, constants.REWARD_STD_ATTRIBUTE) == ("reward_mean", "reward_std")
+    tokenizer = tiny_tokenizer()
+    model = tiny_reward_model("qwen2", tokenizer, seed=2)
+    set_reward_statistics(model, 0.25, 1.5)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["mean"], saved["std"], saved["reward_mean"], saved["reward_std"]) == (0.25, 1.5, 0.25, 1.5)
+    config = AutoConfig.from_pretrained(tmp_path)  # as OpenRLHF's loader reads it
+    assert hasattr(config, "mean") and (config.mean, config.std) == (0.25, 1.5)
+
+    openrlhf_trained = tiny_reward_model("qwen2", tokenizer, seed=2)
+    openrlhf_trained.config.mean, openrlhf_trained.config.std = -1.0, 2.0  # only OpenRLHF's keys
+    assert reward_statistics(openrlhf_trained) == (-1.0, 2.0)
+    openrlhf_trained.config.reward_mean, openrlhf_trained.config.reward_std = 3.0, 4.0  # ours first
+    assert reward_statistics(openrlhf_trained) == (3.0, 4.0)
+    for mean, std in ((0.0, 0.0), (float("nan"), 1.0)):
+        with pytest.raises(ValueError, match="standard deviation must be positive|must be finite"):
+            set_reward_statistics(model, mean, std)

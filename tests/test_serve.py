@@ -13,6 +13,7 @@ import httpx
 import pytest
 import torch
 import uvicorn
+from pydantic import BaseModel, ConfigDict
 
 from trl_more.cli.serve import build_app
 from trl_more.metrics import evaluate_reward_model, set_reward_temperature
@@ -157,6 +158,89 @@ def test_multi_objective_scores_gates_and_steering(server):
     assert steered["reward"] == pytest.approx(sum(w * steered["objectives"][k] for k, w in weights.items()), abs=1e-5)
 
 
+class VLLMClassificationData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    label: str | None
+    probs: list[float]
+    num_classes: int
+
+
+class VLLMUsageInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+    completion_tokens: int | None = 0
+    prompt_tokens_details: dict | None = None
+
+
+class VLLMClassificationResponse(BaseModel):
+    """vLLM's answer to `/classify`, field for field (vllm/entrypoints/pooling/classify/protocol.py:
+    `ClassificationResponse` with `id`, `object="list"`, `created`, `model`, `data: list[ClassificationData]` of
+    `index`, `label`, `probs`, `num_classes`, and `usage: UsageInfo`, vllm/entrypoints/openai/protocol.py); extra
+    fields are refused here so that the answer holds exactly vLLM's."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    object: str
+    created: int
+    model: str
+    data: list[VLLMClassificationData]
+    usage: VLLMUsageInfo
+
+
+def test_classify_answers_the_request_verl_sends_in_vllms_schema(server, models):
+    """verl's reward loop (verl/experimental/reward_loop/reward_loop.py, `compute_score_disrm`) posts
+    `{"model", "input": <the chat-rendered prompt and response>, "activation": False}` to `/classify` and reads
+    `output["data"][-1]["probs"][-1]` as the reward: it is the raw reward, as `/v1/rewards` gives it."""
+    url, _ = server
+    _, tokenizer = models
+    prompt, response = "Human: How do I bake bread? Assistant:", " Mix flour, water and yeast."
+    reward = post(url, "/v1/rewards", {"model": "plain", "items": [{"prompt": prompt, "response": response}]}).json()
+    reward = reward["rewards"][0]["reward"]
+    text = prompt + response + tokenizer.eos_token  # as the model was trained (TRL appends EOS to plain text)
+    answer = post(url, "/classify", {"model": "plain", "input": text, "activation": False})
+    assert answer.status_code == 200, answer.text
+    parsed = VLLMClassificationResponse.model_validate(answer.json())
+    assert parsed.object == "list" and parsed.model == "plain" and parsed.id.startswith("classify-")
+    assert answer.json()["data"][-1]["probs"][-1] == pytest.approx(reward, abs=1e-6)  # what verl reads
+    assert (parsed.data[0].index, parsed.data[0].label, parsed.data[0].num_classes) == (0, "LABEL_0", 1)
+    assert parsed.usage.prompt_tokens == parsed.usage.total_tokens == len(tokenizer(text)["input_ids"])
+    assert parsed.usage.completion_tokens == 0
+    sigmoid = 1 / (1 + math.exp(-reward))
+    for activation in ({}, {"use_activation": True}, {"activation": True}):  # vLLM applies sigmoid by default
+        activated = post(url, "/v1/classify", {"model": "plain", "input": [text, text], **activation}).json()
+        assert [row["index"] for row in activated["data"]] == [0, 1]
+        assert [row["probs"][0] for row in activated["data"]] == pytest.approx([sigmoid] * 2, abs=1e-6)
+    raw = post(url, "/classify", {"model": "plain", "input": text, "use_activation": False, "priority": 0}).json()
+    assert raw["data"][0]["probs"] == pytest.approx([reward], abs=1e-6)
+
+
+def test_classify_reads_a_conversation_and_serves_ensembles_and_the_multi_objective_model(server, models):
+    url, _ = server
+    paths, tokenizer = models
+    messages = [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Knead it."}]
+    ours = post(url, "/v1/rewards", {"model": "plain", "items": [{"prompt": messages[:1], "response": "Knead it."}]})
+    reward = ours.json()["rewards"][0]["reward"]
+    chat = post(url, "/classify", {"model": "plain", "messages": messages, "use_activation": False}).json()
+    assert chat["data"][0]["probs"] == pytest.approx([reward], abs=1e-6)  # vLLM's chat form
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)  # what verl renders and sends as `input`
+    as_text = post(url, "/classify", {"model": "plain", "input": rendered, "use_activation": False}).json()
+    assert as_text["data"][0]["probs"] == pytest.approx([reward], abs=1e-6)
+
+    item = {"prompt": messages[:1], "response": "Knead it."}
+    mean = post(url, "/v1/rewards", {"model": "pair", "items": [item]}).json()["rewards"][0]["reward"]
+    ensemble = post(url, "/classify", {"model": "pair", "input": rendered, "use_activation": False}).json()
+    assert ensemble["data"][0]["probs"] == pytest.approx([mean], abs=1e-5)
+
+    # A whole text gives no prompt length: the multi-objective model scores it as GRPOTrainer does.
+    armo = MultiObjectiveRewardModel.from_pretrained(paths["armo"]).eval()
+    with torch.no_grad():
+        expected = armo(**tokenizer(rendered, return_tensors="pt")).logits[0, 0].item()
+    gated = post(url, "/classify", {"model": "armo", "input": rendered, "use_activation": False}).json()
+    assert gated["data"][0]["probs"] == pytest.approx([expected], abs=1e-5)
+
+
 @pytest.mark.parametrize(
     "path, body, status, message",
     [
@@ -175,6 +259,13 @@ def test_multi_objective_scores_gates_and_steering(server):
          422, "unknown objective"),
         ("/get_reward", {"model": "plain", "query": ["abc"], "prompts": ["xyz"]}, 422, "does not start with its prompt"),
         ("/get_reward", {"model": "plain", "query": ["abc"]}, 422, "one prompt per query"),
+        ("/classify", {"model": "plain"}, 422, "either `input`"),
+        ("/classify", {"model": "plain", "input": "a", "messages": [{"role": "user", "content": "b"}]}, 422, "either `input`"),
+        ("/classify", {"model": "plain", "messages": [{"role": "user", "content": "b"}]}, 422, "must end with the assistant"),
+        ("/classify", {"model": "plain", "input": []}, 422, "no items"),
+        ("/classify", {"model": "plain", "input": [""]}, 422, "input 0: the input is empty"),
+        ("/classify", {"model": "plain", "input": " long" * 200}, 422, "max_length=96"),
+        ("/classify", {"model": "plain", "input": ["x"] * 65}, 413, "more than the server's 64"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_a_4xx_body_that_names_the_problem(server, path, body, status, message):

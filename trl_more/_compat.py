@@ -32,6 +32,7 @@ __all__ = [
     "OVERRIDDEN_HOOKS",
     "DataCollatorForPreference",
     "before_deepspeed_optimizer_step",
+    "cached_checkpoint_file",
     "dataset_column_names",
     "ensure_master_addr_port",
     "gather_parameters",
@@ -133,6 +134,20 @@ def zero3_init_paused() -> Iterator[None]:
         yield
     finally:
         hf_deepspeed._hf_deepspeed_config_weak_ref = active
+
+
+def cached_checkpoint_file(name_or_path: str | os.PathLike, filename: str, revision: str | None = None) -> str | None:
+    """The local path of a file of a model folder or Hub repository (downloaded if needed), or `None` when it has no
+    such file."""
+    from transformers.utils import cached_file
+
+    return cached_file(
+        os.fspath(name_or_path),
+        filename,
+        revision=revision,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
 
 
 def read_tokenizer_config(name_or_path: str | os.PathLike, revision: str | None = None) -> dict[str, Any]:

@@ -21,14 +21,20 @@ __all__ = [
     "LAMBDA_METRIC_PREFIX",
     "PAIR_ENCODINGS",
     "POOLING_RULES",
+    "OPENRLHF_MEAN_ATTRIBUTE",
+    "OPENRLHF_STD_ATTRIBUTE",
     "PREFLIGHT_MODES",
     "RENDERINGS",
+    "REWARD_MEAN_ATTRIBUTE",
+    "REWARD_STATISTICS_ATTRIBUTES",
+    "REWARD_STD_ATTRIBUTE",
     "SOURCE_COLUMN",
     "SOURCE_INDEX_COLUMN",
     "STRENGTH_COLUMN",
     "STRENGTH_DIFFERENCES_COLUMN",
     "STRENGTH_STD_COLUMN",
     "TEMPERATURE_ATTRIBUTE",
+    "TEXT_REGULARIZATIONS",
     "TRAINING_EOS_TOKEN_ATTRIBUTE",
     "TRAINING_INITIALISATION_ATTRIBUTE",
     "TRAINING_MAX_LENGTH_ATTRIBUTE",
@@ -68,6 +74,22 @@ TRAINING_POOLING_ATTRIBUTE = "training_pooling"
 # Attribute of a reward model's config holding its fitted temperature T (rewards are read as r / T), written by
 # `trl_more.metrics.set_reward_temperature` and read by the ensemble calibration and `trl-more serve`.
 TEMPERATURE_ATTRIBUTE = "reward_temperature"
+# Attributes of a reward model's config holding the mean and standard deviation of its rewards on held-out responses
+# (`trl_more.rewards.set_reward_statistics`; trl-more's reward trainers store them after every evaluation), under two
+# names each: trl-more's, read by the ensemble calibration and `trl-more serve`, and OpenRLHF's `mean` / `std`, which
+# its reward model reads from config.json and, with `--normalize_reward`, uses to standardise every reward,
+# (r - mean) / std (`openrlhf/models/model.py`, `_get_reward_model`: `if hasattr(config, "mean"): self.mean[0] =
+# config.mean; self.std[0] = config.std`; its own reward trainer writes them, `openrlhf/trainer/rm_trainer.py`).
+REWARD_MEAN_ATTRIBUTE = "reward_mean"
+REWARD_STD_ATTRIBUTE = "reward_std"
+OPENRLHF_MEAN_ATTRIBUTE = "mean"
+OPENRLHF_STD_ATTRIBUTE = "std"
+REWARD_STATISTICS_ATTRIBUTES = (
+    REWARD_MEAN_ATTRIBUTE,
+    REWARD_STD_ATTRIBUTE,
+    OPENRLHF_MEAN_ATTRIBUTE,
+    OPENRLHF_STD_ATTRIBUTE,
+)
 # Attribute of a reward model's config naming the weights its fine-tuning started from (a fingerprint of the initial
 # parameters, reward head included), recorded by `trl-more strength --save_models`: weight averaging (WARM) refuses
 # members that record different ones.
@@ -86,6 +108,9 @@ PAIR_ENCODINGS = ("separate", "shared_prompt")
 # The vectors the contrastive loss compares (trl_more.losses.contrastive): the chosen and rejected representations, or
 # their differences.
 CONTRASTIVE_REPRESENTATIONS = ("pair", "difference")
+# GRM's text regularisation of a decoder reward model's hidden states (trl_more.losses.text_regularization): an SFT
+# loss on the chosen responses through the base model's language-model head.
+TEXT_REGULARIZATIONS = ("sft",)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...], option: bool = True) -> None:

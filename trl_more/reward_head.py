@@ -112,16 +112,22 @@ class RewardHeadInputCapture:
         self.inputs = self.outputs = None
         return captured
 
-    def pooled_features(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def pooled_features(
+        self,
+        input_ids: torch.Tensor,
+        logits: torch.Tensor,
+        captured: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """The head input z of the pooled token of every sequence, shape (batch, hidden_size).
 
         Decoder heads run on every position and the model reads the last non-padding token, as transformers does;
         encoder heads already receive one vector per sequence. The pooled head output is checked against the model's
         `logits`, so a model that pools differently fails loudly instead of getting wrong gradients. Reading releases
         the captured tensors: a decoder's (batch, length, hidden) head input would otherwise stay alive until the next
-        forward pass, after backward has freed the model's own copy.
+        forward pass, after backward has freed the model's own copy. `captured`: what `read()` returned, when the
+        caller needs the per-token tensors too.
         """
-        features, outputs = self.read()
+        features, outputs = captured if captured is not None else self.read()
         if features.dim() == 3:
             rows = torch.arange(features.shape[0], device=features.device)
             positions = _last_non_pad_positions(input_ids, self.pad_token_id).to(features.device)

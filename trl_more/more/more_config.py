@@ -11,6 +11,7 @@ from ..constants import (
     PREFLIGHT_MODES,
     SOURCE_COLUMN,
     STRENGTH_COLUMN,
+    TEXT_REGULARIZATIONS,
     TRUNCATION_MODES,
     check_choice,
 )
@@ -138,6 +139,20 @@ class MORERewardConfig(RewardConfig):
             Sinkhorn-Knopp iterations that turn prototype scores into balanced codes.
         swav_epsilon (`float`, *optional*, defaults to `0.05`):
             Entropy regularisation epsilon of the Sinkhorn codes.
+
+        > Parameters that control the text regularisation of the hidden states (GRM)
+
+        text_regularization_coefficient (`float`, *optional*, defaults to `0.0`):
+            w in L = (1 - w) * L_reward + w * L_text ("Regularizing Hidden States Enables Learning Generalizable
+            Reward Model", Yang et al., 2024; the paper uses 0.01), in [0, 1). `0.0` turns it off. Decoder reward
+            models only: the base causal LM's language-model head is kept next to the reward head, reads the same
+            hidden states, and is trained on the side with its own AdamW; the saved model is a plain
+            sequence-classification model without it. L_reward is everything else the trainer optimises (the
+            lambda-weighted pairwise loss, the contrastive term). MORE's lambda is unchanged, since L_text does not
+            depend on the reward head (docs/robust_rewards.md).
+        text_regularization (`str`, *optional*, defaults to `"sft"`):
+            L_text: `"sft"`, the mean token negative log-likelihood of the chosen responses given their prompts (the
+            tokens after those the chosen and rejected sequences share).
     """
 
     source_column: str = field(
@@ -243,6 +258,22 @@ class MORERewardConfig(RewardConfig):
     swav_sinkhorn_iterations: int = field(default=3, metadata={"help": "Sinkhorn-Knopp iterations of SwAV."})
     swav_epsilon: float = field(default=0.05, metadata={"help": "Entropy regularisation of the Sinkhorn codes."})
 
+    # Text regularisation of the hidden states (GRM)
+    text_regularization_coefficient: float = field(
+        default=0.0,
+        metadata={
+            "help": "w in (1 - w) * L_reward + w * L_text, in [0, 1) (GRM; the paper: 0.01); 0 turns it off. "
+            "Decoder reward models; the language-model head is trained on the side and not saved."
+        },
+    )
+    text_regularization: str = field(
+        default="sft",
+        metadata={
+            "help": "L_text: `sft`, the token NLL of the chosen responses given their prompts.",
+            "choices": list(TEXT_REGULARIZATIONS),
+        },
+    )
+
     def __post_init__(self):
         choose_mixed_precision(self)
         super().__post_init__()
@@ -281,6 +312,13 @@ class MORERewardConfig(RewardConfig):
             raise ValueError(f"`contrastive_dropout` must be in [0, 1), got {self.contrastive_dropout}.")
         if self.contrastive_temperature is not None and not self.contrastive_temperature > 0:
             raise ValueError(f"`contrastive_temperature` must be positive, got {self.contrastive_temperature}.")
+        check_choice("text_regularization", self.text_regularization, TEXT_REGULARIZATIONS)
+        if not 0.0 <= self.text_regularization_coefficient < 1.0:
+            raise ValueError(
+                f"`text_regularization_coefficient` must be in [0, 1), got {self.text_regularization_coefficient}: it "
+                "is w in (1 - w) * L_reward + w * L_text (0 turns the text loss off; at 1 the reward would not be "
+                "trained). The GRM paper uses 0.01."
+            )
 
     @property
     def uses_strength(self) -> bool:

@@ -32,6 +32,7 @@ from ..losses.contrastive import (
     swav_loss,
 )
 from ..losses.denoising import PairLossTerms, check_strengths, flip_weak_pairs
+from ..losses.text_regularization import LanguageModelHead, chosen_response_nll, language_model_head_weight
 from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
 from ..metrics.benchmark_scoring import benchmark_tables
 from ..pair_encoding import (
@@ -40,9 +41,11 @@ from ..pair_encoding import (
     DataCollatorForSharedPrompt,
     encodes_bidirectionally,
     rewards_at,
+    shared_prompt_length,
 )
 from ..preflight.training import preflight_before_training
 from ..reward_head import RewardHeadInputCapture
+from ..rewards.calibration import fit_reward_statistics, set_reward_statistics
 from ..tokenization import truncate
 from ..trainer_utils import (
     CheckpointedState,
@@ -67,6 +70,8 @@ PAIR_TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 STRENGTH_BATCH_KEY = "strength"
+# Where each training pair's chosen response starts (text regularisation): a column of the training set and batch key.
+CHOSEN_START_COLUMN = "chosen_response_start"
 
 
 class DataCollatorWithPairColumns:
@@ -112,7 +117,11 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     records how it is trained to read its input (`max_length`, `truncation_mode`, rendering, EOS and pad tokens,
     padding side, pooling rule: `trl_more.input_settings`), so every scorer of trl-more reads the saved model that way
     by default. `train()` first runs the pre-flight checks of `args.preflight` on a sample of every source
-    (docs/preflight.md) and keeps their report in `preflight_report`.
+    (docs/preflight.md) and keeps their report in `preflight_report`. Every `evaluate()` stores the mean and std of
+    the rewards it scored in the model's config, as `reward_mean` / `reward_std` and as the `mean` / `std` that
+    OpenRLHF's `normalize_reward` reads (saved with the model). With `args.text_regularization_coefficient > 0`, a
+    decoder's hidden states are also trained with GRM's SFT loss on the chosen responses through the base model's
+    language-model head, kept on the side in `text_head` (docs/robust_rewards.md).
 
     Example:
 
@@ -223,6 +232,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
         check_process_layout(self.accelerator, "gradients and lambda would not be shared between the processes")
         self._eval_sets_prefix: str | None = None  # set while a dict of eval sets is evaluated set by set
+        self._evaluated_rewards: list[torch.Tensor] | None = None  # the rewards scored while `evaluate` runs
         self._eval_set_name: str | None = None
         self.head_capture: RewardHeadInputCapture | None = None
         self.min_norm_lambda: MinNormLambda | None = None
@@ -236,12 +246,20 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         pair_columns = {SOURCE_INDEX_COLUMN: (SOURCE_INDEX_COLUMN, torch.long)} if self.num_sources > 1 else {}
         if args.uses_strength:
             pair_columns[args.strength_column] = (STRENGTH_BATCH_KEY, torch.float32)
+        self.text_head: LanguageModelHead | None = None  # GRM's language-model head, trained on the side
+        self._token_features: torch.Tensor | None = None  # the hidden states of the step's rows, for its loss
+        if args.text_regularization_coefficient > 0:
+            self.text_head = self._language_model_head(args)
+            pair_columns[CHOSEN_START_COLUMN] = (CHOSEN_START_COLUMN, torch.long)
+            self.add_callback(_LanguageModelHeadStep(self))
         if pair_columns:
             self.data_collator = DataCollatorWithPairColumns(self.data_collator, pair_columns)
         min_norm = self.num_sources > 1 and args.lambda_method == "min_norm"
-        if min_norm or args.contrastive_loss is not None or self.shared_prompt:
+        if min_norm or args.contrastive_loss is not None or self.shared_prompt or self.text_head is not None:
             self.head_capture = RewardHeadInputCapture(
-                self.model, keep_graph=args.contrastive_loss is not None, keep_output_graph=self.shared_prompt
+                self.model,
+                keep_graph=args.contrastive_loss is not None or self.text_head is not None,
+                keep_output_graph=self.shared_prompt,
             )
         if args.contrastive_loss == "swav":
             self.swav_prototypes = SwAVPrototypes(
@@ -268,6 +286,20 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             f"{args.per_device_train_batch_size // self.num_sources} pairs of each per micro-batch, lambda "
             f"{args.lambda_method}."
         )
+
+    def _language_model_head(self, args: MORERewardConfig) -> LanguageModelHead:
+        """GRM's language-model head, from the base causal LM's (`text_regularization_coefficient`)."""
+        if encodes_bidirectionally(self.model):
+            model_type = self.model.config.get_text_config().model_type
+            raise ValueError(
+                f"`text_regularization_coefficient={args.text_regularization_coefficient}` trains the hidden states "
+                f"with a language-model (next-token) loss, which needs a decoder reward model; this {model_type!r} "
+                "model attends in both directions and has no such head. Set `text_regularization_coefficient=0`, or "
+                "train a decoder (causal LM) reward model."
+            )
+        revision = (args.model_init_kwargs or {}).get("revision")
+        weight = language_model_head_weight(self.model, revision).to(self.args.device)
+        return LanguageModelHead(weight, args.learning_rate, args.weight_decay)
 
     def _uses_shared_prompt(self, args: MORERewardConfig, data_collator: DataCollator | None) -> bool:
         """Whether batches use shared-prompt encoding: asked for, and the model is a decoder."""
@@ -316,6 +348,12 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 dataset = self._resample_sources(dataset, args.samples_per_source, args.seed)
             elif self.num_sources > 1:
                 self._warn_about_cycling(np.bincount(dataset[SOURCE_INDEX_COLUMN], minlength=self.num_sources))
+        if dataset_name == "train" and args.text_regularization_coefficient > 0:
+            dataset = dataset.map(
+                lambda example: {
+                    CHOSEN_START_COLUMN: shared_prompt_length([example["chosen_ids"], example["rejected_ids"]])
+                }
+            )
         return dataset
 
     def _where(self, dataset: Dataset, row: int) -> str:
@@ -480,12 +518,17 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         source_index = inputs.pop(SOURCE_INDEX_COLUMN, None)
         strength = inputs.pop(STRENGTH_BATCH_KEY, None)
+        chosen_start = inputs.pop(CHOSEN_START_COLUMN, None)
         training = self.model.training
         custom = training and (
-            source_index is not None or self.pair_loss_terms.active or self.args.contrastive_loss is not None
+            source_index is not None
+            or self.pair_loss_terms.active
+            or self.args.contrastive_loss is not None
+            or self.text_head is not None
         )
         if not custom and not self.shared_prompt:  # TRL's own loss: evaluation, or no option of trl-more in use
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            return self._finish(loss, outputs, return_outputs)
         # The hook is on the reward head only during this step: the model carries none otherwise.
         with self.head_capture.attached() if self.head_capture is not None else contextlib.nullcontext():
             if custom and self.args.contrastive_loss is not None:
@@ -497,10 +540,16 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             loss = self._training_loss(outputs.logits, inputs, source_index, strength, features)
             if self.args.contrastive_loss is not None:
                 loss = loss + self.args.contrastive_coefficient * self._contrastive_loss(features, second_view)
+            if self.text_head is not None:
+                weight = self.args.text_regularization_coefficient
+                loss = (1 - weight) * loss + weight * self._text_regularization_loss(inputs, chosen_start)
         return self._finish(loss, outputs, return_outputs)
 
-    @staticmethod
-    def _finish(loss, outputs, return_outputs):
+    def _finish(self, loss, outputs, return_outputs):
+        if self._evaluated_rewards is not None and not self.model.training:  # the statistics `evaluate` stores
+            # `gather`, as TRL gathers its reward metrics: `gather_for_metrics` would cut the last batch to the number
+            # of pairs left, but a batch holds two rows (rewards) per pair.
+            self._evaluated_rewards.append(self.accelerator.gather(outputs.logits.detach().float()).cpu())
         return (loss, outputs) if return_outputs else loss
 
     def _one_view_forward(self, model, inputs, num_items_in_batch, with_features: bool):
@@ -510,10 +559,14 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
             features = None
             if with_features and self.head_capture is not None:
-                features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits)
+                captured = self.head_capture.read()
+                self._keep_token_features(captured[0])
+                features = self.head_capture.pooled_features(inputs["input_ids"], outputs.logits, captured)
             return loss, outputs, features
         model(**self._model_inputs(inputs), use_cache=False)  # its pooled logits are not the rewards of this layout
         per_token_features, per_token_rewards = self.head_capture.read()
+        if with_features:
+            self._keep_token_features(per_token_features)
         logits = rewards_at(per_token_rewards, inputs[REWARD_POSITIONS_KEY])
         loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
         features = rewards_at(per_token_features, inputs[REWARD_POSITIONS_KEY]) if with_features else None
@@ -554,15 +607,49 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             both = model(**doubled, use_cache=False)
         if self.shared_prompt:
             per_token_features, per_token_rewards = self.head_capture.read()
+            self._keep_token_features(per_token_features[:rows])
             positions = inputs[REWARD_POSITIONS_KEY]
             logits = rewards_at(per_token_rewards[:rows], positions)
             features = rewards_at(per_token_features[:rows], positions)
             second_view = rewards_at(per_token_features[rows:], positions)
         else:
             logits = both.logits[:rows]
-            features, second_view = self.head_capture.pooled_features(doubled["input_ids"], both.logits).split(rows)
+            captured = self.head_capture.read()
+            self._keep_token_features(captured[0][:rows])
+            features, second_view = self.head_capture.pooled_features(
+                doubled["input_ids"], both.logits, captured
+            ).split(rows)
         loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
         return loss, outputs, features, second_view
+
+    def _keep_token_features(self, per_token_features: torch.Tensor) -> None:
+        """Keep the per-token hidden states of the step's rows (the reward head's input) for the text loss."""
+        if self.text_head is not None:
+            self._token_features = per_token_features
+
+    def _text_regularization_loss(self, inputs, chosen_start: torch.Tensor | None) -> torch.Tensor:
+        """GRM's SFT loss: the mean token NLL of the batch's chosen responses under the language-model head, from the
+        hidden states of the same forward pass (`trl_more.losses.text_regularization`). Logged as `loss/text`."""
+        hidden, self._token_features = self._token_features, None
+        if hidden is None or chosen_start is None or hidden.dim() != 3:
+            raise RuntimeError(
+                "Text regularisation needs the per-token hidden states of the step and where each chosen response "
+                "starts; the batch has no `chosen_response_start` or the reward head saw one vector per sequence."
+            )
+        input_ids = inputs["input_ids"]
+        if self.shared_prompt:  # one row per pair: prompt, chosen response, rejected response, padding
+            first = torch.zeros_like(chosen_start)
+            last = inputs[REWARD_POSITIONS_KEY][:, 0]
+        else:  # TRL's layout: the chosen sequences are the first half of the rows
+            pairs = input_ids.shape[0] // 2
+            hidden, input_ids = hidden[:pairs], input_ids[:pairs]
+            mask = inputs["attention_mask"][:pairs].long()
+            first = mask.argmax(-1)
+            last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
+        loss, _ = chosen_response_nll(hidden, input_ids, first, chosen_start, last, self.text_head.weight)
+        logged = self.accelerator.gather_for_metrics(loss.detach()).mean().item()
+        trainer_metrics(self, "train")["loss/text"].append(logged)
+        return loss
 
     def _training_loss(self, logits, inputs, source_index, strength, features) -> torch.Tensor:
         """The pairwise loss with the denoising terms, lambda-weighted over the sources when there are several."""
@@ -636,6 +723,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         # Trainer evaluates a dict of eval sets one by one, calling `evaluate` again with the prefix `<prefix>_<name>`.
         # Remember the name, so that the metrics collected in `compute_loss` (which TRL logs as `eval_<metric>`) get
         # it too instead of overwriting each other; a single eval set keeps TRL's names.
+        if self._evaluated_rewards is None:  # the outermost call: the statistics of every eval set's rewards
+            self._evaluated_rewards = []
+            try:
+                return self.evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            finally:
+                self._store_reward_statistics(self._evaluated_rewards)
+                self._evaluated_rewards = None
         eval_sets = eval_dataset if eval_dataset is not None else self.eval_dataset
         if isinstance(eval_sets, Mapping) and self._eval_sets_prefix is None:
             self._eval_sets_prefix = f"{metric_key_prefix}_"
@@ -650,6 +744,19 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         finally:
             self._eval_set_name = None
 
+    def _store_reward_statistics(self, rewards: list[torch.Tensor]) -> None:
+        """Store the mean and std of the rewards of an evaluation (every chosen and rejected response) in the model's
+        config, as trl-more's `reward_mean` / `reward_std` and as OpenRLHF's `mean` / `std` (saved with the model;
+        `trl_more.rewards.set_reward_statistics`), as OpenRLHF's reward trainer does after every evaluation. An
+        evaluation that scored fewer than 2 responses, or only equal rewards, leaves them as they were."""
+        values = torch.cat(rewards).reshape(-1).numpy() if rewards else np.empty(0)
+        try:
+            mean, std = fit_reward_statistics(values)
+        except ValueError as error:
+            logger.info(f"Reward statistics not updated after this evaluation: {error}")
+            return
+        set_reward_statistics(self.accelerator.unwrap_model(self.model), mean, std)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if not self.model.training and self._eval_set_name:
             metrics = trainer_metrics(self, "eval")
@@ -663,7 +770,11 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def checkpointed_state(self) -> dict[str, CheckpointedState]:
-        states = {"min_norm_lambda": self.min_norm_lambda, "swav_prototypes": self.swav_prototypes}
+        states = {
+            "min_norm_lambda": self.min_norm_lambda,
+            "swav_prototypes": self.swav_prototypes,
+            "text_regularization_head": self.text_head,
+        }
         return {name: state for name, state in states.items() if state is not None}
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -740,6 +851,10 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         if args.adaptive_margin != 0.0:
             clip = f", clipped to +-{args.adaptive_margin_clip:g}" if args.adaptive_margin_clip else ""
             settings["adaptive margin"] = f"{args.adaptive_margin:g} x strength{clip}"
+        if args.text_regularization_coefficient > 0:
+            settings["text regularisation (GRM)"] = (
+                f"{args.text_regularization} on the chosen responses, coefficient {args.text_regularization_coefficient:g}"
+            )
         if args.contrastive_loss is not None:
             settings["contrastive loss"] = (
                 f"{args.contrastive_loss} on the {args.contrastive_representation} representation, coefficient "
@@ -794,3 +909,13 @@ class _SwAVPrototypesStep(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.trainer.swav_prototypes.step(self.trainer.accelerator)
+
+
+class _LanguageModelHeadStep(TrainerCallback):
+    """After every optimizer step of the reward model, GRM's language-model head takes its own."""
+
+    def __init__(self, trainer: MORERewardTrainer):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.text_head.step(self.trainer.accelerator)

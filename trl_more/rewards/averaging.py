@@ -37,9 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..constants import TEMPERATURE_ATTRIBUTE, TRAINING_INITIALISATION_ATTRIBUTE
+from ..constants import REWARD_STATISTICS_ATTRIBUTES, TEMPERATURE_ATTRIBUTE, TRAINING_INITIALISATION_ATTRIBUTE
 from ..input_settings import RECORD_ATTRIBUTES, input_settings
-from .calibration import MEAN_ATTRIBUTE, STD_ATTRIBUTE
 
 
 __all__ = ["average_reward_models", "averaging_weights", "write_averaged_model_card"]
@@ -52,8 +51,7 @@ logger = logging.getLogger(__name__)
 _PER_MEMBER_CONFIG_KEYS = (
     "_name_or_path",
     "transformers_version",
-    MEAN_ATTRIBUTE,
-    STD_ATTRIBUTE,
+    *REWARD_STATISTICS_ATTRIBUTES,
     TEMPERATURE_ATTRIBUTE,
     TRAINING_INITIALISATION_ATTRIBUTE,
     *RECORD_ATTRIBUTES.values(),
@@ -141,7 +139,7 @@ def average_reward_models(
     result.load_state_dict(
         {key: totals[key].to(value.dtype) if key in totals else value for key, value in reference.items()}
     )
-    for attribute in (MEAN_ATTRIBUTE, STD_ATTRIBUTE, TEMPERATURE_ATTRIBUTE):
+    for attribute in (*REWARD_STATISTICS_ATTRIBUTES, TEMPERATURE_ATTRIBUTE):
         if hasattr(result.config, attribute):
             delattr(result.config, attribute)
     result.config.name_or_path = ""

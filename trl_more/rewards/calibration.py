@@ -5,7 +5,9 @@ wider decides every mean, min or mean-minus-std of an ensemble alone. Each model
 common scale with what is stored in its config:
 
 - reward statistics (`config.reward_mean`, `config.reward_std`: the mean and population standard deviation of its
-  rewards on held-out responses, see `fit_reward_statistics`): standardised, (r - mean) / std;
+  rewards on held-out responses, see `fit_reward_statistics`; also stored as `config.mean`, `config.std`, the keys
+  OpenRLHF's reward model reads for `--normalize_reward`, and read from there for a model that has only those):
+  standardised, (r - mean) / std;
 - else a reward temperature (`config.reward_temperature`, from `trl_more.metrics.fit_temperature`): r / T, the
   scale on which reward differences are calibrated log-odds;
 - else nothing: such a model cannot be combined with others unless the caller asks for raw rewards knowingly.
@@ -16,12 +18,19 @@ details.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..constants import TEMPERATURE_ATTRIBUTE
+from ..constants import (
+    OPENRLHF_MEAN_ATTRIBUTE,
+    OPENRLHF_STD_ATTRIBUTE,
+    REWARD_MEAN_ATTRIBUTE,
+    REWARD_STD_ATTRIBUTE,
+    TEMPERATURE_ATTRIBUTE,
+)
 
 
 __all__ = [
@@ -34,7 +43,8 @@ __all__ = [
 ]
 
 ENSEMBLE_CALIBRATIONS = ("stored", "none")
-MEAN_ATTRIBUTE, STD_ATTRIBUTE = "reward_mean", "reward_std"
+# trl-more's names of the statistics (constants.py also has OpenRLHF's, written next to them).
+MEAN_ATTRIBUTE, STD_ATTRIBUTE = REWARD_MEAN_ATTRIBUTE, REWARD_STD_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -62,19 +72,35 @@ def fit_reward_statistics(rewards: Any) -> tuple[float, float]:
 
 
 def set_reward_statistics(model: Any, mean: float, std: float) -> None:
-    """Store the reward statistics in the model config (`reward_mean`, `reward_std`), saved with `save_pretrained`."""
+    """Store the reward statistics in the model config, saved with `save_pretrained`: as `reward_mean`, `reward_std`
+    (trl-more's ensemble calibration) and as `mean`, `std` (the keys OpenRLHF's reward model reads: loaded with
+    `--normalize_reward`, it returns (r - mean) / std)."""
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise ValueError(f"The reward statistics must be finite numbers, got mean {mean} and std {std}.")
     if not std > 0:
         raise ValueError(f"The reward standard deviation must be positive, got {std}.")
     config = _config(model)
-    setattr(config, MEAN_ATTRIBUTE, float(mean))
-    setattr(config, STD_ATTRIBUTE, float(std))
+    for attribute, value in (
+        (REWARD_MEAN_ATTRIBUTE, mean),
+        (REWARD_STD_ATTRIBUTE, std),
+        (OPENRLHF_MEAN_ATTRIBUTE, mean),
+        (OPENRLHF_STD_ATTRIBUTE, std),
+    ):
+        setattr(config, attribute, float(value))
 
 
 def reward_statistics(model: Any) -> tuple[float, float] | None:
-    """The (mean, std) stored by `set_reward_statistics`, or `None`."""
+    """The (mean, std) stored by `set_reward_statistics` (`reward_mean`, `reward_std`), else those of a model that
+    has only OpenRLHF's `mean` and `std` (a reward model trained by OpenRLHF), else `None`."""
     config = _config(model)
-    mean, std = getattr(config, MEAN_ATTRIBUTE, None), getattr(config, STD_ATTRIBUTE, None)
-    return None if mean is None or std is None else (float(mean), float(std))
+    for mean_key, std_key in (
+        (REWARD_MEAN_ATTRIBUTE, REWARD_STD_ATTRIBUTE),
+        (OPENRLHF_MEAN_ATTRIBUTE, OPENRLHF_STD_ATTRIBUTE),
+    ):
+        mean, std = getattr(config, mean_key, None), getattr(config, std_key, None)
+        if isinstance(mean, (int, float)) and isinstance(std, (int, float)) and not isinstance(mean, bool):
+            return float(mean), float(std)
+    return None
 
 
 def reward_scale(model: Any) -> RewardScale | None:

@@ -12,7 +12,13 @@ Endpoints (docs/serve.md):
   per-objective rewards and gate weights, and for an ensemble (`--ensemble`) the members' mean reward on one scale,
   its `uncertainty` (their spread) and `member_rewards`;
 - `POST /v1/preferences`: `{"model", "pairs": [{"prompt", "chosen", "rejected"}]}`: per pair both rewards and the
-  calibrated probability that the chosen response is preferred, sigmoid((r_chosen - r_rejected) / T).
+  calibrated probability that the chosen response is preferred, sigmoid((r_chosen - r_rejected) / T);
+- `POST /classify` (also `/v1/classify`): vLLM's classification API, the request verl's reward loop sends for a
+  discriminative reward model (`{"model", "input": text or [texts], "use_activation": false}`, or one conversation in
+  `messages`); the answer is vLLM's `ClassificationResponse`, `{"id", "object": "list", "created", "model", "data":
+  [{"index", "label", "probs": [score], "num_classes": 1}], "usage"}`, the score being the raw reward with
+  `use_activation: false` (vLLM's older names `activation` and `softmax` too) and sigmoid(reward) otherwise, as vLLM
+  applies a one-label model's activation by default.
 
 Requests authenticate with `Authorization: Bearer <token>`, or `?token=<token>` in the URL for clients that send
 no headers (OpenRLHF's remote reward client). Every error is a JSON body `{"error": "..."}` with a 4xx status (401 token, 404 model, 413 size, 422 content) or 500
@@ -24,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import hmac
 import math
+import time
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,6 +87,30 @@ class OpenRLHFRequest(BaseModel):
     query: list[str]
     prompts: list[str] | None = None
     model: str | None = None
+
+
+class ClassifyRequest(BaseModel):
+    """vLLM's `/classify` request (`ClassificationCompletionRequest` with `input`, `ClassificationChatRequest` with
+    `messages`: vllm/entrypoints/pooling/classify/protocol.py). vLLM's other fields (`priority`, `user`,
+    `request_id`, `add_special_tokens`, `truncate_prompt_tokens`, ...) are accepted and have no effect: items are
+    never cut (a too long one is refused)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    input: str | list[str] | None = None
+    messages: list[Message] | None = None
+    use_activation: bool | None = None
+    activation: bool | None = None  # vLLM's earlier name of `use_activation` (what verl sends)
+    softmax: bool | None = None  # and its earliest
+
+    @property
+    def activated(self) -> bool:
+        """Whether the scores go through the activation: the first of `use_activation`, `softmax`, `activation` that
+        is given (vLLM's order), else yes, as vLLM does by default."""
+        for value in (self.use_activation, self.softmax, self.activation):
+            if value is not None:
+                return value
+        return True
 
 
 class RequestError(Exception):
@@ -208,10 +240,62 @@ def create_app(models: dict[str, ServedModel | ServedEnsemble], config: ServeCon
                 {
                     "chosen_reward": chosen.reward,
                     "rejected_reward": rejected.reward,
-                    "probability": 1 / (1 + math.exp(-margin)) if margin > -700 else 0.0,
+                    "probability": _sigmoid(margin),
                 }
             )
         return {"model": model.name, "temperature": temperature, "preferences": answers}
+
+    @app.post("/classify")
+    @app.post("/v1/classify")
+    async def classify(request: Request) -> dict[str, Any]:
+        body = await parse(request, ClassifyRequest)
+        model = served(body.model)
+        if (body.input is None) == (body.messages is None):
+            raise RequestError(422, "send either `input` (a text or a list of texts) or `messages` (one conversation)")
+        if body.messages is not None:
+            *prompt, response = body.messages
+            if not prompt or response.role != "assistant":
+                raise RequestError(
+                    422, "`messages` must end with the assistant's response, after at least one message before it"
+                )
+            items = tokenized(model, [(prompt, response.content)])
+        else:
+            texts = [body.input] if isinstance(body.input, str) else body.input
+            if not texts:
+                raise RequestError(422, "the request holds no items")
+            if len(texts) > config.max_items_per_request:
+                raise RequestError(413, f"{len(texts)} items, more than the server's {config.max_items_per_request}")
+            items = []
+            for index, text in enumerate(texts):
+                try:
+                    items.append(model.tokenize_text(text))
+                except ValueError as error:
+                    raise RequestError(422, f"input {index}: {error}") from None
+        results = await scores(model, items, None)
+        activated = body.activated
+        data = [
+            {
+                "index": index,
+                "label": model.label,
+                "probs": [_sigmoid(result.reward) if activated else result.reward],
+                "num_classes": 1,
+            }
+            for index, result in enumerate(results)
+        ]
+        tokens = sum(len((item[0] if isinstance(item[0], tuple) else item)[0]) for item in items)
+        return {
+            "id": f"classify-{uuid.uuid4().hex}",
+            "object": "list",
+            "created": int(time.time()),
+            "model": model.name,
+            "data": data,
+            "usage": {
+                "prompt_tokens": tokens,
+                "total_tokens": tokens,
+                "completion_tokens": 0,
+                "prompt_tokens_details": None,
+            },
+        }
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> dict[str, Any]:
@@ -230,3 +314,7 @@ def create_app(models: dict[str, ServedModel | ServedEnsemble], config: ServeCon
         return {"rewards": values, "scores": values, "extra_logs": {"uncertainty": uncertainty} if uncertainty else {}}
 
     return app
+
+
+def _sigmoid(value: float) -> float:
+    return 1 / (1 + math.exp(-value)) if value > -700 else 0.0

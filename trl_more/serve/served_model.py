@@ -16,7 +16,7 @@ from .._compat import pad
 from ..batching import length_sorted_batches
 from ..constants import TEMPERATURE_ATTRIBUTE
 from ..input_settings import input_settings, length_errors_explained, scoring_max_length, warn_if_read_differently
-from ..tokenization import tokenize_scored_response
+from ..tokenization import tokenize, tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
 
 
@@ -122,6 +122,35 @@ class ServedModel:
             )
         return ids, prompt_length
 
+    @property
+    def label(self) -> str:
+        """The name of the reward output (`config.id2label[0]`, `"LABEL_0"` by default), as vLLM's `/classify` names
+        a one-label model's class."""
+        return str((getattr(self.model.config, "id2label", None) or {}).get(0, "LABEL_0"))
+
+    def tokenize_text(self, text: str) -> tuple[list[int], None]:
+        """Token ids of a whole scored sequence (prompt and response already rendered into one text, as vLLM's
+        `/classify` receives it) and `None` for its prompt length, which such a text does not give: the
+        multi-objective model's gate then reads the last token, as when TRL's `GRPOTrainer` scores texts. A model
+        trained on plain text gets the EOS token appended when the text lacks it, as its training pairs had (a
+        model trained on conversations, or whose tokenizer has a chat template when nothing is recorded, reads the
+        text as rendered by the template)."""
+        if not text:
+            raise ValueError("the input is empty")
+        rendering = self.reading.rendering
+        plain = rendering != "chat" if rendering is not None else not self.tokenizer.chat_template
+        eos = self.tokenizer.eos_token
+        if plain and eos is not None and not text.endswith(eos):
+            text = text + eos
+        ids = tokenize(self.tokenizer, text)
+        if len(ids) > self.max_length:
+            raise ValueError(
+                f"it is {len(ids)} tokens long, more than model {self.name!r} reads (max_length={self.max_length}; "
+                "it is not cut): shorten it, or start the server with a larger --max_length if the model reads "
+                "longer sequences"
+            )
+        return ids, None
+
     def _warn_if_rendered_differently(self, prompt: str | list[dict[str, Any]]) -> None:
         """One warning per rendering when requests come rendered otherwise than the model's training pairs (a
         conversation for a model trained on plain text, or the reverse)."""
@@ -146,11 +175,19 @@ class ServedModel:
 
     @torch.no_grad()
     def score(
-        self, items: Sequence[tuple[list[int], int]], weights: Mapping[str, float] | None = None
+        self, items: Sequence[tuple[list[int], int | None]], weights: Mapping[str, float] | None = None
     ) -> list[ScoredItem]:
-        """Scores of tokenized items, in length-sorted batches of `batch_size`."""
+        """Scores of tokenized items, in length-sorted batches of `batch_size`; items with a prompt length and whole
+        texts without one (`tokenize_text`) are batched apart."""
         scored: list[ScoredItem | None] = [None] * len(items)
-        for batch in length_sorted_batches([len(ids) for ids, _ in items], self.batch_size):
+        with_prompt = [index for index, (_, prompt_length) in enumerate(items) if prompt_length is not None]
+        whole = [index for index, (_, prompt_length) in enumerate(items) if prompt_length is None]
+        batches = [
+            [group[position] for position in batch]
+            for group in (with_prompt, whole)
+            for batch in length_sorted_batches([len(items[index][0]) for index in group], self.batch_size)
+        ]
+        for batch in batches:
             sequences = [torch.tensor(items[index][0]) for index in batch]
             inputs = {
                 "input_ids": pad(sequences, padding_value=self.tokenizer.pad_token_id, padding_side="right"),
@@ -158,7 +195,7 @@ class ServedModel:
                     [torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right"
                 ),
             }
-            if self.takes_prompt_lengths:
+            if self.takes_prompt_lengths and items[batch[0]][1] is not None:
                 inputs["prompt_lengths"] = torch.tensor([items[index][1] for index in batch])
             inputs = {key: value.to(self.device) for key, value in inputs.items()}
             if weights is not None:
@@ -206,6 +243,14 @@ class ServedEnsemble:
     def tokenize(self, prompt: str | list[dict[str, Any]], response: str) -> tuple[tuple[list[int], int], ...]:
         """The item as every member reads it."""
         return tuple(member.tokenize(prompt, response) for member in self.members)
+
+    def tokenize_text(self, text: str) -> tuple[tuple[list[int], None], ...]:
+        """A whole scored text as every member reads it (`ServedModel.tokenize_text`)."""
+        return tuple(member.tokenize_text(text) for member in self.members)
+
+    @property
+    def label(self) -> str:
+        return self.members[0].label
 
     def check_weights(self, weights: Mapping[str, float] | None) -> None:
         if weights is not None:
