@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from .._compat import pad
 from ..batching import length_sorted_batches
 from ..constants import TEMPERATURE_ATTRIBUTE
-from ..input_settings import input_settings, length_errors_explained, scoring_max_length, warn_if_read_differently
+from ..input_settings import input_settings, scoring_max_length, warn_if_read_differently
+from ..rewards.batch_rewards import rewards_of, sequence_outputs
 from ..tokenization import tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
 
@@ -86,7 +86,7 @@ class ServedModel:
 
         from .. import multi_objective  # noqa: F401  (registers the multi-objective model with the Auto classes)
         from ..pretrained import check_model_reference, load_tokenizer
-        from ..rewards import align_pad_token
+        from ..tokenization import align_pad_token
 
         check_model_reference(path)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
@@ -150,22 +150,17 @@ class ServedModel:
     ) -> list[ScoredItem]:
         """Scores of tokenized items, in length-sorted batches of `batch_size`."""
         scored: list[ScoredItem | None] = [None] * len(items)
+        steering = {} if weights is None else {"objective_weights": dict(weights)}
         for batch in length_sorted_batches([len(ids) for ids, _ in items], self.batch_size):
-            sequences = [torch.tensor(items[index][0]) for index in batch]
-            inputs = {
-                "input_ids": pad(sequences, padding_value=self.tokenizer.pad_token_id, padding_side="right"),
-                "attention_mask": pad(
-                    [torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right"
-                ),
-            }
-            if self.takes_prompt_lengths:
-                inputs["prompt_lengths"] = torch.tensor([items[index][1] for index in batch])
-            inputs = {key: value.to(self.device) for key, value in inputs.items()}
-            if weights is not None:
-                inputs["objective_weights"] = dict(weights)
-            with length_errors_explained(self.model, inputs["input_ids"].shape[1]):
-                output = self.model(**inputs)
-            rewards = output.logits[:, 0].float().cpu().tolist()
+            output = sequence_outputs(
+                self.model,
+                [items[index][0] for index in batch],
+                self.tokenizer.pad_token_id,
+                self.device,
+                prompt_lengths=[items[index][1] for index in batch] if self.takes_prompt_lengths else None,
+                **steering,
+            )
+            rewards = rewards_of(output.logits).tolist()
             objective_rewards = getattr(output, "rewards", None)
             gates = getattr(output, "gating_weights", None)
             for row, index in enumerate(batch):
