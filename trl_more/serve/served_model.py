@@ -13,9 +13,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..batching import length_sorted_batches
-from ..constants import TEMPERATURE_ATTRIBUTE
 from ..input_settings import input_settings, scoring_max_length, warn_if_read_differently
 from ..rewards.batch_rewards import rewards_of, sequence_outputs
+from ..rewards.calibration import stored_temperature
 from ..tokenization import tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
 
@@ -65,7 +65,7 @@ class ServedModel:
         self.batch_size = batch_size
         self.device = device
         config = model.config
-        self.temperature = getattr(config, TEMPERATURE_ATTRIBUTE, None)
+        self.temperature = stored_temperature(model)
         self.objectives: list[str] | None = list(getattr(config, "objectives", None) or []) or None
         parameters = inspect.signature(model.forward).parameters
         self.takes_prompt_lengths = "prompt_lengths" in parameters
