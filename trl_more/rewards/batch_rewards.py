@@ -4,7 +4,9 @@ and reads the reward.
 Every part of trl-more that scores with a model it holds (`RewardModelScorer`, hence rejection sampling, RewardBench
 and strength; evaluation and its audits; the server) builds its batches here, so the padding, the attention mask and
 its dtype, the shared-prompt layout and the reading `logits[:, 0]` are the same everywhere. The callers keep only
-their own batching order and what they do with the rewards.
+their own batching order and what they do with the rewards. Training batches that are padded by hand (MetaRM's,
+the multi-objective model's ratings and features) use `padded_inputs` and `attention_dtype` too, so a reward model
+reads the same batch layout in training and in scoring.
 """
 
 from __future__ import annotations
