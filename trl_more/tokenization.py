@@ -26,8 +26,11 @@ from .constants import TRUNCATION_MODES, check_choice
 
 
 __all__ = [
+    "align_pad_token",
     "common_prefix_length",
+    "default_pad_token",
     "fit_to_max_length",
+    "model_pad_token_id",
     "prompt_length_of",
     "tokenize",
     "tokenize_prompt",
@@ -156,3 +159,34 @@ def fit_to_max_length(
             "of the response instead."
         )
     return ids[removed:], prompt_length - removed
+
+
+def align_pad_token(model: Any, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Give the tokenizer a pad token (`default_pad_token`) and tell the model which one it is; return its id.
+
+    This is `trl.RewardTrainer`'s rule. Sequence-classification models read the reward at the last token that is not
+    padding, found through their (text) config's `pad_token_id`, so the two must agree; the multi-objective model
+    keeps it in its `text_config` (`config.get_text_config()`).
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = default_pad_token(tokenizer)
+    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+    return tokenizer.pad_token_id
+
+
+def model_pad_token_id(model: Any, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token id a model pads with: its (text) config's `pad_token_id`, else the id of the tokenizer's
+    `default_pad_token`, which is then written into the config (as `align_pad_token` would, without changing the
+    tokenizer). For scoring and checking a model as it reads, where a pad id the config already names wins."""
+    config = model.config.get_text_config()
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.convert_tokens_to_ids(default_pad_token(tokenizer))
+    return config.pad_token_id
+
+
+def default_pad_token(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The token to pad with: the tokenizer's pad token, else its eos token (`trl.RewardTrainer`'s rule)."""
+    pad_token = tokenizer.pad_token or tokenizer.eos_token
+    if pad_token is None:
+        raise ValueError("The tokenizer has neither a pad token nor an eos token to pad with; set a pad token.")
+    return pad_token

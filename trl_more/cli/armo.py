@@ -31,6 +31,7 @@ from ..constants import check_choice
 from ..hub import upload_failure_message
 from ..multi_objective.multi_objective_config import MultiObjectiveRewardConfig
 from ..pretrained import minilm_path
+from ..tokenization import align_pad_token
 from .common import leave_process_group, training_tokenizer
 
 
@@ -148,13 +149,6 @@ def main(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardCo
         train_gate(script_args, training_args)
 
 
-def _tokenizer(path: str, trust_remote_code: bool):
-    tokenizer = training_tokenizer(path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjectiveRewardConfig) -> None:
     """Stage 1: build the model around the backbone and fit its regression layer; report held-out R^2."""
     from transformers import AutoModel
@@ -172,7 +166,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
     ratings, held_out_ratings, scales, rating_name = _rating_data(script_args)
     objectives = script_args.objectives or list(scales)
     backbone = script_args.model_name_or_path or str(minilm_path())
-    tokenizer = _tokenizer(backbone, training_args.trust_remote_code)
+    tokenizer = training_tokenizer(backbone, trust_remote_code=training_args.trust_remote_code)
     model = MultiObjectiveRewardModel.from_backbone(
         AutoModel.from_pretrained(backbone, **_model_init_kwargs(training_args)),  # e.g. {"dtype": "bfloat16"}
         objectives,
@@ -181,7 +175,7 @@ def train_regression(script_args: ArmoScriptArguments, training_args: MultiObjec
         gate_hidden_sizes=script_args.gate_hidden_sizes,
         initial_beta=script_args.initial_beta,
     )
-    model.config.text_config.pad_token_id = tokenizer.pad_token_id
+    align_pad_token(model, tokenizer)
     max_length = _max_length(training_args.max_length, model)
 
     def prepare(dataset: Dataset) -> Dataset:
@@ -237,7 +231,8 @@ def train_gate(script_args: ArmoScriptArguments, training_args: MultiObjectiveRe
     model = MultiObjectiveRewardModel.from_pretrained(
         script_args.model_name_or_path, **_model_init_kwargs(training_args)
     )
-    tokenizer = _tokenizer(script_args.model_name_or_path, training_args.trust_remote_code)
+    tokenizer = training_tokenizer(script_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code)
+    align_pad_token(model, tokenizer)
     train_pairs, eval_pairs = _preference_data(script_args, training_args.seed)
     training_args.max_length = _max_length(training_args.max_length, model)
     trainer = MultiObjectiveRewardTrainer(

@@ -19,7 +19,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from .._compat import pad
+from ..rewards.batch_rewards import padded_inputs
 from ..tokenization import fit_to_max_length, tokenize_scored_response
 
 
@@ -103,11 +103,10 @@ class MetaBatches:
     def batch(self, number: int, device: torch.device | str = "cpu") -> dict[str, Any]:
         """`input_ids` and `attention_mask` of the batch's (batch_size * k) sequences, right-padded, prompt by
         prompt (the k responses of a prompt are consecutive rows), and `num_prompts`."""
-        sequences = [torch.tensor(ids) for index in self.indices(number) for ids in self.rows[index]]
-        input_ids = pad(sequences, padding_value=self.pad_token_id, padding_side="right")
-        attention_mask = pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right")
+        sequences = [ids for index in self.indices(number) for ids in self.rows[index]]
+        inputs = padded_inputs(sequences, self.pad_token_id)
         return {
-            "input_ids": input_ids.to(device),
-            "attention_mask": attention_mask.to(device),
+            "input_ids": inputs["input_ids"].to(device),
+            "attention_mask": inputs["attention_mask"].to(device),
             "num_prompts": self.batch_size,
         }

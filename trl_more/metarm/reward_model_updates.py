@@ -28,9 +28,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from .._compat import before_deepspeed_optimizer_step, pad, prepare_reward_dataset
+from .._compat import before_deepspeed_optimizer_step, prepare_reward_dataset
 from ..losses import pairwise_loss
 from ..reports import markdown_table
+from ..rewards.batch_rewards import padded_inputs
 from ..tokenization import truncate
 from .meta_ascent import MetaAscent
 from .meta_data import MetaBatches
@@ -170,13 +171,8 @@ class RewardModelUpdater:
         chosen = rng.choice(len(self.pairs), size=global_batch, replace=False)
         start = self.accelerator.process_index * self.batch_size
         rows = [self.pairs[int(index)] for index in chosen[start : start + self.batch_size]]
-        sequences = [torch.tensor(row[0]) for row in rows] + [torch.tensor(row[1]) for row in rows]
-        input_ids = pad(sequences, padding_value=self.tokenizer.pad_token_id, padding_side="right")
-        attention_mask = pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right")
-        return {
-            "input_ids": input_ids.to(self.accelerator.device),
-            "attention_mask": attention_mask.to(input_ids.device),
-        }
+        inputs = padded_inputs([row[0] for row in rows] + [row[1] for row in rows], self.tokenizer.pad_token_id)
+        return {name: tensor.to(self.accelerator.device) for name, tensor in inputs.items()}
 
     def _reduced(self, value: float) -> float:
         if self.accelerator.num_processes == 1:

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from .._compat import pad
 from ..constants import TRUNCATION_MODES, check_choice
 from ..reports import json_text, markdown_row, markdown_table
 from .evaluation import truncation_note
@@ -140,11 +139,12 @@ def audit_reward_model(
     import torch
 
     from ..input_settings import scoring_max_length, scoring_truncation_mode
-    from .evaluation import _preference_collator, _tokenized_pairs
+    from ..tokenization import model_pad_token_id
+    from .evaluation import _tokenized_pairs
 
     truncation_mode = scoring_truncation_mode(model, truncation_mode)
     check_choice("truncation_mode", truncation_mode, TRUNCATION_MODES)
-    pad_token_id = _preference_collator(model, processing_class).pad_token_id
+    pad_token_id = model_pad_token_id(model, processing_class)
     max_length = scoring_max_length(model, max_length)
     was_training = model.training
     model.eval()
@@ -171,21 +171,14 @@ def sequence_rewards(
     model, sequences: list[list[int]], pad_token_id: int, batch_size: int, padding_side: str
 ) -> np.ndarray:
     """The reward of every sequence, in batches of `batch_size` in the given order, padded on `padding_side`."""
-    import torch
-
-    from ..input_settings import length_errors_explained
+    from ..rewards.batch_rewards import rewards_of, sequence_outputs
 
     device = next(model.parameters()).device
     rewards = np.empty(len(sequences), dtype=np.float64)
     for start in range(0, len(sequences), batch_size):
-        batch = [torch.tensor(ids) for ids in sequences[start : start + batch_size]]
-        input_ids = pad(batch, padding_value=pad_token_id, padding_side=padding_side)
-        attention_mask = pad([torch.ones_like(ids) for ids in batch], padding_value=0, padding_side=padding_side)
-        with length_errors_explained(model, input_ids.shape[1]):
-            logits = model(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
-            ).logits
-        rewards[start : start + len(batch)] = logits[:, 0].float().cpu().numpy()
+        batch = sequences[start : start + batch_size]
+        output = sequence_outputs(model, batch, pad_token_id, device, padding_side, use_cache=False)
+        rewards[start : start + len(batch)] = rewards_of(output.logits).numpy()
     return rewards
 
 

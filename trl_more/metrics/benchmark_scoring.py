@@ -218,7 +218,8 @@ def score_sequences(
     """
     from ..data.formats import render_response
     from ..input_settings import scoring_max_length
-    from ..rewards.scoring import RewardModelScorer, align_pad_token
+    from ..rewards.scoring import RewardModelScorer
+    from ..tokenization import align_pad_token
 
     template = resolve_template(tokenizer, chat_template, model)
     prompts = [render_prompt(prompt, template) for prompt in prompts]

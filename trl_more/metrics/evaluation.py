@@ -217,7 +217,7 @@ def evaluate_reward_model(
 
     Pairs are tokenized exactly as `trl.RewardTrainer` tokenizes them (any of TRL's preference formats: explicit or
     implicit prompt, standard or conversational; already tokenized `chosen_ids`/`rejected_ids` are used as they are)
-    and padded by TRL's preference collator, so the scores equal what the trainer sees. Batches are sorted by length
+    and padded as TRL's preference collator pads them, so the scores equal what the trainer sees. Batches are sorted by length
     (longest first, so an out-of-memory error shows at once) and run under `torch.no_grad()` in eval mode.
     Under several processes, call it on every process: the tokenization is TRL's dataset preparation, which lets the
     main process go first and so waits for the others. Like
@@ -266,12 +266,12 @@ def evaluate_reward_model(
         raise ValueError(f"The temperature must be positive, got {temperature}.")
     max_length = scoring_max_length(model, max_length)
 
-    from ..pair_encoding import DataCollatorForSharedPrompt, encodes_bidirectionally
+    from ..pair_encoding import encodes_bidirectionally
+    from ..tokenization import model_pad_token_id
 
-    collator = _preference_collator(model, processing_class)
+    pad_token_id = model_pad_token_id(model, processing_class)
     check_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
-    if pair_encoding == "shared_prompt" and not encodes_bidirectionally(model):
-        collator = DataCollatorForSharedPrompt(collator.pad_token_id)
+    shared = pair_encoding == "shared_prompt" and not encodes_bidirectionally(model)
     was_training = model.training
     model.eval()
     rewards, num_truncated = {}, {}
@@ -283,7 +283,7 @@ def evaluate_reward_model(
                 pairs = _tokenized_pairs(dataset, processing_class, str(source), max_length, truncation_mode)
                 num_truncated[str(source)] = int(pairs.truncated.sum())
                 rewards[source] = _score(
-                    model, collator, pairs.chosen, pairs.rejected, batch_size, source, show_progress
+                    model, pad_token_id, shared, pairs.chosen, pairs.rejected, batch_size, source, show_progress
                 )
     finally:
         model.train(was_training)
@@ -296,22 +296,6 @@ def evaluate_reward_model(
     )
     evaluation.rewards = {str(source): np.concatenate(pair) for source, pair in rewards.items()}
     return evaluation
-
-
-def _preference_collator(model: PreTrainedModel, processing_class: PreTrainedTokenizerBase):
-    """TRL's preference collator, padding with the id the model takes for padding (it reads the last other token)."""
-    from .._compat import DataCollatorForPreference
-
-    config = model.config.get_text_config()
-    pad_token_id = config.pad_token_id
-    if pad_token_id is None:  # as `trl.RewardTrainer` does: the tokenizer's pad token, else its eos token
-        pad_token_id = processing_class.pad_token_id
-        if pad_token_id is None:
-            pad_token_id = processing_class.eos_token_id
-        if pad_token_id is None:
-            raise ValueError("Neither the model config nor the tokenizer defines a pad or eos token to pad with.")
-        config.pad_token_id = pad_token_id  # sequence-classification models need it to find the last token
-    return DataCollatorForPreference(pad_token_id=pad_token_id)
 
 
 def _tokenized_pairs(
@@ -346,60 +330,35 @@ def _tokenized_pairs(
 
 def _score(
     model: PreTrainedModel,
-    collator,
+    pad_token_id: int,
+    shared: bool,
     chosen: list[list[int]],
     rejected: list[list[int]],
     batch_size: int,
     source: str,
     show_progress: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The raw rewards of the chosen and of the rejected sequences."""
+    """The raw rewards of the chosen and of the rejected sequences, in batches of pairs as TRL's preference collator
+    builds them (chosen rows, then rejected rows), or each pair in one shared-prompt row when `shared`."""
     from ..batching import length_sorted_batches
-    from ..input_settings import length_errors_explained
+    from ..rewards.batch_rewards import rewards_of, sequence_outputs, shared_prompt_logits
 
     device = next(model.parameters()).device
     chosen_rewards = np.empty(len(chosen), dtype=np.float64)
     rejected_rewards = np.empty(len(chosen), dtype=np.float64)
     batches = length_sorted_batches([max(len(c), len(r)) for c, r in zip(chosen, rejected)], batch_size)
-    from ..pair_encoding import DataCollatorForSharedPrompt
-
-    shared = isinstance(collator, DataCollatorForSharedPrompt)
     for rows in tqdm(batches, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
-        batch = collator([{"chosen_ids": chosen[i], "rejected_ids": rejected[i]} for i in rows])
-        with length_errors_explained(model, max(max(len(chosen[i]), len(rejected[i])) for i in rows)):
-            if shared:
-                logits = _shared_prompt_logits(model, batch, device)
-            else:
-                logits = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                    use_cache=False,
-                ).logits
+        if shared:
+            groups = [[chosen[i], rejected[i]] for i in rows]
+            logits = shared_prompt_logits(model, groups, pad_token_id, device, use_cache=False)
+        else:
+            sequences = [chosen[i] for i in rows] + [rejected[i] for i in rows]
+            logits = sequence_outputs(model, sequences, pad_token_id, device, use_cache=False).logits
         if logits.ndim != 2 or logits.shape[1] != 1:
             raise ValueError(
                 f"A reward model has one output per sequence (`num_labels=1`); got {tuple(logits.shape)}."
             )
-        rewards_chosen, rewards_rejected = logits.float().squeeze(-1).chunk(2)
-        chosen_rewards[rows] = rewards_chosen.cpu().numpy()
-        rejected_rewards[rows] = rewards_rejected.cpu().numpy()
+        rewards_chosen, rewards_rejected = rewards_of(logits).chunk(2)
+        chosen_rewards[rows] = rewards_chosen.numpy()
+        rejected_rewards[rows] = rewards_rejected.numpy()
     return chosen_rewards, rejected_rewards
-
-
-def _shared_prompt_logits(model: PreTrainedModel, batch: dict, device) -> Any:
-    """The (2N, 1) rewards of a shared-prompt batch, read from the reward head's per-token outputs."""
-    from ..pair_encoding import REWARD_POSITIONS_KEY, rewards_at
-    from ..reward_head import find_reward_head
-
-    captured = []
-    handle = find_reward_head(model).register_forward_hook(lambda module, args, output: captured.append(output))
-    try:
-        dtype = next(model.parameters()).dtype
-        model(
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device=device, dtype=dtype),
-            position_ids=batch["position_ids"].to(device),
-            use_cache=False,
-        )
-    finally:
-        handle.remove()
-    return rewards_at(captured[-1], batch[REWARD_POSITIONS_KEY])

@@ -99,6 +99,9 @@ def set_reward_temperature(model: Any, temperature: float) -> None:
 
 
 def reward_temperature(model: Any) -> float:
-    """The temperature stored in the model config by `set_reward_temperature`, or 1.0 when there is none."""
-    temperature = getattr(model.config, TEMPERATURE_ATTRIBUTE, None)
-    return 1.0 if temperature is None else float(temperature)
+    """The temperature stored in the model config by `set_reward_temperature` (read by
+    `trl_more.rewards.calibration.stored_temperature`), or 1.0 when there is none."""
+    from ..rewards.calibration import stored_temperature
+
+    temperature = stored_temperature(model)
+    return 1.0 if temperature is None else temperature

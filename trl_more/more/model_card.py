@@ -1,6 +1,6 @@
 """The model card of a reward model trained by `MORERewardTrainer`: a data object and its template.
 
-The trainer fills a `RewardModelCard` (`MORERewardTrainer.model_card_data`) with what a user of the model needs to
+The trainer fills a `RewardModelCard` (`MORERewardTrainer.model_card_data`, through `trainer_model_card`) with what a user of the model needs to
 judge and use it: the training sources and their sizes, the method and its settings, the per-source accuracy and
 calibration, the benchmarks scored during training (RewardBench, RM-Bench, best-of-N against a gold reward: the
 latest result of every `trl_more.metrics.benchmark_scoring.BenchmarkCallback`), MORE's lambda over training and how
@@ -17,13 +17,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..constants import LAMBDA_METRIC_PREFIX
-from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation
+from ..constants import LAMBDA_METRIC_PREFIX, SOURCE_INDEX_COLUMN
+from ..metrics import DEFAULT_OUTLIER_THRESHOLD, RewardEvaluation, reward_temperature
+from ..metrics.benchmark_scoring import benchmark_tables
+from .data_checks import per_source_counts
 
 
-__all__ = ["LAMBDA_PLOT_NAME", "RewardModelCard", "evaluation_from_log", "last_lambdas"]
+if TYPE_CHECKING:
+    from .more_config import MORERewardConfig
+    from .more_trainer import MORERewardTrainer
+
+
+__all__ = [
+    "LAMBDA_PLOT_NAME",
+    "RewardModelCard",
+    "evaluation_from_log",
+    "last_lambdas",
+    "noisy_preference_settings",
+    "trainer_model_card",
+    "training_pairs_per_source",
+]
 
 LAMBDA_PLOT_NAME = "lambda.png"
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -203,3 +218,98 @@ def evaluation_from_log(
     for row in rows.values():
         row["num_pairs"] = int(row["num_pairs"])
     return RewardEvaluation(rows, {}, n_bins, outlier_threshold)
+
+
+def trainer_model_card(trainer: MORERewardTrainer, evaluation: RewardEvaluation | None = None) -> RewardModelCard:
+    """What the model card of a `MORERewardTrainer` shows, from the trainer (after training).
+
+    Args:
+        trainer: the trainer whose model, settings, sources and log history the card describes.
+        evaluation: the per-source evaluation to show (e.g. the one `trl-more reward` computes); `None` uses the
+            latest per-source metrics logged during evaluation (with `PreferenceMetrics`), if any.
+    """
+    args, history = trainer.args, trainer.state.log_history
+    if evaluation is None:
+        eval_sets = [str(name) for name in trainer.eval_dataset] if isinstance(trainer.eval_dataset, Mapping) else None
+        evaluation = evaluation_from_log(
+            history,
+            eval_sets,
+            n_bins=getattr(trainer.compute_metrics, "n_bins", 10),
+            outlier_threshold=getattr(trainer.compute_metrics, "outlier_threshold", 5.0),
+        )
+    method = "single" if trainer.num_sources < 2 else {"min_norm": "more", "uniform": "multitask"}[args.lambda_method]
+    length = f"longer pairs truncated ({args.truncation_mode})" if args.truncation_mode else "longer pairs dropped"
+    epochs = args.num_train_epochs
+    duration = f"{args.max_steps} steps" if args.max_steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
+    schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    lambdas = last_lambdas(history)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return RewardModelCard(
+        model_id=trainer.hub_model_id or args.hub_model_id or args.output_dir,
+        base_model=model.config.name_or_path or None,
+        method=method,
+        sources=training_pairs_per_source(trainer.train_dataset, trainer.sources),
+        lambdas=lambdas,
+        pairs_per_source=args.per_device_train_batch_size // max(trainer.num_sources, 1),
+        gradient_normalization=args.gradient_normalization,
+        lambda_momentum=args.lambda_momentum,
+        lambda_synced=args.sync_lambda_across_processes and args.world_size > 1,
+        settings={
+            "per-device batch (pairs)": args.per_device_train_batch_size,
+            "processes x gradient accumulation": f"{args.world_size} x {args.gradient_accumulation_steps}",
+            "learning rate": f"{args.learning_rate:g} ({schedule})",
+            "training": f"{duration}, {trainer.state.global_step} optimizer steps done",
+            "max length (tokens)": f"{args.max_length}, {length}",
+            "resampled by the trainer to": args.samples_per_source or "no (sources as given)",
+            **noisy_preference_settings(args, trainer.flipped_pairs),
+            "seed": args.seed,
+        },
+        evaluation=evaluation,
+        benchmarks=benchmark_tables(trainer.callback_handler.callbacks),
+        lambda_plot=LAMBDA_PLOT_NAME if method == "more" and lambdas else None,
+        lambda_note="No source weights were logged (training ran fewer steps than `logging_steps`).",
+        temperature=reward_temperature(model),
+        eos_token=getattr(trainer.processing_class, "eos_token", None),
+        tags=trainer._tag_names,
+    )
+
+
+def noisy_preference_settings(args: MORERewardConfig, flipped_pairs: Mapping[str, int]) -> dict[str, str]:
+    """The denoising, text-regularisation and contrastive options in use, for the model card's settings table."""
+    settings = {}
+    if flipped_pairs:
+        rule = (
+            f"strength < {args.flip_below_strength:g}"
+            if args.flip_below_strength is not None
+            else (f"the weakest {args.flip_fraction:.0%} of every source")
+        )
+        counts = ", ".join(f"{name}: {count}" for name, count in flipped_pairs.items())
+        settings["flipped pairs"] = f"{rule} ({counts})"
+    if args.label_smoothing > 0:
+        below = args.label_smoothing_below_strength
+        settings["label smoothing"] = f"{args.label_smoothing:g}" + (
+            f" (pairs with strength < {below:g})" if below is not None else ""
+        )
+    if args.adaptive_margin != 0.0:
+        clip = f", clipped to +-{args.adaptive_margin_clip:g}" if args.adaptive_margin_clip else ""
+        settings["adaptive margin"] = f"{args.adaptive_margin:g} x strength{clip}"
+    if args.text_regularization_coefficient > 0:
+        settings["text regularisation (GRM)"] = (
+            f"{args.text_regularization} on the chosen responses, coefficient {args.text_regularization_coefficient:g}"
+        )
+    if args.contrastive_loss is not None:
+        settings["contrastive loss"] = (
+            f"{args.contrastive_loss} on the {args.contrastive_representation} representation, coefficient "
+            f"{args.contrastive_coefficient:g}, dropout {args.contrastive_dropout:g}"
+        )
+    return settings
+
+
+def training_pairs_per_source(dataset: Any, sources: Sequence[str]) -> dict[str, int | None] | None:
+    """Training pairs of every source: `None` without sources, `None` per source for a data set without a source
+    index column (a streamed one)."""
+    if not sources:
+        return None
+    if SOURCE_INDEX_COLUMN not in (getattr(dataset, "column_names", None) or []):
+        return dict.fromkeys(sources)
+    return dict(zip(sources, per_source_counts(dataset, len(sources)).tolist()))

@@ -19,7 +19,6 @@ from trl import RewardConfig, RewardTrainer
 
 from .._compat import keep_4bit_weights_trainable, keep_batch_columns, trainer_metrics, without_length_filter
 from ..constants import LAMBDA_METRIC_PREFIX, SOURCE_INDEX_COLUMN
-from ..data.resampling import resample_sources
 from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
 from ..input_settings import record_input_settings, rendering_of
@@ -33,8 +32,7 @@ from ..losses.contrastive import (
 )
 from ..losses.denoising import PairLossTerms, check_strengths, flip_weak_pairs
 from ..losses.text_regularization import LanguageModelHead, chosen_response_nll, language_model_head_weight
-from ..metrics import PreferenceMetrics, RewardEvaluation, reward_temperature
-from ..metrics.benchmark_scoring import benchmark_tables
+from ..metrics import PreferenceMetrics, RewardEvaluation
 from ..pair_encoding import (
     NUM_TOKENS_KEY,
     REWARD_POSITIONS_KEY,
@@ -46,7 +44,6 @@ from ..pair_encoding import (
 from ..preflight.training import preflight_before_training
 from ..reward_head import RewardHeadInputCapture
 from ..rewards.calibration import fit_reward_statistics, set_reward_statistics
-from ..tokenization import truncate
 from ..trainer_utils import (
     CheckpointedState,
     CheckpointingMixin,
@@ -55,19 +52,23 @@ from ..trainer_utils import (
     convert_config,
     default_output_dir,
 )
+from .data_checks import (
+    check_rows,
+    check_tied_pairs,
+    fit_to_max_length,
+    per_source_counts,
+    resample_to,
+    row_location,
+    warn_about_cycling,
+)
 from .lambdas import MinNormLambda
-from .model_card import LAMBDA_PLOT_NAME, RewardModelCard, evaluation_from_log, last_lambdas
+from .model_card import LAMBDA_PLOT_NAME, RewardModelCard, trainer_model_card
 from .more_config import MORERewardConfig
 from .reward_head import per_source_head_gradients, per_source_mean
 from .sampler import SourceGroupedSampler, check_batch_size_fits_sources
 
 
 logger = get_logger(__name__)
-
-# A source repeated more often than this (resampled, or cycled to fill balanced batches) is worth a warning.
-REPETITION_WARNING = 10
-PAIR_TEXT_COLUMNS = ("prompt", "chosen", "rejected")
-
 
 STRENGTH_BATCH_KEY = "strength"
 # Where each training pair's chosen response starts (text regularisation): a column of the training set and batch key.
@@ -330,24 +331,26 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         dataset_name: str,
     ) -> Dataset | IterableDataset:
         if isinstance(dataset, Dataset):
-            self._check_rows(dataset, dataset_name)
+            check_rows(dataset, dataset_name, self.sources)
             if dataset_name == "train" and args.uses_strength:
-                check_strengths(dataset, args.strength_column, dataset_name, lambda row: self._where(dataset, row))
+                check_strengths(
+                    dataset, args.strength_column, dataset_name, lambda row: row_location(dataset, row, self.sources)
+                )
         # TRL silently drops pairs longer than `max_length`; MORE applies the limit itself, to report the loss per
         # source (and to truncate instead, when `truncation_mode` is set).
         dataset = super()._prepare_dataset(dataset, processing_class, without_length_filter(args), dataset_name)
         if dataset_name == "train":
             self._untruncated_train = dataset
         if args.max_length is not None:
-            dataset = self._fit_to_max_length(dataset, args.max_length, args.truncation_mode, dataset_name)
+            dataset = fit_to_max_length(dataset, args.max_length, args.truncation_mode, dataset_name, self.sources)
         if dataset_name == "train" and isinstance(dataset, Dataset):
-            self._check_tied_pairs(dataset, args)
+            check_tied_pairs(dataset, self.sources, args.truncation_mode)
             if args.flip_below_strength is not None or args.flip_fraction is not None:
                 dataset = self._flip_weak_pairs(dataset, args)
             if args.samples_per_source is not None:
-                dataset = self._resample_sources(dataset, args.samples_per_source, args.seed)
+                dataset = resample_to(dataset, self.sources, args.samples_per_source, args.seed)
             elif self.num_sources > 1:
-                self._warn_about_cycling(np.bincount(dataset[SOURCE_INDEX_COLUMN], minlength=self.num_sources))
+                warn_about_cycling(dataset, self.sources)
         if dataset_name == "train" and args.text_regularization_coefficient > 0:
             dataset = dataset.map(
                 lambda example: {
@@ -356,135 +359,14 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             )
         return dataset
 
-    def _where(self, dataset: Dataset, row: int) -> str:
-        """`row R (source S)` for messages about a row of a data set."""
-        if self.sources and SOURCE_INDEX_COLUMN in dataset.column_names:
-            return f"row {row} (source {self.sources[dataset[row][SOURCE_INDEX_COLUMN]]!r})"
-        return f"row {row}"
-
-    def _check_rows(self, dataset: Dataset, dataset_name: str) -> None:
-        """Refuse missing texts and non-finite margins before tokenization, naming the row and its source."""
-        table = dataset.with_format("arrow")
-        for column in (name for name in PAIR_TEXT_COLUMNS if name in dataset.column_names):
-            if table[column].null_count:
-                rows = np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))
-                raise ValueError(
-                    f"{rows.size} pair(s) of the {dataset_name} set have no `{column}` (e.g. {self._where(dataset, rows[0])}). "
-                    "Drop or fill them before training."
-                )
-        if "margin" in dataset.column_names:
-            margins = np.asarray(table["margin"].to_numpy(zero_copy_only=False), dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(margins))
-            if bad.size:
-                raise ValueError(
-                    f"{bad.size} pair(s) of the {dataset_name} set have a margin that is not a finite number (e.g. "
-                    f"{self._where(dataset, bad[0])}: {margins[bad[0]]}); one such margin makes every weight NaN after "
-                    "one step. Fix or drop these rows, or remove the `margin` column."
-                )
-
-    def _fit_to_max_length(
-        self, dataset: Dataset | IterableDataset, max_length: int, truncation_mode: str | None, dataset_name: str
-    ) -> Dataset | IterableDataset:
-        def is_short(example):
-            return len(example["chosen_ids"]) <= max_length and len(example["rejected_ids"]) <= max_length
-
-        if truncation_mode is not None:
-
-            def truncated(example):
-                return {
-                    side: truncate(example[side], max_length, truncation_mode)
-                    for side in ("chosen_ids", "rejected_ids")
-                }
-
-            return dataset.map(truncated)
-        if isinstance(dataset, IterableDataset):
-            return dataset.filter(is_short)
-        kept = dataset.filter(is_short, desc=f"Filtering {dataset_name} >{max_length} tokens")
-        if len(kept) < len(dataset):
-            self._report_dropped(dataset, kept, max_length, dataset_name)
-        return kept
-
-    def _per_source_counts(self, dataset: Dataset) -> np.ndarray:
-        return np.bincount(dataset[SOURCE_INDEX_COLUMN], minlength=self.num_sources)
-
-    def _report_dropped(self, before: Dataset, after: Dataset, max_length: int, dataset_name: str) -> None:
-        message = (
-            f"{len(before) - len(after)} of {len(before)} pairs of the {dataset_name} set are longer than "
-            f"max_length={max_length} tokens and were dropped"
-        )
-        if SOURCE_INDEX_COLUMN in before.column_names and self.sources:
-            counts_before, counts_after = self._per_source_counts(before), self._per_source_counts(after)
-            per_source = ", ".join(
-                f"{name}: {b - a} of {b}" for name, b, a in zip(self.sources, counts_before, counts_after)
-            )
-            message += f" ({per_source})"
-            empty = [name for name, count in zip(self.sources, counts_after) if count == 0]
-            if empty:
-                raise ValueError(
-                    f"{message}, which leaves no pairs for source(s) {empty}. Raise `max_length` or set "
-                    "`truncation_mode='keep_end'` to truncate instead of dropping."
-                )
-        logger.warning(f"{message}. Set `truncation_mode='keep_end'` to truncate them instead.")
-
-    def _check_tied_pairs(self, dataset: Dataset, args: MORERewardConfig) -> None:
-        """Report pairs whose chosen and rejected sequences are identical token for token (after truncation): they
-        have no gradient. A source made only of such pairs is an error, since it cannot be learned from."""
-        tied = dataset.filter(
-            lambda chosen, rejected: [c == r for c, r in zip(chosen, rejected)],
-            input_columns=["chosen_ids", "rejected_ids"],
-            batched=True,
-            desc="Finding tied pairs",
-        )
-        if len(tied) == 0:
-            return
-        if self.sources:
-            tied_counts, counts = self._per_source_counts(tied), self._per_source_counts(dataset)
-        else:
-            tied_counts, counts = np.array([len(tied)]), np.array([len(dataset)])
-        names = self.sources or ["the training set"]
-        hint = (
-            " `truncation_mode='keep_start'` keeps the beginning of every sequence, which cuts the responses of long "
-            "prompts: use 'keep_end' or a larger `max_length`."
-            if args.truncation_mode == "keep_start"
-            else " Such pairs usually repeat one response twice, or differ only beyond `max_length`."
-        )
-        report = ", ".join(f"{name}: {t} of {n}" for name, t, n in zip(names, tied_counts, counts) if t)
-        all_tied = [name for name, t, n in zip(names, tied_counts, counts) if t == n]
-        if all_tied:
-            raise ValueError(
-                f"Every training pair of {all_tied} has identical chosen and rejected tokens, so nothing can be "
-                f"learned from it (tied pairs: {report}).{hint}"
-            )
-        logger.warning(f"Tied pairs (identical chosen and rejected tokens; no gradient): {report}.{hint}")
-
     def _flip_weak_pairs(self, dataset: Dataset, args: MORERewardConfig) -> Dataset:
         dataset, self.flipped_pairs = flip_weak_pairs(
             dataset, args.strength_column, self.sources, args.flip_below_strength, args.flip_fraction
         )
-        counts = self._per_source_counts(dataset) if self.sources else [len(dataset)]
+        counts = per_source_counts(dataset, self.num_sources) if self.sources else [len(dataset)]
         report = ", ".join(f"{name}: {n} of {total}" for (name, n), total in zip(self.flipped_pairs.items(), counts))
         logger.info(f"Flipped the weakest training pairs (chosen and rejected swapped): {report}.")
         return dataset
-
-    def _resample_sources(self, dataset: Dataset, samples_per_source: int, seed: int) -> Dataset:
-        counts = self._per_source_counts(dataset)
-        resampled = dataset.select(resample_sources(dataset[SOURCE_INDEX_COLUMN], samples_per_source, seed))
-        sizes = ", ".join(f"{name}: {count} -> {samples_per_source}" for name, count in zip(self.sources, counts))
-        logger.info(f"MORE: resampled every source to {samples_per_source} pairs ({sizes}).")
-        self._warn_about_repetition({name: samples_per_source / count for name, count in zip(self.sources, counts)})
-        return resampled
-
-    def _warn_about_cycling(self, counts: np.ndarray) -> None:
-        self._warn_about_repetition({name: counts.max() / count for name, count in zip(self.sources, counts)})
-
-    def _warn_about_repetition(self, repetitions: Mapping[str, float]) -> None:
-        repeated = {name: times for name, times in repetitions.items() if times > REPETITION_WARNING}
-        if repeated:
-            listing = ", ".join(f"{name}: {times:.0f}x" for name, times in repeated.items())
-            logger.warning(
-                f"Every epoch repeats the pairs of some sources many times ({listing}), which over-fits them. Give "
-                "them more pairs, lower `samples_per_source`, or drop them."
-            )
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -782,92 +664,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
     # ----------------------------------------------------------------------------------------------------------------
 
     def model_card_data(self, evaluation: RewardEvaluation | None = None) -> RewardModelCard:
-        """What the model card shows, from this trainer (after training).
+        """What the model card shows, from this trainer (after training): see `trainer_model_card`.
 
         Args:
             evaluation: the per-source evaluation to show (e.g. the one `trl-more reward` computes); `None` uses the
                 latest per-source metrics logged during evaluation (with `PreferenceMetrics`), if any.
         """
-        args, history = self.args, self.state.log_history
-        if evaluation is None:
-            eval_sets = [str(name) for name in self.eval_dataset] if isinstance(self.eval_dataset, Mapping) else None
-            evaluation = evaluation_from_log(
-                history,
-                eval_sets,
-                n_bins=getattr(self.compute_metrics, "n_bins", 10),
-                outlier_threshold=getattr(self.compute_metrics, "outlier_threshold", 5.0),
-            )
-        method = "single" if self.num_sources < 2 else {"min_norm": "more", "uniform": "multitask"}[args.lambda_method]
-        length = f"longer pairs truncated ({args.truncation_mode})" if args.truncation_mode else "longer pairs dropped"
-        epochs = args.num_train_epochs
-        duration = f"{args.max_steps} steps" if args.max_steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
-        schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
-        lambdas = last_lambdas(history)
-        return RewardModelCard(
-            model_id=self.hub_model_id or args.hub_model_id or args.output_dir,
-            base_model=self.accelerator.unwrap_model(self.model).config.name_or_path or None,
-            method=method,
-            sources=self._training_pairs_per_source(),
-            lambdas=lambdas,
-            pairs_per_source=args.per_device_train_batch_size // max(self.num_sources, 1),
-            gradient_normalization=args.gradient_normalization,
-            lambda_momentum=args.lambda_momentum,
-            lambda_synced=args.sync_lambda_across_processes and args.world_size > 1,
-            settings={
-                "per-device batch (pairs)": args.per_device_train_batch_size,
-                "processes x gradient accumulation": f"{args.world_size} x {args.gradient_accumulation_steps}",
-                "learning rate": f"{args.learning_rate:g} ({schedule})",
-                "training": f"{duration}, {self.state.global_step} optimizer steps done",
-                "max length (tokens)": f"{args.max_length}, {length}",
-                "resampled by the trainer to": args.samples_per_source or "no (sources as given)",
-                **self._noisy_preference_settings(),
-                "seed": args.seed,
-            },
-            evaluation=evaluation,
-            benchmarks=benchmark_tables(self.callback_handler.callbacks),
-            lambda_plot=LAMBDA_PLOT_NAME if method == "more" and lambdas else None,
-            lambda_note="No source weights were logged (training ran fewer steps than `logging_steps`).",
-            temperature=reward_temperature(self.accelerator.unwrap_model(self.model)),
-            eos_token=getattr(self.processing_class, "eos_token", None),
-            tags=self._tag_names,
-        )
-
-    def _noisy_preference_settings(self) -> dict[str, str]:
-        """The denoising and contrastive options in use, for the model card."""
-        args, settings = self.args, {}
-        if self.flipped_pairs:
-            rule = (
-                f"strength < {args.flip_below_strength:g}"
-                if args.flip_below_strength is not None
-                else (f"the weakest {args.flip_fraction:.0%} of every source")
-            )
-            counts = ", ".join(f"{name}: {count}" for name, count in self.flipped_pairs.items())
-            settings["flipped pairs"] = f"{rule} ({counts})"
-        if args.label_smoothing > 0:
-            below = args.label_smoothing_below_strength
-            settings["label smoothing"] = f"{args.label_smoothing:g}" + (
-                f" (pairs with strength < {below:g})" if below is not None else ""
-            )
-        if args.adaptive_margin != 0.0:
-            clip = f", clipped to +-{args.adaptive_margin_clip:g}" if args.adaptive_margin_clip else ""
-            settings["adaptive margin"] = f"{args.adaptive_margin:g} x strength{clip}"
-        if args.text_regularization_coefficient > 0:
-            settings["text regularisation (GRM)"] = (
-                f"{args.text_regularization} on the chosen responses, coefficient {args.text_regularization_coefficient:g}"
-            )
-        if args.contrastive_loss is not None:
-            settings["contrastive loss"] = (
-                f"{args.contrastive_loss} on the {args.contrastive_representation} representation, coefficient "
-                f"{args.contrastive_coefficient:g}, dropout {args.contrastive_dropout:g}"
-            )
-        return settings
-
-    def _training_pairs_per_source(self) -> dict[str, int | None] | None:
-        if not self.sources:
-            return None
-        if SOURCE_INDEX_COLUMN not in (getattr(self.train_dataset, "column_names", None) or []):
-            return dict.fromkeys(self.sources)
-        return dict(zip(self.sources, self._per_source_counts(self.train_dataset).tolist()))
+        return trainer_model_card(self, evaluation)
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, evaluation=None):
         """Write the model card (README.md, see `model_card_data`) and the lambda plot next to it, from the main

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .._compat import pad
 from ..pair_encoding import encode_shared_prompt, encodes_bidirectionally, shared_prompt_length
+from ..rewards.batch_rewards import attention_dtype, padded_inputs
 from .modeling_multi_objective import MultiObjectiveRewardModel
 
 
@@ -63,9 +63,8 @@ def extract_features(
     with _eval_mode(model):
         for start in tqdm(range(0, len(order), batch_size), desc=description, disable=not show_progress):
             rows = order[start : start + batch_size]
-            sequences = [torch.tensor(input_ids[row], dtype=torch.long) for row in rows]
-            batch_ids = pad(sequences, padding_value=pad_token_id, padding_side="right").to(device)
-            mask = pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right").to(device)
+            inputs = padded_inputs([input_ids[row] for row in rows], pad_token_id)
+            batch_ids, mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
             lengths = torch.tensor([prompt_lengths[row] for row in rows], device=device)
             batch_pooled, batch_prompt = model.encode(batch_ids, mask, lengths)
             pooled[rows] = batch_pooled.float().cpu()
@@ -105,7 +104,7 @@ def extract_pair_features(
         raise ValueError("No pairs to compute features for.")
     pad_token_id = _pad_token_id(model)
     device = model.regression_layer.weight.device
-    dtype = next(model.backbone.parameters()).dtype
+    dtype = attention_dtype(model.backbone, device)
     order = sorted(range(len(chosen_ids)), key=lambda pair: len(chosen_ids[pair]) + len(rejected_ids[pair]))
     hidden_size = model.config.text_config.hidden_size
     features = [

@@ -22,7 +22,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_utils import EvalPrediction
 
-from .._compat import pad
+from ..rewards.batch_rewards import padded_inputs
 from ..solvers.ridge import DEFAULT_ALPHAS, RidgeFit, fit_ridge
 from ..tokenization import fit_to_max_length, tokenize_prompt_response
 from .modeling_multi_objective import MultiObjectiveRewardModel
@@ -111,10 +111,8 @@ class DataCollatorForRatings:
     pad_token_id: int
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        sequences = [torch.tensor(example["input_ids"], dtype=torch.long) for example in examples]
         return {
-            "input_ids": pad(sequences, padding_value=self.pad_token_id, padding_side="right"),
-            "attention_mask": pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right"),
+            **padded_inputs([example["input_ids"] for example in examples], self.pad_token_id),
             "prompt_lengths": torch.tensor([example["prompt_length"] for example in examples], dtype=torch.long),
             "labels": torch.tensor([example["labels"] for example in examples], dtype=torch.float32),
         }

@@ -344,22 +344,19 @@ def _check_read_positions(
     model: Any, pairs: list[list[list[int]]], pad_token_id: int, report: PreflightReport
 ) -> None:
     """Where each sequence's reward is read, in one right-padded batch (as the trainers' collators build them)."""
-    from .._compat import pad
     from ..reward_head import RewardHeadInputCapture
+    from ..rewards.batch_rewards import padded_inputs
 
     try:
         capture = RewardHeadInputCapture(model)
     except ValueError:  # no linear head to watch (e.g. the multi-objective model): the invariance checks remain
         report.notes.append("The reward head could not be located, so the read position was not checked.")
         return
-    sequences = [torch.tensor(ids) for pair in pairs for ids in pair]
-    input_ids = pad(sequences, padding_value=pad_token_id, padding_side="right")
-    attention_mask = pad([torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right")
+    sequences = [ids for pair in pairs for ids in pair]
+    inputs = padded_inputs(sequences, pad_token_id)
     device = next(model.parameters()).device
     with capture.attached():
-        logits = model(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False
-        ).logits
+        logits = model(**{name: tensor.to(device) for name, tensor in inputs.items()}, use_cache=False).logits
         _, per_token = capture.read()
     if per_token.dim() != 3:  # an encoder's head reads one pooled vector per sequence: the invariance checks apply
         return
@@ -373,7 +370,7 @@ def _check_read_positions(
             problems["padding"] += 1
         elif position < common_prefix_length(*pair):
             problems["prompt"] += 1
-        elif any(token != pad_token_id for token in ids[position + 1 :].tolist()):
+        elif any(token != pad_token_id for token in ids[position + 1 :]):
             problems["before the end"] += 1
     report.measured.setdefault("(model)", {})["sequences read at the wrong token"] = sum(problems.values())
     if problems["padding"]:
@@ -417,9 +414,9 @@ def _check_padding_invariance(
     model: Any, tokenizer: Any, sequences: list[list[int]], report: PreflightReport, tolerance: float
 ) -> None:
     """The rewards of a right-padded batch against each sequence alone, and against a left-padded batch."""
-    from ..metrics.evaluation import _preference_collator
+    from ..tokenization import model_pad_token_id
 
-    pad_token_id = _preference_collator(model, tokenizer).pad_token_id
+    pad_token_id = model_pad_token_id(model, tokenizer)
     batch = len(sequences)
     right = sequence_rewards(model, sequences, pad_token_id, batch, "right")
     left = sequence_rewards(model, sequences, pad_token_id, batch, "left")

@@ -116,14 +116,12 @@ def _round_trip_change(
 
 def _sign_sgd_step(model: Any, sequences: list[list[int]], pad_token_id: int) -> None:
     """One sign-SGD step of the pairwise loss on `sequences` (chosen and rejected alternating)."""
-    from .._compat import pad
+    from ..rewards.batch_rewards import padded_inputs
 
     model.train()
-    tensors = [torch.tensor(ids) for ids in sequences]
     device = next(model.parameters()).device
-    input_ids = pad(tensors, padding_value=pad_token_id, padding_side="right").to(device)
-    attention_mask = pad([torch.ones_like(ids) for ids in tensors], padding_value=0, padding_side="right").to(device)
-    rewards = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, 0]
+    inputs = padded_inputs(sequences, pad_token_id)
+    rewards = model(**{name: tensor.to(device) for name, tensor in inputs.items()}, use_cache=False).logits[:, 0]
     loss = -torch.nn.functional.logsigmoid(rewards[0::2] - rewards[1::2]).mean()
     loss.backward()
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """Scoring (prompt, response) pairs with one or several reward models, and combining their rewards."""
 
+from ..tokenization import align_pad_token
 from .averaging import average_reward_models, averaging_weights, write_averaged_model_card
 from .calibration import (
     ENSEMBLE_CALIBRATIONS,
@@ -15,7 +16,6 @@ from .scoring import (
     Prompt,
     RewardModelScorer,
     RewardScores,
-    align_pad_token,
     ensemble_scales,
     load_reward_model,
     load_reward_models,

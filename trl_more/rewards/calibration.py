@@ -40,6 +40,7 @@ __all__ = [
     "reward_scale",
     "reward_statistics",
     "set_reward_statistics",
+    "stored_temperature",
 ]
 
 ENSEMBLE_CALIBRATIONS = ("stored", "none")
@@ -108,10 +109,18 @@ def reward_scale(model: Any) -> RewardScale | None:
     statistics = reward_statistics(model)
     if statistics is not None:
         return RewardScale(statistics[0], statistics[1], "statistics")
-    temperature = getattr(_config(model), TEMPERATURE_ATTRIBUTE, None)
+    temperature = stored_temperature(model)
     if temperature is not None:
-        return RewardScale(0.0, float(temperature), "temperature")
+        return RewardScale(0.0, temperature, "temperature")
     return None
+
+
+def stored_temperature(model: Any) -> float | None:
+    """The reward temperature T stored in a model's config (`trl_more.metrics.set_reward_temperature`), also through
+    a DeepSpeed or DDP wrapper; `None` when there is none. The one reading of it: the ensemble calibration, the
+    evaluation (`trl_more.metrics.reward_temperature`) and the server divide rewards by this T."""
+    temperature = getattr(_config(model), TEMPERATURE_ATTRIBUTE, None)
+    return None if temperature is None else float(temperature)
 
 
 def _config(model: Any) -> Any:

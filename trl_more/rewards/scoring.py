@@ -14,14 +14,14 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from .._compat import pad, prepare_deepspeed
+from .._compat import prepare_deepspeed
 from ..batching import length_sorted_batches
 from ..constants import check_choice
-from ..input_settings import length_errors_explained, scoring_max_length, warn_if_read_differently
-from ..pair_encoding import PAIR_ENCODINGS, encode_shared_prompt, encodes_bidirectionally, rewards_at
+from ..input_settings import scoring_max_length, warn_if_read_differently
+from ..pair_encoding import PAIR_ENCODINGS, encodes_bidirectionally
 from ..pretrained import load_tokenizer
-from ..reward_head import find_reward_head
 from ..tokenization import fit_to_max_length, tokenize_scored_response
+from .batch_rewards import rewards_of, sequence_outputs, shared_prompt_logits
 from .calibration import ENSEMBLE_CALIBRATIONS, RewardScale, reward_scale
 from .ensemble import combine_rewards, ensemble_spread
 
@@ -103,19 +103,6 @@ def tokenizer_of(model: nn.Module, trust_remote_code: bool) -> PreTrainedTokeniz
             f"Could not load the tokenizer of the reward model {type(model).__name__} from {name_or_path!r}; pass it "
             "in `reward_processing_classes`."
         ) from error
-
-
-def align_pad_token(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
-    """Give the tokenizer a pad token (its eos token if it has none) and tell the model which one it is.
-
-    Decoder reward models read the reward at the last token that is not padding, found through
-    `config.pad_token_id`, so the two must agree.
-    """
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError("The reward model's tokenizer has neither a pad token nor an eos token; set a pad token.")
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def prepare_reward_model(model: nn.Module, accelerator: Accelerator) -> nn.Module:
@@ -250,18 +237,14 @@ class RewardModelScorer:
         rewards = torch.empty(len(sequences), dtype=torch.float32)
         batches = length_sorted_batches([len(ids) for ids in sequences], self.batch_size, sort=self.sort_by_length)
         for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
-            batch_ids = [torch.tensor(sequences[index], dtype=torch.long) for index in batch]
-            inputs = {
-                "input_ids": pad(batch_ids, padding_value=tokenizer.pad_token_id, padding_side="right"),
-                "attention_mask": pad(
-                    [torch.ones_like(ids) for ids in batch_ids], padding_value=0, padding_side="right"
-                ),
-            }
-            if pass_prompt_lengths:
-                inputs["prompt_lengths"] = torch.tensor([prompt_lengths[index] for index in batch])
-            with length_errors_explained(model, inputs["input_ids"].shape[1]):
-                logits = model(**{name: tensor.to(self.device) for name, tensor in inputs.items()}).logits
-            rewards[batch] = logits[:, 0].float().cpu()
+            output = sequence_outputs(
+                model,
+                [sequences[index] for index in batch],
+                tokenizer.pad_token_id,
+                self.device,
+                prompt_lengths=[prompt_lengths[index] for index in batch] if pass_prompt_lengths else None,
+            )
+            rewards[batch] = rewards_of(output.logits)
         return rewards
 
     def _score_shared(
@@ -276,26 +259,17 @@ class RewardModelScorer:
         rows_per_batch = max(1, self.batch_size // size)
         lengths = [sum(len(sequences[index]) for index in group) for group in groups]
         rewards = torch.empty(len(sequences), dtype=torch.float32)
-        head = find_reward_head(model)
-        captured = []
-        handle = head.register_forward_hook(lambda module, args, output: captured.append(output))
-        try:
-            batches = length_sorted_batches(lengths, rows_per_batch, sort=self.sort_by_length)
-            for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
-                encoded = encode_shared_prompt(
-                    [[sequences[index] for index in groups[row]] for row in batch],
-                    tokenizer.pad_token_id,
-                    _mask_dtype(model, self.device),
-                )
-                captured.clear()
-                longest = max(len(sequences[index]) for row in batch for index in groups[row])
-                with length_errors_explained(model, longest):  # every response has its own positions
-                    model(**{name: tensor.to(self.device) for name, tensor in encoded.model_inputs().items()})
-                values = rewards_at(captured[-1], encoded.reward_positions)[:, 0].float().cpu()
-                for row, group in enumerate(batch):  # response-major: response j of row r at j * rows + r
-                    rewards[groups[group]] = values[row :: len(batch)]
-        finally:
-            handle.remove()
+        batches = length_sorted_batches(lengths, rows_per_batch, sort=self.sort_by_length)
+        for batch in tqdm(batches, desc="Scoring", unit="batch", disable=not self.show_progress):
+            logits = shared_prompt_logits(
+                model,
+                [[sequences[index] for index in groups[row]] for row in batch],
+                tokenizer.pad_token_id,
+                self.device,
+            )
+            values = rewards_of(logits)
+            for row, group in enumerate(batch):  # response-major: response j of row r at j * rows + r
+                rewards[groups[group]] = values[row :: len(batch)]
         return rewards
 
 
@@ -308,14 +282,6 @@ def _prompt_groups(prompts: Sequence[Prompt]) -> list[list[int]]:
         else:
             groups.append([index])
     return groups
-
-
-def _mask_dtype(model: nn.Module, device: torch.device | str) -> torch.dtype:
-    """The dtype attention runs in: autocast's when it is on, else the model's."""
-    device_type = torch.device(device).type
-    if torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return next(getattr(model, "module", model).parameters()).dtype
 
 
 def ensemble_scales(models: Sequence[nn.Module], calibration: str) -> list[RewardScale | None]:

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from .._compat import pad
 from ..batching import length_sorted_batches
-from ..constants import TEMPERATURE_ATTRIBUTE
-from ..input_settings import input_settings, length_errors_explained, scoring_max_length, warn_if_read_differently
+from ..input_settings import input_settings, scoring_max_length, warn_if_read_differently
+from ..rewards.batch_rewards import rewards_of, sequence_outputs
+from ..rewards.calibration import stored_temperature
 from ..tokenization import tokenize, tokenize_scored_response
 from .serve_config import SERVED_MAX_LENGTH
 
@@ -65,7 +65,7 @@ class ServedModel:
         self.batch_size = batch_size
         self.device = device
         config = model.config
-        self.temperature = getattr(config, TEMPERATURE_ATTRIBUTE, None)
+        self.temperature = stored_temperature(model)
         self.objectives: list[str] | None = list(getattr(config, "objectives", None) or []) or None
         parameters = inspect.signature(model.forward).parameters
         self.takes_prompt_lengths = "prompt_lengths" in parameters
@@ -86,7 +86,7 @@ class ServedModel:
 
         from .. import multi_objective  # noqa: F401  (registers the multi-objective model with the Auto classes)
         from ..pretrained import check_model_reference, load_tokenizer
-        from ..rewards import align_pad_token
+        from ..tokenization import align_pad_token
 
         check_model_reference(path)
         torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
@@ -187,22 +187,18 @@ class ServedModel:
             for group in (with_prompt, whole)
             for batch in length_sorted_batches([len(items[index][0]) for index in group], self.batch_size)
         ]
+        steering = {} if weights is None else {"objective_weights": dict(weights)}
         for batch in batches:
-            sequences = [torch.tensor(items[index][0]) for index in batch]
-            inputs = {
-                "input_ids": pad(sequences, padding_value=self.tokenizer.pad_token_id, padding_side="right"),
-                "attention_mask": pad(
-                    [torch.ones_like(ids) for ids in sequences], padding_value=0, padding_side="right"
-                ),
-            }
-            if self.takes_prompt_lengths and items[batch[0]][1] is not None:
-                inputs["prompt_lengths"] = torch.tensor([items[index][1] for index in batch])
-            inputs = {key: value.to(self.device) for key, value in inputs.items()}
-            if weights is not None:
-                inputs["objective_weights"] = dict(weights)
-            with length_errors_explained(self.model, inputs["input_ids"].shape[1]):
-                output = self.model(**inputs)
-            rewards = output.logits[:, 0].float().cpu().tolist()
+            takes_prompt_lengths = self.takes_prompt_lengths and items[batch[0]][1] is not None
+            output = sequence_outputs(
+                self.model,
+                [items[index][0] for index in batch],
+                self.tokenizer.pad_token_id,
+                self.device,
+                prompt_lengths=[items[index][1] for index in batch] if takes_prompt_lengths else None,
+                **steering,
+            )
+            rewards = rewards_of(output.logits).tolist()
             objective_rewards = getattr(output, "rewards", None)
             gates = getattr(output, "gating_weights", None)
             for row, index in enumerate(batch):
