@@ -239,7 +239,8 @@ def evaluate_reward_model(
             stored with `trl_more.metrics.set_reward_temperature`, else 1.
         show_progress: show a progress bar per source.
         pair_encoding: `"shared_prompt"` scores each pair in one row, prompt + chosen + rejected, the prompt computed
-            once (decoders; the same rewards, docs/pair_encoding.md); bidirectional encoders are scored separately.
+            once (decoders; the same rewards, docs/pair_encoding.md); `"packed"` also packs a batch's rows into
+            sequences no longer than its longest row; bidirectional encoders are scored separately.
 
     Returns:
         A `RewardEvaluation`: `.metrics[source]`, `.margins[source]`, `.truncation`, `.to_dict()`, `.to_json()`,
@@ -270,8 +271,8 @@ def evaluate_reward_model(
 
     collator = _preference_collator(model, processing_class)
     check_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
-    if pair_encoding == "shared_prompt" and not encodes_bidirectionally(model):
-        collator = DataCollatorForSharedPrompt(collator.pad_token_id)
+    if pair_encoding != "separate" and not encodes_bidirectionally(model):
+        collator = DataCollatorForSharedPrompt(collator.pad_token_id, packed=pair_encoding == "packed")
     was_training = model.training
     model.eval()
     rewards, num_truncated = {}, {}
@@ -387,7 +388,7 @@ def _score(
 
 def _shared_prompt_logits(model: PreTrainedModel, batch: dict, device) -> Any:
     """The (2N, 1) rewards of a shared-prompt batch, read from the reward head's per-token outputs."""
-    from ..pair_encoding import REWARD_POSITIONS_KEY, rewards_at
+    from ..pair_encoding import REWARD_POSITIONS_KEY, REWARD_ROWS_KEY, rewards_at
     from ..reward_head import find_reward_head
 
     captured = []
@@ -402,4 +403,4 @@ def _shared_prompt_logits(model: PreTrainedModel, batch: dict, device) -> Any:
         )
     finally:
         handle.remove()
-    return rewards_at(captured[-1], batch[REWARD_POSITIONS_KEY])
+    return rewards_at(captured[-1], batch[REWARD_POSITIONS_KEY], batch.get(REWARD_ROWS_KEY))

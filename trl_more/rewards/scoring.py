@@ -162,7 +162,8 @@ class RewardModelScorer:
             (its stored reward statistics, else its temperature; see `trl_more.rewards.calibration`) and refuses a
             model that has neither; `"none"` combines the raw rewards. `per_model` holds the rewards as combined.
         pair_encoding: `"shared_prompt"` scores consecutive pairs with the same prompt (rejection sampling's samples
-            of one prompt) in one row, the prompt computed once (`trl_more.pair_encoding`; same rewards). Used for
+            of one prompt) in one row, the prompt computed once (`trl_more.pair_encoding`; same rewards); `"packed"`
+            also packs those rows into sequences no longer than a batch's longest row (less padding). Used for
             decoders with a linear reward head when every prompt has as many responses; otherwise, and with
             `"separate"`, every pair is its own sequence.
     """
@@ -241,7 +242,7 @@ class RewardModelScorer:
         pass_prompt_lengths = "prompt_lengths" in inspect.signature(getattr(model, "module", model).forward).parameters
         groups = _prompt_groups(prompts)
         if (
-            self.pair_encoding == "shared_prompt"
+            self.pair_encoding != "separate"
             and not pass_prompt_lengths
             and not encodes_bidirectionally(model)
             and len({len(group) for group in groups}) == 1
@@ -286,12 +287,13 @@ class RewardModelScorer:
                     [[sequences[index] for index in groups[row]] for row in batch],
                     tokenizer.pad_token_id,
                     _mask_dtype(model, self.device),
+                    packed=self.pair_encoding == "packed",
                 )
                 captured.clear()
                 longest = max(len(sequences[index]) for row in batch for index in groups[row])
                 with length_errors_explained(model, longest):  # every response has its own positions
                     model(**{name: tensor.to(self.device) for name, tensor in encoded.model_inputs().items()})
-                values = rewards_at(captured[-1], encoded.reward_positions)[:, 0].float().cpu()
+                values = rewards_at(captured[-1], encoded.reward_positions, encoded.reward_rows)[:, 0].float().cpu()
                 for row, group in enumerate(batch):  # response-major: response j of row r at j * rows + r
                     rewards[groups[group]] = values[row :: len(batch)]
         finally:
