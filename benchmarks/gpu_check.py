@@ -4,7 +4,9 @@ Run by benchmarks/gpu_check.sh (which installs what is missing from wheels kept 
 layouts (speed does not depend on the weights; about 1B parameters by default), in bf16:
 
 1. pair encoding: TRL's separate encoding against shared-prompt encoding, with the dense 4D mask (SDPA) and with a
-   FlexAttention block mask: training tokens per second, peak memory, and the largest reward difference;
+   FlexAttention block mask, and packed pairs (`pair_encoding="packed"`) with the dense mask (packs no longer than the
+   longest row) and with FlexAttention (packs of `--pack_length` tokens): training tokens per second, padded tokens
+   per step, peak memory, and the largest reward difference;
 2. MORE's overhead: `trl.RewardTrainer` against `MORERewardTrainer` (three sources, min-norm lambda) on the same
    batches: seconds per step;
 3. rejection-sampling generation: `TransformersGenerationBackend` (batched, length-sorted) against one `generate`
@@ -87,15 +89,17 @@ def pair_encoding_part(options, tokenizer) -> dict:
     pairs = random_pairs(tokenizer, options.batch * (options.steps + 1), 0, 0.25 if options.tiny else 1.0)
     batches = [pairs[i : i + options.batch] for i in range(0, len(pairs), options.batch)]
     results = {}
-    for encoding in ("separate", "shared_prompt", "shared_prompt_flex"):
+    encodings = ("separate", "shared_prompt", "shared_prompt_flex", "packed", "packed_flex")
+    for encoding in encodings:
         try:
-            attention = "flex_attention" if encoding == "shared_prompt_flex" else "sdpa"
+            flex = encoding.endswith("_flex")
+            attention = "flex_attention" if flex else "sdpa"
             model = reward_model(options, tokenizer, attention)
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
             head = find_reward_head(model)
             captured = []
             head.register_forward_hook(lambda module, args, output, captured=captured: captured.append(output))
-            times, tokens, first_rewards = [], 0, None
+            times, tokens, padded, first_rewards = [], 0, 0, None
             if options.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             for step, batch in enumerate(batches):
@@ -106,19 +110,22 @@ def pair_encoding_part(options, tokenizer) -> dict:
                     inputs = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(batch)
                     logits = model(input_ids=inputs["input_ids"].to(options.device),
                                    attention_mask=inputs["attention_mask"].to(options.device)).logits  # fmt: skip
-                    counted = int(inputs["attention_mask"].sum())
+                    counted, step_tokens = int(inputs["attention_mask"].sum()), inputs["input_ids"].numel()
                 else:
+                    packed = encoding.startswith("packed")
                     encoded = encode_shared_prompt(
                         [[pair["chosen_ids"], pair["rejected_ids"]] for pair in batch],
                         tokenizer.pad_token_id,
                         options.dtype,
+                        packed=packed,
+                        pack_length=options.pack_length if packed and flex else None,
                     )
-                    mask = (flex_attention_mask(encoded, options.device) if encoding == "shared_prompt_flex"
+                    mask = (flex_attention_mask(encoded, options.device) if flex
                             else encoded.attention_mask.to(options.device))  # fmt: skip
                     model(input_ids=encoded.input_ids.to(options.device), attention_mask=mask,
                           position_ids=encoded.position_ids.to(options.device))  # fmt: skip
-                    logits = rewards_at(captured[-1], encoded.reward_positions)
-                    counted = encoded.num_tokens
+                    logits = rewards_at(captured[-1], encoded.reward_positions, encoded.reward_rows)
+                    counted, step_tokens = encoded.num_tokens, encoded.input_ids.numel()
                 chosen, rejected = logits.float().squeeze(-1).chunk(2)
                 loss = -torch.nn.functional.logsigmoid(chosen - rejected).mean()
                 loss.backward()
@@ -130,9 +137,11 @@ def pair_encoding_part(options, tokenizer) -> dict:
                 else:  # the first step warms up kernels and allocator
                     times.append(time.perf_counter() - start)
                     tokens += counted
+                    padded += step_tokens
             results[encoding] = {
                 "pair_tokens_per_second": tokens / sum(times),
                 "seconds_per_step": statistics.median(times),
+                "padded_tokens_per_step": padded / len(times),
                 "peak_memory_gb": peak_memory_gb(options.device),
                 "first_step_rewards": first_rewards.reshape(-1).tolist(),
             }
@@ -145,7 +154,7 @@ def pair_encoding_part(options, tokenizer) -> dict:
         if options.device.startswith("cuda"):
             torch.cuda.empty_cache()
     reference = results["separate"].get("first_step_rewards")
-    for encoding in ("shared_prompt", "shared_prompt_flex"):
+    for encoding in encodings[1:]:
         rewards = results[encoding].get("first_step_rewards")
         if reference and rewards:
             results[encoding]["max_reward_difference"] = max(abs(a - b) for a, b in zip(reference, rewards))
@@ -232,6 +241,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny layouts: a CPU smoke run of every part")
     parser.add_argument("--batch", type=int, default=16, help="pairs per training step")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--pack_length", type=int, default=4096, help="tokens per packed sequence with FlexAttention")
     parser.add_argument("--parts", nargs="+", default=["pair_encoding", "more_overhead", "generation"])
     options = parser.parse_args()
     options.dtype = torch.float32 if options.device == "cpu" else torch.bfloat16

@@ -20,11 +20,14 @@ def test_the_gpu_check_runs_every_part_on_cpu_and_writes_its_results(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     encoding = json.loads((tmp_path / "pair_encoding.json").read_text())
     assert encoding["shared_prompt"]["max_reward_difference"] < 1e-5  # the same rewards as separate encoding
+    assert encoding["packed"]["max_reward_difference"] < 1e-5
+    assert encoding["packed"]["padded_tokens_per_step"] <= encoding["shared_prompt"]["padded_tokens_per_step"]
     assert (
         encoding["separate"]["pair_tokens_per_second"] > 0 and encoding["shared_prompt"]["pair_tokens_per_second"] > 0
     )
     # FlexAttention has no CPU backward: the failure is recorded and the other parts still run.
-    assert "error" in encoding["shared_prompt_flex"] or encoding["shared_prompt_flex"]["max_reward_difference"] < 1e-2
+    for flex in ("shared_prompt_flex", "packed_flex"):
+        assert "error" in encoding[flex] or encoding[flex]["max_reward_difference"] < 1e-2
     overhead = json.loads((tmp_path / "more_overhead.json").read_text())
     assert set(overhead["seconds_per_step"]) == {"RewardTrainer", "MORERewardTrainer"}
     generation = json.loads((tmp_path / "generation.json").read_text())

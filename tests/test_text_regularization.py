@@ -85,7 +85,7 @@ def trainer_for(path, tokenizer, tmp_path, model=None, **overrides):
     )
 
 
-@pytest.mark.parametrize("pair_encoding", ["separate", "shared_prompt"])
+@pytest.mark.parametrize("pair_encoding", ["separate", "shared_prompt", "packed"])
 def test_the_training_loss_is_one_minus_w_times_the_reward_loss_plus_w_times_the_sft_loss(
     causal_lm_path, tmp_path, pair_encoding
 ):
@@ -93,7 +93,7 @@ def test_the_training_loss_is_one_minus_w_times_the_reward_loss_plus_w_times_the
     weight = 0.25
     trainer = trainer_for(
         path, tokenizer, tmp_path, text_regularization_coefficient=weight, lambda_method="uniform",
-        pair_encoding=pair_encoding,
+        pair_encoding=pair_encoding, pack_length=4096 if pair_encoding == "packed" else None,
     )  # fmt: skip
     lm = AutoModelForCausalLM.from_pretrained(path)
     torch.testing.assert_close(trainer.text_head.weight, lm.lm_head.weight)  # the base model's head, kept
@@ -128,13 +128,13 @@ def test_the_training_loss_is_one_minus_w_times_the_reward_loss_plus_w_times_the
     torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pair_encoding", ["separate", "shared_prompt"])
+@pytest.mark.parametrize("pair_encoding", ["separate", "shared_prompt", "packed"])
 def test_it_combines_with_the_contrastive_loss(causal_lm_path, tmp_path, pair_encoding):
     """Both views come from one forward pass of the doubled batch; the text loss reads the first view's rows."""
     path, tokenizer = causal_lm_path
     trainer = trainer_for(
         path, tokenizer, tmp_path, text_regularization_coefficient=0.5, contrastive_loss="simcse",
-        contrastive_dropout=0.0, pair_encoding=pair_encoding,
+        contrastive_dropout=0.0, pair_encoding=pair_encoding, pack_length=4096 if pair_encoding == "packed" else None,
     )  # fmt: skip
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.train()

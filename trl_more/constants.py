@@ -103,8 +103,9 @@ POOLING_RULES = ("last_token", "first_token")
 # What a trainer does with the findings of its pre-flight checks: raise on errors (warnings logged), log everything
 # as warnings, or skip the checks.
 PREFLIGHT_MODES = ("error", "warn", "off")
-# How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, or one row.
-PAIR_ENCODINGS = ("separate", "shared_prompt")
+# How the responses to one prompt are encoded (trl_more.pair_encoding): TRL's separate sequences, one row, or one
+# row packed with other groups' rows into one sequence.
+PAIR_ENCODINGS = ("separate", "shared_prompt", "packed")
 # The vectors the contrastive loss compares (trl_more.losses.contrastive): the chosen and rejected representations, or
 # their differences.
 CONTRASTIVE_REPRESENTATIONS = ("pair", "difference")

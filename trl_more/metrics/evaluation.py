@@ -239,7 +239,8 @@ def evaluate_reward_model(
             stored with `trl_more.metrics.set_reward_temperature`, else 1.
         show_progress: show a progress bar per source.
         pair_encoding: `"shared_prompt"` scores each pair in one row, prompt + chosen + rejected, the prompt computed
-            once (decoders; the same rewards, docs/pair_encoding.md); bidirectional encoders are scored separately.
+            once (decoders; the same rewards, docs/pair_encoding.md); `"packed"` also packs a batch's rows into
+            sequences no longer than its longest row; bidirectional encoders are scored separately.
 
     Returns:
         A `RewardEvaluation`: `.metrics[source]`, `.margins[source]`, `.truncation`, `.to_dict()`, `.to_json()`,
@@ -271,7 +272,8 @@ def evaluate_reward_model(
 
     pad_token_id = model_pad_token_id(model, processing_class)
     check_choice("pair_encoding", pair_encoding, PAIR_ENCODINGS)
-    shared = pair_encoding == "shared_prompt" and not encodes_bidirectionally(model)
+    # Bidirectional encoders see the whole row, so they keep separate encoding.
+    encoding = "separate" if encodes_bidirectionally(model) else pair_encoding
     was_training = model.training
     model.eval()
     rewards, num_truncated = {}, {}
@@ -283,7 +285,7 @@ def evaluate_reward_model(
                 pairs = _tokenized_pairs(dataset, processing_class, str(source), max_length, truncation_mode)
                 num_truncated[str(source)] = int(pairs.truncated.sum())
                 rewards[source] = _score(
-                    model, pad_token_id, shared, pairs.chosen, pairs.rejected, batch_size, source, show_progress
+                    model, pad_token_id, encoding, pairs.chosen, pairs.rejected, batch_size, source, show_progress
                 )
     finally:
         model.train(was_training)
@@ -331,7 +333,7 @@ def _tokenized_pairs(
 def _score(
     model: PreTrainedModel,
     pad_token_id: int,
-    shared: bool,
+    pair_encoding: str,
     chosen: list[list[int]],
     rejected: list[list[int]],
     batch_size: int,
@@ -339,7 +341,8 @@ def _score(
     show_progress: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The raw rewards of the chosen and of the rejected sequences, in batches of pairs as TRL's preference collator
-    builds them (chosen rows, then rejected rows), or each pair in one shared-prompt row when `shared`."""
+    builds them (chosen rows, then rejected rows), or each pair in one shared-prompt row (`"shared_prompt"`), the rows
+    packed into sequences with `"packed"`."""
     from ..batching import length_sorted_batches
     from ..rewards.batch_rewards import rewards_of, sequence_outputs, shared_prompt_logits
 
@@ -348,9 +351,10 @@ def _score(
     rejected_rewards = np.empty(len(chosen), dtype=np.float64)
     batches = length_sorted_batches([max(len(c), len(r)) for c, r in zip(chosen, rejected)], batch_size)
     for rows in tqdm(batches, desc=f"Scoring {source}", unit="batch", disable=not show_progress):
-        if shared:
+        if pair_encoding != "separate":
             groups = [[chosen[i], rejected[i]] for i in rows]
-            logits = shared_prompt_logits(model, groups, pad_token_id, device, use_cache=False)
+            packed = pair_encoding == "packed"
+            logits = shared_prompt_logits(model, groups, pad_token_id, device, packed=packed, use_cache=False)
         else:
             sequences = [chosen[i] for i in rows] + [rejected[i] for i in rows]
             logits = sequence_outputs(model, sequences, pad_token_id, device, use_cache=False).logits

@@ -58,7 +58,13 @@ class MORERewardConfig(RewardConfig):
             `"shared_prompt"` (decoder models) puts each pair in one row, prompt + chosen + rejected, with an attention
             mask under which each response sees the prompt and never the other response, so the prompt is computed
             once and a batch pays less padding; the rewards equal those of separate encoding (docs/pair_encoding.md).
+            `"packed"` also puts the rows of a micro-batch side by side in as few sequences as fit `pack_length`, each
+            pair masked off from the others with its own positions, so a batch pays almost no padding (same rewards).
             Bidirectional encoders (BERT-style) keep separate encoding, with an info line.
+        pack_length (`int` or `None`, *optional*, defaults to `None`):
+            With `pair_encoding="packed"`: the most tokens of one packed sequence. `None` uses the micro-batch's longest
+            pair row, so that no sequence is longer than unpacked and dense attention never costs more; a longer one
+            packs more pairs per sequence, which pays with FlexAttention on GPUs (docs/pair_encoding.md).
         preflight (`str`, *optional*, defaults to `"error"`):
             The pre-flight checks `train()` runs before the first step, on a small sample of every source (seconds;
             docs/preflight.md): where the reward is read, rewards that change with padding or the batch, a duplicated
@@ -175,7 +181,15 @@ class MORERewardConfig(RewardConfig):
     )
     pair_encoding: str = field(
         default="separate",
-        metadata={"help": "separate (TRL's) or shared_prompt (one row per pair, the prompt encoded once; decoders)."},
+        metadata={
+            "help": "separate (TRL's), shared_prompt (one row per pair, the prompt encoded once; decoders) or packed "
+            "(those rows packed into sequences: almost no padding).",
+            "choices": list(PAIR_ENCODINGS),
+        },
+    )
+    pack_length: int | None = field(
+        default=None,
+        metadata={"help": "With pair_encoding=packed: tokens per packed sequence (default: the longest pair row)."},
     )
     preflight: str = field(
         default="error",
@@ -279,6 +293,11 @@ class MORERewardConfig(RewardConfig):
         super().__post_init__()
         check_choice("lambda_method", self.lambda_method, LAMBDA_METHODS)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
+        if self.pack_length is not None and (self.pair_encoding != "packed" or self.pack_length < 1):
+            raise ValueError(
+                f"pack_length={self.pack_length} needs pair_encoding='packed' and a positive length; set "
+                "pair_encoding='packed', or leave pack_length unset."
+            )
         check_choice("preflight", self.preflight, PREFLIGHT_MODES)
         check_choice("gradient_normalization", self.gradient_normalization, GRADIENT_NORMALIZATIONS)
         if isinstance(self.truncation_mode, str) and self.truncation_mode.lower() in ("none", "null", ""):

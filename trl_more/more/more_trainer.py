@@ -34,8 +34,10 @@ from ..losses.denoising import PairLossTerms, check_strengths, flip_weak_pairs
 from ..losses.text_regularization import LanguageModelHead, chosen_response_nll, language_model_head_weight
 from ..metrics import PreferenceMetrics, RewardEvaluation
 from ..pair_encoding import (
+    GROUP_STARTS_KEY,
     NUM_TOKENS_KEY,
     REWARD_POSITIONS_KEY,
+    REWARD_ROWS_KEY,
     DataCollatorForSharedPrompt,
     encodes_bidirectionally,
     rewards_at,
@@ -243,7 +245,9 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         )
         self.shared_prompt = self._uses_shared_prompt(args, data_collator)
         if self.shared_prompt:
-            self.data_collator = DataCollatorForSharedPrompt(self.data_collator.pad_token_id)
+            self.data_collator = DataCollatorForSharedPrompt(
+                self.data_collator.pad_token_id, packed=args.pair_encoding == "packed", pack_length=args.pack_length
+            )
         pair_columns = {SOURCE_INDEX_COLUMN: (SOURCE_INDEX_COLUMN, torch.long)} if self.num_sources > 1 else {}
         if args.uses_strength:
             pair_columns[args.strength_column] = (STRENGTH_BATCH_KEY, torch.float32)
@@ -303,19 +307,19 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         return LanguageModelHead(weight, args.learning_rate, args.weight_decay)
 
     def _uses_shared_prompt(self, args: MORERewardConfig, data_collator: DataCollator | None) -> bool:
-        """Whether batches use shared-prompt encoding: asked for, and the model is a decoder."""
-        if args.pair_encoding != "shared_prompt":
+        """Whether batches use shared-prompt encoding (packed or not): asked for, and the model is a decoder."""
+        if args.pair_encoding == "separate":
             return False
         if encodes_bidirectionally(self.model):
             logger.info(
-                "pair_encoding='shared_prompt' needs a causal decoder; this model attends in both directions, so "
-                "pairs are encoded separately."
+                f"pair_encoding={args.pair_encoding!r} needs a causal decoder; this model attends in both directions, "
+                "so pairs are encoded separately."
             )
             return False
         if data_collator is not None:
             raise ValueError(
-                "pair_encoding='shared_prompt' builds its own batches (one row per pair), so it cannot be combined "
-                "with a custom `data_collator`. Drop the collator, or use pair_encoding='separate'."
+                f"pair_encoding={args.pair_encoding!r} builds its own batches (one row per pair), so it cannot be "
+                "combined with a custom `data_collator`. Drop the collator, or use pair_encoding='separate'."
             )
         return True
 
@@ -449,9 +453,9 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         per_token_features, per_token_rewards = self.head_capture.read()
         if with_features:
             self._keep_token_features(per_token_features)
-        logits = rewards_at(per_token_rewards, inputs[REWARD_POSITIONS_KEY])
+        logits = rewards_at(per_token_rewards, *self._reward_index(inputs))
         loss, outputs = self._trl_loss(logits, inputs, num_items_in_batch)
-        features = rewards_at(per_token_features, inputs[REWARD_POSITIONS_KEY]) if with_features else None
+        features = rewards_at(per_token_features, *self._reward_index(inputs)) if with_features else None
         return loss, outputs, features
 
     def pair_rewards(self, model, inputs) -> torch.Tensor:
@@ -464,7 +468,12 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         with self.head_capture.attached():
             model(**self._model_inputs(inputs), use_cache=False)
             _, per_token_rewards = self.head_capture.read()
-        return rewards_at(per_token_rewards, inputs[REWARD_POSITIONS_KEY])
+        return rewards_at(per_token_rewards, *self._reward_index(inputs))
+
+    @staticmethod
+    def _reward_index(inputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Where a shared-prompt batch's rewards are: the positions of its pairs' responses and, packed, their rows."""
+        return inputs[REWARD_POSITIONS_KEY], inputs.get(REWARD_ROWS_KEY)
 
     @staticmethod
     def _model_inputs(inputs) -> dict[str, torch.Tensor]:
@@ -490,10 +499,10 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         if self.shared_prompt:
             per_token_features, per_token_rewards = self.head_capture.read()
             self._keep_token_features(per_token_features[:rows])
-            positions = inputs[REWARD_POSITIONS_KEY]
-            logits = rewards_at(per_token_rewards[:rows], positions)
-            features = rewards_at(per_token_features[:rows], positions)
-            second_view = rewards_at(per_token_features[rows:], positions)
+            index = self._reward_index(inputs)
+            logits = rewards_at(per_token_rewards[:rows], *index)
+            features = rewards_at(per_token_features[:rows], *index)
+            second_view = rewards_at(per_token_features[rows:], *index)
         else:
             logits = both.logits[:rows]
             captured = self.head_capture.read()
@@ -519,9 +528,13 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 "starts; the batch has no `chosen_response_start` or the reward head saw one vector per sequence."
             )
         input_ids = inputs["input_ids"]
-        if self.shared_prompt:  # one row per pair: prompt, chosen response, rejected response, padding
-            first = torch.zeros_like(chosen_start)
+        if self.shared_prompt:  # a row per pair (prompt, chosen, rejected, padding), or packed rows of several pairs
             last = inputs[REWARD_POSITIONS_KEY][:, 0]
+            if REWARD_ROWS_KEY in inputs:
+                rows = inputs[REWARD_ROWS_KEY]
+                hidden, input_ids, first = hidden[rows], input_ids[rows], inputs[GROUP_STARTS_KEY]
+            else:
+                first = torch.zeros_like(chosen_start)
         else:  # TRL's layout: the chosen sequences are the first half of the rows
             pairs = input_ids.shape[0] // 2
             hidden, input_ids = hidden[:pairs], input_ids[:pairs]

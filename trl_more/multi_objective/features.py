@@ -82,11 +82,16 @@ def extract_pair_features(
     batch_size: int = 16,
     description: str = "Caching backbone features (shared prompts)",
     show_progress: bool = True,
+    packed: bool = False,
+    pack_length: int | None = None,
 ) -> tuple[SequenceFeatures, SequenceFeatures]:
     """`extract_features` of the chosen and of the rejected sequences, from one backbone pass per pair in which the
     prompt is computed once: each pair is one row `[prompt | chosen | rejected]` whose attention mask keeps the two
     responses apart (docs/pair_encoding.md). For a causal decoder the features equal those of separate passes;
     bidirectional encoders (BERT-style) are refused, since sharing the row would change their hidden states.
+
+    `packed=True` packs the rows of each batch into sequences of at most `pack_length` tokens (`None`: its longest
+    row; docs/pair_encoding.md): the same features with less padding.
 
     Returns:
         `(chosen, rejected)` features, in the order of the pairs; `batch_size` pairs per pass.
@@ -114,16 +119,17 @@ def extract_pair_features(
         for start in tqdm(range(0, len(order), batch_size), desc=description, disable=not show_progress):
             pairs = order[start : start + batch_size]
             groups = [[side[pair] for side in sides] for pair in pairs]
-            batch = encode_shared_prompt(groups, pad_token_id, dtype=dtype)
+            batch = encode_shared_prompt(groups, pad_token_id, dtype=dtype, packed=packed, pack_length=pack_length)
             hidden_states = model.backbone(
                 **{key: value.to(device) for key, value in batch.model_inputs().items()}, use_cache=False
             ).last_hidden_state
-            for row, (pair, group) in enumerate(zip(pairs, groups)):
+            for index, (pair, group) in enumerate(zip(pairs, groups)):
+                row, start = batch.reward_rows[index], batch.group_starts[index]
                 prefix = shared_prompt_length(group)
-                offset = 0  # where the current response's own tokens start in the row, minus `prefix`
+                offset = 0  # where the current response's own tokens start in the group's row, minus `prefix`
                 for side, ids in enumerate(group):
                     row_index = torch.arange(len(ids), device=hidden_states.device)
-                    row_index = torch.where(row_index < prefix, row_index, row_index + offset)
+                    row_index = torch.where(row_index < prefix, row_index, row_index + offset) + start
                     prompt_length = prompt_lengths[side][pair]
                     response = hidden_states[row, row_index[prompt_length:]]
                     pooled = response[-1] if model.config.pooling == "last" else response.mean(0)

@@ -30,10 +30,11 @@ class MultiObjectiveRewardConfig(RewardConfig):
             of a backbone forward pass per step. Much faster (the reference trains this way); the cache holds four
             vectors of the backbone's hidden size per pair in CPU memory, and every process computes the whole cache.
         pair_encoding (`str`, *optional*, defaults to `"separate"`):
-            How the cached feature pass encodes a pair: `"separate"` (two sequences, as TRL) or `"shared_prompt"`
-            (one row per pair, the prompt computed once; the same features for causal decoders,
-            docs/pair_encoding.md). Needs `cache_features=True`; a bidirectional encoder (BERT-style) keeps separate
-            encoding, with one info line.
+            How the cached feature pass encodes a pair: `"separate"` (two sequences, as TRL), `"shared_prompt"` (one
+            row per pair, the prompt computed once; the same features for causal decoders, docs/pair_encoding.md) or
+            `"packed"` (those rows packed into sequences no longer than a batch's longest row: less padding, the same
+            features). Needs `cache_features=True`; a bidirectional encoder (BERT-style) keeps separate encoding, with
+            one info line.
         truncation_mode (`str`, *optional*, defaults to `"keep_start"`):
             How a pair longer than `max_length` is shortened: `"keep_start"` cuts the end of the response (the gate
             still sees the whole prompt; a prompt longer than `max_length` is an error), `"keep_end"` cuts the start
@@ -73,8 +74,8 @@ class MultiObjectiveRewardConfig(RewardConfig):
     pair_encoding: str = field(
         default="separate",
         metadata={
-            "help": "Cached feature pass: `separate` (TRL's) or `shared_prompt` (one row per pair, the prompt "
-            "computed once; decoders).",
+            "help": "Cached feature pass: `separate` (TRL's), `shared_prompt` (one row per pair, the prompt "
+            "computed once; decoders) or `packed` (those rows packed: less padding).",
             "choices": list(PAIR_ENCODINGS),
         },
     )
@@ -102,8 +103,8 @@ class MultiObjectiveRewardConfig(RewardConfig):
         check_choice("truncation_mode", self.truncation_mode, TRUNCATION_MODES)
         check_choice("preflight", self.preflight, PREFLIGHT_MODES)
         check_choice("pair_encoding", self.pair_encoding, PAIR_ENCODINGS)
-        if self.pair_encoding == "shared_prompt" and not self.cache_features:
+        if self.pair_encoding != "separate" and not self.cache_features:
             raise ValueError(
-                "`pair_encoding='shared_prompt'` applies to the cached feature pass: set `cache_features=True`, or "
-                "keep `pair_encoding='separate'`."
+                f"`pair_encoding={self.pair_encoding!r}` applies to the cached feature pass: set `cache_features=True`, "
+                "or keep `pair_encoding='separate'`."
             )

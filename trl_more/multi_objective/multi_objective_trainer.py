@@ -239,7 +239,7 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
         model = self.accelerator.unwrap_model(self.model)
         batch_size = self.args.per_device_eval_batch_size
         margins = dataset["margin"] if "margin" in dataset.column_names else None
-        if self.args.pair_encoding == "shared_prompt":
+        if self.args.pair_encoding != "separate":
             if not encodes_bidirectionally(model):
                 chosen, rejected = extract_pair_features(
                     model,
@@ -250,11 +250,12 @@ class MultiObjectiveRewardTrainer(CheckpointingMixin, RewardTrainer):
                     batch_size=batch_size,
                     description=f"Caching {name} features (shared prompts)",
                     show_progress=self.is_local_process_zero(),
+                    packed=self.args.pair_encoding == "packed",
                 )
                 return PreferenceFeatures(chosen, rejected, margins)
             logger.info(
-                "pair_encoding='shared_prompt': the backbone attends in both directions, so the features of the "
-                f"{name} set are computed with separate encoding."
+                f"pair_encoding={self.args.pair_encoding!r}: the backbone attends in both directions, so the features "
+                f"of the {name} set are computed with separate encoding."
             )
         chosen, rejected = (
             extract_features(

@@ -99,8 +99,9 @@ class RejectionSamplingConfig(SFTConfig):
             The k of `"mean_minus_std"`.
         reward_pair_encoding (`str`, *optional*, defaults to `"separate"`):
             `"shared_prompt"` scores the `num_samples_per_prompt` responses of a prompt in one row, the prompt computed
-            once (decoder reward models with a linear head; the same rewards, docs/pair_encoding.md); `"separate"`
-            scores every response as its own sequence.
+            once (decoder reward models with a linear head; the same rewards, docs/pair_encoding.md); `"packed"` also
+            packs those rows into sequences no longer than a batch's longest row; `"separate"` scores every response
+            as its own sequence.
         ensemble_calibration (`str`, *optional*, defaults to `"stored"`):
             With several reward models, `"stored"` puts each model's rewards on one scale before they are combined
             (the reward statistics stored in its config, else its temperature; docs/calibration.md) and refuses a
@@ -213,7 +214,9 @@ class RejectionSamplingConfig(SFTConfig):
     reward_pair_encoding: str = field(
         default="separate",
         metadata={
-            "help": "separate, or shared_prompt (the samples of a prompt in one row, the prompt computed once)."
+            "help": "separate, shared_prompt (the samples of a prompt in one row, the prompt computed once) or packed "
+            "(those rows packed into sequences).",
+            "choices": list(PAIR_ENCODINGS),
         },
     )
     ensemble_calibration: str = field(

@@ -67,21 +67,23 @@ def shared_prompt_logits(
     groups: Sequence[Sequence[Sequence[int]]],
     pad_token_id: int,
     device: torch.device | str,
+    packed: bool = False,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """The reward-head outputs (k * rows, num_labels) of groups of k sequences sharing a prompt, each group in one
-    shared-prompt row (`trl_more.pair_encoding`), response-major: all groups' first sequences, then all second ones.
+    shared-prompt row (`trl_more.pair_encoding`; `packed`: the rows packed into sequences no longer than the longest
+    one), response-major: all groups' first sequences, then all second ones.
 
     The rewards are read from the head's per-token outputs at each response's last token (the model's pooled logits
     are not the rewards of this layout). The attention mask is built in `attention_dtype`.
     """
-    encoded = encode_shared_prompt(groups, pad_token_id, attention_dtype(model, device))
+    encoded = encode_shared_prompt(groups, pad_token_id, attention_dtype(model, device), packed=packed)
     capture = RewardHeadInputCapture(model)
     longest = max(len(ids) for group in groups for ids in group)
     with capture.attached(), length_errors_explained(model, longest):  # every response has its own positions
         model(**{name: tensor.to(device) for name, tensor in encoded.model_inputs().items()}, **model_kwargs)
         _, per_token = capture.read()
-    return rewards_at(per_token, encoded.reward_positions)
+    return rewards_at(per_token, encoded.reward_positions, encoded.reward_rows)
 
 
 def rewards_of(logits: torch.Tensor) -> torch.Tensor:

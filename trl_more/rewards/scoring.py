@@ -149,7 +149,8 @@ class RewardModelScorer:
             (its stored reward statistics, else its temperature; see `trl_more.rewards.calibration`) and refuses a
             model that has neither; `"none"` combines the raw rewards. `per_model` holds the rewards as combined.
         pair_encoding: `"shared_prompt"` scores consecutive pairs with the same prompt (rejection sampling's samples
-            of one prompt) in one row, the prompt computed once (`trl_more.pair_encoding`; same rewards). Used for
+            of one prompt) in one row, the prompt computed once (`trl_more.pair_encoding`; same rewards); `"packed"`
+            also packs those rows into sequences no longer than a batch's longest row (less padding). Used for
             decoders with a linear reward head when every prompt has as many responses; otherwise, and with
             `"separate"`, every pair is its own sequence.
     """
@@ -228,7 +229,7 @@ class RewardModelScorer:
         pass_prompt_lengths = "prompt_lengths" in inspect.signature(getattr(model, "module", model).forward).parameters
         groups = _prompt_groups(prompts)
         if (
-            self.pair_encoding == "shared_prompt"
+            self.pair_encoding != "separate"
             and not pass_prompt_lengths
             and not encodes_bidirectionally(model)
             and len({len(group) for group in groups}) == 1
@@ -266,6 +267,7 @@ class RewardModelScorer:
                 [[sequences[index] for index in groups[row]] for row in batch],
                 tokenizer.pad_token_id,
                 self.device,
+                packed=self.pair_encoding == "packed",
             )
             values = rewards_of(logits)
             for row, group in enumerate(batch):  # response-major: response j of row r at j * rows + r
