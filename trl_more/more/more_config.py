@@ -53,6 +53,15 @@ class MORERewardConfig(RewardConfig):
             last `max_length` tokens (the end of the response, where the reward is read) and `"keep_start"` the first
             ones, so no pair is lost.
 
+        train_sampling_strategy (`str`, *optional*, defaults to `"random"`):
+            [`~transformers.TrainingArguments`]' option, which MORE reads so: `"random"` gives every micro-batch pairs
+            in random order (source-balanced with K >= 2). `"group_by_length"` puts pairs of similar length in the
+            same micro-batch (with one source or several), still balanced across sources and ranks, every pair used
+            as often per epoch as with `"random"`, and deterministic in (seed, epoch), so resuming continues the
+            same order: far less padding per step. The length is the pair's row under `pair_encoding`
+            (`"shared_prompt"`: prompt + both responses; `"separate"`: the longer response sequence). Batches are
+            then no longer i.i.d. in length (docs/more.md says when that matters). `"sequential"` and
+            `"batch_rebalance"` apply with one source only; MORE's sampler replaces them otherwise.
         pair_encoding (`str`, *optional*, defaults to `"separate"`):
             `"separate"` encodes chosen and rejected as two sequences, as [`~trl.RewardTrainer`] does.
             `"shared_prompt"` (decoder models) puts each pair in one row, prompt + chosen + rejected, with an attention
@@ -177,6 +186,15 @@ class MORERewardConfig(RewardConfig):
         metadata={
             "help": "For sequences longer than `max_length`: `None` drops the pair (and reports it), `keep_end` or "
             "`keep_start` truncates it."
+        },
+    )
+    train_sampling_strategy: str = field(
+        default="random",
+        metadata={
+            "help": "`random` (source-balanced with several sources) or `group_by_length` (pairs of similar length "
+            "share a micro-batch, still source-balanced; less padding, batches not i.i.d. in length). `sequential` "
+            "and `batch_rebalance` apply with one source only.",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
         },
     )
     pair_encoding: str = field(

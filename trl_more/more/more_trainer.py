@@ -40,6 +40,7 @@ from ..pair_encoding import (
     REWARD_ROWS_KEY,
     DataCollatorForSharedPrompt,
     encodes_bidirectionally,
+    pair_row_lengths,
     rewards_at,
     shared_prompt_length,
 )
@@ -277,7 +278,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 "with several values), so MORE's options have no effect."
             )
             return
-        if args.train_sampling_strategy != "random":
+        if args.train_sampling_strategy not in ("random", "group_by_length"):
             logger.warning(
                 f"`train_sampling_strategy={args.train_sampling_strategy!r}` is ignored: MORE builds source-balanced "
                 "batches with its own sampler."
@@ -378,14 +379,31 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
         train_dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.num_sources < 2:
+        group_by_length = self.args.train_sampling_strategy == "group_by_length"
+        if self.num_sources < 2 and not (group_by_length and isinstance(train_dataset, Dataset)):
             return super()._get_train_sampler(train_dataset)
+        lengths = None
+        if group_by_length:
+            # The length a pair is padded by in the encoding this run uses (tokenized pairs; not `length_column_name`).
+            lengths = pair_row_lengths(train_dataset["chosen_ids"], train_dataset["rejected_ids"], self.shared_prompt)
+        multi_source = self.num_sources > 1
         return SourceGroupedSampler(
-            train_dataset[SOURCE_INDEX_COLUMN],
+            train_dataset[SOURCE_INDEX_COLUMN] if multi_source else [0] * len(train_dataset),
             batch_size=self.args.per_device_train_batch_size,
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
-            num_sources=self.num_sources,
+            num_sources=self.num_sources if multi_source else 1,
+            lengths=lengths,
+            num_processes=self.args.world_size,
         )
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> torch.utils.data.Sampler | None:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        # transformers would group the evaluation set by an `input_ids` column that pairs do not have; the order of
+        # evaluation does not change its results, so it stays the dataset's (as with `"random"`).
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__") or self.args.world_size > 1:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Training
