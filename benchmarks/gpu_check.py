@@ -4,9 +4,10 @@ Run by benchmarks/gpu_check.sh (which installs what is missing from wheels kept 
 layouts (speed does not depend on the weights; about 1B parameters by default), in bf16:
 
 1. pair encoding: TRL's separate encoding against shared-prompt encoding, with the dense 4D mask (SDPA) and with a
-   FlexAttention block mask, and packed pairs (`pair_encoding="packed"`) with the dense mask (packs no longer than the
-   longest row) and with FlexAttention (packs of `--pack_length` tokens): training tokens per second, padded tokens
-   per step, peak memory, and the largest reward difference;
+   FlexAttention block mask, packed pairs (`pair_encoding="packed"`) with the dense mask (packs no longer than the
+   longest row) and with FlexAttention (packs of `--pack_length` tokens), and shared prompts in length-grouped batches
+   (`SourceGroupedSampler` with lengths, over a pool of 50 batches): training pair-tokens per second, padded tokens per
+   step, peak memory, and the largest reward difference (grouped batches are other pairs: no reward difference);
 2. MORE's overhead: `trl.RewardTrainer` against `MORERewardTrainer` (three sources, min-norm lambda) on the same
    batches: seconds per step;
 3. rejection-sampling generation: `TransformersGenerationBackend` (batched, length-sorted) against one `generate`
@@ -79,17 +80,24 @@ def peak_memory_gb(device: str) -> float | None:
 
 def pair_encoding_part(options, tokenizer) -> dict:
     from trl_more._compat import DataCollatorForPreference
+    from trl_more.more.sampler import SourceGroupedSampler
     from trl_more.pair_encoding import (
         encode_shared_prompt,
         flex_attention_mask,
+        pair_row_lengths,
         rewards_at,
     )
     from trl_more.reward_head import find_reward_head
 
-    pairs = random_pairs(tokenizer, options.batch * (options.steps + 1), 0, 0.25 if options.tiny else 1.0)
+    scale = 0.25 if options.tiny else 1.0
+    pairs = random_pairs(tokenizer, options.batch * (options.steps + 1), 0, scale)
     batches = [pairs[i : i + options.batch] for i in range(0, len(pairs), options.batch)]
+    pool = random_pairs(tokenizer, options.batch * 50, 1, scale)
+    lengths = pair_row_lengths([p["chosen_ids"] for p in pool], [p["rejected_ids"] for p in pool], shared_prompt=True)
+    order = list(SourceGroupedSampler([0] * len(pool), options.batch, lengths=lengths))
+    grouped_batches = [[pool[i] for i in order[k : k + options.batch]] for k in range(0, len(order), options.batch)]
     results = {}
-    encodings = ("separate", "shared_prompt", "shared_prompt_flex", "packed", "packed_flex")
+    encodings = ("separate", "shared_prompt", "shared_prompt_flex", "packed", "packed_flex", "grouped")
     for encoding in encodings:
         try:
             flex = encoding.endswith("_flex")
@@ -102,7 +110,9 @@ def pair_encoding_part(options, tokenizer) -> dict:
             times, tokens, padded, first_rewards = [], 0, 0, None
             if options.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            for step, batch in enumerate(batches):
+            # Grouped: the sampler's first batch is its longest (so that memory errors show first); skip it.
+            steps = grouped_batches[1 : options.steps + 2] if encoding == "grouped" else batches
+            for step, batch in enumerate(steps):
                 synchronize(options.device)
                 start = time.perf_counter()
                 captured.clear()
@@ -111,7 +121,7 @@ def pair_encoding_part(options, tokenizer) -> dict:
                     logits = model(input_ids=inputs["input_ids"].to(options.device),
                                    attention_mask=inputs["attention_mask"].to(options.device)).logits  # fmt: skip
                     counted, step_tokens = int(inputs["attention_mask"].sum()), inputs["input_ids"].numel()
-                else:
+                else:  # shared_prompt, packed, their FlexAttention variants, grouped (shared prompt)
                     packed = encoding.startswith("packed")
                     encoded = encode_shared_prompt(
                         [[pair["chosen_ids"], pair["rejected_ids"]] for pair in batch],
@@ -155,6 +165,12 @@ def pair_encoding_part(options, tokenizer) -> dict:
             torch.cuda.empty_cache()
     reference = results["separate"].get("first_step_rewards")
     for encoding in encodings[1:]:
+        if encoding == "grouped":  # other pairs: only the speed compares
+            if "pair_tokens_per_second" in results[encoding] and "pair_tokens_per_second" in results["separate"]:
+                results[encoding]["speed_up"] = (
+                    results[encoding]["pair_tokens_per_second"] / results["separate"]["pair_tokens_per_second"]
+                )
+            continue
         rewards = results[encoding].get("first_step_rewards")
         if reference and rewards:
             results[encoding]["max_reward_difference"] = max(abs(a - b) for a, b in zip(reference, rewards))

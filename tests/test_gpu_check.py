@@ -22,6 +22,7 @@ def test_the_gpu_check_runs_every_part_on_cpu_and_writes_its_results(tmp_path):
     assert encoding["shared_prompt"]["max_reward_difference"] < 1e-5  # the same rewards as separate encoding
     assert encoding["packed"]["max_reward_difference"] < 1e-5
     assert encoding["packed"]["padded_tokens_per_step"] <= encoding["shared_prompt"]["padded_tokens_per_step"]
+    assert encoding["grouped"]["speed_up"] > 0 and "max_reward_difference" not in encoding["grouped"]
     assert (
         encoding["separate"]["pair_tokens_per_second"] > 0 and encoding["shared_prompt"]["pair_tokens_per_second"] > 0
     )
