@@ -389,8 +389,8 @@ def run_rjs(
         metarm=update != "none",
         metarm_learning_rate=options.update_learning_rate,
         metarm_meta_learning_rate=options.metarm_eta if update == "metarm" else 0.0,
-        metarm_batch_size=16,
-        metarm_meta_batch_size=16,
+        metarm_per_device_train_batch_size=16,
+        metarm_per_device_meta_batch_size=16,
         metarm_steps_per_iteration=options.update_steps,
     )
     labelled = update == "labelled"

@@ -503,8 +503,8 @@ def rjs_job(seed: int, arm: str, eta: float, settings: dict) -> dict:
             num_epochs_per_iteration=options.epochs_per_iteration, max_grad_norm=MAX_GRAD_NORM,
             gradient_checkpointing=False, save_strategy="no", logging_strategy="no", report_to="none", bf16=False,
             disable_tqdm=True, seed=seed, metarm=updated, metarm_learning_rate=options.update_learning_rate,
-            metarm_meta_learning_rate=eta, metarm_batch_size=options.update_batch_size,
-            metarm_meta_batch_size=options.meta_batch_size, metarm_steps_per_iteration=options.update_steps,
+            metarm_meta_learning_rate=eta, metarm_per_device_train_batch_size=options.update_batch_size,
+            metarm_per_device_meta_batch_size=options.meta_batch_size, metarm_steps_per_iteration=options.update_steps,
         )  # fmt: skip
         trainer = (LabelledUpdatesTrainer if arm == "labelled" else RejectionSamplingTrainer)(
             model=policy,

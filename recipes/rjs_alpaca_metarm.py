@@ -33,8 +33,8 @@ PAPER_DEFAULTS = {
     "metarm": True,
     "metarm_learning_rate": 5e-6,
     "metarm_meta_learning_rate": 5e-6,
-    "metarm_batch_size": 16,
-    "metarm_meta_batch_size": 16,
+    "metarm_per_device_train_batch_size": 16,
+    "metarm_per_device_meta_batch_size": 16,
     "metarm_steps_per_iteration": None,
     "output_dir": "runs/rjs-alpaca-metarm",
 }

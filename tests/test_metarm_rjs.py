@@ -23,8 +23,8 @@ def config(output_dir, **overrides):
         num_iterations=2, prompts_per_iteration=3, num_samples_per_prompt=4, max_new_tokens=8,
         per_device_train_batch_size=2, learning_rate=1e-3, gradient_checkpointing=False, bf16=False,
         report_to="none", save_strategy="no", logging_steps=1, seed=0, disable_tqdm=True,
-        metarm=True, metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_batch_size=4,
-        metarm_meta_batch_size=3, metarm_steps_per_iteration=2,
+        metarm=True, metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_per_device_train_batch_size=4,
+        metarm_per_device_meta_batch_size=3, metarm_steps_per_iteration=2,
     )  # fmt: skip
     settings.update(overrides)
     return RejectionSamplingConfig(str(output_dir), **settings)
@@ -120,7 +120,7 @@ def test_the_metarm_recipe_holds_the_papers_settings_and_its_smoke_run_updates_t
     recipe = runpy.run_path(str(REPO / "recipes" / "rjs_alpaca_metarm.py"))
     defaults = recipe["PAPER_DEFAULTS"]
     assert (defaults["metarm_learning_rate"], defaults["metarm_meta_learning_rate"]) == (5e-6, 5e-6)
-    assert (defaults["metarm_batch_size"], defaults["metarm_meta_batch_size"]) == (16, 16)
+    assert (defaults["metarm_per_device_train_batch_size"], defaults["metarm_per_device_meta_batch_size"]) == (16, 16)
     assert (defaults["num_samples_per_prompt"], defaults["num_iterations"], defaults["metarm"]) == (5, 4, True)
     hh = shared_data / "hh_rlhf"
     trainer = recipe["main"](

@@ -114,8 +114,8 @@ def rjs_run(world, arm: str) -> dict:
             reward_batch_size=256, max_length=64, per_device_train_batch_size=32, learning_rate=3e-3,
             lr_scheduler_type="constant", num_epochs_per_iteration=2, max_grad_norm=1.0, gradient_checkpointing=False,
             save_strategy="no", logging_strategy="no", report_to="none", bf16=False, disable_tqdm=True, seed=RJS_SEED,
-            metarm=arm == "metarm", metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_batch_size=32,
-            metarm_meta_batch_size=16, metarm_steps_per_iteration=32,
+            metarm=arm == "metarm", metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_per_device_train_batch_size=32,
+            metarm_per_device_meta_batch_size=16, metarm_steps_per_iteration=32,
         )  # fmt: skip
         trainer = RejectionSamplingTrainer(
             model=AutoModelForCausalLM.from_pretrained(folder / "policy"),

@@ -96,7 +96,7 @@ class RewardModelUpdater:
             raise ValueError(
                 f"The reward model's preference set has {len(self.pairs)} pairs, fewer than one MetaRM batch of "
                 f"{batch_size} per device x {accelerator.num_processes} process(es). Give more pairs or lower "
-                "`metarm_batch_size`."
+                "`metarm_per_device_train_batch_size`."
             )
         parameters = [param for param in model.parameters() if param.requires_grad]
         self.ascent = MetaAscent(model, meta_learning_rate, abs_epsilon)  # prompts per forward: set per iteration
@@ -241,7 +241,7 @@ def updated_reward_model_card(args: Any, iteration: int, base: str) -> str:
         ("eta (meta step)", f"{args.metarm_meta_learning_rate:g}"),
         (
             "preference pairs / meta prompts per device per step",
-            f"{args.metarm_batch_size} / {args.metarm_meta_batch_size}",
+            f"{args.metarm_per_device_train_batch_size} / {args.metarm_per_device_meta_batch_size}",
         ),
         ("responses per prompt (k)", str(args.num_samples_per_prompt)),
     ]

@@ -52,10 +52,10 @@ SCORING_SETTINGS = (
 METARM_SETTINGS = (
     "metarm_learning_rate",
     "metarm_meta_learning_rate",
-    "metarm_batch_size",
-    "metarm_meta_batch_size",
+    "metarm_per_device_train_batch_size",
+    "metarm_per_device_meta_batch_size",
     "metarm_steps_per_iteration",
-    "metarm_abs_epsilon",
+    "metarm_meta_abs_epsilon",
 )
 TRAINING_SETTINGS = (
     "learning_rate",

@@ -118,7 +118,8 @@ class RejectionSamplingConfig(SFTConfig):
         min_reward (`float` or `None`, *optional*, defaults to `None`):
             If set, responses with a (combined) reward below it are never selected.
 
-        > Parameters that control the reward model's updates (MetaRM, docs/metarm.md)
+        > Parameters that control the reward model's updates (MetaRM, docs/metarm.md): each is `metarm_` followed by
+        > the name of the same option in `MetaRMConfig` (its learning rate, batch sizes and meta-step settings)
 
         metarm (`bool`, *optional*, defaults to `False`):
             Before scoring an iteration's responses, update the reward model with MetaRM on them (the meta data: the
@@ -129,14 +130,14 @@ class RejectionSamplingConfig(SFTConfig):
             alpha, the learning rate of the reward model's AdamW (the paper: 5e-6).
         metarm_meta_learning_rate (`float`, *optional*, defaults to `5e-6`):
             eta, the step of the meta ascent on J (the paper: 5e-6).
-        metarm_batch_size (`int`, *optional*, defaults to `16`):
+        metarm_per_device_train_batch_size (`int`, *optional*, defaults to `16`):
             Preference pairs per device in one reward-model step (the paper: 16).
-        metarm_meta_batch_size (`int`, *optional*, defaults to `16`):
+        metarm_per_device_meta_batch_size (`int`, *optional*, defaults to `16`):
             Prompts (each with its responses) per device in one meta step (the paper: 16).
         metarm_steps_per_iteration (`int` or `None`, *optional*, defaults to `None`):
             Reward-model steps per iteration; `None` makes one pass over the iteration's prompts (the paper's one
-            epoch): `prompts_per_iteration // (metarm_meta_batch_size * processes)` steps.
-        metarm_abs_epsilon (`float`, *optional*, defaults to `0.0`):
+            epoch): `prompts_per_iteration // (metarm_per_device_meta_batch_size * processes)` steps.
+        metarm_meta_abs_epsilon (`float`, *optional*, defaults to `0.0`):
             `0` differentiates |r_i - r_j| in J as it is, a positive epsilon the surrogate sqrt(d^2 + epsilon^2).
 
         > Parameters that control the batch
@@ -241,12 +242,16 @@ class RejectionSamplingConfig(SFTConfig):
     metarm: bool = field(default=False, metadata={"help": "Update the reward model with MetaRM every iteration."})
     metarm_learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate of the reward model."})
     metarm_meta_learning_rate: float = field(default=5e-6, metadata={"help": "eta: step of the meta ascent on J."})
-    metarm_batch_size: int = field(default=16, metadata={"help": "Preference pairs per device per MetaRM step."})
-    metarm_meta_batch_size: int = field(default=16, metadata={"help": "Meta prompts per device per MetaRM step."})
+    metarm_per_device_train_batch_size: int = field(
+        default=16, metadata={"help": "Preference pairs per device per MetaRM step."}
+    )
+    metarm_per_device_meta_batch_size: int = field(
+        default=16, metadata={"help": "Meta prompts per device per MetaRM step."}
+    )
     metarm_steps_per_iteration: int | None = field(
         default=None, metadata={"help": "MetaRM steps per iteration; None: one pass over the iteration's prompts."}
     )
-    metarm_abs_epsilon: float = field(
+    metarm_meta_abs_epsilon: float = field(
         default=0.0, metadata={"help": "0: |d| in J; > 0: the smooth surrogate sqrt(d^2 + epsilon^2)."}
     )
 
@@ -268,7 +273,7 @@ class RejectionSamplingConfig(SFTConfig):
             _check_positive(name, getattr(self, name))
         for name in ("max_new_tokens", "generation_batch_size", "reward_batch_size"):
             _check_positive(name, getattr(self, name))
-        for name in ("metarm_batch_size", "metarm_meta_batch_size"):
+        for name in ("metarm_per_device_train_batch_size", "metarm_per_device_meta_batch_size"):
             _check_positive(name, getattr(self, name))
         if self.metarm_steps_per_iteration is not None:
             _check_positive("metarm_steps_per_iteration", self.metarm_steps_per_iteration)
@@ -277,8 +282,8 @@ class RejectionSamplingConfig(SFTConfig):
                 "`metarm=True` compares the responses of a prompt with each other, so it needs "
                 f"`num_samples_per_prompt >= 2` (got {self.num_samples_per_prompt})."
             )
-        if self.metarm_meta_learning_rate < 0 or self.metarm_abs_epsilon < 0:
-            raise ValueError("`metarm_meta_learning_rate` and `metarm_abs_epsilon` must be >= 0.")
+        if self.metarm_meta_learning_rate < 0 or self.metarm_meta_abs_epsilon < 0:
+            raise ValueError("`metarm_meta_learning_rate` and `metarm_meta_abs_epsilon` must be >= 0.")
         check_choice("generation_backend", self.generation_backend, GENERATION_BACKENDS)
         check_choice("ensemble", self.ensemble, ENSEMBLE_MODES)
         check_choice("ensemble_calibration", self.ensemble_calibration, ENSEMBLE_CALIBRATIONS)
