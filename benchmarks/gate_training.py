@@ -62,10 +62,18 @@ def train(backbone, tokenizer, dataset, options, cache_features: bool) -> tuple[
     model = MultiObjectiveRewardModel.from_backbone(backbone, OBJECTIVES)  # a fresh gate (the backbone is frozen)
     with tempfile.TemporaryDirectory() as output_dir:
         args = MultiObjectiveRewardConfig(
-            output_dir, max_steps=options.steps, per_device_train_batch_size=options.batch_size,
-            per_device_eval_batch_size=64, max_length=options.max_length, cache_features=cache_features,
-            report_to="none", bf16=False, save_strategy="no", logging_steps=options.steps, disable_tqdm=True,
-        )  # fmt: skip
+            output_dir,
+            max_steps=options.steps,
+            per_device_train_batch_size=options.batch_size,
+            per_device_eval_batch_size=64,
+            max_length=options.max_length,
+            cache_features=cache_features,
+            report_to="none",
+            bf16=False,
+            save_strategy="no",
+            logging_steps=options.steps,
+            disable_tqdm=True,
+        )
         start = time.perf_counter()
         trainer = MultiObjectiveRewardTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer)
         setup = time.perf_counter() - start

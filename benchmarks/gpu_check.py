@@ -35,19 +35,34 @@ import torch
 def layout(tiny: bool, vocab_size: int) -> dict:
     """A Qwen2 layout: ~1.1B parameters (hidden 2048, 16 layers), or a tiny one for the CPU smoke run."""
     if tiny:
-        return dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=4, vocab_size=vocab_size)  # fmt: skip
-    return dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
-                num_key_value_heads=16, vocab_size=vocab_size)  # fmt: skip
+        return dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=vocab_size,
+        )
+    return dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=16,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        vocab_size=vocab_size,
+    )
 
 
 def reward_model(options, tokenizer, attention: str = "sdpa"):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.for_model(
-        "qwen2", **layout(options.tiny, len(tokenizer)), num_labels=1, pad_token_id=tokenizer.pad_token_id,
+        "qwen2",
+        **layout(options.tiny, len(tokenizer)),
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
         max_position_embeddings=4096,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attention, dtype=options.dtype)
     return model.to(options.device)
@@ -64,8 +79,12 @@ def random_pairs(tokenizer, count: int, seed: int, scale: float) -> list[dict]:
     pairs = []
     for _ in range(count):
         prompt = tokens(32, 384)
-        pairs.append({"chosen_ids": prompt + tokens(16, 256) + [tokenizer.eos_token_id],
-                      "rejected_ids": prompt + tokens(16, 256) + [tokenizer.eos_token_id]})  # fmt: skip
+        pairs.append(
+            {
+                "chosen_ids": prompt + tokens(16, 256) + [tokenizer.eos_token_id],
+                "rejected_ids": prompt + tokens(16, 256) + [tokenizer.eos_token_id],
+            }
+        )
     return pairs
 
 
@@ -118,8 +137,10 @@ def pair_encoding_part(options, tokenizer) -> dict:
                 captured.clear()
                 if encoding == "separate":
                     inputs = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(batch)
-                    logits = model(input_ids=inputs["input_ids"].to(options.device),
-                                   attention_mask=inputs["attention_mask"].to(options.device)).logits  # fmt: skip
+                    logits = model(
+                        input_ids=inputs["input_ids"].to(options.device),
+                        attention_mask=inputs["attention_mask"].to(options.device),
+                    ).logits
                     counted, step_tokens = int(inputs["attention_mask"].sum()), inputs["input_ids"].numel()
                 else:  # shared_prompt, packed, their FlexAttention variants, grouped (shared prompt)
                     packed = encoding.startswith("packed")
@@ -130,10 +151,16 @@ def pair_encoding_part(options, tokenizer) -> dict:
                         packed=packed,
                         pack_length=options.pack_length if packed and flex else None,
                     )
-                    mask = (flex_attention_mask(encoded, options.device) if flex
-                            else encoded.attention_mask.to(options.device))  # fmt: skip
-                    model(input_ids=encoded.input_ids.to(options.device), attention_mask=mask,
-                          position_ids=encoded.position_ids.to(options.device))  # fmt: skip
+                    mask = (
+                        flex_attention_mask(encoded, options.device)
+                        if flex
+                        else encoded.attention_mask.to(options.device)
+                    )
+                    model(
+                        input_ids=encoded.input_ids.to(options.device),
+                        attention_mask=mask,
+                        position_ids=encoded.position_ids.to(options.device),
+                    )
                     logits = rewards_at(captured[-1], encoded.reward_positions, encoded.reward_rows)
                     counted, step_tokens = encoded.num_tokens, encoded.input_ids.numel()
                 chosen, rejected = logits.float().squeeze(-1).chunk(2)
@@ -189,10 +216,19 @@ def more_overhead_part(options, tokenizer) -> dict:
     pairs = random_pairs(tokenizer, 3 * options.batch * (options.steps + 1), 1, 0.25 if options.tiny else 0.5)
     data = Dataset.from_list([{**pair, "source": ["a", "b", "c"][i % 3]} for i, pair in enumerate(pairs)])
     per_step = {}
-    common = dict(per_device_train_batch_size=3 * (options.batch // 3 or 1), max_steps=options.steps + 1,
-                  learning_rate=1e-6, logging_steps=1, report_to="none", bf16=options.dtype == torch.bfloat16,
-                  use_cpu=options.device == "cpu", gradient_checkpointing=False, save_strategy="no",
-                  disable_tqdm=True, seed=0)  # fmt: skip
+    common = dict(
+        per_device_train_batch_size=3 * (options.batch // 3 or 1),
+        max_steps=options.steps + 1,
+        learning_rate=1e-6,
+        logging_steps=1,
+        report_to="none",
+        bf16=options.dtype == torch.bfloat16,
+        use_cpu=options.device == "cpu",
+        gradient_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
     for name in ("RewardTrainer", "MORERewardTrainer", "RewardTrainer", "MORERewardTrainer"):
         model = (
             reward_model(options, tokenizer).float()
@@ -200,11 +236,19 @@ def more_overhead_part(options, tokenizer) -> dict:
             else reward_model(options, tokenizer)
         )
         if name == "RewardTrainer":
-            trainer = RewardTrainer(model, RewardConfig(str(Path(options.output_dir) / "runs"), **common),
-                                    train_dataset=data.remove_columns(["source"]), processing_class=tokenizer)  # fmt: skip
+            trainer = RewardTrainer(
+                model,
+                RewardConfig(str(Path(options.output_dir) / "runs"), **common),
+                train_dataset=data.remove_columns(["source"]),
+                processing_class=tokenizer,
+            )
         else:
-            trainer = MORERewardTrainer(model, MORERewardConfig(str(Path(options.output_dir) / "runs"), **common),
-                                        train_dataset=data, processing_class=tokenizer)  # fmt: skip
+            trainer = MORERewardTrainer(
+                model,
+                MORERewardConfig(str(Path(options.output_dir) / "runs"), **common),
+                train_dataset=data,
+                processing_class=tokenizer,
+            )
         start = time.perf_counter()
         trainer.train()
         synchronize(options.device)
@@ -230,14 +274,23 @@ def generation_part(options, tokenizer) -> dict:
     prompts = [pair["chosen_ids"][:64] for pair in random_pairs(tokenizer, 8 if options.tiny else 64, 2, 0.25)]
 
     def backend(batch_size):
-        return TransformersGenerationBackend(accelerator, settings, pad_token_id=tokenizer.pad_token_id,
-                                             eos_token_ids=set(), batch_size=batch_size, show_progress=False)  # fmt: skip
+        return TransformersGenerationBackend(
+            accelerator,
+            settings,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_ids=set(),
+            batch_size=batch_size,
+            show_progress=False,
+        )
 
     rates = {}
     for name, run in (
         ("batched, length-sorted", lambda: backend(16).generate(policy, prompts, 4, seed=0)),
-        ("one response per call", lambda: [[backend(1).generate(policy, [p], 1, seed=s)[0][0] for s in range(4)] for p in prompts[:4]]),
-    ):  # fmt: skip
+        (
+            "one response per call",
+            lambda: [[backend(1).generate(policy, [p], 1, seed=s)[0][0] for s in range(4)] for p in prompts[:4]],
+        ),
+    ):
         run()  # warm-up
         synchronize(options.device)
         start = time.perf_counter()

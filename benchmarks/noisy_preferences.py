@@ -219,9 +219,13 @@ def trained_run(name: str, train, evaluations: dict, settings: Settings, seed: i
     result = {}
     for split, pairs in evaluations.items():
         evaluation = evaluate_reward_model(
-            trainer.model, tokenizer, by_source(pairs), batch_size=32, max_length=settings.max_length,
+            trainer.model,
+            tokenizer,
+            by_source(pairs),
+            batch_size=32,
+            max_length=settings.max_length,
             show_progress=False,
-        )  # fmt: skip
+        )
         result[split] = {source: values.tolist() for source, values in evaluation.margins.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda temporary: Path(temporary).write_text(json.dumps(result)))
@@ -312,8 +316,9 @@ def strength_rows(train, flipped, settings, estimates: dict, natural) -> dict:
         mu = np.asarray(estimate.dataset["strength_mean"])
         for source in SOURCE_FILES:
             mask = sources == source
-            accuracy = float(np.mean([member.metrics[f"test/{source}"]["preference_accuracy"]
-                                      for member in estimate.evaluations]))  # fmt: skip
+            accuracy = float(
+                np.mean([member.metrics[f"test/{source}"]["preference_accuracy"] for member in estimate.evaluations])
+            )
             rows.setdefault(source, {})[mode] = {
                 "auroc": auroc(-mu[mask], flipped[mask]),
                 "precision_at_20": precision_at(-mu[mask], flipped[mask], settings.flip_fraction),
@@ -428,10 +433,17 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     options = parse_args()
     settings = Settings(
-        options.steps, options.strength_steps or options.steps, options.batch_size, options.max_length,
-        options.frozen_layers, options.learning_rate, options.flip_fraction, options.num_models,
-        options.pairs_per_source or None, options.test_pairs_per_source or None,
-    )  # fmt: skip
+        options.steps,
+        options.strength_steps or options.steps,
+        options.batch_size,
+        options.max_length,
+        options.frozen_layers,
+        options.learning_rate,
+        options.flip_fraction,
+        options.num_models,
+        options.pairs_per_source or None,
+        options.test_pairs_per_source or None,
+    )
     work_dir, seeds, first = options.work_dir, options.seeds, options.seeds[0]
     machine = machine_description()  # before the training loads the machine
     train, validation, test, flipped = load_splits(options.data_dir, settings)
@@ -470,18 +482,34 @@ def main() -> None:
             for mode in ("seeds", "cross_fit")
         }
         if options.natural_strength_models:
-            natural = submit(settings.num_models, strength_estimate, train, held_out["cross_fit"], settings, "cross_fit",
-                             "clean", work_dir).result().dataset  # fmt: skip
+            natural = (
+                submit(
+                    settings.num_models,
+                    strength_estimate,
+                    train,
+                    held_out["cross_fit"],
+                    settings,
+                    "cross_fit",
+                    "clean",
+                    work_dir,
+                )
+                .result()
+                .dataset
+            )
         else:
             natural = reoriented(estimates["cross_fit"].result().dataset, train, flipped)
         datasets = {"flipped": estimates["cross_fit"].result().dataset, "clean": natural}
 
         # 2. Every loss once (seed `first`) on the flipped labels, chosen on the clean validation pairs; while they
         # train, the baseline's seeds that no member gives, and the clean-label baseline.
-        variants = {name: run(name, "flipped", first, splits, variant) for name, variant in VARIANTS.items()
-                    if name != "baseline" or not member_is_baseline(first)}  # fmt: skip
-        baseline = {seed: run("baseline", "flipped", seed, test_only, {}) for seed in seeds[1:]
-                    if not member_is_baseline(seed)}  # fmt: skip
+        variants = {
+            name: run(name, "flipped", first, splits, variant)
+            for name, variant in VARIANTS.items()
+            if name != "baseline" or not member_is_baseline(first)
+        }
+        baseline = {
+            seed: run("baseline", "flipped", seed, test_only, {}) for seed in seeds[1:] if not member_is_baseline(seed)
+        }
         clean_baseline = (
             [run("baseline", "clean", seed, test_only, {}) for seed in seeds] if "baseline" in clean_runs else []
         )
@@ -496,8 +524,12 @@ def main() -> None:
         more_best = "more+" + best
         compared = {best: VARIANTS[best], more_best: {**VARIANTS[best], "lambda_method": "min_norm"}}
         variants[more_best] = run(more_best, "flipped", first, splits, compared[more_best])
-        flipped_runs = {"baseline": [variants["baseline"], *(members[seed] if member_is_baseline(seed) else baseline[seed]
-                                                             for seed in seeds[1:])]}  # fmt: skip
+        flipped_runs = {
+            "baseline": [
+                variants["baseline"],
+                *(members[seed] if member_is_baseline(seed) else baseline[seed] for seed in seeds[1:]),
+            ]
+        }
         clean = {"baseline": clean_baseline}
         for name, variant in compared.items():
             flipped_runs[name] = [
@@ -511,10 +543,13 @@ def main() -> None:
             source_metrics(variants[more_best]["validation"]), "preference_accuracy"
         )
         seeded = {
-            labels: {name: [source_metrics(resolved(entry)["test"]) for entry in entries]
-                     for name, entries in runs.items() if entries}
+            labels: {
+                name: [source_metrics(resolved(entry)["test"]) for entry in entries]
+                for name, entries in runs.items()
+                if entries
+            }
             for labels, runs in (("flipped", flipped_runs), ("clean", clean))
-        }  # fmt: skip
+        }
         rows = strength_rows(
             train, flipped, settings, {mode: future.result() for mode, future in estimates.items()}, natural
         )
@@ -533,9 +568,11 @@ def spread(values: list[float]) -> float:
 
 def build_report(machine, strength_rows, variants, validation_accuracy, best, seeded, seeds) -> dict:
     lines = [f"Machine: {machine}", "", "**Strength: finding the injected flips (AUROC of -mu)**", ""]
-    lines += ["| source | seeds AUROC | seeds AUROC, as many members a pair as cross-fit | cross-fit AUROC | "
-              "bound from accuracy | member accuracy | seeds P@20% | cross-fit P@20% | mu < 0, natural labels |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| source | seeds AUROC | seeds AUROC, as many members a pair as cross-fit | cross-fit AUROC | "
+        "bound from accuracy | member accuracy | seeds P@20% | cross-fit P@20% | mu < 0, natural labels |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for source, row in strength_rows.items():
         seeds_row, cross = row["seeds"], row["cross_fit"]
         lines.append(
@@ -547,8 +584,10 @@ def build_report(machine, strength_rows, variants, validation_accuracy, best, se
     lines += ["", "**The paper's rule, mu < 0: the share of flipped pairs it catches / of clean pairs it flips**", ""]
     lines += ["| source | seeds | cross-fit |", "|---|---|---|"]
     for source, row in strength_rows.items():
-        cells = [f"{100 * row[mode]['flipped_negative']:.1f}% / {100 * row[mode]['clean_negative']:.1f}%"
-                 for mode in ("seeds", "cross_fit")]  # fmt: skip
+        cells = [
+            f"{100 * row[mode]['flipped_negative']:.1f}% / {100 * row[mode]['clean_negative']:.1f}%"
+            for mode in ("seeds", "cross_fit")
+        ]
         lines.append(f"| {source} | {cells[0]} | {cells[1]} |")
     lines += ["", "**Losses on the flipped labels, one seed (accuracy on the clean validation pairs)**", ""]
     lines += ["| variant | validation accuracy (%) | test accuracy (%) | test ECE |", "|---|---|---|---|"]
@@ -617,8 +656,10 @@ def plot(data: dict, path: Path) -> None:
             positions[[variants.index(name) for name in shown]] + (offset - 0.5) * 0.4,
             [np.mean(runs[name]["accuracy"]) for name in shown],
             yerr=[spread(runs[name]["accuracy"]) for name in shown],
-            width=0.4, capsize=4, label=f"{labels} labels",
-        )  # fmt: skip
+            width=0.4,
+            capsize=4,
+            label=f"{labels} labels",
+        )
     right.axhline(50, color="gray", linestyle="--", linewidth=1)
     right.set(
         xticks=positions, ylabel="test accuracy (%), mean ± std over seeds", title="Paired seeds on the test pairs"

@@ -93,10 +93,19 @@ def worker(options: dict) -> dict:
     model, tokenizer = model_and_tokenizer(options)
     data = pairs(options["pairs"])
     common = dict(
-        output_dir=str(OUTPUT / "pair_encoding_runs"), per_device_train_batch_size=options["batch"],
-        max_steps=options["steps"], learning_rate=1e-5, logging_steps=1, report_to="none", bf16=False,
-        gradient_checkpointing=False, save_strategy="no", disable_tqdm=True, seed=0, max_length=options["length"],
-    )  # fmt: skip
+        output_dir=str(OUTPUT / "pair_encoding_runs"),
+        per_device_train_batch_size=options["batch"],
+        max_steps=options["steps"],
+        learning_rate=1e-5,
+        logging_steps=1,
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        max_length=options["length"],
+    )
     if options["trainer"] == "RewardTrainer":
         trainer = RewardTrainer(model, RewardConfig(**common), train_dataset=data, processing_class=tokenizer)
     else:
@@ -185,9 +194,14 @@ def scoring_worker(options: dict) -> dict:
     for encoding in options["encodings"] * 2:
         start = time.perf_counter()
         result = evaluate_reward_model(
-            model, tokenizer, {"hh": data}, batch_size=options["batch"], max_length=options["length"],
-            show_progress=False, pair_encoding=encoding,
-        )  # fmt: skip
+            model,
+            tokenizer,
+            {"hh": data},
+            batch_size=options["batch"],
+            max_length=options["length"],
+            show_progress=False,
+            pair_encoding=encoding,
+        )
         times.setdefault(encoding, []).append(time.perf_counter() - start)
         margins[encoding] = result.margins["hh"]
     difference = max(float(abs(margins["separate"] - margins[encoding]).max()) for encoding in margins)
@@ -298,11 +312,16 @@ def main() -> None:
         None
         if arguments.no_scoring
         else run(
-            {**base, "length": 512, "batch": 16, "pairs": 256, "encodings": ["separate", "shared_prompt"]
-             + (["packed"] if arguments.packed else [])},
+            {
+                **base,
+                "length": 512,
+                "batch": 16,
+                "pairs": 256,
+                "encodings": ["separate", "shared_prompt"] + (["packed"] if arguments.packed else []),
+            },
             "scoring_worker",
         )
-    )  # fmt: skip
+    )
 
     lines = [
         f"{machine}. Qwen2 layout, {arguments.layers} layers, hidden {arguments.hidden}, random weights, MiniLM "
@@ -331,9 +350,12 @@ def main() -> None:
                 f"| {result['epoch_padded_tokens_per_step'] / result['epoch_bound_tokens_per_step']:.2f} "
                 f"| {result['timed_padded_tokens_per_step']:.0f} | {result['memory_growth_mb']:.0f} |"
             )
-    lines += ["", "Largest loss difference, TRL vs shared prompt and packed (the same batches): " + ", ".join(
-        f"{row['max_length']}/{row['batch']}: {row['max_loss_difference']:.1e}" for row in rows
-    ) + "."]  # fmt: skip
+    lines += [
+        "",
+        "Largest loss difference, TRL vs shared prompt and packed (the same batches): "
+        + ", ".join(f"{row['max_length']}/{row['batch']}: {row['max_loss_difference']:.1e}" for row in rows)
+        + ".",
+    ]
     if scoring is not None:
         seconds = scoring["seconds"]
         lines += [

@@ -347,9 +347,17 @@ def proxy_quality(model, tokenizer, test_pairs, max_length: int) -> dict[str, di
 
 
 def run_rjs(
-    proxy, proxy_tokenizer, policy_folder: Path, rjs_questions, eval_questions, gold, options, output_dir,
-    update: str = "none", preference_pairs=None,
-):  # fmt: skip
+    proxy,
+    proxy_tokenizer,
+    policy_folder: Path,
+    rjs_questions,
+    eval_questions,
+    gold,
+    options,
+    output_dir,
+    update: str = "none",
+    preference_pairs=None,
+):
     """RJS of the initial policy against `proxy`; per iteration, gold rewards of the evaluation and training samples
     and the proxy's accuracy on gold-labelled pairs of the evaluation samples. `update`: "none" (a fixed proxy),
     "labelled" (trained on gold-labelled pairs of every iteration's samples) or "metarm" (MetaRM on them, unlabeled,

@@ -79,9 +79,14 @@ def estimate(pairs, mode: str, steps: int, options, work_dir: Path):
         seed=0,
     )
     return estimate_preference_strength(
-        lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, mode=mode,
-        processing_class=tokenizer, show_progress=False,
-    )  # fmt: skip
+        lambda: tiny_reward_model("qwen2", tokenizer),
+        pairs,
+        args,
+        num_models=4,
+        mode=mode,
+        processing_class=tokenizer,
+        show_progress=False,
+    )
 
 
 def measures(differences: np.ndarray, flipped: np.ndarray) -> dict:
@@ -103,12 +108,29 @@ def plot(results: dict, epochs_per_step: float, path: Path) -> None:
     for mode, label, color in (("seeds", "seeds (in-sample)", "C0"), ("cross_fit", "cross-fit", "C1")):
         rows = [results[mode][step] for step in steps]
         left.plot(epochs, [row["auroc"] for row in rows], marker="o", color=color, label=label)
-        right.plot(epochs, [100 * row["flipped_negative"] for row in rows], marker="o", color=color,
-                   label=f"{label}: flipped pairs")  # fmt: skip
-        right.plot(epochs, [100 * row["clean_negative"] for row in rows], marker="o", color=color, linestyle="--",
-                   label=f"{label}: clean pairs")  # fmt: skip
-    left.plot(epochs, [results["seeds"][step]["auroc_two_members"] for step in steps], marker="o", color="C0",
-              linestyle=":", label="seeds, 2 of 4 members")  # fmt: skip
+        right.plot(
+            epochs,
+            [100 * row["flipped_negative"] for row in rows],
+            marker="o",
+            color=color,
+            label=f"{label}: flipped pairs",
+        )
+        right.plot(
+            epochs,
+            [100 * row["clean_negative"] for row in rows],
+            marker="o",
+            color=color,
+            linestyle="--",
+            label=f"{label}: clean pairs",
+        )
+    left.plot(
+        epochs,
+        [results["seeds"][step]["auroc_two_members"] for step in steps],
+        marker="o",
+        color="C0",
+        linestyle=":",
+        label="seeds, 2 of 4 members",
+    )
     left.set(ylabel="AUROC of -mu for the flipped pairs", title="Ranking the flips")
     right.set(ylabel="pairs with mu < 0 (%)", title="The rule 'flip where mu < 0'")
     for axes in (left, right):
@@ -144,8 +166,11 @@ def main() -> None:
             differences = np.asarray(estimate(pairs, mode, steps, options, work_dir).dataset["strength_differences"])
             results[mode][steps] = measures(differences, flipped)
     lines = [f"Machine: {machine}", "", f"{len(pairs)} pairs, {flipped.sum()} flipped.", ""]
-    lines += ["| steps | epochs | seeds AUROC | seeds AUROC, 2 of 4 members | cross-fit AUROC | "
-              "mu < 0 seeds: flipped / clean | mu < 0 cross-fit: flipped / clean |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| steps | epochs | seeds AUROC | seeds AUROC, 2 of 4 members | cross-fit AUROC | "
+        "mu < 0 seeds: flipped / clean | mu < 0 cross-fit: flipped / clean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for steps in options.steps:
         seeds, cross = results["seeds"][steps], results["cross_fit"][steps]
         lines.append(

@@ -123,9 +123,14 @@ def best_of_n_job(seed: int, settings: dict) -> dict:
     prompt_objects = evaluation_prompts(seed, dataclasses.replace(initial, eval_prompts=options.prompts))
     prompts = [prompt.text for prompt in prompt_objects]
     samples = sample_best_of_n(
-        policy.eval(), tokenizer, prompts, options.samples_per_prompt,
-        SamplingSettings(max_new_tokens=options.max_new_tokens, temperature=1.0), batch_size=64, seed=seed,
-    )  # fmt: skip
+        policy.eval(),
+        tokenizer,
+        prompts,
+        options.samples_per_prompt,
+        SamplingSettings(max_new_tokens=options.max_new_tokens, temperature=1.0),
+        batch_size=64,
+        seed=seed,
+    )
     sampled = time.perf_counter()
     common = dict(chat_template="plain", batch_size=256, bootstrap_samples=options.bootstrap_samples, seed=seed)
     single = score_best_of_n(proxy, tokenizer, samples, gold=gold_reward, **common)

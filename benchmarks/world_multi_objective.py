@@ -126,9 +126,15 @@ class Settings:
 # The behaviour test's reduced run (tests/test_world_behaviour.py, multi-objective section), measured over seeds by
 # `--test_point`: one gate of the package's recipe at the default rater's bias.
 TEST_POINT = Settings(
-    backbone_pairs=2000, backbone_shared_pairs=1000, backbone_reward_steps=400, backbone_ratings=1000,
-    backbone_rating_steps=200, backbone_attempts=1, rating_splits=(500, 250, 500), test_pairs=1000,
-)  # fmt: skip
+    backbone_pairs=2000,
+    backbone_shared_pairs=1000,
+    backbone_reward_steps=400,
+    backbone_ratings=1000,
+    backbone_rating_steps=200,
+    backbone_attempts=1,
+    rating_splits=(500, 250, 500),
+    test_pairs=1000,
+)
 TEST_POINT_PAIRS = 1000
 
 
@@ -194,10 +200,16 @@ def build_backbone(seed: int, tokenizer, test, settings: Settings) -> dict:
         model = MultiObjectiveRewardModel.from_backbone(reward_model, OBJECTIVES, **GATE_MODEL)
         with tempfile.TemporaryDirectory() as output_dir:
             args = TrainingArguments(
-                output_dir, per_device_train_batch_size=32, learning_rate=1e-3, report_to="none", save_strategy="no",
-                max_steps=settings.backbone_rating_steps, disable_tqdm=True, logging_strategy="no",
+                output_dir,
+                per_device_train_batch_size=32,
+                learning_rate=1e-3,
+                report_to="none",
+                save_strategy="no",
+                max_steps=settings.backbone_rating_steps,
+                disable_tqdm=True,
+                logging_strategy="no",
                 seed=initialisation,
-            )  # fmt: skip
+            )
             regression_trainer(model, args, prepared).train()
         model.eval()
         pooled = world_features(model, tokenizer, held_out["prompt"], held_out["response"]).pooled
@@ -295,10 +307,18 @@ def train_gate(model, tokenizer, pairs, seed: int, debias: str, gate: str, setti
         result["oracle_transform"] = debias_transform(true_penalties, VERBOSITY)
     with tempfile.TemporaryDirectory() as output_dir:
         args = MultiObjectiveRewardConfig(
-            output_dir, cache_features=True, per_device_eval_batch_size=512, seed=seed, report_to="none",
-            save_strategy="no", disable_tqdm=True, logging_strategy="no", max_steps=settings.gate_steps,
-            per_device_train_batch_size=GATE_BATCH, learning_rate=GATE_VARIANTS[gate]["learning_rate"],
-        )  # fmt: skip
+            output_dir,
+            cache_features=True,
+            per_device_eval_batch_size=512,
+            seed=seed,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            logging_strategy="no",
+            max_steps=settings.gate_steps,
+            per_device_train_batch_size=GATE_BATCH,
+            learning_rate=GATE_VARIANTS[gate]["learning_rate"],
+        )
         with torch.no_grad():
             model.gate.beta.fill_(GATE_VARIANTS[gate]["initial_beta"])
         MultiObjectiveRewardTrainer(
@@ -652,10 +672,11 @@ def plot(results: list[dict], plain: dict, pair_counts: list[int]) -> None:
     axes[0].legend(fontsize=7)
     panel = axes[-1]
     curves = {
-        "gated model, debiased": [[g["accuracy"]["all"] for g in gates_at(results, DEFAULT_BIAS, n, "spearman")]
-                                  for n in pair_counts],
+        "gated model, debiased": [
+            [g["accuracy"]["all"] for g in gates_at(results, DEFAULT_BIAS, n, "spearman")] for n in pair_counts
+        ],
         "plain reward model": [[p["accuracy"]["all"] for p in plain[n]] for n in pair_counts],
-    }  # fmt: skip
+    }
     for (label, values), color in zip(curves.items(), ("C1", "C2")):
         stats = [interval(100 * np.asarray(v)) for v in values]
         means, halves = [m for m, _ in stats], [h for _, h in stats]

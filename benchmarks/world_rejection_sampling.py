@@ -123,16 +123,31 @@ class Settings:
 
 
 SMOKE = Settings(
-    policy_steps=150, sft_examples=600, proxy_pairs=300, proxy_steps=60, test_pairs=200, iterations=2,
-    prompts_per_iteration=32, eval_prompts=32, update_steps=4,
-)  # fmt: skip
+    policy_steps=150,
+    sft_examples=600,
+    proxy_pairs=300,
+    proxy_steps=60,
+    test_pairs=200,
+    iterations=2,
+    prompts_per_iteration=32,
+    eval_prompts=32,
+    update_steps=4,
+)
 # The behaviour tests' point (tests/test_world_behaviour.py runs seed 0 of it; `--test_point` runs every seed, so that
 # their margins come from this spread): smaller models and data, 3 iterations of 128 prompts at a higher learning
 # rate (the policy moves about as far as in 3-4 default iterations), MetaRM at eta 1 with 32 steps per iteration.
 TEST_POINT = Settings(
-    policy_steps=300, sft_examples=2000, proxy_pairs=1000, proxy_steps=200, test_pairs=500, iterations=3,
-    prompts_per_iteration=128, rjs_learning_rate=3e-3, eval_prompts=128, update_steps=32,
-)  # fmt: skip
+    policy_steps=300,
+    sft_examples=2000,
+    proxy_pairs=1000,
+    proxy_steps=200,
+    test_pairs=500,
+    iterations=3,
+    prompts_per_iteration=128,
+    rjs_learning_rate=3e-3,
+    eval_prompts=128,
+    update_steps=32,
+)
 TEST_POINT_ARMS = (("gold", 0.0), ("fixed", 0.0), ("metarm", 1.0))
 # The fields the initial models depend on (their folder's name).
 INITIAL_FIELDS = ("policy_steps", "sft_examples", "proxy_pairs", "proxy_steps", "label_temperature")
@@ -393,10 +408,21 @@ def load_initial_models(seed: int, settings: dict):
         policy = tiny_causal_lm("qwen2", tokenizer, seed=seed)
         with tempfile.TemporaryDirectory() as output_dir:
             args = SFTConfig(
-                output_dir, max_steps=options.policy_steps, per_device_train_batch_size=32, learning_rate=3e-3,
-                lr_scheduler_type="cosine", warmup_steps=10, max_length=64, gradient_checkpointing=False,
-                save_strategy="no", logging_strategy="no", report_to="none", bf16=False, seed=seed, disable_tqdm=True,
-            )  # fmt: skip
+                output_dir,
+                max_steps=options.policy_steps,
+                per_device_train_batch_size=32,
+                learning_rate=3e-3,
+                lr_scheduler_type="cosine",
+                warmup_steps=10,
+                max_length=64,
+                gradient_checkpointing=False,
+                save_strategy="no",
+                logging_strategy="no",
+                report_to="none",
+                bf16=False,
+                seed=seed,
+                disable_tqdm=True,
+            )
             examples = sft_examples(options.sft_examples, seed=seed)
             SFTTrainer(model=policy, args=args, train_dataset=examples, processing_class=tokenizer).train()
         policy.save_pretrained(folder / "policy")
@@ -451,10 +477,20 @@ def reference_check(proxy, tokenizer, rows, seed: int, options: Settings) -> dic
     pairs = training_columns(proxy_pairs(seed, options)).select(range(options.update_batch_size))
     package = copy.deepcopy(proxy)
     updater = RewardModelUpdater(
-        package, tokenizer, pairs, Accelerator(cpu=True), learning_rate=options.update_learning_rate,
-        meta_learning_rate=1.0, batch_size=options.update_batch_size, meta_batch_size=options.meta_batch_size,
-        steps=REFERENCE_STEPS, abs_epsilon=0.0, max_length=None, max_grad_norm=MAX_GRAD_NORM, seed=seed,
-    )  # fmt: skip
+        package,
+        tokenizer,
+        pairs,
+        Accelerator(cpu=True),
+        learning_rate=options.update_learning_rate,
+        meta_learning_rate=1.0,
+        batch_size=options.update_batch_size,
+        meta_batch_size=options.meta_batch_size,
+        steps=REFERENCE_STEPS,
+        abs_epsilon=0.0,
+        max_length=None,
+        max_grad_norm=MAX_GRAD_NORM,
+        seed=seed,
+    )
     updater.update(0, meta_rows, show_progress=False)
     # The pairs as the package tokenized them (TRL's reward-data preparation): the step is what is checked here.
     pad = tokenizer.pad_token_id
@@ -496,16 +532,35 @@ def rjs_job(seed: int, arm: str, eta: float, settings: dict) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         config = RejectionSamplingConfig(
-            output_dir, num_iterations=options.iterations, prompts_per_iteration=options.prompts_per_iteration,
-            num_samples_per_prompt=options.samples_per_prompt, selection="best_per_prompt", temperature=1.0,
-            max_new_tokens=options.max_new_tokens, generation_batch_size=64, reward_batch_size=256, max_length=64,
-            per_device_train_batch_size=32, learning_rate=options.rjs_learning_rate, lr_scheduler_type="constant",
-            num_epochs_per_iteration=options.epochs_per_iteration, max_grad_norm=MAX_GRAD_NORM,
-            gradient_checkpointing=False, save_strategy="no", logging_strategy="no", report_to="none", bf16=False,
-            disable_tqdm=True, seed=seed, metarm=updated, metarm_learning_rate=options.update_learning_rate,
-            metarm_meta_learning_rate=eta, metarm_per_device_train_batch_size=options.update_batch_size,
-            metarm_per_device_meta_batch_size=options.meta_batch_size, metarm_steps_per_iteration=options.update_steps,
-        )  # fmt: skip
+            output_dir,
+            num_iterations=options.iterations,
+            prompts_per_iteration=options.prompts_per_iteration,
+            num_samples_per_prompt=options.samples_per_prompt,
+            selection="best_per_prompt",
+            temperature=1.0,
+            max_new_tokens=options.max_new_tokens,
+            generation_batch_size=64,
+            reward_batch_size=256,
+            max_length=64,
+            per_device_train_batch_size=32,
+            learning_rate=options.rjs_learning_rate,
+            lr_scheduler_type="constant",
+            num_epochs_per_iteration=options.epochs_per_iteration,
+            max_grad_norm=MAX_GRAD_NORM,
+            gradient_checkpointing=False,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            bf16=False,
+            disable_tqdm=True,
+            seed=seed,
+            metarm=updated,
+            metarm_learning_rate=options.update_learning_rate,
+            metarm_meta_learning_rate=eta,
+            metarm_per_device_train_batch_size=options.update_batch_size,
+            metarm_per_device_meta_batch_size=options.meta_batch_size,
+            metarm_steps_per_iteration=options.update_steps,
+        )
         trainer = (LabelledUpdatesTrainer if arm == "labelled" else RejectionSamplingTrainer)(
             model=policy,
             reward_models=gold_reward_model(tokenizer) if arm == "gold" else proxy,
@@ -747,9 +802,14 @@ def plot(runs, names: list[str], seeds, path: Path) -> Path:
             kept = [r for r in range(table.shape[1]) if not np.isnan(table[:, r]).all()]
             means, halves = zip(*(interval(table[:, r]) for r in kept))
             axis.errorbar(
-                kept, scale * np.array(means), yerr=scale * np.array(halves), marker="o", capsize=3, label=name,
+                kept,
+                scale * np.array(means),
+                yerr=scale * np.array(halves),
+                marker="o",
+                capsize=3,
+                label=name,
                 color=colours[name],
-            )  # fmt: skip
+            )
         axis.set(xlabel="RJS iterations done", title=title, xticks=range(rounds))
         axis.title.set_fontsize("medium")
         axis.grid(alpha=0.3)

@@ -81,9 +81,12 @@ def test_length_ties_identical_and_truncated_pairs_are_measured_by_hand():
     report = audit_reward_model(model, tokenizer, {"hand": Dataset.from_dict(rows)}, batch_size=2, max_length=20)
     row = report.checks["hand"]
     lengths = [
-        [len(tokenizer(rows["prompt"][i] + rows[column][i] + tokenizer.eos_token)["input_ids"]) for column in ("chosen", "rejected")]
+        [
+            len(tokenizer(rows["prompt"][i] + rows[column][i] + tokenizer.eos_token)["input_ids"])
+            for column in ("chosen", "rejected")
+        ]
         for i in range(4)
-    ]  # fmt: skip
+    ]
     kept = [[min(length, 20) for length in pair] for pair in lengths]
     assert row["accuracy"] == np.mean([c > r for c, r in kept])
     assert row["tie_share"] == np.mean([c == r for c, r in kept])
@@ -100,8 +103,20 @@ def test_evaluate_audit_writes_the_report(tmp_path):
     data = tmp_path / "polite.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in toy))
     out = tmp_path / "evaluation"
-    cli_main(["evaluate", "--model", str(model_dir), "--sources", f"polite={data}", "--output_dir", str(out),
-              "--audit", "--plots", "false"])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--sources",
+            f"polite={data}",
+            "--output_dir",
+            str(out),
+            "--audit",
+            "--plots",
+            "false",
+        ]
+    )
     report = json.loads((out / "audit.json").read_text())
     assert report["checks"]["polite"]["pairs"] == 6
     assert (out / "audit.md").read_text().startswith("| source | pairs |")

@@ -121,8 +121,20 @@ def test_lora_members_are_merged_before_averaging(tokenizer):
 def test_trl_more_average_writes_a_loadable_model_with_its_card(tmp_path, tokenizer):
     paths = [save_tiny_reward_model(tmp_path / f"member-{seed}", seed=seed) for seed in (0, 1)]
     output = tmp_path / "warm"
-    cli_main(["average", "--model", str(paths[0]), "--model", str(paths[1]), "--weights", "3", "1",
-              "--output_dir", str(output)])  # fmt: skip
+    cli_main(
+        [
+            "average",
+            "--model",
+            str(paths[0]),
+            "--model",
+            str(paths[1]),
+            "--weights",
+            "3",
+            "1",
+            "--output_dir",
+            str(output),
+        ]
+    )
     loaded = AutoModelForSequenceClassification.from_pretrained(output)
     members = [AutoModelForSequenceClassification.from_pretrained(path) for path in paths]
     assert torch.allclose(loaded.score.weight, 0.75 * members[0].score.weight + 0.25 * members[1].score.weight)
@@ -136,9 +148,31 @@ def test_trl_more_average_writes_a_loadable_model_with_its_card(tmp_path, tokeni
 def test_strength_keeps_members_from_one_initialisation_that_average(tmp_path):
     model = save_tiny_reward_model(tmp_path / "model")
     out = tmp_path / "strength"
-    cli_main(["strength", "--demo", "--mode", "seeds", "--num_models", "2", "--model_name_or_path", str(model),
-              "--max_steps", "2", "--per_device_train_batch_size", "6", "--output_dir", str(out), "--bf16", "false",
-              "--report_to", "none", "--save_models", "--plots", "false"])  # fmt: skip
+    cli_main(
+        [
+            "strength",
+            "--demo",
+            "--mode",
+            "seeds",
+            "--num_models",
+            "2",
+            "--model_name_or_path",
+            str(model),
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "6",
+            "--output_dir",
+            str(out),
+            "--bf16",
+            "false",
+            "--report_to",
+            "none",
+            "--save_models",
+            "--plots",
+            "false",
+        ]
+    )
     configs = [json.loads((out / f"model-{index:02d}" / "config.json").read_text()) for index in range(2)]
     assert configs[0][TRAINING_INITIALISATION_ATTRIBUTE] == configs[1][TRAINING_INITIALISATION_ATTRIBUTE]
     members = [AutoModelForSequenceClassification.from_pretrained(out / f"model-{index:02d}") for index in range(2)]

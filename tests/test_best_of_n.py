@@ -167,9 +167,12 @@ def test_curve_inputs_are_checked():
 
 # World prompts and responses (every word one token of `world_tokenizer`): the gold is the world's `gold_reward`.
 SAMPLES = [
-    {"prompt": "question about bread:", "responses": [" bread tip", " bread tip tip because", " cats poison", " bread step because tip"]},
+    {
+        "prompt": "question about bread:",
+        "responses": [" bread tip", " bread tip tip because", " cats poison", " bread step because tip"],
+    },
     {"prompt": "brief about cats:", "responses": [" cats", " cats tip well well", " bread", " cats tip because"]},
-]  # fmt: skip
+]
 
 
 def lookup_model(tokenizer, rewards: dict[str, float]) -> FunctionRewardModel:
@@ -183,9 +186,15 @@ def test_ensemble_proxy_and_its_lower_bound_pick():
     first = lookup_model(tokenizer, dict(zip(responses, [1.0, 5.0, 0.0, 2.0, 1.0, 4.0, 0.0, 1.0])))
     second = lookup_model(tokenizer, dict(zip(responses, [1.0, 1.0, 0.0, 2.0, 1.0, 0.0, 0.0, 2.0])))
     result = score_best_of_n(
-        [first, second], [tokenizer, tokenizer], SAMPLES, gold=gold_reward, calibration="none", std_coef=1.0,
-        chat_template="plain", bootstrap_samples=0,
-    )  # fmt: skip
+        [first, second],
+        [tokenizer, tokenizer],
+        SAMPLES,
+        gold=gold_reward,
+        calibration="none",
+        std_coef=1.0,
+        chat_template="plain",
+        bootstrap_samples=0,
+    )
     # Mean and population std of the two models: prompt 0 (1, 0), (3, 2), (0, 0), (2, 0); prompt 1 (1, 0), (2, 2),
     # (0, 0), (1.5, 0.5). The mean picks where the models disagree: " bread tip tip because" (gold 4: the repeated
     # word earns nothing) and " cats tip well well" (gold 1). mean - std picks " bread step because tip" (gold 5) and,
@@ -274,7 +283,7 @@ def test_callback_logs_best_of_n_and_the_model_card_shows_it(tmp_path):
             save_strategy="no",
             bf16=False,
             seed=0,
-        ),  # fmt: skip
+        ),
         train_dataset=sources,
         eval_dataset=sources["polite"],
         processing_class=tokenizer,
@@ -299,26 +308,68 @@ def test_trl_more_evaluate_best_of_n_from_samples_and_from_a_policy(tmp_path):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(row) + "\n" for row in SAMPLES))
     out = tmp_path / "bon"
-    cli_main(["evaluate", "--model", str(model_dir), "--best_of_n", str(samples), "--gold_model",
-              "trl_more.synthetic:gold_reward", "--best_of_n_bootstrap", "100", "--output_dir", str(out)])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--best_of_n",
+            str(samples),
+            "--gold_model",
+            "trl_more.synthetic:gold_reward",
+            "--best_of_n_bootstrap",
+            "100",
+            "--output_dir",
+            str(out),
+        ]
+    )
     written = json.loads((out / "best_of_n.json").read_text())
     assert written["ns"] == [1, 2, 4] and written["curves"]["gold pick"]["mean"][-1] == pytest.approx((5 + 2.5) / 2)
     assert (out / "best_of_n.md").is_file() and (out / "best_of_n.png").is_file()
     scored = [json.loads(line) for line in (out / "best_of_n_samples.jsonl").read_text().splitlines()]
     assert scored[0]["gold_rewards"] == [3, 4, -1, 5] and len(scored[1]["proxy_rewards"]) == 4
     # The scored samples carry their gold rewards: scored again without a gold, they give the same curves.
-    cli_main(["evaluate", "--model", str(model_dir), "--best_of_n", str(out / "best_of_n_samples.jsonl"),
-              "--best_of_n_bootstrap", "100", "--output_dir", str(tmp_path / "again")])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--best_of_n",
+            str(out / "best_of_n_samples.jsonl"),
+            "--best_of_n_bootstrap",
+            "100",
+            "--output_dir",
+            str(tmp_path / "again"),
+        ]
+    )
     assert json.loads((tmp_path / "again" / "best_of_n.json").read_text())["curves"] == written["curves"]
     # Bad input stops with an error that names it, before any model is loaded.
     with pytest.raises(ValueError, match="hold `gold_rewards` and a gold was given too"):
-        cli_main(["evaluate", "--model", str(model_dir), "--best_of_n", str(out / "best_of_n_samples.jsonl"),
-                  "--gold_model", "trl_more.synthetic:gold_reward"])  # fmt: skip
+        cli_main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--best_of_n",
+                str(out / "best_of_n_samples.jsonl"),
+                "--gold_model",
+                "trl_more.synthetic:gold_reward",
+            ]
+        )
     with pytest.raises(
         ValueError, match="`--gold_model trl_more.synthetic:no_such_function`: 'trl_more.synthetic' has no"
     ):
-        cli_main(["evaluate", "--model", str(model_dir), "--best_of_n", str(samples), "--gold_model",
-                  "trl_more.synthetic:no_such_function"])  # fmt: skip
+        cli_main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--best_of_n",
+                str(samples),
+                "--gold_model",
+                "trl_more.synthetic:no_such_function",
+            ]
+        )
     with pytest.raises(ValueError, match="apply to `--best_of_n`"):
         cli_main(["evaluate", "--model", str(model_dir), "--rmbench", "x.json", "--gold_model", "m:f"])
 
@@ -329,9 +380,27 @@ def test_trl_more_evaluate_best_of_n_from_samples_and_from_a_policy(tmp_path):
     tokenizer.save_pretrained(policy_dir)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": row["prompt"]}) + "\n" for row in SAMPLES))
-    cli_main(["evaluate", "--model", str(model_dir), "--best_of_n", str(prompts), "--best_of_n_policy", str(policy_dir),
-              "--best_of_n_num_samples", "4", "--best_of_n_max_new_tokens", "4", "--gold_model",
-              "trl_more.synthetic:gold_reward", "--best_of_n_bootstrap", "10", "--output_dir", str(tmp_path / "sampled")])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--best_of_n",
+            str(prompts),
+            "--best_of_n_policy",
+            str(policy_dir),
+            "--best_of_n_num_samples",
+            "4",
+            "--best_of_n_max_new_tokens",
+            "4",
+            "--gold_model",
+            "trl_more.synthetic:gold_reward",
+            "--best_of_n_bootstrap",
+            "10",
+            "--output_dir",
+            str(tmp_path / "sampled"),
+        ]
+    )
     sampled = [
         json.loads(line) for line in (tmp_path / "sampled" / "best_of_n_samples.jsonl").read_text().splitlines()
     ]

@@ -111,9 +111,15 @@ def test_other_seeds_split_differently_and_sources_do_not_disturb_each_other(hh_
 def resampled_by_the_trainer(tmp_path, train_dataset, samples_per_source, seed=3):
     tokenizer = tiny_tokenizer("bpe")
     args = MORERewardConfig(
-        str(tmp_path), samples_per_source=samples_per_source, per_device_train_batch_size=2, max_length=64,
-        truncation_mode="keep_end", report_to="none", bf16=False, seed=seed,
-    )  # fmt: skip
+        str(tmp_path),
+        samples_per_source=samples_per_source,
+        per_device_train_batch_size=2,
+        max_length=64,
+        truncation_mode="keep_end",
+        report_to="none",
+        bf16=False,
+        seed=seed,
+    )
     trainer = MORERewardTrainer(
         tiny_reward_model("qwen2", tokenizer), args, train_dataset=train_dataset, processing_class=tokenizer
     )

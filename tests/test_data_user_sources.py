@@ -75,9 +75,16 @@ def of_source(dataset: Dataset, label: str) -> Dataset:
 def train_a_few_steps(tmp_path: Path, train_dataset, batch_size: int = 2) -> MORERewardTrainer:
     tokenizer = tiny_tokenizer()
     args = MORERewardConfig(
-        str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=batch_size, max_length=64,
-        truncation_mode="keep_end", logging_steps=1, save_strategy="no", report_to="none", bf16=False,
-    )  # fmt: skip
+        str(tmp_path / "run"),
+        max_steps=2,
+        per_device_train_batch_size=batch_size,
+        max_length=64,
+        truncation_mode="keep_end",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+    )
     trainer = MORERewardTrainer(
         tiny_reward_model("qwen2", tokenizer), args, train_dataset=train_dataset, processing_class=tokenizer
     )
@@ -193,8 +200,11 @@ def test_a_source_column_gives_one_source_per_value(tmp_path, hh_helpful):
 
 def test_a_source_column_with_a_label_a_held_out_file_or_another_name(tmp_path):
     path = write_rows(user_rows("standard_preference", source=DOMAINS), tmp_path / "domains.jsonl")
-    with pytest.raises(ValueError, match=r"has the label 'mine', but its data names its sources in its `source` column "
-                       r"\(science, maths, cooking\). Remove `label`.*options: \{source_column: null\}"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"has the label 'mine', but its data names its sources in its `source` column "
+        r"\(science, maths, cooking\). Remove `label`.*options: \{source_column: null\}",
+    ):
         mix_sources([{"name": "my-data", "path": str(path), "label": "mine"}])
     one = mix_sources([{"name": "my-data", "path": str(path), "label": "mine", "options": {"source_column": None}}])
     assert set(one.train["source"]) == {"mine"} and len(one.train) + len(one.test) == 8
@@ -202,8 +212,11 @@ def test_a_source_column_with_a_label_a_held_out_file_or_another_name(tmp_path):
     renamed = write_rows(user_rows("standard_preference", domain=DOMAINS), tmp_path / "renamed.csv")
     by_domain = mix_sources([{"name": "my-data", "path": str(renamed), "options": {"source_column": "domain"}}])
     assert [row.source for row in by_domain.summary.sources] == ["science", "maths", "cooking"]
-    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['column'\] for source 'my-data'; its options are: "
-                       "source_column"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown option\(s\) \['column'\] for source 'my-data'; its options are: "
+        "source_column",
+    ):
         mix_sources([{"name": "my-data", "path": str(renamed), "options": {"column": "domain"}}])
 
     held_out = write_rows(user_rows("standard_preference", source=DOMAINS)[:6], tmp_path / "held_out.jsonl")
@@ -211,8 +224,11 @@ def test_a_source_column_with_a_label_a_held_out_file_or_another_name(tmp_path):
     assert Counter(split.test["source"]) == {"science": 2, "maths": 2, "cooking": 2}
     assert Counter(split.train["source"]) == {"science": 3, "maths": 3, "cooking": 2}  # nothing carved out
     partial = write_rows(user_rows("standard_preference", source=DOMAINS)[:2], tmp_path / "partial.jsonl")
-    with pytest.raises(ValueError, match=r"held-out split has the sources \['maths', 'science'\] but its training "
-                       r"data \['cooking', 'maths', 'science'\]"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"held-out split has the sources \['maths', 'science'\] but its training "
+        r"data \['cooking', 'maths', 'science'\]",
+    ):
         mix_sources([{"name": "my-data", "path": str(path), "test_path": str(partial)}])
     with pytest.raises(ValueError, match=r"Several sources are labelled \['science'\]"):
         mix_sources(
@@ -302,8 +318,11 @@ def test_bad_files_are_clear_errors_naming_the_file_and_the_line_or_column(tmp_p
     ):
         mix_sources([{"name": "my-data", "path": str(no_rejected)}])
     ratings = write_rows([{"prompt": "Hi", "response": "Hello", "score": 3}], tmp_path / "ratings.jsonl")
-    with pytest.raises(ValueError, match=rf"{ratings} is in none of TRL's preference formats: its columns are "
-                       r"\['prompt', 'response', 'score'\], and the formats read are `prompt`, `chosen`, `rejected`"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=rf"{ratings} is in none of TRL's preference formats: its columns are "
+        r"\['prompt', 'response', 'score'\], and the formats read are `prompt`, `chosen`, `rejected`",
+    ):
         mix_sources([{"name": "my-data", "path": str(ratings)}])
     # The evaluation reads such files with the same reader: the same errors.
     with pytest.raises(ValueError, match=rf"{no_rejected} has no `rejected` column"):
@@ -337,9 +356,23 @@ def test_rows_that_are_not_pairs_are_counted_and_named_and_a_source_value_is_req
 
 
 TINY_FLAGS = [
-    "--max_steps", "2", "--per_device_train_batch_size", "6", "--max_length", "64", "--truncation_mode", "keep_end",
-    "--bf16", "false", "--report_to", "none", "--save_strategy", "no", "--eval_strategy", "no",
-]  # fmt: skip
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "6",
+    "--max_length",
+    "64",
+    "--truncation_mode",
+    "keep_end",
+    "--bf16",
+    "false",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+]
 
 
 def test_reward_trains_on_a_folder_saved_by_datasets_with_dataset_name(tmp_path):

@@ -273,8 +273,21 @@ def test_cli_evaluate_reports_how_an_ensembles_spread_predicts_its_errors(tmp_pa
     toy = toy_preference_sources(12, seed=4)
     files = {name: write_jsonl(tmp_path / f"{name}.jsonl", toy[name]) for name in ("polite", "concise")}
     out = tmp_path / "evaluation"
-    cli_main(["evaluate", "--model", str(folders[0]), "--ensemble_models", str(folders[1]), "--output_dir", str(out),
-              "--plots", "false", "--sources", *(f"{name}={path}" for name, path in files.items())])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(folders[0]),
+            "--ensemble_models",
+            str(folders[1]),
+            "--output_dir",
+            str(out),
+            "--plots",
+            "false",
+            "--sources",
+            *(f"{name}={path}" for name, path in files.items()),
+        ]
+    )
     report = json.loads((out / "uncertainty.json").read_text())
     assert list(report) == ["polite", "concise", "all"]
     margins = {
@@ -284,7 +297,7 @@ def test_cli_evaluate_reports_how_an_ensembles_spread_predicts_its_errors(tmp_pa
                 for m, t in ((model, 2.0), (tiny_reward_model("qwen2", tokenizer, seed=8), 0.5))
             ],
             axis=1,
-        )  # fmt: skip
+        )
         for name in files
     }
     for name in files:

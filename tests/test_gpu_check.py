@@ -12,8 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_gpu_check_runs_every_part_on_cpu_and_writes_its_results(tmp_path):
-    command = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--output_dir", str(tmp_path),
-               "--device", "cpu", "--tiny", "--batch", "4", "--steps", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "gpu_check.py"),
+        "--output_dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--tiny",
+        "--batch",
+        "4",
+        "--steps",
+        "2",
+    ]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

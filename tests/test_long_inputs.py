@@ -166,8 +166,18 @@ def test_the_readme_evaluate_commands_work_as_typed(minilm_folder, hh_rows, tmp_
     with gzip.open(copy, "wt") as file:
         file.writelines(json.dumps(row) + "\n" for row in hh_rows[rows])
     out = tmp_path / "evaluation"
-    cli_main(["evaluate", "--model", str(minilm_folder), "--output_dir", str(out), *flags,
-              "--sources", f"hh-helpful={copy}"])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(minilm_folder),
+            "--output_dir",
+            str(out),
+            *flags,
+            "--sources",
+            f"hh-helpful={copy}",
+        ]
+    )
 
     pairs = load_preference_source("hh-helpful", path=copy).dataset
     tokenizer = AutoTokenizer.from_pretrained(minilm_folder)
@@ -220,11 +230,19 @@ def test_the_trained_max_length_is_saved_with_the_model_and_read_by_every_scorer
     tokenizer = tiny_tokenizer("wordpiece")
     trainer = MORERewardTrainer(
         tiny_reward_model("bert", tokenizer, max_position_embeddings=64),
-        MORERewardConfig(str(tmp_path / "run"), max_length=24, truncation_mode="keep_end", max_steps=1,
-                         per_device_train_batch_size=4, report_to="none", save_strategy="no", bf16=False),
+        MORERewardConfig(
+            str(tmp_path / "run"),
+            max_length=24,
+            truncation_mode="keep_end",
+            max_steps=1,
+            per_device_train_batch_size=4,
+            report_to="none",
+            save_strategy="no",
+            bf16=False,
+        ),
         train_dataset=toy_preference_sources(4)["polite"],
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     trainer.train()
     trainer.save_model(str(tmp_path / "model"))
     tokenizer.save_pretrained(tmp_path / "model")
@@ -249,8 +267,16 @@ def test_strength_members_score_with_the_max_length_they_were_trained_with(tmp_p
         members.append(tiny_reward_model("bert", tokenizer, max_position_embeddings=64, seed=len(members)))
         return members[-1]
 
-    args = MORERewardConfig(str(tmp_path), max_length=48, truncation_mode="keep_end", max_steps=1,
-                            per_device_train_batch_size=3, report_to="none", bf16=False, disable_tqdm=True)  # fmt: skip
+    args = MORERewardConfig(
+        str(tmp_path),
+        max_length=48,
+        truncation_mode="keep_end",
+        max_steps=1,
+        per_device_train_batch_size=3,
+        report_to="none",
+        bf16=False,
+        disable_tqdm=True,
+    )
     strength = estimate_preference_strength(
         member, hh_pairs, args, num_models=2, mode="seeds", processing_class=tokenizer, show_progress=False
     )

@@ -113,12 +113,16 @@ def test_meta_responses_are_tokenized_as_the_reward_model_scores_them(tokenizer)
 @pytest.mark.parametrize(
     "meta, k, match",
     [
-        ({"prompt": ["p"], "responses": [["a", "b"]]}, 3, r"Row 0 of the meta dataset has 2 response\(s\).*meta_num_responses=3"),
+        (
+            {"prompt": ["p"], "responses": [["a", "b"]]},
+            3,
+            r"Row 0 of the meta dataset has 2 response\(s\).*meta_num_responses=3",
+        ),
         ({"prompt": ["p"], "responses": ["a"]}, 2, r"has str response\(s\)"),
         ({"prompt": ["p"], "samples": [["a", "b"]]}, 2, r"lacks \['responses'\].*meta_responses_column"),
         ({"prompt": ["p"], "responses": [["a", ""]]}, 2, "not a non-empty string"),
     ],
-)  # fmt: skip
+)
 def test_bad_meta_datasets_are_refused_with_the_fix(tokenizer, meta, k, match):
     with pytest.raises(ValueError, match=match):
         tokenize_meta_dataset(Dataset.from_dict(meta), tokenizer, num_responses=k)
@@ -190,10 +194,13 @@ def test_one_metarm_step_equals_the_three_moves_written_by_hand(tmp_path, tokeni
     # 1. ascend J on the meta batch (all 4 prompts), the responses tokenized as prompt + response + EOS
     rewards = torch.stack(
         [
-            rewards_of(reference, [tokenizer(row["prompt"] + text + tokenizer.eos_token)["input_ids"] for text in row["responses"]])
+            rewards_of(
+                reference,
+                [tokenizer(row["prompt"] + text + tokenizer.eos_token)["input_ids"] for text in row["responses"]],
+            )
             for row in meta
         ]
-    )  # fmt: skip
+    )
     j = sum(torch.sigmoid((rewards[:, a] - rewards[:, b]).abs()) for a, b in [(0, 1), (0, 2), (1, 2)]) * 2 / 9
     gradients = torch.autograd.grad(j.mean(), params, allow_unused=True)
     with torch.no_grad():
@@ -237,11 +244,17 @@ def test_with_eta_zero_metarm_trains_exactly_as_more(tmp_path, tokenizer):
     more.train()
     metarm = MetaRMTrainer(
         model=tiny_reward_model("qwen2", tokenizer, seed=4),
-        args=MetaRMConfig(str(tmp_path / "metarm"), meta_learning_rate=0.0, meta_num_responses=3, per_device_meta_batch_size=2, **common),
+        args=MetaRMConfig(
+            str(tmp_path / "metarm"),
+            meta_learning_rate=0.0,
+            meta_num_responses=3,
+            per_device_meta_batch_size=2,
+            **common,
+        ),
         train_dataset=sources,
         meta_dataset=meta,
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     metarm.train()
     ours = dict(metarm.model.named_parameters())
     for name, param in more.model.named_parameters():
@@ -278,12 +291,19 @@ def test_a_resumed_metarm_run_equals_the_uninterrupted_one(tmp_path, tokenizer):
     def run(output_dir, resume=None, stop_at=None):
         trainer = MetaRMTrainer(
             model=tiny_reward_model("qwen2", tokenizer, seed=6),
-            args=config(output_dir, max_steps=4, save_strategy="steps", save_steps=2, meta_step_every=1,
-                        per_device_meta_batch_size=3, per_device_train_batch_size=6),
+            args=config(
+                output_dir,
+                max_steps=4,
+                save_strategy="steps",
+                save_steps=2,
+                meta_step_every=1,
+                per_device_meta_batch_size=3,
+                per_device_train_batch_size=6,
+            ),
             train_dataset=toy_preference_sources(8),
             meta_dataset=toy_meta_dataset(7, 3),  # 2 meta batches per epoch: the resumed run crosses into epoch 2
             processing_class=tokenizer,
-        )  # fmt: skip
+        )
         if stop_at is not None:
             trainer.add_callback(StopAfterCheckpoint(stop_at))
         trainer.train(resume_from_checkpoint=resume)
@@ -337,8 +357,13 @@ def test_a_frozen_reward_model_is_refused(tmp_path, tokenizer):
     for param in model.parameters():
         param.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameter"):
-        MetaRMTrainer(model=model, args=config(tmp_path), train_dataset=toy_preference_sources(4),
-                      meta_dataset=toy_meta_dataset(4, 3), processing_class=tokenizer)  # fmt: skip
+        MetaRMTrainer(
+            model=model,
+            args=config(tmp_path),
+            train_dataset=toy_preference_sources(4),
+            meta_dataset=toy_meta_dataset(4, 3),
+            processing_class=tokenizer,
+        )
 
 
 def test_a_multi_objective_reward_model_is_refused(tmp_path, tokenizer):
@@ -347,15 +372,30 @@ def test_a_multi_objective_reward_model_is_refused(tmp_path, tokenizer):
     backbone = tiny_reward_model("qwen2", tokenizer).model
     model = MultiObjectiveRewardModel.from_backbone(backbone, ["helpfulness", "safety"])
     with pytest.raises(ValueError, match="multi-objective reward model.*cannot be trained this way"):
-        MetaRMTrainer(model=model, args=config(tmp_path), train_dataset=toy_preference_sources(4),
-                      meta_dataset=toy_meta_dataset(4, 3), processing_class=tokenizer)  # fmt: skip
+        MetaRMTrainer(
+            model=model,
+            args=config(tmp_path),
+            train_dataset=toy_preference_sources(4),
+            meta_dataset=toy_meta_dataset(4, 3),
+            processing_class=tokenizer,
+        )
 
 
 def test_a_missing_meta_dataset_and_reentrant_checkpointing_are_refused(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="MetaRM needs a `meta_dataset`"):
-        MetaRMTrainer(model=tiny_reward_model("qwen2", tokenizer), args=config(tmp_path),
-                      train_dataset=toy_preference_sources(4), meta_dataset=None, processing_class=tokenizer)  # fmt: skip
+        MetaRMTrainer(
+            model=tiny_reward_model("qwen2", tokenizer),
+            args=config(tmp_path),
+            train_dataset=toy_preference_sources(4),
+            meta_dataset=None,
+            processing_class=tokenizer,
+        )
     args = config(tmp_path, gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True})
     with pytest.raises(ValueError, match="reentrant gradient checkpointing"):
-        MetaRMTrainer(model=tiny_reward_model("qwen2", tokenizer), args=args, train_dataset=toy_preference_sources(4),
-                      meta_dataset=toy_meta_dataset(4, 3), processing_class=tokenizer)  # fmt: skip
+        MetaRMTrainer(
+            model=tiny_reward_model("qwen2", tokenizer),
+            args=args,
+            train_dataset=toy_preference_sources(4),
+            meta_dataset=toy_meta_dataset(4, 3),
+            processing_class=tokenizer,
+        )

@@ -32,8 +32,19 @@ def launch(command):
 @pytest.fixture(scope="module")
 def single_process(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("metarm-single")
-    launch([sys.executable, str(SCRIPT), "--output_dir", str(output_dir), "--per_device_train_batch_size", "6",
-            "--per_device_meta_batch_size", "4", *META])  # fmt: skip
+    launch(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--output_dir",
+            str(output_dir),
+            "--per_device_train_batch_size",
+            "6",
+            "--per_device_meta_batch_size",
+            "4",
+            *META,
+        ]
+    )
     return json.loads((output_dir / "lambda_rank0.json").read_text()), output_dir
 
 
@@ -54,7 +65,18 @@ def test_metarm_under_ddp_equals_single_process(tmp_path, single_process):
 
 
 def test_metarm_under_zero3_with_partitioned_parameters_equals_single_process(tmp_path, single_process):
-    launch([*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
-            "--output_dir", str(tmp_path), "--check_zero3", *META])  # fmt: skip
+    launch(
+        [
+            *LAUNCH,
+            "--use_deepspeed",
+            "--deepspeed_config_file",
+            str(ZERO3_CONFIG),
+            str(SCRIPT),
+            "--output_dir",
+            str(tmp_path),
+            "--check_zero3",
+            *META,
+        ]
+    )
     assert [rank["partition_checks"] for rank in records(tmp_path)] == [3, 3]
     assert_same_run(tmp_path, single_process)

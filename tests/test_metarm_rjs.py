@@ -20,12 +20,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 def config(output_dir, **overrides):
     settings = dict(
-        num_iterations=2, prompts_per_iteration=3, num_samples_per_prompt=4, max_new_tokens=8,
-        per_device_train_batch_size=2, learning_rate=1e-3, gradient_checkpointing=False, bf16=False,
-        report_to="none", save_strategy="no", logging_steps=1, seed=0, disable_tqdm=True,
-        metarm=True, metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_per_device_train_batch_size=4,
-        metarm_per_device_meta_batch_size=3, metarm_steps_per_iteration=2,
-    )  # fmt: skip
+        num_iterations=2,
+        prompts_per_iteration=3,
+        num_samples_per_prompt=4,
+        max_new_tokens=8,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        gradient_checkpointing=False,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        disable_tqdm=True,
+        metarm=True,
+        metarm_learning_rate=1e-3,
+        metarm_meta_learning_rate=1.0,
+        metarm_per_device_train_batch_size=4,
+        metarm_per_device_meta_batch_size=3,
+        metarm_steps_per_iteration=2,
+    )
     settings.update(overrides)
     return RejectionSamplingConfig(str(output_dir), **settings)
 
@@ -124,9 +138,15 @@ def test_the_metarm_recipe_holds_the_papers_settings_and_its_smoke_run_updates_t
     assert (defaults["num_samples_per_prompt"], defaults["num_iterations"], defaults["metarm"]) == (5, 4, True)
     hh = shared_data / "hh_rlhf"
     trainer = recipe["main"](
-        ["--smoke", "--output_dir", str(tmp_path), "--prompt_sources",
-         f"hh-helpful={hh / 'helpful-base.test.jsonl.gz'}", f"hh-harmless={hh / 'harmless-base.test.jsonl.gz'}"]
-    )  # fmt: skip
+        [
+            "--smoke",
+            "--output_dir",
+            str(tmp_path),
+            "--prompt_sources",
+            f"hh-helpful={hh / 'helpful-base.test.jsonl.gz'}",
+            f"hh-harmless={hh / 'harmless-base.test.jsonl.gz'}",
+        ]
+    )
     assert trainer.args.metarm and trainer.args.num_samples_per_prompt == 3
     for iteration in (0, 1):
         folder = tmp_path / f"iteration-{iteration:02d}"

@@ -19,8 +19,19 @@ pytestmark = pytest.mark.distributed
 
 SCRIPT = Path(__file__).parent / "scripts" / "more_distributed.py"
 ZERO3_CONFIG = Path(__file__).parents[1] / "recipes" / "accelerate_configs" / "zero3_cpu_test.json"
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def run(command, output_dir):
@@ -35,8 +46,11 @@ def single_process(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("single")
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--output_dir", str(output_dir), "--per_device_train_batch_size", "6"],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     record = json.loads((output_dir / "lambda_rank0.json").read_text())
     return record, output_dir
@@ -70,10 +84,18 @@ def test_ddp_lambda_is_identical_on_both_ranks_and_equals_single_process(tmp_pat
 
 def test_zero3_with_partitioned_head_equals_single_process_and_saves(tmp_path, single_process):
     ranks = run(
-        [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
-         "--output_dir", str(tmp_path), "--check_zero3"],
+        [
+            *LAUNCH,
+            "--use_deepspeed",
+            "--deepspeed_config_file",
+            str(ZERO3_CONFIG),
+            str(SCRIPT),
+            "--output_dir",
+            str(tmp_path),
+            "--check_zero3",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]  # the head weight had shape (0,) at every step
     assert_same_run(ranks, single_process, tmp_path)
 
@@ -81,11 +103,22 @@ def test_zero3_with_partitioned_head_equals_single_process_and_saves(tmp_path, s
 @pytest.mark.parametrize(("loss", "representation"), [("swav", "pair"), ("simcse", "difference")])
 def test_zero3_with_a_contrastive_loss_keeps_every_rank_identical(tmp_path, loss, representation):
     ranks = run(
-        [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
-         "--output_dir", str(tmp_path), "--check_zero3", "--contrastive_loss", loss,
-         "--contrastive_representation", representation],
+        [
+            *LAUNCH,
+            "--use_deepspeed",
+            "--deepspeed_config_file",
+            str(ZERO3_CONFIG),
+            str(SCRIPT),
+            "--output_dir",
+            str(tmp_path),
+            "--check_zero3",
+            "--contrastive_loss",
+            loss,
+            "--contrastive_representation",
+            representation,
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]
     assert ranks[0]["lambda"] == ranks[1]["lambda"]
     losses = ranks[0]["contrastive_losses"]
@@ -107,8 +140,11 @@ def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(t
     single_dir = tmp_path / "single"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--output_dir", str(single_dir), "--per_device_train_batch_size", "12"],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     single = (json.loads((single_dir / "lambda_rank0.json").read_text()), single_dir)
     ranks = run(
@@ -120,9 +156,19 @@ def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(t
 
 def test_zero3_with_shared_prompt_encoding_equals_single_process_separate_encoding(tmp_path, single_process):
     ranks = run(
-        [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT),
-         "--output_dir", str(tmp_path), "--check_zero3", "--pair_encoding", "shared_prompt"],
+        [
+            *LAUNCH,
+            "--use_deepspeed",
+            "--deepspeed_config_file",
+            str(ZERO3_CONFIG),
+            str(SCRIPT),
+            "--output_dir",
+            str(tmp_path),
+            "--check_zero3",
+            "--pair_encoding",
+            "shared_prompt",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]
     assert_same_run(ranks, single_process, tmp_path)

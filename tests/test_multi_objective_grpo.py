@@ -19,13 +19,25 @@ def test_grpo_trains_a_policy_on_the_model_scores(tmp_path, steered):
     reward_model.register_forward_hook(lambda module, args, output: scored.append(output))
     prompts = Dataset.from_dict({"prompt": ["Human: hi Assistant:", "Human: bake bread? Assistant:"] * 2})
     args = GRPOConfig(
-        str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
-        report_to="none", bf16=False, logging_steps=1, save_strategy="no", seed=0,
-    )  # fmt: skip
+        str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        report_to="none",
+        bf16=False,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+    )
     trainer = GRPOTrainer(
-        model=tiny_causal_lm("qwen2", tokenizer), reward_funcs=reward_model, reward_processing_classes=tokenizer,
-        args=args, train_dataset=prompts, processing_class=tokenizer,
-    )  # fmt: skip
+        model=tiny_causal_lm("qwen2", tokenizer),
+        reward_funcs=reward_model,
+        reward_processing_classes=tokenizer,
+        args=args,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+    )
     if steered:
         with reward_model.steer({"short": 1.0}):
             trainer.train()
@@ -59,13 +71,25 @@ def test_grpo_reads_the_gated_score_in_logits_0(tmp_path):
     )
     prompts = Dataset.from_dict({"prompt": ["Human: hi Assistant:", "Human: bake bread? Assistant:"] * 2})
     args = GRPOConfig(
-        str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=2, max_completion_length=6,
-        report_to="none", bf16=False, logging_steps=1, save_strategy="no", seed=0,
-    )  # fmt: skip
+        str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        report_to="none",
+        bf16=False,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+    )
     trainer = GRPOTrainer(
-        model=tiny_causal_lm("qwen2", tokenizer), reward_funcs=reward_model, reward_processing_classes=tokenizer,
-        args=args, train_dataset=prompts, processing_class=tokenizer,
-    )  # fmt: skip
+        model=tiny_causal_lm("qwen2", tokenizer),
+        reward_funcs=reward_model,
+        reward_processing_classes=tokenizer,
+        args=args,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+    )
     trainer.train()
     for name, value in reward_model.state_dict().items():
         torch.testing.assert_close(value, before[name], msg=name)

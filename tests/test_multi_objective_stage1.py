@@ -131,9 +131,16 @@ def test_end_to_end_regression_trains_backbone_and_regression_layer_only(tmp_pat
     prepared = prepare_rating_dataset(ratings_dataset(16), tokenizer, OBJECTIVES, SCALES)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     args = TrainingArguments(
-        tmp_path, max_steps=4, per_device_train_batch_size=8, learning_rate=1e-2, report_to="none", bf16=False,
-        logging_steps=1, save_strategy="no", per_device_eval_batch_size=8,
-    )  # fmt: skip
+        tmp_path,
+        max_steps=4,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        report_to="none",
+        bf16=False,
+        logging_steps=1,
+        save_strategy="no",
+        per_device_eval_batch_size=8,
+    )
     trainer = regression_trainer(model, args, prepared, eval_dataset=prepared)
     first = trainer.evaluate()["eval_loss"]
     trainer.train()

@@ -26,10 +26,18 @@ def stage1_model(tokenizer, seed=0):
 
 def make_args(tmp_path, **overrides):
     options = dict(
-        output_dir=str(tmp_path), max_steps=25, learning_rate=3e-2, per_device_train_batch_size=8,
-        per_device_eval_batch_size=16, report_to="none", bf16=False, logging_steps=5, save_strategy="no",
-        max_length=64, seed=0,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        max_steps=25,
+        learning_rate=3e-2,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        report_to="none",
+        bf16=False,
+        logging_steps=5,
+        save_strategy="no",
+        max_length=64,
+        seed=0,
+    )
     options.update(overrides)
     return MultiObjectiveRewardConfig(**options)
 
@@ -50,9 +58,12 @@ def test_only_the_gate_trains_and_the_bt_loss_decreases(tmp_path, pairs, cache_f
     frozen = {**parameters(model, "backbone."), **parameters(model, "regression_layer.")}
     gate = parameters(model, "gate.")
     trainer = MultiObjectiveRewardTrainer(
-        model, args=make_args(tmp_path, cache_features=cache_features), train_dataset=pairs, eval_dataset=pairs,
+        model,
+        args=make_args(tmp_path, cache_features=cache_features),
+        train_dataset=pairs,
+        eval_dataset=pairs,
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     assert isinstance(trainer.train_dataset, PreferenceFeatures) == cache_features
     before = trainer.evaluate()
     trainer.train()
@@ -90,9 +101,11 @@ def test_cached_features_equal_the_live_hidden_states(tmp_path, pairs):
 def test_prompt_lengths_for_explicit_implicit_and_conversational_pairs(tmp_path):
     tokenizer = tiny_tokenizer()
     trainer = MultiObjectiveRewardTrainer(
-        stage1_model(tokenizer), args=make_args(tmp_path), train_dataset=toy_preference_sources(4)["polite"],
+        stage1_model(tokenizer),
+        args=make_args(tmp_path),
+        train_dataset=toy_preference_sources(4)["polite"],
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     explicit = Dataset.from_dict(
         {"prompt": ["Human: hi Assistant:"], "chosen": [" Thanks!"], "rejected": [" Whatever."]}
     )
@@ -127,13 +140,17 @@ def test_long_pairs_are_truncated_or_rejected_clearly(tmp_path):
     dataset = Dataset.from_dict({"prompt": [long_prompt], "chosen": [" Thanks!"], "rejected": [" No."]})
     with pytest.raises(ValueError, match=r"The prompt of pair 0 of the train set \(chosen\) is \d+ tokens long"):
         MultiObjectiveRewardTrainer(
-            stage1_model(tokenizer), args=make_args(tmp_path, max_length=16), train_dataset=dataset,
+            stage1_model(tokenizer),
+            args=make_args(tmp_path, max_length=16),
+            train_dataset=dataset,
             processing_class=tokenizer,
-        )  # fmt: skip
+        )
     trainer = MultiObjectiveRewardTrainer(
-        stage1_model(tokenizer), args=make_args(tmp_path, max_length=16, truncation_mode="keep_end"),
-        train_dataset=dataset, processing_class=tokenizer,
-    )  # fmt: skip
+        stage1_model(tokenizer),
+        args=make_args(tmp_path, max_length=16, truncation_mode="keep_end"),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     row = trainer.train_dataset[0]
     assert len(row["chosen_ids"]) == 16 and 1 <= row["chosen_prompt_length"] < 16
 
@@ -144,25 +161,31 @@ def test_wrong_model_or_config_is_an_error(tmp_path, pairs):
         TypeError, match="trains the gate of a MultiObjectiveRewardModel, got Qwen2ForSequenceClassification"
     ):
         MultiObjectiveRewardTrainer(
-            tiny_reward_model("qwen2", tokenizer), args=make_args(tmp_path), train_dataset=pairs,
+            tiny_reward_model("qwen2", tokenizer),
+            args=make_args(tmp_path),
+            train_dataset=pairs,
             processing_class=tokenizer,
-        )  # fmt: skip
+        )
     with pytest.raises(
         TypeError, match="must be a MultiObjectiveRewardConfig \\(or a RewardConfig, which is converted\\)"
     ):
         MultiObjectiveRewardTrainer(
-            stage1_model(tokenizer), args=TrainingArguments(str(tmp_path), report_to="none", bf16=False),
-            train_dataset=pairs, processing_class=tokenizer,
-        )  # fmt: skip
+            stage1_model(tokenizer),
+            args=TrainingArguments(str(tmp_path), report_to="none", bf16=False),
+            train_dataset=pairs,
+            processing_class=tokenizer,
+        )
 
 
 def test_a_plain_reward_config_is_converted_and_the_differing_defaults_are_named(tmp_path, pairs, caplog):
     tokenizer = tiny_tokenizer()
     with caplog.at_level("WARNING"):
         trainer = MultiObjectiveRewardTrainer(
-            stage1_model(tokenizer), args=RewardConfig(str(tmp_path), report_to="none", bf16=False, eos_token="<|endoftext|>"),
-            train_dataset=pairs, processing_class=tokenizer,
-        )  # fmt: skip
+            stage1_model(tokenizer),
+            args=RewardConfig(str(tmp_path), report_to="none", bf16=False, eos_token="<|endoftext|>"),
+            train_dataset=pairs,
+            processing_class=tokenizer,
+        )
     assert isinstance(trainer.args, MultiObjectiveRewardConfig) and not trainer.args.cache_features
     assert (
         trainer.args.learning_rate == RewardConfig(str(tmp_path), bf16=False).learning_rate
@@ -175,9 +198,12 @@ def test_saved_model_card_shows_objectives_and_evaluation(tmp_path, pairs):
     tokenizer = tiny_tokenizer()
     model = stage1_model(tokenizer)
     trainer = MultiObjectiveRewardTrainer(
-        model, args=make_args(tmp_path, max_steps=2, cache_features=True), train_dataset=pairs, eval_dataset=pairs,
+        model,
+        args=make_args(tmp_path, max_steps=2, cache_features=True),
+        train_dataset=pairs,
+        eval_dataset=pairs,
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     trainer.train()
     metrics = trainer.evaluate()
     trainer.save_model(str(tmp_path / "final"))

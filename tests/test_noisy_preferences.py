@@ -27,9 +27,15 @@ from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_s
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCES = ("polite", "concise", "factual")
 TINY = dict(
-    per_device_train_batch_size=6, max_steps=3, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
-    save_strategy="no", seed=0,
-)  # fmt: skip
+    per_device_train_batch_size=6,
+    max_steps=3,
+    learning_rate=1e-3,
+    logging_steps=1,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    seed=0,
+)
 
 
 def with_strength(dataset: Dataset, values) -> Dataset:
@@ -123,9 +129,12 @@ def test_the_adaptive_margin_is_trls_margin_plus_gamma_times_strength(tmp_path):
     strengths = np.linspace(-1.5, 1.5, len(pairs))
     margins = np.linspace(0.0, 0.3, len(pairs))
     ours = trainer(
-        tmp_path / "ours", with_strength(pairs, strengths).add_column("margin", margins.tolist()),
-        adaptive_margin=0.8, adaptive_margin_clip=1.0, max_steps=4,
-    )  # fmt: skip
+        tmp_path / "ours",
+        with_strength(pairs, strengths).add_column("margin", margins.tolist()),
+        adaptive_margin=0.8,
+        adaptive_margin_clip=1.0,
+        max_steps=4,
+    )
     folded = (margins + np.clip(0.8 * strengths, -1.0, 1.0)).tolist()  # the same margin, precomputed for TRL
     plain = RewardTrainer(
         tiny_reward_model("qwen2", ours.processing_class),
@@ -163,9 +172,14 @@ def test_with_more_the_lambdas_weigh_the_denoised_per_source_losses_by_hand(tmp_
         name: with_strength(data, np.linspace(-1, 1, len(data))) for name, data in toy_preference_sources(6).items()
     }
     more = trainer(
-        tmp_path, sources, lambda_method="min_norm", label_smoothing=0.1, label_smoothing_below_strength=0.0,
-        adaptive_margin=0.5, adaptive_margin_clip=0.3,
-    )  # fmt: skip
+        tmp_path,
+        sources,
+        lambda_method="min_norm",
+        label_smoothing=0.1,
+        label_smoothing_below_strength=0.0,
+        adaptive_margin=0.5,
+        adaptive_margin_clip=0.3,
+    )
     index = np.asarray(more.train_dataset[SOURCE_INDEX_COLUMN])
     # 2 pairs per source: mu = -1 (smoothed, margin clipped to -0.3) and mu = 0.2 (not smoothed, margin 0.1)
     rows = [int(row) for source in range(3) for row in np.flatnonzero(index == source)[[0, 3]]]
@@ -286,9 +300,15 @@ def test_swav_predicts_the_other_views_codes():
 @pytest.mark.parametrize("representation", ["pair", "difference"])
 def test_training_with_a_contrastive_loss_lowers_it_and_changes_every_parameter(tmp_path, loss, representation):
     more = trainer(
-        tmp_path, dict(toy_preference_sources(24)), contrastive_loss=loss, contrastive_representation=representation,
-        contrastive_dropout=0.1, max_steps=12, learning_rate=5e-3, swav_prototypes=6,
-    )  # fmt: skip
+        tmp_path,
+        dict(toy_preference_sources(24)),
+        contrastive_loss=loss,
+        contrastive_representation=representation,
+        contrastive_dropout=0.1,
+        max_steps=12,
+        learning_rate=5e-3,
+        swav_prototypes=6,
+    )
     before = {name: parameter.detach().clone() for name, parameter in more.model.named_parameters()}
     prototypes = more.swav_prototypes.weight.detach().clone() if loss == "swav" else None
     more.train()
@@ -313,8 +333,12 @@ def test_the_contrastive_gradient_reaches_every_backbone_parameter(tmp_path, los
     for (name, parameter), repeated in zip(plain.model.named_parameters(), again.model.parameters()):
         assert torch.equal(parameter, repeated), f"without the auxiliary loss two runs differ at {name}"
     contrastive = trainer(
-        tmp_path / "contrastive", data, max_steps=2, contrastive_loss=loss, contrastive_representation=representation,
-    )  # fmt: skip
+        tmp_path / "contrastive",
+        data,
+        max_steps=2,
+        contrastive_loss=loss,
+        contrastive_representation=representation,
+    )
     contrastive.train()
     reference = dict(plain.model.named_parameters())
     for name, parameter in contrastive.model.named_parameters():
@@ -376,9 +400,17 @@ def auroc(scores, positives) -> float:
 
 
 STRENGTH_TRAINING = dict(
-    per_device_train_batch_size=6, max_steps=40, learning_rate=3e-3, logging_steps=50, report_to="none", bf16=False,
-    max_length=64, truncation_mode="keep_end", seed=0, disable_tqdm=True,
-)  # fmt: skip
+    per_device_train_batch_size=6,
+    max_steps=40,
+    learning_rate=3e-3,
+    logging_steps=50,
+    report_to="none",
+    bf16=False,
+    max_length=64,
+    truncation_mode="keep_end",
+    seed=0,
+    disable_tqdm=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -388,9 +420,14 @@ def flipped_estimate(tmp_path_factory):
     tokenizer = tiny_tokenizer()
     args = MORERewardConfig(str(output), **STRENGTH_TRAINING)
     estimate = estimate_preference_strength(
-        lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, processing_class=tokenizer,
-        eval_dataset=HELD_OUT, show_progress=False,
-    )  # fmt: skip
+        lambda: tiny_reward_model("qwen2", tokenizer),
+        pairs,
+        args,
+        num_models=4,
+        processing_class=tokenizer,
+        eval_dataset=HELD_OUT,
+        show_progress=False,
+    )
     return estimate, flipped, output, pairs, args, tokenizer
 
 
@@ -430,9 +467,14 @@ def test_a_restarted_estimate_reuses_the_finished_models(flipped_estimate, monke
     original = MORERewardTrainer.train
     monkeypatch.setattr(MORERewardTrainer, "train", lambda self, *a, **k: trained.append(1) or original(self, *a, **k))
     again = estimate_preference_strength(
-        lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, processing_class=tokenizer,
-        eval_dataset=HELD_OUT, show_progress=False,
-    )  # fmt: skip
+        lambda: tiny_reward_model("qwen2", tokenizer),
+        pairs,
+        args,
+        num_models=4,
+        processing_class=tokenizer,
+        eval_dataset=HELD_OUT,
+        show_progress=False,
+    )
     assert trained == [1]
     assert again.dataset["strength_mean"] == pytest.approx(estimate.dataset["strength_mean"], abs=1e-6)
     with pytest.raises(ValueError, match="scores of a model trained on other data, with other settings"):
@@ -444,9 +486,14 @@ def test_the_progress_bar_counts_the_models_and_can_be_turned_off(flipped_estima
 
     def bar(show_progress: bool) -> str:  # every member's scores are saved: only the bar runs
         estimate_preference_strength(
-            lambda: tiny_reward_model("qwen2", tokenizer), pairs, args, num_models=4, processing_class=tokenizer,
-            eval_dataset=HELD_OUT, show_progress=show_progress,
-        )  # fmt: skip
+            lambda: tiny_reward_model("qwen2", tokenizer),
+            pairs,
+            args,
+            num_models=4,
+            processing_class=tokenizer,
+            eval_dataset=HELD_OUT,
+            show_progress=show_progress,
+        )
         return capsys.readouterr().err
 
     shown = bar(True)
@@ -582,9 +629,28 @@ def test_trl_more_strength_runs_the_seeds_mode_from_the_command_line(tmp_path, c
     from trl_more.testing import save_tiny_reward_model
 
     model = save_tiny_reward_model(tmp_path / "model")
-    cli_main(["strength", "--demo", "--mode", "seeds", "--num_models", "2", "--model_name_or_path", str(model),
-              "--max_steps", "2", "--per_device_train_batch_size", "6", "--output_dir", str(tmp_path / "out"),
-              "--bf16", "false", "--report_to", "none"])  # fmt: skip
+    cli_main(
+        [
+            "strength",
+            "--demo",
+            "--mode",
+            "seeds",
+            "--num_models",
+            "2",
+            "--model_name_or_path",
+            str(model),
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "6",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--bf16",
+            "false",
+            "--report_to",
+            "none",
+        ]
+    )
     output = capsys.readouterr().out
     assert "Strength from 2 reward models, mode seeds" in output
     assert {"strength.jsonl", "strength.parquet", "strength_summary.json", "strength.png"} <= {

@@ -97,9 +97,12 @@ def test_shared_rewards_equal_separate_rewards(architecture, attention, packed):
     tokenizer = tiny_tokenizer()
     model = tiny_reward_model(architecture, tokenizer, seed=3, attn_implementation=attention).eval()
     examples = [
-        {key: tokenizer(prompt + text + tokenizer.eos_token)["input_ids"] for key, text in (("chosen_ids", c), ("rejected_ids", r))}
+        {
+            key: tokenizer(prompt + text + tokenizer.eos_token)["input_ids"]
+            for key, text in (("chosen_ids", c), ("rejected_ids", r))
+        }
         for prompt, c, r in PAIRS
-    ]  # fmt: skip
+    ]
     batch = DataCollatorForSharedPrompt(tokenizer.pad_token_id, packed=packed, pack_length=256)(examples)
     assert batch["input_ids"].shape[0] == (1 if packed else 3)  # packed: the three pairs in one sequence
     captured = {}
@@ -127,16 +130,25 @@ def trained(tmp_path, pair_encoding, architecture="qwen2", sources=None, peft_co
     trainer = MORERewardTrainer(
         model=tiny_reward_model(architecture, tokenizer, seed=5),
         args=MORERewardConfig(
-            **{"max_steps": 3, **options}, output_dir=str(tmp_path / pair_encoding), per_device_train_batch_size=6,
-            learning_rate=1e-2, logging_steps=1, report_to="none", bf16=False, save_strategy="no", seed=0,
-            lambda_momentum=0.7, disable_tqdm=True, pair_encoding=pair_encoding,
+            **{"max_steps": 3, **options},
+            output_dir=str(tmp_path / pair_encoding),
+            per_device_train_batch_size=6,
+            learning_rate=1e-2,
+            logging_steps=1,
+            report_to="none",
+            bf16=False,
+            save_strategy="no",
+            seed=0,
+            lambda_momentum=0.7,
+            disable_tqdm=True,
+            pair_encoding=pair_encoding,
             pack_length=PACK_LENGTH if pair_encoding == "packed" else None,
         ),
         train_dataset=sources if sources is not None else toy_preference_sources(8),
         eval_dataset=toy_preference_sources(4)["polite"],
         processing_class=tokenizer,
         peft_config=peft_config,
-    )  # fmt: skip
+    )
     if trainer.args.max_steps > 0:
         trainer.train()
     return trainer
@@ -149,7 +161,10 @@ def assert_same_training(separate, shared, atol=1e-4):
     for (name, a), (_, b) in zip(separate.model.named_parameters(), shared.model.named_parameters()):
         torch.testing.assert_close(b, a, atol=atol, rtol=0, msg=name)
     keys = ("loss", "accuracy", "margin", "num_tokens")
-    logs = [[{k: entry[k] for k in keys if k in entry} for entry in trainer.state.log_history if "loss" in entry] for trainer in (separate, shared)]  # fmt: skip
+    logs = [
+        [{k: entry[k] for k in keys if k in entry} for entry in trainer.state.log_history if "loss" in entry]
+        for trainer in (separate, shared)
+    ]
     for a, b in zip(*logs):
         assert b == pytest.approx(a, abs=1e-4)
     evaluations = [trainer.evaluate() for trainer in (separate, shared)]
@@ -284,14 +299,26 @@ def test_metarm_with_shared_prompts_logs_the_same_meta_losses(tmp_path, encoding
     for name in ("separate", encoding):
         trainer = MetaRMTrainer(
             model=tiny_reward_model("qwen2", tokenizer, seed=7),
-            args=MetaRMConfig(str(tmp_path / name), per_device_train_batch_size=6, max_steps=2, logging_steps=1,
-                              report_to="none", bf16=False, save_strategy="no", seed=0, meta_learning_rate=1.0,
-                              meta_num_responses=3, per_device_meta_batch_size=2, pair_encoding=name,
-                              pack_length=PACK_LENGTH if name == "packed" else None, disable_tqdm=True),
+            args=MetaRMConfig(
+                str(tmp_path / name),
+                per_device_train_batch_size=6,
+                max_steps=2,
+                logging_steps=1,
+                report_to="none",
+                bf16=False,
+                save_strategy="no",
+                seed=0,
+                meta_learning_rate=1.0,
+                meta_num_responses=3,
+                per_device_meta_batch_size=2,
+                pair_encoding=name,
+                pack_length=PACK_LENGTH if name == "packed" else None,
+                disable_tqdm=True,
+            ),
             train_dataset=toy_preference_sources(8),
             meta_dataset=toy_meta_dataset(4, 3),
             processing_class=tokenizer,
-        )  # fmt: skip
+        )
         trainer.train()
         logged = [e for e in trainer.state.log_history if "meta/loss_before" in e]
         logs[name] = [value for e in logged for value in (e["meta/loss_before"], e["meta/loss_after"])]
@@ -312,15 +339,25 @@ def test_multi_objective_pair_features_with_shared_prompts_equal_separate_featur
     model = MultiObjectiveRewardModel.from_backbone(backbone, ["a", "b"], pooling=pooling)
     pairs = PAIRS + [("Human: why? Assistant:", " Because.", " Because")]  # ties the shared part to the prompt
     sides = {
-        side: [tokenizer(prompt + response + tokenizer.eos_token)["input_ids"] for prompt, *responses in pairs
-               for response in [responses[index]]]
+        side: [
+            tokenizer(prompt + response + tokenizer.eos_token)["input_ids"]
+            for prompt, *responses in pairs
+            for response in [responses[index]]
+        ]
         for index, side in enumerate(("chosen", "rejected"))
-    }  # fmt: skip
+    }
     prompt_lengths = [len(tokenize_prompt(tokenizer, prompt)) for prompt, *_ in pairs]
     chosen, rejected = extract_pair_features(
-        model, sides["chosen"], sides["rejected"], prompt_lengths, prompt_lengths, batch_size=3, show_progress=False,
-        packed=packed, pack_length=512 if packed else None,  # packed: each batch of 3 pairs in one sequence
-    )  # fmt: skip
+        model,
+        sides["chosen"],
+        sides["rejected"],
+        prompt_lengths,
+        prompt_lengths,
+        batch_size=3,
+        show_progress=False,
+        packed=packed,
+        pack_length=512 if packed else None,  # packed: each batch of 3 pairs in one sequence
+    )
     for shared, side in ((chosen, "chosen"), (rejected, "rejected")):
         separate = extract_features(model, sides[side], prompt_lengths, batch_size=2, show_progress=False)
         torch.testing.assert_close(shared.pooled, separate.pooled, atol=1e-5, rtol=1e-5)
@@ -341,9 +378,14 @@ def test_multi_objective_trainer_caches_the_same_features_with_shared_prompts(tm
         backbone = tiny_reward_model(architecture, tokenizer).base_model
         model = MultiObjectiveRewardModel.from_backbone(backbone, ["a"], gate_hidden_sizes=[8])
         args = MultiObjectiveRewardConfig(
-            str(tmp_path), cache_features=True, pair_encoding=pair_encoding, per_device_eval_batch_size=5,
-            report_to="none", max_length=64, bf16=False,
-        )  # fmt: skip
+            str(tmp_path),
+            cache_features=True,
+            pair_encoding=pair_encoding,
+            per_device_eval_batch_size=5,
+            report_to="none",
+            max_length=64,
+            bf16=False,
+        )
         trainer = MultiObjectiveRewardTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
         return trainer.train_dataset
 

@@ -84,9 +84,17 @@ def test_a_bos_added_to_text_that_already_has_one(toy):
     )
     tokenizer.chat_template = "{{ bos_token }}" + tokenizer.chat_template
     rendered = {  # pairs rendered with the chat template beforehand, then tokenized as plain text
-        "chosen": [tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], tokenize=False)],
-        "rejected": [tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go."}], tokenize=False)],
-    }  # fmt: skip
+        "chosen": [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], tokenize=False
+            )
+        ],
+        "rejected": [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go."}], tokenize=False
+            )
+        ],
+    }
     report = checks(tiny_reward_model("qwen2", tokenizer), tokenizer, {"rendered": Dataset.from_dict(rendered)})
     assert [finding.check for finding in report.findings] == ["duplicated BOS"]
     assert "start with the BOS token twice" in report.findings[0].message
@@ -156,10 +164,14 @@ def test_a_reward_that_changes_with_padding(toy):
 def test_data_checks_empty_source_nan_margins_and_all_ties():
     tokenizer = tiny_tokenizer()
     ties = Dataset.from_dict({"chosen": ["Same answer."] * 4, "rejected": ["Same answer."] * 4})
-    margins = Dataset.from_dict({"chosen": ["Good."] * 4, "rejected": ["Bad."] * 4, "margin": [1.0, float("nan"), 0.5, 1.0]})  # fmt: skip
+    margins = Dataset.from_dict(
+        {"chosen": ["Good."] * 4, "rejected": ["Bad."] * 4, "margin": [1.0, float("nan"), 0.5, 1.0]}
+    )
     samples = samples_of({"ties": ties, "margins": margins}, tokenizer)
     samples["empty"] = PairSample([], [], None, 0)
-    report = preflight_checks(tiny_reward_model("qwen2", tokenizer), tokenizer, samples, max_length=None, truncation_mode=None)  # fmt: skip
+    report = preflight_checks(
+        tiny_reward_model("qwen2", tokenizer), tokenizer, samples, max_length=None, truncation_mode=None
+    )
     found = {(finding.source, finding.check): finding for finding in report.findings}
     assert found["ties", "identical pairs"].severity == "error"
     assert "NaN or infinite" in found["margins", "margins"].message
@@ -180,9 +192,16 @@ def test_the_trainer_stops_before_the_first_step_and_warn_mode_trains(tmp_path, 
         ),
     }
     args = MORERewardConfig(
-        str(tmp_path), max_length=40, truncation_mode="keep_end", per_device_train_batch_size=4, max_steps=1,
-        report_to="none", save_strategy="no", use_cpu=True, logging_steps=1,
-    )  # fmt: skip
+        str(tmp_path),
+        max_length=40,
+        truncation_mode="keep_end",
+        per_device_train_batch_size=4,
+        max_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        logging_steps=1,
+    )
     trainer = MORERewardTrainer(
         tiny_reward_model("qwen2", tokenizer), args, train_dataset=pairs, processing_class=tokenizer
     )
@@ -201,8 +220,20 @@ def test_the_reading_record_round_trips_and_is_used_by_evaluate_and_serve(tmp_pa
     from trl_more.serve.served_model import ServedModel
 
     tokenizer = tiny_tokenizer()
-    args = MORERewardConfig(str(tmp_path / "run"), max_length=96, truncation_mode="keep_start", per_device_train_batch_size=6, report_to="none", use_cpu=True)  # fmt: skip
-    trainer = MORERewardTrainer(tiny_reward_model("qwen2", tokenizer), args, train_dataset=toy_preference_sources(8), processing_class=tokenizer)  # fmt: skip
+    args = MORERewardConfig(
+        str(tmp_path / "run"),
+        max_length=96,
+        truncation_mode="keep_start",
+        per_device_train_batch_size=6,
+        report_to="none",
+        use_cpu=True,
+    )
+    trainer = MORERewardTrainer(
+        tiny_reward_model("qwen2", tokenizer),
+        args,
+        train_dataset=toy_preference_sources(8),
+        processing_class=tokenizer,
+    )
     trainer.save_model(str(tmp_path / "model"))
     record = input_settings(trainer.model)
     assert (record.rendering, record.eos_token, record.pad_token) == ("hh", "<|endoftext|>", "<|pad|>")
@@ -226,8 +257,20 @@ def test_the_reading_record_round_trips_and_is_used_by_evaluate_and_serve(tmp_pa
     caplog.clear()
     toy_preference_sources(4)["polite"].to_json(tmp_path / "toy.jsonl")
     with caplog.at_level(logging.WARNING, logger="trl_more"):
-        cli_main(["evaluate", "--model", str(tmp_path / "model"), "--sources", f"toy={tmp_path / 'toy.jsonl'}",
-                  "--output_dir", str(tmp_path / "evaluation"), "--no_plots", "--truncation_mode", "keep_end"])  # fmt: skip
+        cli_main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "model"),
+                "--sources",
+                f"toy={tmp_path / 'toy.jsonl'}",
+                "--output_dir",
+                str(tmp_path / "evaluation"),
+                "--no_plots",
+                "--truncation_mode",
+                "keep_end",
+            ]
+        )
     metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert metrics["truncation_mode"] == "keep_end" and metrics["max_length"] == 96
     assert "truncation_mode='keep_end' (trained with 'keep_start')" in caplog.text
@@ -238,8 +281,18 @@ def test_the_reading_record_round_trips_and_is_used_by_evaluate_and_serve(tmp_pa
     )
     chat.to_json(tmp_path / "chat.jsonl")
     with caplog.at_level(logging.WARNING, logger="trl_more"):
-        cli_main(["doctor", "--model", str(tmp_path / "model"), "--sources", f"chat={tmp_path / 'chat.jsonl'}",
-                  "--output_dir", str(tmp_path / "doctor"), "--no_audit"])  # fmt: skip
+        cli_main(
+            [
+                "doctor",
+                "--model",
+                str(tmp_path / "model"),
+                "--sources",
+                f"chat={tmp_path / 'chat.jsonl'}",
+                "--output_dir",
+                str(tmp_path / "doctor"),
+                "--no_audit",
+            ]
+        )
     assert "conversations in its chat template (trained on plain text in the HH transcript format)" in caplog.text
 
 
@@ -256,8 +309,17 @@ def test_models_without_a_record_get_the_defaults(tmp_path):
 def test_doctor_writes_the_report_and_exits_with_an_error_status(tmp_path):
     folder = save_tiny_reward_model(tmp_path / "model")
     toy_preference_sources(8)["polite"].to_json(tmp_path / "polite.jsonl")
-    cli_main(["doctor", "--model", str(folder), "--sources", f"polite={tmp_path / 'polite.jsonl'}",
-              "--output_dir", str(tmp_path / "doctor")])  # fmt: skip
+    cli_main(
+        [
+            "doctor",
+            "--model",
+            str(folder),
+            "--sources",
+            f"polite={tmp_path / 'polite.jsonl'}",
+            "--output_dir",
+            str(tmp_path / "doctor"),
+        ]
+    )
     report = json.loads((tmp_path / "doctor" / "doctor.json").read_text())
     assert report["preflight"]["passed"] and report["audit"]["checks"]["polite"]["pairs"] == 8
     assert "## Audits" in (tmp_path / "doctor" / "doctor.md").read_text()
@@ -265,8 +327,18 @@ def test_doctor_writes_the_report_and_exits_with_an_error_status(tmp_path):
     ties = Dataset.from_dict({"chosen": ["Same."] * 4, "rejected": ["Same."] * 4})
     ties.to_json(tmp_path / "ties.jsonl")
     with pytest.raises(SystemExit, match="1 error"):
-        cli_main(["doctor", "--model", str(folder), "--sources", f"ties={tmp_path / 'ties.jsonl'}", "--no_audit",
-                  "--output_dir", str(tmp_path / "doctor-ties")])  # fmt: skip
+        cli_main(
+            [
+                "doctor",
+                "--model",
+                str(folder),
+                "--sources",
+                f"ties={tmp_path / 'ties.jsonl'}",
+                "--no_audit",
+                "--output_dir",
+                str(tmp_path / "doctor-ties"),
+            ]
+        )
     report = json.loads((tmp_path / "doctor-ties" / "doctor.json").read_text())
     assert report["preflight"]["findings"][0]["check"] == "identical pairs" and "audit" not in report
 

@@ -187,8 +187,10 @@ def test_the_armorm_recipe_holds_the_papers_settings():
     )
     assert (stage2.stage, stage2.model_name_or_path) == ("gate", training1.output_dir)
     assert (training2.learning_rate, training2.lr_scheduler_type.value, training2.optim.value) == (
-        1e-3, "cosine", "adamw_torch"
-    )  # fmt: skip
+        1e-3,
+        "cosine",
+        "adamw_torch",
+    )
     assert (training2.per_device_train_batch_size, training2.max_steps, training2.cache_features) == (
         1024,
         10000,
@@ -228,9 +230,11 @@ def test_the_armorm_cpu_smoke_recipe_runs_both_stages(tmp_path, shared_data, mon
     config = json.loads((stage1 / "config.json").read_text())
     assert config["objectives"] == [
         *(f"topical-chat-{name}" for name in ("understandability", "naturalness", "coherence", "engagingness")),
-        "topical-chat-groundedness", "topical-chat-overall", "ultrafeedback-chosen-score",
+        "topical-chat-groundedness",
+        "topical-chat-overall",
+        "ultrafeedback-chosen-score",
         "ultrafeedback-rejected-score",
-    ]  # fmt: skip
+    ]
     r2 = config["evaluation_results"]["held-out R^2 (recipes/armorm/cpu-smoke-ratings.yaml)"]
     assert set(r2) == set(config["objectives"])
     armo.main(

@@ -670,9 +670,23 @@ def test_ensemble_disagreement_is_logged_and_uncalibrated_ensembles_are_refused(
     from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer
 
     samples = [
-        {"reward": 2.0, "rewards": [1.0, 3.0], "selected": True, "eligible": True, "response": "a b", "response_ids": [1]},
-        {"reward": 2.0, "rewards": [2.0, 2.0], "selected": False, "eligible": True, "response": "c d", "response_ids": [2]},
-    ]  # fmt: skip
+        {
+            "reward": 2.0,
+            "rewards": [1.0, 3.0],
+            "selected": True,
+            "eligible": True,
+            "response": "a b",
+            "response_ids": [1],
+        },
+        {
+            "reward": 2.0,
+            "rewards": [2.0, 2.0],
+            "selected": False,
+            "eligible": True,
+            "response": "c d",
+            "response_ids": [2],
+        },
+    ]
     metrics = iteration_metrics(samples)
     assert metrics["rjs/ensemble_std"] == 0.5  # population std across the models: 1 and 0
     assert metrics["rjs/ensemble_std_selected"] == 1.0
@@ -681,13 +695,21 @@ def test_ensemble_disagreement_is_logged_and_uncalibrated_ensembles_are_refused(
     models = [tiny_reward_model("llama", tokenizer, seed=seed) for seed in (1, 2)]
     with pytest.raises(ValueError, match="store no reward scale"):
         RejectionSamplingTrainer(
-            tiny_causal_lm("qwen2", tokenizer), models, args=_config(tmp_path), train_dataset=PROMPTS,
-            processing_class=tokenizer, reward_processing_classes=tokenizer,
-        )  # fmt: skip
+            tiny_causal_lm("qwen2", tokenizer),
+            models,
+            args=_config(tmp_path),
+            train_dataset=PROMPTS,
+            processing_class=tokenizer,
+            reward_processing_classes=tokenizer,
+        )
     trainer = RejectionSamplingTrainer(
-        tiny_causal_lm("qwen2", tokenizer), models, args=_config(tmp_path, ensemble_calibration="none"),
-        train_dataset=PROMPTS, processing_class=tokenizer, reward_processing_classes=tokenizer,
-    )  # fmt: skip
+        tiny_causal_lm("qwen2", tokenizer),
+        models,
+        args=_config(tmp_path, ensemble_calibration="none"),
+        train_dataset=PROMPTS,
+        processing_class=tokenizer,
+        reward_processing_classes=tokenizer,
+    )
     assert trainer.reward_scorer.scales == [None, None]
 
 
@@ -709,13 +731,23 @@ def test_conservative_ensemble_selection_picks_by_hand_on_three_members(tmp_path
     monkeypatch.setattr(RewardModelScorer, "_score_with", member_rewards)
     tokenizer = tiny_tokenizer()
     args = _config(
-        tmp_path, num_iterations=1, prompts_per_iteration=1, num_samples_per_prompt=3, per_device_train_batch_size=1,
-        ensemble=ensemble, ensemble_std_coef=1.0, ensemble_calibration="none",
-    )  # fmt: skip
+        tmp_path,
+        num_iterations=1,
+        prompts_per_iteration=1,
+        num_samples_per_prompt=3,
+        per_device_train_batch_size=1,
+        ensemble=ensemble,
+        ensemble_std_coef=1.0,
+        ensemble_calibration="none",
+    )
     trainer = RejectionSamplingTrainer(
-        tiny_causal_lm("qwen2", tokenizer), [tiny_reward_model("llama", tokenizer, seed=seed) for seed in (1, 2, 3)],
-        args=args, train_dataset=PROMPTS, processing_class=tokenizer, reward_processing_classes=tokenizer,
-    )  # fmt: skip
+        tiny_causal_lm("qwen2", tokenizer),
+        [tiny_reward_model("llama", tokenizer, seed=seed) for seed in (1, 2, 3)],
+        args=args,
+        train_dataset=PROMPTS,
+        processing_class=tokenizer,
+        reward_processing_classes=tokenizer,
+    )
     trainer.train()
     samples = _samples(tmp_path, 0)
     assert [sample["rewards"] for sample in samples] == [pytest.approx(rewards) for rewards in zip(*THREE_MEMBERS)]

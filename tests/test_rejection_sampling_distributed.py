@@ -65,10 +65,22 @@ def check_every_prompt_once(reports, output_dir):
 
 def test_two_processes_ddp_use_every_prompt_exactly_once(tmp_path):
     reports = launch(
-        ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", str(SCRIPT), str(tmp_path), "--use_cpu"],
+        [
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(SCRIPT),
+            str(tmp_path),
+            "--use_cpu",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert [report["zero_stage"] for report in reports] == [0, 0]
     check_every_prompt_once(reports, tmp_path)
 
@@ -107,10 +119,23 @@ def check_reward_model_updates(reports, output_dir):
 
 def test_metarm_updates_under_ddp_keep_the_reward_model_identical_on_both_ranks(tmp_path):
     reports = launch(
-        ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", str(SCRIPT), str(tmp_path), "--use_cpu", "--metarm"],
+        [
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(SCRIPT),
+            str(tmp_path),
+            "--use_cpu",
+            "--metarm",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     check_every_prompt_once(reports, tmp_path)
     check_reward_model_updates(reports, tmp_path)
 

@@ -218,9 +218,14 @@ def test_every_trainer_skips_a_partial_checkpoint(tmp_path, caplog):
     backbone = tiny_reward_model("qwen2", tokenizer).base_model
     model = MultiObjectiveRewardModel.from_backbone(backbone, ["a", "b"], gate_hidden_sizes=[8])
     args = MultiObjectiveRewardConfig(
-        str(tmp_path), max_steps=2, save_strategy="steps", save_steps=1, report_to="none", bf16=False,
+        str(tmp_path),
+        max_steps=2,
+        save_strategy="steps",
+        save_steps=1,
+        report_to="none",
+        bf16=False,
         per_device_train_batch_size=4,
-    )  # fmt: skip
+    )
     pairs = toy_preference_sources(8)["polite"]
     MultiObjectiveRewardTrainer(model, args, train_dataset=pairs, processing_class=tokenizer).train()
     os.remove(tmp_path / "checkpoint-2" / "trainer_state.json")
@@ -253,8 +258,21 @@ def test_a_truncated_gzip_file_is_named(tmp_path):
 def test_a_mistyped_data_dir_fails_with_the_missing_files(tmp_path):
     model = save_tiny_reward_model(tmp_path / "model")
     with pytest.raises(FileNotFoundError, match=r"--data_dir .*missing .*helpful-base\.test\.jsonl\.gz"):
-        cli_main(["reward", "--data_dir", str(tmp_path / "no-such-folder"), "--model_name_or_path", str(model),
-                  "--output_dir", str(tmp_path / "out"), "--bf16", "false", "--report_to", "none"])  # fmt: skip
+        cli_main(
+            [
+                "reward",
+                "--data_dir",
+                str(tmp_path / "no-such-folder"),
+                "--model_name_or_path",
+                str(model),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--bf16",
+                "false",
+                "--report_to",
+                "none",
+            ]
+        )
 
 
 def test_the_default_sources_come_from_the_hub_and_offline_say_how_to_go_on(tmp_path, monkeypatch):
@@ -263,15 +281,43 @@ def test_the_default_sources_come_from_the_hub_and_offline_say_how_to_go_on(tmp_
     with pytest.raises(
         RuntimeError, match=r"Could not load source 'hh-helpful' from the Hub \(Anthropic/hh-rlhf(.|\n)*--demo"
     ):
-        cli_main(["reward", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "out"),
-                  "--bf16", "false", "--report_to", "none"])  # fmt: skip
+        cli_main(
+            [
+                "reward",
+                "--model_name_or_path",
+                str(model),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--bf16",
+                "false",
+                "--report_to",
+                "none",
+            ]
+        )
 
 
 def test_demo_data_is_used_only_when_asked_for_and_said_loudly(tmp_path, capsys):
     model = save_tiny_reward_model(tmp_path / "model")
-    cli_main(["reward", "--demo", "--model_name_or_path", str(model), "--output_dir", str(tmp_path / "out"),
-              "--max_steps", "1", "--per_device_train_batch_size", "6", "--bf16", "false", "--report_to", "none",
-              "--evaluate", "false"])  # fmt: skip
+    cli_main(
+        [
+            "reward",
+            "--demo",
+            "--model_name_or_path",
+            str(model),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--max_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "6",
+            "--bf16",
+            "false",
+            "--report_to",
+            "none",
+            "--evaluate",
+            "false",
+        ]
+    )
     assert "training on the bundled TOY sources" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--mixture and --demo exclude each other"):
         parse_subcommand_arguments("reward", ["--demo", "--mixture", "m.yaml", "--bf16", "false"])

@@ -230,8 +230,14 @@ def test_v2_length_baselines_on_the_fixture():
 def test_load_the_fixtures_from_file():
     v1 = load_rewardbench(V1_FILE)
     assert len(v1) == 17 and set(v1.column_names) == {
-        "prompt", "chosen", "rejected", "chosen_model", "rejected_model", "subset", "id"
-    }  # fmt: skip
+        "prompt",
+        "chosen",
+        "rejected",
+        "chosen_model",
+        "rejected_model",
+        "subset",
+        "id",
+    }
     assert {"math-prm", "hep-python", "hep-rust", "hep-cpp"} <= set(v1["subset"])
     v2 = load_rewardbench(str(V2_FILE), version=2)
     assert len(v2) == 11 and v2[8]["id"] == "tied:0" and len(v2[8]["chosen"]) == 3
@@ -250,7 +256,11 @@ def test_hub_ids_go_to_load_dataset_with_the_default_splits(monkeypatch):
     assert len(load_rewardbench("allenai/reward-bench")) == 17
     assert len(load_rewardbench("allenai/reward-bench-2", version=2)) == 11
     load_rewardbench("allenai/reward-bench", split="raw")
-    assert calls == [("allenai/reward-bench", "filtered"), ("allenai/reward-bench-2", "test"), ("allenai/reward-bench", "raw")]  # fmt: skip
+    assert calls == [
+        ("allenai/reward-bench", "filtered"),
+        ("allenai/reward-bench-2", "test"),
+        ("allenai/reward-bench", "raw"),
+    ]
 
 
 def test_schema_errors_name_the_problem_and_the_fix(tmp_path):
@@ -423,8 +433,19 @@ def test_trl_more_evaluate_scores_rewardbench_alone_and_writes_table_json_and_pl
 
     model_dir = save_tiny_reward_model(tmp_path / "model")
     out = tmp_path / "evaluation"
-    cli_main(["evaluate", "--model", str(model_dir), "--rewardbench", str(FIXTURES / "rewardbench_v1.jsonl"),
-              "--rewardbench_template", "hh", "--output_dir", str(out)])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--rewardbench",
+            str(FIXTURES / "rewardbench_v1.jsonl"),
+            "--rewardbench_template",
+            "hh",
+            "--output_dir",
+            str(out),
+        ]
+    )
     written = json.loads((out / "rewardbench.json").read_text())
     assert set(written["sections"]) == {"Chat", "Chat Hard", "Safety", "Reasoning"}
     assert (out / "rewardbench.md").read_text().startswith("|") and (out / "rewardbench.png").is_file()

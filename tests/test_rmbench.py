@@ -285,8 +285,19 @@ def test_trl_more_evaluate_scores_rmbench_and_writes_table_json_and_heat_map(tmp
 
     model_dir = save_tiny_reward_model(tmp_path / "model")
     out = tmp_path / "evaluation"
-    cli_main(["evaluate", "--model", str(model_dir), "--rmbench", str(FIXTURE), "--rmbench_template", "hh",
-              "--output_dir", str(out)])  # fmt: skip
+    cli_main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--rmbench",
+            str(FIXTURE),
+            "--rmbench_template",
+            "hh",
+            "--output_dir",
+            str(out),
+        ]
+    )
     written = json.loads((out / "rmbench.json").read_text())
     assert set(written["domains"]) == {"chat", "math", "code", "safety"} and written["template"] == "hh"
     assert (out / "rmbench.md").read_text().startswith("| domain |") and (out / "rmbench.png").is_file()

@@ -42,8 +42,9 @@ def models(tmp_path_factory):
     plain.save_pretrained(folder / "plain")
     tokenizer.save_pretrained(folder / "plain")
     torch.manual_seed(1)
-    armo = MultiObjectiveRewardModel.from_backbone(tiny_reward_model("qwen2", tokenizer, seed=4), OBJECTIVES,
-                                                   gate_hidden_sizes=[16])  # fmt: skip
+    armo = MultiObjectiveRewardModel.from_backbone(
+        tiny_reward_model("qwen2", tokenizer, seed=4), OBJECTIVES, gate_hidden_sizes=[16]
+    )
     with torch.no_grad():
         armo.regression_layer.weight.normal_(std=0.5)
     armo.save_pretrained(folder / "armo", tokenizer=tokenizer)
@@ -58,10 +59,15 @@ def models(tmp_path_factory):
 def server(models):
     paths, _ = models
     config = ServeConfig(
-        model=[f"{name}={path}" for name, path in paths.items()], token=TOKEN, max_wait_ms=20,
+        model=[f"{name}={path}" for name, path in paths.items()],
+        token=TOKEN,
+        max_wait_ms=20,
         ensemble=[f"pair={paths['plain']},{paths['other']}"],
-        max_items_per_request=64, max_request_bytes=20_000, max_length=96, max_batch_size=16,
-    )  # fmt: skip
+        max_items_per_request=64,
+        max_request_bytes=20_000,
+        max_length=96,
+        max_batch_size=16,
+    )
     app = build_app(config)
     port = free_port()
     uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -244,30 +250,91 @@ def test_classify_reads_a_conversation_and_serves_ensembles_and_the_multi_object
 @pytest.mark.parametrize(
     "path, body, status, message",
     [
-        ("/v1/rewards", {"items": [{"prompt": "Human: hi Assistant:", "response": " r"}]}, 422, "several models are served"),
-        ("/v1/rewards", {"model": "nope", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}]}, 404, "unknown model 'nope'"),
-        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:"}]}, 422, "items.0.response: Field required"),
+        (
+            "/v1/rewards",
+            {"items": [{"prompt": "Human: hi Assistant:", "response": " r"}]},
+            422,
+            "several models are served",
+        ),
+        (
+            "/v1/rewards",
+            {"model": "nope", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}]},
+            404,
+            "unknown model 'nope'",
+        ),
+        (
+            "/v1/rewards",
+            {"model": "plain", "items": [{"prompt": "Human: hi Assistant:"}]},
+            422,
+            "items.0.response: Field required",
+        ),
         ("/v1/rewards", {"model": "plain", "itmes": []}, 422, "Extra inputs are not permitted"),
         ("/v1/rewards", {"model": "plain", "items": []}, 422, "no items"),
-        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": ""}]}, 422, "item 0: the response is empty"),
-        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " long" * 200}]}, 422, "max_length=96"),
-        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}] * 65}, 413, "more than the server's 64"),
+        (
+            "/v1/rewards",
+            {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": ""}]},
+            422,
+            "item 0: the response is empty",
+        ),
+        (
+            "/v1/rewards",
+            {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " long" * 200}]},
+            422,
+            "max_length=96",
+        ),
+        (
+            "/v1/rewards",
+            {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}] * 65},
+            413,
+            "more than the server's 64",
+        ),
         ("/v1/rewards", {"model": "plain", "items": [{"prompt": "p" * 30_000, "response": "r"}]}, 413, "bytes"),
-        ("/v1/rewards", {"model": "plain", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}], "objective_weights": {"a": 1}},
-         422, "no objectives to steer"),
-        ("/v1/rewards", {"model": "armo", "items": [{"prompt": "Human: hi Assistant:", "response": " r"}], "objective_weights": {"a": 1}},
-         422, "unknown objective"),
-        ("/get_reward", {"model": "plain", "query": ["abc"], "prompts": ["xyz"]}, 422, "does not start with its prompt"),
+        (
+            "/v1/rewards",
+            {
+                "model": "plain",
+                "items": [{"prompt": "Human: hi Assistant:", "response": " r"}],
+                "objective_weights": {"a": 1},
+            },
+            422,
+            "no objectives to steer",
+        ),
+        (
+            "/v1/rewards",
+            {
+                "model": "armo",
+                "items": [{"prompt": "Human: hi Assistant:", "response": " r"}],
+                "objective_weights": {"a": 1},
+            },
+            422,
+            "unknown objective",
+        ),
+        (
+            "/get_reward",
+            {"model": "plain", "query": ["abc"], "prompts": ["xyz"]},
+            422,
+            "does not start with its prompt",
+        ),
         ("/get_reward", {"model": "plain", "query": ["abc"]}, 422, "one prompt per query"),
         ("/classify", {"model": "plain"}, 422, "either `input`"),
-        ("/classify", {"model": "plain", "input": "a", "messages": [{"role": "user", "content": "b"}]}, 422, "either `input`"),
-        ("/classify", {"model": "plain", "messages": [{"role": "user", "content": "b"}]}, 422, "must end with the assistant"),
+        (
+            "/classify",
+            {"model": "plain", "input": "a", "messages": [{"role": "user", "content": "b"}]},
+            422,
+            "either `input`",
+        ),
+        (
+            "/classify",
+            {"model": "plain", "messages": [{"role": "user", "content": "b"}]},
+            422,
+            "must end with the assistant",
+        ),
         ("/classify", {"model": "plain", "input": []}, 422, "no items"),
         ("/classify", {"model": "plain", "input": [""]}, 422, "input 0: the input is empty"),
         ("/classify", {"model": "plain", "input": " long" * 200}, 422, "max_length=96"),
         ("/classify", {"model": "plain", "input": ["x"] * 65}, 413, "more than the server's 64"),
     ],
-)  # fmt: skip
+)
 def test_bad_requests_get_a_4xx_body_that_names_the_problem(server, path, body, status, message):
     url, _ = server
     answer = post(url, path, body)

@@ -16,9 +16,16 @@ from trl_more.testing import tiny_causal_lm, tiny_reward_model, tiny_tokenizer, 
 
 
 COMMON = dict(
-    per_device_train_batch_size=6, max_steps=1, learning_rate=1e-3, logging_steps=1, report_to="none", bf16=False,
-    save_strategy="no", gradient_checkpointing=False, seed=0,
-)  # fmt: skip
+    per_device_train_batch_size=6,
+    max_steps=1,
+    learning_rate=1e-3,
+    logging_steps=1,
+    report_to="none",
+    bf16=False,
+    save_strategy="no",
+    gradient_checkpointing=False,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +99,14 @@ def test_the_training_loss_is_one_minus_w_times_the_reward_loss_plus_w_times_the
     path, tokenizer = causal_lm_path
     weight = 0.25
     trainer = trainer_for(
-        path, tokenizer, tmp_path, text_regularization_coefficient=weight, lambda_method="uniform",
-        pair_encoding=pair_encoding, pack_length=4096 if pair_encoding == "packed" else None,
-    )  # fmt: skip
+        path,
+        tokenizer,
+        tmp_path,
+        text_regularization_coefficient=weight,
+        lambda_method="uniform",
+        pair_encoding=pair_encoding,
+        pack_length=4096 if pair_encoding == "packed" else None,
+    )
     lm = AutoModelForCausalLM.from_pretrained(path)
     torch.testing.assert_close(trainer.text_head.weight, lm.lm_head.weight)  # the base model's head, kept
     batch = next(iter(trainer.get_train_dataloader()))
@@ -133,9 +145,15 @@ def test_it_combines_with_the_contrastive_loss(causal_lm_path, tmp_path, pair_en
     """Both views come from one forward pass of the doubled batch; the text loss reads the first view's rows."""
     path, tokenizer = causal_lm_path
     trainer = trainer_for(
-        path, tokenizer, tmp_path, text_regularization_coefficient=0.5, contrastive_loss="simcse",
-        contrastive_dropout=0.0, pair_encoding=pair_encoding, pack_length=4096 if pair_encoding == "packed" else None,
-    )  # fmt: skip
+        path,
+        tokenizer,
+        tmp_path,
+        text_regularization_coefficient=0.5,
+        contrastive_loss="simcse",
+        contrastive_dropout=0.0,
+        pair_encoding=pair_encoding,
+        pack_length=4096 if pair_encoding == "packed" else None,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.train()
     with_text = trainer.compute_loss(trainer.model, dict(batch))
@@ -157,26 +175,35 @@ def test_bad_settings_are_refused_with_the_reason(causal_lm_path, tmp_path):
     bert_tokenizer = tiny_tokenizer("wordpiece")
     with pytest.raises(ValueError, match="needs a decoder reward model; this 'bert' model attends in both directions"):
         trainer_for(
-            path, bert_tokenizer, tmp_path, model=tiny_reward_model("bert", bert_tokenizer),
+            path,
+            bert_tokenizer,
+            tmp_path,
+            model=tiny_reward_model("bert", bert_tokenizer),
             text_regularization_coefficient=0.1,
-        )  # fmt: skip
+        )
     with pytest.raises(ValueError, match="keeps the language-model head of the base causal LM, but none was found"):
         trainer_for(
             path, tokenizer, tmp_path, model=tiny_reward_model("qwen2", tokenizer), text_regularization_coefficient=0.1
         )
     tied = trainer_for(  # a head tied to the token embeddings is their copy
-        path, tokenizer, tmp_path, model=tiny_reward_model("qwen2", tokenizer, tie_word_embeddings=True),
+        path,
+        tokenizer,
+        tmp_path,
+        model=tiny_reward_model("qwen2", tokenizer, tie_word_embeddings=True),
         text_regularization_coefficient=0.1,
-    )  # fmt: skip
+    )
     torch.testing.assert_close(tied.text_head.weight, tied.model.get_input_embeddings().weight)
 
 
 def test_a_short_more_lora_run_saves_a_plain_sequence_classification_model(causal_lm_path, tmp_path):
     path, tokenizer = causal_lm_path
     args = MORERewardConfig(
-        str(tmp_path), **{**COMMON, "max_steps": 2}, text_regularization_coefficient=0.1,
-        pair_encoding="shared_prompt", preflight="off",
-    )  # fmt: skip
+        str(tmp_path),
+        **{**COMMON, "max_steps": 2},
+        text_regularization_coefficient=0.1,
+        pair_encoding="shared_prompt",
+        preflight="off",
+    )
     trainer = MORERewardTrainer(
         model=str(path),
         args=args,

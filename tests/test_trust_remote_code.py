@@ -63,14 +63,43 @@ def test_every_subcommand_refuses_a_folder_with_custom_code(tmp_path, custom_cod
     commands = {
         "armo": ["armo", "--stage", "regression", "--model_name_or_path", folder, "--output_dir", output, *COMMON],
         "evaluate": ["evaluate", "--model", folder, "--sources", f"mine={pairs}", "--output_dir", output],
-        "reward": ["reward", "--mixture", write_toy_mixture(tmp_path / "toy", num_pairs=8),
-                   "--model_name_or_path", folder, "--output_dir", output, *COMMON],
-        "rjs_policy": ["rjs", "--model_name_or_path", folder, "--reward_model_path", plain_model,
-                       "--prompt_sources", f"ultrafeedback={pairs}", "--output_dir", output, *COMMON],
-        "rjs_reward_model": ["rjs", "--model_name_or_path", plain_model, "--reward_model_path", folder,
-                             "--prompt_sources", f"ultrafeedback={pairs}", "--prompts_per_iteration", "1",
-                             "--output_dir", output, *COMMON],
-    }  # fmt: skip
+        "reward": [
+            "reward",
+            "--mixture",
+            write_toy_mixture(tmp_path / "toy", num_pairs=8),
+            "--model_name_or_path",
+            folder,
+            "--output_dir",
+            output,
+            *COMMON,
+        ],
+        "rjs_policy": [
+            "rjs",
+            "--model_name_or_path",
+            folder,
+            "--reward_model_path",
+            plain_model,
+            "--prompt_sources",
+            f"ultrafeedback={pairs}",
+            "--output_dir",
+            output,
+            *COMMON,
+        ],
+        "rjs_reward_model": [
+            "rjs",
+            "--model_name_or_path",
+            plain_model,
+            "--reward_model_path",
+            folder,
+            "--prompt_sources",
+            f"ultrafeedback={pairs}",
+            "--prompts_per_iteration",
+            "1",
+            "--output_dir",
+            output,
+            *COMMON,
+        ],
+    }
     with pytest.raises(ValueError, match="trust_remote_code"):
         run_cli(*commands[subcommand])
     assert not marker.exists()

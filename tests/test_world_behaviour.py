@@ -64,10 +64,21 @@ def rjs_sft_policy(tokenizer):
     policy = tiny_causal_lm("qwen2", tokenizer, seed=RJS_SEED)
     with tempfile.TemporaryDirectory() as output_dir:
         args = SFTConfig(
-            output_dir, max_steps=300, per_device_train_batch_size=32, learning_rate=3e-3, lr_scheduler_type="cosine",
-            warmup_steps=10, max_length=64, gradient_checkpointing=False, save_strategy="no", logging_strategy="no",
-            report_to="none", bf16=False, seed=RJS_SEED, disable_tqdm=True,
-        )  # fmt: skip
+            output_dir,
+            max_steps=300,
+            per_device_train_batch_size=32,
+            learning_rate=3e-3,
+            lr_scheduler_type="cosine",
+            warmup_steps=10,
+            max_length=64,
+            gradient_checkpointing=False,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            bf16=False,
+            seed=RJS_SEED,
+            disable_tqdm=True,
+        )
         SFTTrainer(
             model=policy, args=args, train_dataset=sft_examples(2000, seed=RJS_SEED), processing_class=tokenizer
         ).train()
@@ -109,14 +120,35 @@ def rjs_run(world, arm: str) -> dict:
     test = preference_pairs(500, seed=10_000 + RJS_SEED, temperature=0.5)
     with tempfile.TemporaryDirectory() as output_dir:
         config = RejectionSamplingConfig(
-            output_dir, num_iterations=RJS_ITERATIONS, prompts_per_iteration=128, num_samples_per_prompt=RJS_SAMPLES,
-            selection="best_per_prompt", temperature=1.0, max_new_tokens=16, generation_batch_size=64,
-            reward_batch_size=256, max_length=64, per_device_train_batch_size=32, learning_rate=3e-3,
-            lr_scheduler_type="constant", num_epochs_per_iteration=2, max_grad_norm=1.0, gradient_checkpointing=False,
-            save_strategy="no", logging_strategy="no", report_to="none", bf16=False, disable_tqdm=True, seed=RJS_SEED,
-            metarm=arm == "metarm", metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_per_device_train_batch_size=32,
-            metarm_per_device_meta_batch_size=16, metarm_steps_per_iteration=32,
-        )  # fmt: skip
+            output_dir,
+            num_iterations=RJS_ITERATIONS,
+            prompts_per_iteration=128,
+            num_samples_per_prompt=RJS_SAMPLES,
+            selection="best_per_prompt",
+            temperature=1.0,
+            max_new_tokens=16,
+            generation_batch_size=64,
+            reward_batch_size=256,
+            max_length=64,
+            per_device_train_batch_size=32,
+            learning_rate=3e-3,
+            lr_scheduler_type="constant",
+            num_epochs_per_iteration=2,
+            max_grad_norm=1.0,
+            gradient_checkpointing=False,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            bf16=False,
+            disable_tqdm=True,
+            seed=RJS_SEED,
+            metarm=arm == "metarm",
+            metarm_learning_rate=1e-3,
+            metarm_meta_learning_rate=1.0,
+            metarm_per_device_train_batch_size=32,
+            metarm_per_device_meta_batch_size=16,
+            metarm_steps_per_iteration=32,
+        )
         trainer = RejectionSamplingTrainer(
             model=AutoModelForCausalLM.from_pretrained(folder / "policy"),
             reward_models=gold_reward_model(tokenizer)
@@ -248,9 +280,16 @@ def armo_backbone(tokenizer):
     ratings = armo_rated(1000, 60_000 + ARMO_SEED, noise=0.0, length_bias=0.0)
     with tempfile.TemporaryDirectory() as output_dir:
         args = TrainingArguments(
-            output_dir, per_device_train_batch_size=32, learning_rate=1e-3, max_steps=200, report_to="none",
-            save_strategy="no", disable_tqdm=True, logging_strategy="no", seed=ARMO_SEED,
-        )  # fmt: skip
+            output_dir,
+            per_device_train_batch_size=32,
+            learning_rate=1e-3,
+            max_steps=200,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            logging_strategy="no",
+            seed=ARMO_SEED,
+        )
         regression_trainer(
             model, args, prepare_rating_dataset(ratings, tokenizer, ARMO_OBJECTIVES, ARMO_SCALES)
         ).train()
@@ -286,10 +325,18 @@ def armo_run():
     debias_verbosity(model, reference, "verbosity")
     with tempfile.TemporaryDirectory() as output_dir:
         args = MultiObjectiveRewardConfig(
-            output_dir, cache_features=True, per_device_eval_batch_size=512, seed=ARMO_SEED, report_to="none",
-            save_strategy="no", disable_tqdm=True, logging_strategy="no", max_steps=300, per_device_train_batch_size=256,
+            output_dir,
+            cache_features=True,
+            per_device_eval_batch_size=512,
+            seed=ARMO_SEED,
+            report_to="none",
+            save_strategy="no",
+            disable_tqdm=True,
+            logging_strategy="no",
+            max_steps=300,
+            per_device_train_batch_size=256,
             learning_rate=1e-2,
-        )  # fmt: skip
+        )
         with torch.no_grad():
             model.gate.beta.fill_(20.0)  # about the calibrated score's scale (benchmark docstring)
         MultiObjectiveRewardTrainer(

@@ -28,13 +28,24 @@ def main() -> None:
     TrainerState.save_to_json = save_to_json
     tokenizer = tiny_tokenizer()
     args = MORERewardConfig(
-        output_dir, per_device_train_batch_size=6, max_steps=6, learning_rate=1e-3, logging_steps=1,
-        save_strategy="steps", save_steps=2, lambda_momentum=0.5, report_to="none", bf16=False, seed=0,
-    )  # fmt: skip
+        output_dir,
+        per_device_train_batch_size=6,
+        max_steps=6,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=2,
+        lambda_momentum=0.5,
+        report_to="none",
+        bf16=False,
+        seed=0,
+    )
     trainer = MORERewardTrainer(
-        tiny_reward_model("qwen2", tokenizer), args, train_dataset=toy_preference_sources(12),
+        tiny_reward_model("qwen2", tokenizer),
+        args,
+        train_dataset=toy_preference_sources(12),
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     trainer.train()
 
 

@@ -61,10 +61,14 @@ def main():
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     metarm = options.meta_learning_rate is not None
     meta_options = (
-        dict(meta_learning_rate=options.meta_learning_rate, meta_num_responses=3,
-             per_device_meta_batch_size=options.per_device_meta_batch_size)
-        if metarm else {}
-    )  # fmt: skip
+        dict(
+            meta_learning_rate=options.meta_learning_rate,
+            meta_num_responses=3,
+            per_device_meta_batch_size=options.per_device_meta_batch_size,
+        )
+        if metarm
+        else {}
+    )
     args = (MetaRMConfig if metarm else MORERewardConfig)(
         **meta_options,
         output_dir=options.output_dir,

@@ -31,10 +31,18 @@ NUM_PROMPTS = 5
 
 
 def main(output_dir: str, use_cpu: bool, metarm: bool) -> None:
-    metarm_options = dict(
-        metarm=True, metarm_learning_rate=1e-3, metarm_meta_learning_rate=1.0, metarm_per_device_train_batch_size=2,
-        metarm_per_device_meta_batch_size=2, metarm_steps_per_iteration=2,
-    ) if metarm else {}  # fmt: skip
+    metarm_options = (
+        dict(
+            metarm=True,
+            metarm_learning_rate=1e-3,
+            metarm_meta_learning_rate=1.0,
+            metarm_per_device_train_batch_size=2,
+            metarm_per_device_meta_batch_size=2,
+            metarm_steps_per_iteration=2,
+        )
+        if metarm
+        else {}
+    )
     args = RejectionSamplingConfig(
         output_dir,
         num_iterations=2,
