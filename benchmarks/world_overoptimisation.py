@@ -8,6 +8,8 @@ reward ignores and the policy learns to exploit. The arms select with:
 
 - `gold`: the gold reward itself (what RJS does with a perfect reward model);
 - `fixed`: the single proxy of `world_rejection_sampling.py` (400 steps from a random initialisation);
+- `one_member`: member 0 of the ensemble below alone (the proxy's pairs, fine-tuned from the warmed-up model): tells
+  what the ensembles and WARM gain from several members from what the warm-up alone gives;
 - `ensemble_mean`: M = 4 members, their rewards standardised (each member stores the mean and standard deviation of
   its rewards on held-out responses, `set_reward_statistics`) and averaged (`ensemble="mean"`);
 - `ensemble_lower_bound`: the same 4, mean minus k = 1 standard deviation of the members (`ensemble="mean_minus_std"`);
@@ -24,7 +26,8 @@ Measured per round (`world_rejection_sampling.run_rjs`): the gold reward of the 
 prompts, how often they repeat a helpful word, and the proxy-gold gap of the iteration's selected samples (their mean
 selection score minus their mean gold reward, each standardised on the initial policy's evaluation samples; for the
 ensembles the selection score is the combined one the selector maximised); the gold-order accuracy of the selector on
-the policy's samples and on held-out pairs of the training style. Paired differences against `fixed` per seed.
+the policy's samples and on held-out pairs of the training style. Paired differences per seed against `fixed` and
+against `one_member`.
 
 Target (issue 38): a smaller proxy-gold gap at the same or higher gold reward.
 
@@ -65,7 +68,7 @@ from world_warm import FINE_TUNING
 BENCHMARK = "world_overoptimisation"
 NUM_MEMBERS = 4
 STD_COEF = 1.0  # k of the lower bound, mean - k std
-ARMS = ("gold", "fixed", "ensemble_mean", "ensemble_lower_bound", "warm")
+ARMS = ("gold", "fixed", "one_member", "ensemble_mean", "ensemble_lower_bound", "warm")
 ENSEMBLE_MODES = {"ensemble_mean": "mean", "ensemble_lower_bound": "mean_minus_std"}
 
 
@@ -146,6 +149,8 @@ def overoptimisation_job(seed: int, arm: str, settings: dict) -> dict:
         reward_models = gold_reward_model(tokenizer)
     elif arm == "fixed":
         reward_models = proxy
+    elif arm == "one_member":
+        reward_models = load_members(seed, settings)[0]
     elif arm == "warm":
         reward_models = average_reward_models(load_members(seed, settings))
     else:
@@ -159,24 +164,27 @@ def overoptimisation_job(seed: int, arm: str, settings: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def versus_fixed(runs, names: list[str], metric: str, seeds, scale: float = 1.0, digits: int = 2) -> list[str]:
-    """Per arm and round, the paired difference arm minus `fixed` of `metric` (mean ± 95% interval over seeds)."""
+def versus(
+    runs, names: list[str], metric: str, seeds, scale: float = 1.0, digits: int = 2, baseline: str = "fixed"
+) -> list[str]:
+    """Per arm and round, the paired difference arm minus `baseline` of `metric` (mean ± 95% interval over seeds)."""
     rounds = series(runs, names[0], "round", seeds).shape[1]
-    lines = ["| arm minus fixed | " + " | ".join(f"round {r}" for r in range(rounds)) + " |"]
+    lines = [f"| arm minus {baseline} | " + " | ".join(f"round {r}" for r in range(rounds)) + " |"]
     lines.append("|---" * (rounds + 1) + "|")
     for name in names:
-        table = series(runs, name, metric, seeds) - series(runs, "fixed", metric, seeds)
+        table = series(runs, name, metric, seeds) - series(runs, baseline, metric, seeds)
         cells = ["" if np.isnan(column).all() else cell(column, scale, digits) for column in table.T]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def targets(runs, names: list[str], seeds, iterations: int) -> list[str]:
+def targets(runs, names: list[str], seeds, iterations: int, baseline: str = "fixed") -> list[str]:
     """The issue's target per arm: a smaller gap (the paired difference's 95% interval below 0) at the same or higher
     gold reward (the paired difference's interval not entirely below 0), at the last iteration and averaged over the
     iterations."""
     lines = [
-        "| arm | when | gap minus fixed | gold reward minus fixed | repeats minus fixed (points) | smaller gap | "
+        f"| arm | when | gap minus {baseline} | gold reward minus {baseline} | repeats minus {baseline} (points) | "
+        "smaller gap | "
         "same or higher gold | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -184,7 +192,7 @@ def targets(runs, names: list[str], seeds, iterations: int) -> list[str]:
         for when, pick in ((f"round {iterations}", lambda t: t[:, iterations]), ("mean of rounds 1 to last", None)):
             values = {}
             for metric in ("gap", "gold_mean", "repeat_rate"):
-                table = series(runs, name, metric, seeds) - series(runs, "fixed", metric, seeds)
+                table = series(runs, name, metric, seeds) - series(runs, baseline, metric, seeds)
                 values[metric] = pick(table) if pick else table[:, 1:].mean(axis=1)
             gap_mean, gap_half = interval(values["gap"])
             gold_mean, gold_half = interval(values["gold_mean"])
@@ -213,7 +221,7 @@ def main() -> None:
     runs = {(job["seed"], job["arm"]): output for job, output in zip(jobs, outputs)}
     minutes = (time.perf_counter() - start) / 60
     job_minutes = sum(output["seconds"] for output in outputs) / 60
-    names, proxies, challengers = list(ARMS), list(ARMS[1:]), list(ARMS[2:])
+    names, proxies, challengers, ensembles = list(ARMS), list(ARMS[1:]), list(ARMS[2:]), list(ARMS[3:])
     iterations = settings["iterations"]
     panels = [
         ("gold_mean", "gold reward of the policy's samples", names, 1),
@@ -225,6 +233,7 @@ def main() -> None:
     plot_path = plot(runs, names, seeds, plot_dir / f"{report}.png", panels, "Over-optimisation in the world")
     accuracy_rows = [
         ("fixed proxy", [p["fixed"] for p in prepared]),
+        ("member 0 (the one_member arm)", [p["members"][0] for p in prepared]),
         ("one member (mean over the 4)", [np.mean(p["members"]) for p in prepared]),
         ("ensemble, mean", [p["ensemble_mean"] for p in prepared]),
         ("ensemble, mean - 1 std", [p["ensemble_lower_bound"] for p in prepared]),
@@ -252,20 +261,24 @@ def main() -> None:
         "",
         *round_table(runs, names, "gold_mean", seeds),
         "",
-        *versus_fixed(runs, ["gold", *challengers], "gold_mean", seeds),
+        *versus(runs, ["gold", *challengers], "gold_mean", seeds),
+        "",
+        *versus(runs, ensembles, "gold_mean", seeds, baseline="one_member"),
         "",
         "Proxy-gold gap of the iteration's selected samples (selection score minus gold, both standardised on the "
         "initial policy's samples):",
         "",
         *round_table(runs, proxies, "gap", seeds),
         "",
-        *versus_fixed(runs, challengers, "gap", seeds),
+        *versus(runs, challengers, "gap", seeds),
+        "",
+        *versus(runs, ensembles, "gap", seeds, baseline="one_member"),
         "",
         "Samples repeating a helpful word (%):",
         "",
         *round_table(runs, names, "repeat_rate", seeds),
         "",
-        *versus_fixed(runs, ["gold", *challengers], "repeat_rate", seeds, 100, 1),
+        *versus(runs, ["gold", *challengers], "repeat_rate", seeds, 100, 1),
         "",
         "Gold reward of the selected samples:",
         "",
@@ -283,6 +296,10 @@ def main() -> None:
         "proxy, 95% intervals):",
         "",
         *targets(runs, challengers, seeds, iterations),
+        "",
+        "The same against one member alone (what several members add to the warm-up):",
+        "",
+        *targets(runs, ensembles, seeds, iterations, baseline="one_member"),
     ]
     write_report(report, lines)
 
