@@ -41,13 +41,12 @@ written there and printed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
 import numpy as np
 from run_all import machine_description
-from world_common import CACHE, RESULTS_DIR, cell, interval, run_jobs, train_reward_model, write_report
+from world_common import CACHE, RESULTS_DIR, cell, interval, run_jobs, train_reward_model, world_options, write_report
 from world_rejection_sampling import SMOKE as RJS_SMOKE
 from world_rejection_sampling import Settings as RJSSettings
 from world_rejection_sampling import (
@@ -255,14 +254,10 @@ def plot(runs: list[dict], path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--smoke", action="store_true", help="smoke models, 32 prompts x 16 samples, seed 0 only")
-    parser.add_argument("--workers", type=int, default=2)
-    options = parser.parse_args()
-    seeds = [0] if options.smoke else options.seeds
-    settings = dataclasses.asdict(SMOKE if options.smoke else Settings())
-    report = f"{BENCHMARK}_smoke" if options.smoke else BENCHMARK
+    options = world_options(
+        __doc__.split("\n\n")[0], "smoke models, 32 prompts x 16 samples, seed 0 only", BENCHMARK, Settings(), SMOKE
+    )
+    seeds, settings, report = options.seeds, options.settings, options.report
     machine, start = machine_description(), time.perf_counter()
     runs = run_jobs(
         BENCHMARK, best_of_n_job, [{"seed": seed, "settings": settings} for seed in seeds], options.workers

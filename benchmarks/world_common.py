@@ -9,6 +9,8 @@ rerun after a crash or with more seeds retrains nothing it already has.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,6 +33,30 @@ from trl_more.synthetic.models import train_reward_model as train_reward_model
 BENCHMARKS = Path(__file__).resolve().parent
 CACHE = BENCHMARKS.parent / "outputs" / "benchmarks" / "world"
 RESULTS_DIR = BENCHMARKS / "results"
+
+
+def world_options(
+    description: str,
+    smoke_help: str,
+    benchmark: str,
+    settings: Any,
+    smoke_settings: Any,
+    argv: list[str] | None = None,
+) -> argparse.Namespace:
+    """The command line of a world benchmark: `--seeds` (default 0 to 4), `--smoke` (`smoke_help`; seed 0 only,
+    whatever `--seeds` says) and `--workers` (one-thread processes, default 2). Adds `settings`, the chosen settings
+    dataclass (`smoke_settings` under `--smoke`) as a dict, and `report`, the report's name (`<benchmark>_smoke`
+    under `--smoke`)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument("--workers", type=int, default=2)
+    options = parser.parse_args(argv)
+    if options.smoke:
+        options.seeds = [0]
+    options.settings = dataclasses.asdict(smoke_settings if options.smoke else settings)
+    options.report = f"{benchmark}_smoke" if options.smoke else benchmark
+    return options
 
 
 def worker_setup() -> None:

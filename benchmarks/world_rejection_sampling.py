@@ -357,6 +357,15 @@ def in_distribution_accuracy(model, tokenizer, pairs) -> float:
     return gold_accuracy(predicted_margins(model, tokenizer, pairs), np.asarray(pairs["gold_margin"]))
 
 
+def scorer_accuracy(scorer, pairs) -> float:
+    """Gold-order accuracy on `pairs` of a `RewardModelScorer`'s combined reward (an ensemble's selection score)."""
+    from trl_more.synthetic import gold_accuracy
+
+    chosen = scorer.score(list(pairs["prompt"]), list(pairs["chosen"])).combined
+    rejected = scorer.score(list(pairs["prompt"]), list(pairs["rejected"])).combined
+    return gold_accuracy((chosen - rejected).double().numpy(), np.asarray(pairs["gold_margin"]))
+
+
 def rewards_of(scorer, prompts, samples: list[list[str]]) -> np.ndarray:
     """(prompts, samples) rewards of a `RewardModelScorer`."""
     texts = [text for group in samples for text in group]
@@ -517,18 +526,53 @@ def reference_check(proxy, tokenizer, rows, seed: int, options: Settings) -> dic
 def rjs_job(seed: int, arm: str, eta: float, settings: dict) -> dict:
     """RJS of the seed's SFT policy with the arm's selector; the measurements of every round (round 0: the initial
     policy; round t: after t iterations)."""
+    from trl_more.synthetic import gold_reward_model, training_columns
+
+    options = Settings(**settings)
+    policy, proxy, tokenizer = load_initial_models(seed, settings)
+    updated = arm in ("metarm", "labelled")
+    return run_rjs(
+        seed,
+        options,
+        policy,
+        tokenizer,
+        gold_reward_model(tokenizer) if arm == "gold" else proxy,
+        initial_proxy=copy.deepcopy(proxy).eval(),
+        trainer_class=LabelledUpdatesTrainer if arm == "labelled" else None,
+        diagnostics=arm != "gold",
+        reward_train_dataset=training_columns(proxy_pairs(seed, options)) if updated else None,
+        metarm=updated,
+        metarm_meta_learning_rate=eta,
+        **({"label_pairs": gold_ordered_pairs} if arm == "labelled" else {}),
+    )
+
+
+def run_rjs(
+    seed: int,
+    options: Settings,
+    policy,
+    tokenizer,
+    reward_models,
+    initial_proxy,
+    trainer_class=None,
+    diagnostics: bool = True,
+    reward_train_dataset=None,
+    label_pairs=None,
+    **config_settings,
+) -> dict:
+    """RJS of `policy` selecting with `reward_models` (one model or a list, combined as `config_settings` say, e.g.
+    `ensemble="mean_minus_std"`), measured every round against the gold reward; `initial_proxy` is the single proxy
+    whose accuracy on the same samples is reported next to the arm's. `diagnostics`: also the meta-step diagnostic
+    (`meta_step_accuracy_change`) of the first reward model. The other arguments go to the trainer (`trainer_class`,
+    default `RejectionSamplingTrainer`) and its `RejectionSamplingConfig`."""
     from datasets import Dataset
 
     from trl_more import RejectionSamplingConfig, RejectionSamplingTrainer
     from trl_more.rewards import RewardModelScorer
-    from trl_more.synthetic import gold_reward, gold_reward_model, policy_prompts, training_columns
+    from trl_more.synthetic import gold_reward, policy_prompts
 
-    options = Settings(**settings)
-    policy, proxy, tokenizer = load_initial_models(seed, settings)
-    initial_proxy = copy.deepcopy(proxy).eval()
     prompts = policy_prompts(options.iterations * options.prompts_per_iteration, seed=seed)
-    updated = arm in ("metarm", "labelled")
-    extra = {"label_pairs": gold_ordered_pairs} if arm == "labelled" else {}
+    extra = {} if label_pairs is None else {"label_pairs": label_pairs}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
         config = RejectionSamplingConfig(
@@ -554,21 +598,20 @@ def rjs_job(seed: int, arm: str, eta: float, settings: dict) -> dict:
             bf16=False,
             disable_tqdm=True,
             seed=seed,
-            metarm=updated,
             metarm_learning_rate=options.update_learning_rate,
-            metarm_meta_learning_rate=eta,
             metarm_per_device_train_batch_size=options.update_batch_size,
             metarm_per_device_meta_batch_size=options.meta_batch_size,
             metarm_steps_per_iteration=options.update_steps,
+            **config_settings,
         )
-        trainer = (LabelledUpdatesTrainer if arm == "labelled" else RejectionSamplingTrainer)(
+        trainer = (trainer_class or RejectionSamplingTrainer)(
             model=policy,
-            reward_models=gold_reward_model(tokenizer) if arm == "gold" else proxy,
+            reward_models=reward_models,
             args=config,
             train_dataset=Dataset.from_dict({"prompt": [prompt.text for prompt in prompts]}),
             processing_class=tokenizer,
             reward_processing_classes=tokenizer,
-            reward_train_dataset=training_columns(proxy_pairs(seed, options)) if updated else None,
+            reward_train_dataset=reward_train_dataset,
             **extra,
         )
         eval_prompts = evaluation_prompts(seed, options)
@@ -598,9 +641,11 @@ def rjs_job(seed: int, arm: str, eta: float, settings: dict) -> dict:
                 "initial_proxy_accuracy_on_policy": within_prompt_accuracy(
                     rewards_of(initial_scorer, eval_prompts, samples), gold
                 ),
-                "accuracy_in_distribution": in_distribution_accuracy(trainer.reward_models[0], tokenizer, test),
+                "accuracy_in_distribution": in_distribution_accuracy(trainer.reward_models[0], tokenizer, test)
+                if len(trainer.reward_models) == 1
+                else scorer_accuracy(trainer.reward_scorer, test),
             }
-            if arm != "gold":
+            if diagnostics:
                 row["meta_step_accuracy_change"], row["gold_step_accuracy_change"] = meta_step_accuracy_change(
                     trainer.reward_models[0],
                     token_rows(tokenizer, eval_prompts, samples),
@@ -638,6 +683,7 @@ PERCENT_METRICS = (
     "repeat_rate",
     "accuracy_on_policy",
     "accuracy_in_distribution",
+    "initial_proxy_accuracy_on_policy",
     "selected_repeat_rate",
     "meta_step_accuracy_change",
     "gold_step_accuracy_change",
@@ -781,11 +827,12 @@ def _verdict(differences: np.ndarray) -> str:
     return "hit" if mean - half > 0 else "missed"
 
 
-def plot(runs, names: list[str], seeds, path: Path) -> Path:
-    """The curves per round, mean ± 95% interval over the seeds; one colour per arm in every panel."""
+def plot(runs, names: list[str], seeds, path: Path, panels=None, title: str | None = None) -> Path:
+    """The curves per round, mean ± 95% interval over the seeds; one colour per arm in every panel. `panels`: (metric,
+    title, arms, scale) per panel, 2 rows (default: this benchmark's six); the first panel must show every arm."""
     from matplotlib.figure import Figure
 
-    panels = [
+    panels = panels or [
         ("gold_mean", "gold reward of the policy's samples", names, 1),
         ("repeat_rate", "samples repeating a helpful word (%)", names, 100),
         ("accuracy_on_policy", "gold-order accuracy on the current policy's samples (%)", names[1:], 100),
@@ -795,8 +842,9 @@ def plot(runs, names: list[str], seeds, path: Path) -> Path:
     ]
     colours = {name: f"C{number}" for number, name in enumerate(names)}
     rounds = series(runs, names[0], "round", seeds).shape[1]
-    figure = Figure(figsize=(16, 9.5), dpi=100)
-    for axis, (metric, title, arm_names, scale) in zip(figure.subplots(2, 3).ravel(), panels):
+    columns = (len(panels) + 1) // 2
+    figure = Figure(figsize=(16 * columns / 3, 9.5), dpi=100)
+    for axis, (metric, title_, arm_names, scale) in zip(figure.subplots(2, columns).ravel(), panels):
         for name in arm_names:
             table = series(runs, name, metric, seeds)
             kept = [r for r in range(table.shape[1]) if not np.isnan(table[:, r]).all()]
@@ -810,12 +858,14 @@ def plot(runs, names: list[str], seeds, path: Path) -> Path:
                 label=name,
                 color=colours[name],
             )
-        axis.set(xlabel="RJS iterations done", title=title, xticks=range(rounds))
+        axis.set(xlabel="RJS iterations done", title=title_, xticks=range(rounds))
         axis.title.set_fontsize("medium")
         axis.grid(alpha=0.3)
     handles = [figure.axes[0].get_legend_handles_labels()[0][names.index(name)] for name in names]
     figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize="medium")
-    figure.suptitle(f"Rejection sampling in the known-answer world: mean ± 95% interval over {len(seeds)} seeds")
+    figure.suptitle(
+        f"{title or 'Rejection sampling in the known-answer world'}: mean ± 95% interval over {len(seeds)} seeds"
+    )
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
