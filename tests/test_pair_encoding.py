@@ -50,11 +50,11 @@ def test_the_layout_of_packed_pairs_by_hand():
     assert allowed[8].tolist() == [False] * 5 + [True, False, True, True]  # rejected: its prompt and itself
     unpacked = encode_shared_prompt(groups, pad_token_id=0)
     assert torch.equal(allowed[:5, :5], unpacked.attention_mask[0, 0] == 0)
-    # A pack of one pair is the unpacked row; no pack_length shorter than a pair's row (a pair is never split).
+    # A pack of one pair is the unpacked row; a pair is never split: a row longer than pack_length is a sequence alone.
     single = encode_shared_prompt(groups[:1], pad_token_id=0, packed=True)
     assert torch.equal(single.input_ids, unpacked.input_ids[:1, :5]) and single.reward_rows.tolist() == [0]
-    with pytest.raises(ValueError, match="pack_length=4 is shorter than a group's row"):
-        encode_shared_prompt(groups, pad_token_id=0, packed=True, pack_length=4)
+    over = encode_shared_prompt(groups, pad_token_id=0, packed=True, pack_length=4)  # rows of 5, 4 and 3 tokens
+    assert over.input_ids.shape == (3, 5) and over.reward_rows.tolist() == [0, 1, 2]
 
 
 def test_packing_by_default_never_makes_a_sequence_longer_than_the_longest_row():

@@ -121,7 +121,8 @@ def encode_shared_prompt(
 
     Unpacked, each group is one row. `packed=True` places the groups' rows in as few sequences of at most
     `pack_length` tokens as first-fit decreasing finds (`None`: the longest group's row, so no sequence is longer than
-    it would be unpacked and the dense attention never costs more); a group is never split across sequences.
+    it would be unpacked and the dense attention never costs more); a group is never split across sequences, so a
+    group's row longer than `pack_length` is a sequence of its own.
     """
     if not groups:
         raise ValueError("No groups to encode.")
@@ -130,16 +131,10 @@ def encode_shared_prompt(
         raise ValueError("Every group of a shared-prompt batch needs the same number of responses.")
     layouts = [_group_layout(group) for group in groups]
     longest = max(len(layout.ids) for layout in layouts)
-    if not packed:
-        packs = [[index] for index in range(len(groups))]
-    elif pack_length is not None and pack_length < longest:
-        raise ValueError(
-            f"pack_length={pack_length} is shorter than a group's row ({longest} tokens: its prompt once and all its "
-            "responses), and a group is never split. Raise pack_length (or leave it unset: the longest row), or lower "
-            "max_length."
-        )
-    else:
+    if packed:
         packs = _first_fit_decreasing([len(layout.ids) for layout in layouts], pack_length or longest)
+    else:
+        packs = [[index] for index in range(len(groups))]
     length = max(sum(len(layouts[index].ids) for index in pack) for pack in packs)
     input_ids = torch.full((len(packs), length), pad_token_id, dtype=torch.long)
     position_ids = torch.zeros((len(packs), length), dtype=torch.long)
@@ -199,15 +194,16 @@ def _group_layout(group: Sequence[Sequence[int]]) -> _GroupLayout:
 
 
 def _first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Indices of `lengths` in bins of at most `capacity` (every length fits): longest first, each into the first bin
-    with room. Deterministic (ties in input order); each bin lists its indices in input order."""
+    """Indices of `lengths` in bins of at most `capacity`: longest first, each into the first bin with room (a length
+    above `capacity` fills a bin of its own). Deterministic (ties in input order); each bin lists its indices in input
+    order."""
     bins: list[list[int]] = []
     room: list[int] = []
     for index in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
         target = next((b for b, free in enumerate(room) if free >= lengths[index]), None)
         if target is None:
             bins.append([])
-            room.append(capacity)
+            room.append(max(capacity, lengths[index]))
             target = len(bins) - 1
         bins[target].append(index)
         room[target] -= lengths[index]

@@ -73,7 +73,8 @@ class MORERewardConfig(RewardConfig):
         pack_length (`int` or `None`, *optional*, defaults to `None`):
             With `pair_encoding="packed"`: the most tokens of one packed sequence. `None` uses the micro-batch's longest
             pair row, so that no sequence is longer than unpacked and dense attention never costs more; a longer one
-            packs more pairs per sequence, which pays with FlexAttention on GPUs (docs/pair_encoding.md).
+            packs more pairs per sequence, which pays with FlexAttention on GPUs (docs/pair_encoding.md). A pair is
+            never split: a pair whose row is longer than `pack_length` gets a sequence of its own.
         preflight (`str`, *optional*, defaults to `"error"`):
             The pre-flight checks `train()` runs before the first step, on a small sample of every source (seconds;
             docs/preflight.md): where the reward is read, rewards that change with padding or the batch, a duplicated
