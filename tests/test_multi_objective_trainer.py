@@ -177,6 +177,11 @@ def test_wrong_model_or_config_is_an_error(tmp_path, pairs):
         )
 
 
+def test_length_grouping_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ValueError, match="'group_by_length'` is not supported by the gate trainer"):
+        MultiObjectiveRewardConfig(str(tmp_path), train_sampling_strategy="group_by_length", report_to="none")
+
+
 def test_a_plain_reward_config_is_converted_and_the_differing_defaults_are_named(tmp_path, pairs, caplog):
     tokenizer = tiny_tokenizer()
     with caplog.at_level("WARNING"):

@@ -108,3 +108,10 @@ class MultiObjectiveRewardConfig(RewardConfig):
                 f"`pair_encoding={self.pair_encoding!r}` applies to the cached feature pass: set `cache_features=True`, "
                 "or keep `pair_encoding='separate'`."
             )
+        if self.train_sampling_strategy not in ("random", "sequential"):
+            # transformers' length grouping reads an `input_ids` column, which preference pairs do not have.
+            raise ValueError(
+                f"`train_sampling_strategy={self.train_sampling_strategy!r}` is not supported by the gate trainer "
+                "(its pairs have no single length; with `cache_features=True` a step costs the same for every pair). "
+                "Use 'random' or 'sequential'."
+            )
