@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import CONTRASTIVE_REPRESENTATIONS, check_choice
+from .side_parameter import SideParameter
 
 
 __all__ = ["SwAVPrototypes", "embedding_dropout", "representations", "simcse_loss", "sinkhorn", "swav_loss"]
@@ -98,34 +99,15 @@ def embedding_dropout(model: nn.Module, probability: float, first_row: int = 0) 
         handle.remove()
 
 
-class SwAVPrototypes:
-    """SwAV's K prototype vectors, trained next to the reward model with their own AdamW, and checkpointed.
-
-    They are not part of the reward model (the saved model has none). Their gradient comes from the training loss's
-    backward pass; after every optimizer step of the trainer, `step()` averages it across processes (so that the
-    prototypes stay identical on every rank), takes one AdamW step and normalises the prototypes to unit length.
-    """
+class SwAVPrototypes(SideParameter):
+    """SwAV's K prototype vectors, trained next to the reward model (see `SideParameter`) and kept at unit length: each
+    AdamW step is followed by normalising the prototypes."""
 
     def __init__(self, num_prototypes: int, hidden_size: int, learning_rate: float, seed: int, device: torch.device):
         generator = torch.Generator().manual_seed(seed)
         initial = torch.randn(num_prototypes, hidden_size, generator=generator) / math.sqrt(hidden_size)
-        self.weight = nn.Parameter(F.normalize(initial, dim=-1).to(device))
-        self.optimizer = torch.optim.AdamW([self.weight], lr=learning_rate, weight_decay=0.0)
+        super().__init__(F.normalize(initial, dim=-1).to(device), learning_rate)
 
-    def step(self, accelerator) -> None:
-        if self.weight.grad is None:
-            return
-        if accelerator.num_processes > 1:
-            self.weight.grad = accelerator.reduce(self.weight.grad, reduction="mean")
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+    def _after_step(self) -> None:
         with torch.no_grad():
             self.weight.copy_(F.normalize(self.weight, dim=-1))
-
-    def state_dict(self) -> dict:
-        return {"weight": self.weight.detach().cpu(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            self.weight.copy_(state["weight"].to(self.weight.device))
-        self.optimizer.load_state_dict(state["optimizer"])

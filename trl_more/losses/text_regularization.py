@@ -20,13 +20,13 @@ start with therefore counts as prompt.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .._compat import cached_checkpoint_file
+from .side_parameter import SideParameter
 
 
 __all__ = [
@@ -128,31 +128,6 @@ def _checkpoint_lm_head(source: str, revision: str | None) -> torch.Tensor | Non
         return checkpoint.get_tensor(key) if key in keys else None
 
 
-class LanguageModelHead:
-    """The language-model head trained next to the reward model, with its own AdamW (the trainer's learning rate and
-    weight decay), and checkpointed.
-
-    It is not part of the reward model (the saved model has none). Its gradient comes from the training loss's
-    backward pass; after every optimizer step of the trainer, `step()` averages it across processes (so that the head
-    stays identical on every rank) and takes one AdamW step.
-    """
-
-    def __init__(self, weight: torch.Tensor, learning_rate: float, weight_decay: float = 0.0):
-        self.weight = nn.Parameter(weight.detach().float().clone())
-        self.optimizer = torch.optim.AdamW([self.weight], lr=learning_rate, weight_decay=weight_decay)
-
-    def step(self, accelerator: Any) -> None:
-        if self.weight.grad is None:
-            return
-        if accelerator.num_processes > 1:
-            self.weight.grad = accelerator.reduce(self.weight.grad, reduction="mean")
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def state_dict(self) -> dict:
-        return {"weight": self.weight.detach().cpu(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            self.weight.copy_(state["weight"].to(self.weight.device))
-        self.optimizer.load_state_dict(state["optimizer"])
+class LanguageModelHead(SideParameter):
+    """GRM's language-model head, a copy of the base model's (`language_model_head_weight`), trained next to the reward
+    model with the trainer's learning rate and weight decay (see `SideParameter`)."""

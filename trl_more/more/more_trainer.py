@@ -31,6 +31,7 @@ from ..losses.contrastive import (
     swav_loss,
 )
 from ..losses.denoising import PairLossTerms, check_strengths, flip_weak_pairs
+from ..losses.side_parameter import SideParameter
 from ..losses.text_regularization import LanguageModelHead, chosen_response_nll, language_model_head_weight
 from ..metrics import PreferenceMetrics, RewardEvaluation
 from ..pair_encoding import (
@@ -257,7 +258,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
         if args.text_regularization_coefficient > 0:
             self.text_head = self._language_model_head(args)
             pair_columns[CHOSEN_START_COLUMN] = (CHOSEN_START_COLUMN, torch.long)
-            self.add_callback(_LanguageModelHeadStep(self))
+            self.add_callback(_SideParameterStep(self, self.text_head))
         if pair_columns:
             self.data_collator = DataCollatorWithPairColumns(self.data_collator, pair_columns)
         min_norm = self.num_sources > 1 and args.lambda_method == "min_norm"
@@ -271,7 +272,7 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             self.swav_prototypes = SwAVPrototypes(
                 args.swav_prototypes, self.head_capture.hidden_size, args.learning_rate, args.seed, self.args.device
             )
-            self.add_callback(_SwAVPrototypesStep(self))
+            self.add_callback(_SideParameterStep(self, self.swav_prototypes))
         if self.num_sources < 2:
             logger.info(
                 f"MORE: the training set has {self.num_sources or 'no'} source(s) (no `{args.source_column}` column "
@@ -735,21 +736,12 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             raise HubUploadError(message) from error
 
 
-class _SwAVPrototypesStep(TrainerCallback):
-    """After every optimizer step of the reward model, the SwAV prototypes take theirs."""
+class _SideParameterStep(TrainerCallback):
+    """After every optimizer step of the reward model, a parameter trained on the side (SwAV's prototypes, GRM's
+    language-model head) takes its own."""
 
-    def __init__(self, trainer: MORERewardTrainer):
-        self.trainer = trainer
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.trainer.swav_prototypes.step(self.trainer.accelerator)
-
-
-class _LanguageModelHeadStep(TrainerCallback):
-    """After every optimizer step of the reward model, GRM's language-model head takes its own."""
-
-    def __init__(self, trainer: MORERewardTrainer):
-        self.trainer = trainer
+    def __init__(self, trainer: MORERewardTrainer, parameter: SideParameter):
+        self.trainer, self.parameter = trainer, parameter
 
     def on_optimizer_step(self, args, state, control, **kwargs):
-        self.trainer.text_head.step(self.trainer.accelerator)
+        self.parameter.step(self.trainer.accelerator)
