@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 ENSEMBLE_CALIBRATIONS = ("stored", "none")
-# trl-more's names of the statistics (constants.py also has OpenRLHF's, written next to them).
-MEAN_ATTRIBUTE, STD_ATTRIBUTE = REWARD_MEAN_ATTRIBUTE, REWARD_STD_ATTRIBUTE
 
 
 @dataclass(frozen=True)

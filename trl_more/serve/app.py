@@ -174,6 +174,13 @@ def create_app(models: dict[str, ServedModel | ServedEnsemble], config: ServeCon
             raise RequestError(404, f"unknown model {name!r}; served: {', '.join(models)}")
         return models[name]
 
+    def check_count(count: int) -> None:
+        """A request holds at least one item and at most the server's `max_items_per_request`."""
+        if count == 0:
+            raise RequestError(422, "the request holds no items")
+        if count > config.max_items_per_request:
+            raise RequestError(413, f"{count} items, more than the server's {config.max_items_per_request}")
+
     def tokenized(
         model: ServedModel, entries: list[tuple[Any, str]], weights: dict[str, float] | None = None
     ) -> list[tuple[list[int], int]]:
@@ -182,10 +189,7 @@ def create_app(models: dict[str, ServedModel | ServedEnsemble], config: ServeCon
             model.check_weights(weights)
         except ValueError as error:
             raise RequestError(422, str(error)) from None
-        if not entries:
-            raise RequestError(422, "the request holds no items")
-        if len(entries) > config.max_items_per_request:
-            raise RequestError(413, f"{len(entries)} items, more than the server's {config.max_items_per_request}")
+        check_count(len(entries))
         items = []
         for index, (prompt, response) in enumerate(entries):
             if isinstance(prompt, list):
@@ -261,10 +265,7 @@ def create_app(models: dict[str, ServedModel | ServedEnsemble], config: ServeCon
             items = tokenized(model, [(prompt, response.content)])
         else:
             texts = [body.input] if isinstance(body.input, str) else body.input
-            if not texts:
-                raise RequestError(422, "the request holds no items")
-            if len(texts) > config.max_items_per_request:
-                raise RequestError(413, f"{len(texts)} items, more than the server's {config.max_items_per_request}")
+            check_count(len(texts))
             items = []
             for index, text in enumerate(texts):
                 try:
