@@ -405,35 +405,15 @@ def sample_responses(policy, tokenizer, prompts, options: Settings, seed: int) -
 def load_initial_models(seed: int, settings: dict):
     """The seed's SFT policy and proxy, trained on first use and read back from their folder afterwards."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-    from trl import SFTConfig, SFTTrainer
 
-    from trl_more.synthetic import sft_examples, training_columns, world_tokenizer
-    from trl_more.testing import tiny_causal_lm
+    from trl_more.synthetic import training_columns, world_tokenizer
+    from trl_more.synthetic.models import train_sft_policy
 
     options = Settings(**settings)
     folder = models_folder(seed, settings)
     tokenizer = world_tokenizer()
     if not (folder / "proxy" / "config.json").is_file():
-        policy = tiny_causal_lm("qwen2", tokenizer, seed=seed)
-        with tempfile.TemporaryDirectory() as output_dir:
-            args = SFTConfig(
-                output_dir,
-                max_steps=options.policy_steps,
-                per_device_train_batch_size=32,
-                learning_rate=3e-3,
-                lr_scheduler_type="cosine",
-                warmup_steps=10,
-                max_length=64,
-                gradient_checkpointing=False,
-                save_strategy="no",
-                logging_strategy="no",
-                report_to="none",
-                bf16=False,
-                seed=seed,
-                disable_tqdm=True,
-            )
-            examples = sft_examples(options.sft_examples, seed=seed)
-            SFTTrainer(model=policy, args=args, train_dataset=examples, processing_class=tokenizer).train()
+        policy = train_sft_policy(seed, options.policy_steps, options.sft_examples)
         policy.save_pretrained(folder / "policy")
         proxy, _ = train_reward_model(
             training_columns(proxy_pairs(seed, options)), seed, max_steps=options.proxy_steps

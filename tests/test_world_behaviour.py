@@ -25,13 +25,12 @@ from trl_more.synthetic import (
     policy_prompts,
     preference_pairs,
     relabelled,
-    sft_examples,
     shared_preference_pairs,
     training_columns,
     world_tokenizer,
 )
-from trl_more.synthetic.models import REWARD_TRAINING, predicted_margins, train_reward_model
-from trl_more.testing import tiny_causal_lm, tiny_reward_model
+from trl_more.synthetic.models import REWARD_TRAINING, predicted_margins, train_reward_model, train_sft_policy
+from trl_more.testing import tiny_reward_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,34 +56,6 @@ RJS_SAMPLES = 4
 RJS_ITERATIONS = 3
 
 
-def rjs_sft_policy(tokenizer):
-    """The world's tiny policy taught its response style (TRL's SFTTrainer on `sft_examples`)."""
-    from trl import SFTConfig, SFTTrainer
-
-    policy = tiny_causal_lm("qwen2", tokenizer, seed=RJS_SEED)
-    with tempfile.TemporaryDirectory() as output_dir:
-        args = SFTConfig(
-            output_dir,
-            max_steps=300,
-            per_device_train_batch_size=32,
-            learning_rate=3e-3,
-            lr_scheduler_type="cosine",
-            warmup_steps=10,
-            max_length=64,
-            gradient_checkpointing=False,
-            save_strategy="no",
-            logging_strategy="no",
-            report_to="none",
-            bf16=False,
-            seed=RJS_SEED,
-            disable_tqdm=True,
-        )
-        SFTTrainer(
-            model=policy, args=args, train_dataset=sft_examples(2000, seed=RJS_SEED), processing_class=tokenizer
-        ).train()
-    return policy
-
-
 def rjs_pair_accuracy(scorer, prompts, samples) -> float:
     """Gold-order accuracy of `scorer` on every pair of samples of one prompt whose gold rewards differ."""
     prompt_texts = [prompt.text for prompt, group in zip(prompts, samples) for _ in group]
@@ -102,7 +73,7 @@ def rjs_world(tmp_path_factory):
     (accelerate binds it to the instance), so its updates would not reach the copy's outputs."""
     folder = tmp_path_factory.mktemp("rjs-world")
     tokenizer = world_tokenizer()
-    rjs_sft_policy(tokenizer).save_pretrained(folder / "policy")
+    train_sft_policy(RJS_SEED, max_steps=300, num_examples=2000).save_pretrained(folder / "policy")
     pairs = preference_pairs(1000, seed=RJS_SEED, temperature=0.5)
     proxy, _ = train_reward_model(training_columns(pairs), RJS_SEED, max_steps=200)
     proxy.save_pretrained(folder / "proxy")

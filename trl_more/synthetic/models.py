@@ -1,9 +1,12 @@
-"""Tiny reward models trained in the world, with the settings every world benchmark and behaviour test shares.
+"""Tiny reward models and policies trained in the world, with the settings every world benchmark and behaviour test
+shares.
 
 `REWARD_TRAINING` is the training the benchmarks (`benchmarks/world_*.py`) and the behaviour tests
 (`tests/test_world_behaviour.py`) start from; a benchmark changes only what its question is about. Models are
 `trl_more.testing.tiny_reward_model("qwen2", world_tokenizer())` (2 layers, width 32), trained with the package's
-public trainers: 400 steps take about 10 s on one CPU thread.
+public trainers: 400 steps take about 10 s on one CPU thread. `train_sft_policy` is the policy that rejection sampling
+and MetaRM start from: `trl_more.testing.tiny_causal_lm("qwen2", world_tokenizer())` taught the world's response style
+by TRL's `SFTTrainer`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from .world import world_tokenizer
 
 
-__all__ = ["REWARD_TRAINING", "predicted_margins", "train_reward_model"]
+__all__ = ["REWARD_TRAINING", "predicted_margins", "train_reward_model", "train_sft_policy"]
 
 REWARD_TRAINING: dict[str, Any] = {
     "per_device_train_batch_size": 32,
@@ -58,6 +61,39 @@ def train_reward_model(train_dataset, seed: int, trainer_class=None, initial_mod
         )
         trainer.train()
     return trainer.model.eval(), tokenizer
+
+
+def train_sft_policy(seed: int, max_steps: int, num_examples: int):
+    """The world's tiny policy (`seed` draws its initialisation and its `sft_examples`) after `max_steps` steps of
+    TRL's `SFTTrainer` on `num_examples` examples of the world's response style (batch 32, learning rate 3e-3 with a
+    cosine schedule and 10 warm-up steps)."""
+    from trl import SFTConfig, SFTTrainer
+
+    from ..testing import tiny_causal_lm
+    from .data import sft_examples
+
+    tokenizer = world_tokenizer()
+    policy = tiny_causal_lm("qwen2", tokenizer, seed=seed)
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = SFTConfig(
+            output_dir,
+            max_steps=max_steps,
+            per_device_train_batch_size=32,
+            learning_rate=3e-3,
+            lr_scheduler_type="cosine",
+            warmup_steps=10,
+            max_length=64,
+            gradient_checkpointing=False,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            bf16=False,
+            seed=seed,
+            disable_tqdm=True,
+        )
+        examples = sft_examples(num_examples, seed=seed)
+        SFTTrainer(model=policy, args=args, train_dataset=examples, processing_class=tokenizer).train()
+    return policy
 
 
 def predicted_margins(model, tokenizer, pairs) -> np.ndarray:
