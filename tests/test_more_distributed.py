@@ -172,3 +172,42 @@ def test_zero3_with_shared_prompt_encoding_equals_single_process_separate_encodi
     )
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]
     assert_same_run(ranks, single_process, tmp_path)
+
+
+def test_zero3_with_text_regularization_gathers_the_tied_head_and_equals_single_process(tmp_path):
+    """GRM under ZeRO-3 with the model loaded inside the trainer, so that its token embeddings (the tied
+    language-model head) are partitioned from the start and must be gathered to copy the head: the same text losses,
+    language-model head and reward model as one process on the global batch."""
+    from trl_more.testing import tiny_reward_model, tiny_tokenizer
+
+    base = tmp_path / "base"
+    tokenizer = tiny_tokenizer()
+    tiny_reward_model("qwen2", tokenizer, seed=3, tie_word_embeddings=True).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    options = ["--model_path", str(base), "--text_regularization_coefficient", "0.1"]
+    single_dir = tmp_path / "single"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--output_dir", str(single_dir), "--per_device_train_batch_size", "6", *options],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    single = json.loads((single_dir / "lambda_rank0.json").read_text())
+    zero3_dir = tmp_path / "zero3"
+    launch = ["--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT)]
+    ranks = run([*LAUNCH, *launch, "--output_dir", str(zero3_dir), "--check_zero3", *options], zero3_dir)
+    assert [rank["embeddings_partitioned_at_init"] for rank in ranks] == [True, True]
+    assert not single["embeddings_partitioned_at_init"]
+    assert len(single["text_losses"]) == 3 and ranks[0]["text_losses"] == ranks[1]["text_losses"]
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["text_losses"]), torch.tensor(single["text_losses"]), atol=1e-5, rtol=0
+    )
+    assert ranks[0]["text_head"] == ranks[1]["text_head"]  # stepped on the averaged gradient on every rank
+    torch.testing.assert_close(
+        torch.tensor(ranks[0]["text_head"]), torch.tensor(single["text_head"]), atol=1e-5, rtol=0
+    )
+    initial = AutoModelForSequenceClassification.from_pretrained(base).get_input_embeddings().weight
+    assert not torch.allclose(torch.tensor(single["text_head"]), initial)  # it trained
+    torch.testing.assert_close(load_scores(zero3_dir / "final"), load_scores(single_dir / "final"), atol=1e-5, rtol=0)

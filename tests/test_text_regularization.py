@@ -216,6 +216,8 @@ def test_a_short_more_lora_run_saves_a_plain_sequence_classification_model(causa
     history = trainer.state.log_history
     assert all(key in history[0] for key in ("loss/text", "lambda/polite", "loss/polite"))
     assert not torch.equal(trainer.text_head.weight.detach(), initial)  # trained on the side
+    # on the trainer's schedule: linear decay from 1e-3 over 2 steps, so the last step ran at 1e-3 * (1 - 1/2)
+    assert trainer.text_head.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
     assert "text_regularization_head" in trainer.checkpointed_state()
     trainer.model.merge_and_unload().save_pretrained(tmp_path / "saved")
     with safe_open(tmp_path / "saved" / "model.safetensors", framework="pt") as saved:

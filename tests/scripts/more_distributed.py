@@ -52,12 +52,15 @@ def main():
     parser.add_argument("--pair_encoding", default="separate", choices=["separate", "shared_prompt"])
     parser.add_argument("--meta_learning_rate", type=float, default=None, help="Train with MetaRM.")
     parser.add_argument("--per_device_meta_batch_size", type=int, default=2)
+    parser.add_argument("--model_path", default=None, help="Load the model from this folder inside the trainer.")
+    parser.add_argument("--text_regularization_coefficient", type=float, default=0.0)
     options = parser.parse_args()
 
     tokenizer = tiny_tokenizer()
     # Built before the training arguments: once a DeepSpeed ZeRO-3 config exists, transformers initialises new
     # models partitioned (zero.Init), with different random weights than the single-process reference run.
-    model = tiny_reward_model("qwen2", tokenizer, seed=3)
+    # A path is loaded by the trainer, after the config: under ZeRO-3 the model is then partitioned from the start.
+    model = options.model_path or tiny_reward_model("qwen2", tokenizer, seed=3)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     metarm = options.meta_learning_rate is not None
     meta_options = (
@@ -89,6 +92,7 @@ def main():
         pair_encoding=options.pair_encoding,
         contrastive_dropout=0.1,
         swav_prototypes=4,
+        text_regularization_coefficient=options.text_regularization_coefficient,
         seed=0,
     )
     trainer = (MetaRMTrainer if metarm else MORERewardTrainer)(
@@ -98,6 +102,8 @@ def main():
         processing_class=tokenizer,
         **({"meta_dataset": toy_meta_dataset(8, 3)} if metarm else {}),
     )
+    embeddings = trainer.model.get_input_embeddings().weight
+    partitioned_at_init = embeddings.numel() == 0 and hasattr(embeddings, "ds_id")
     trainer.min_norm_lambda = RecordingLambda(trainer.min_norm_lambda)
     callback = None
     if options.check_zero3:
@@ -112,6 +118,10 @@ def main():
     record["meta_differences"] = [
         entry["meta/difference"] for entry in trainer.state.log_history if "meta/difference" in entry
     ]
+    record["embeddings_partitioned_at_init"] = partitioned_at_init
+    record["text_losses"] = [entry["loss/text"] for entry in trainer.state.log_history if "loss/text" in entry]
+    if trainer.text_head is not None:
+        record["text_head"] = trainer.text_head.weight.detach().cpu().tolist()
     if trainer.swav_prototypes is not None:
         record["prototypes"] = trainer.swav_prototypes.weight.detach().cpu().tolist()
     if callback is not None:

@@ -19,13 +19,15 @@ start with therefore counts as prompt.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._compat import cached_checkpoint_file
+from .._compat import cached_checkpoint_file, parameter_shape
 from .side_parameter import SideParameter
 
 
@@ -76,19 +78,24 @@ def chosen_response_nll(
     return F.cross_entropy(logits, labels, reduction="mean"), count
 
 
-def language_model_head_weight(model: nn.Module, revision: str | None = None) -> torch.Tensor:
+def language_model_head_weight(model: nn.Module, revision: str | None = None, gather: Any = None) -> torch.Tensor:
     """The base causal LM's output layer for a decoder reward model: its input embeddings when the config ties them
     (the same matrix), else the `lm_head` weight read from the checkpoint the model was loaded from
-    (`config.name_or_path`, safetensors). A copy, detached, in float32 on the embeddings' device."""
+    (`config.name_or_path`, safetensors). A copy, detached, in float32 on the embeddings' device.
+
+    `gather(parameters)` makes partitioned (DeepSpeed ZeRO-3) parameters whole for the duration of a block
+    (`trl_more._compat.gather_parameters(accelerator)`); under ZeRO-3 every process must call this function.
+    """
     config = model.config.get_text_config()
     embeddings = model.get_input_embeddings().weight
-    if embeddings.numel() == 0:
-        raise ValueError(
-            "The token embeddings are partitioned (DeepSpeed ZeRO-3), so the language-model head cannot be built "
-            "from them. Text regularisation supports ZeRO stages 0-2."
-        )
     if getattr(config, "tie_word_embeddings", False):
-        return embeddings.detach().float().clone()
+        with gather([embeddings]) if gather is not None else contextlib.nullcontext():
+            if embeddings.numel() == 0:
+                raise ValueError(
+                    "The token embeddings are partitioned (DeepSpeed ZeRO-3) and no way to gather them was given, so "
+                    "the language-model head tied to them cannot be copied."
+                )
+            return embeddings.detach().float().clone()
     source = model.config.name_or_path
     weight = _checkpoint_lm_head(source, revision) if source else None
     if weight is None:
@@ -98,10 +105,10 @@ def language_model_head_weight(model: nn.Module, revision: str | None = None) ->
             f"token embeddings and the checkpoint has no {' or '.join(LM_HEAD_KEYS)} in safetensors. Start from the "
             "base causal LM's checkpoint (a model name or folder), not from a sequence-classification model."
         )
-    if tuple(weight.shape) != tuple(embeddings.shape):
+    if tuple(weight.shape) != tuple(parameter_shape(embeddings)):
         raise ValueError(
             f"The language-model head in {source!r} has shape {tuple(weight.shape)}, but the model's token embeddings "
-            f"have {tuple(embeddings.shape)}: they do not belong to the same model."
+            f"have {tuple(parameter_shape(embeddings))}: they do not belong to the same model."
         )
     return weight.float().to(embeddings.device)
 

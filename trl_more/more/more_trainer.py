@@ -17,7 +17,13 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_utils import EvalPrediction
 from trl import RewardConfig, RewardTrainer
 
-from .._compat import keep_4bit_weights_trainable, keep_batch_columns, trainer_metrics, without_length_filter
+from .._compat import (
+    gather_parameters,
+    keep_4bit_weights_trainable,
+    keep_batch_columns,
+    trainer_metrics,
+    without_length_filter,
+)
 from ..constants import LAMBDA_METRIC_PREFIX, SOURCE_INDEX_COLUMN
 from ..data.sources import attach_source_indices
 from ..hub import HubUploadError, upload_failure_message
@@ -305,8 +311,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
                 "train a decoder (causal LM) reward model."
             )
         revision = (args.model_init_kwargs or {}).get("revision")
-        weight = language_model_head_weight(self.model, revision).to(self.args.device)
-        return LanguageModelHead(weight, args.learning_rate, args.weight_decay)
+        weight = language_model_head_weight(self.model, revision, gather_parameters(self.accelerator))
+        return LanguageModelHead(weight.to(self.args.device), args.learning_rate, args.weight_decay)
 
     def _uses_shared_prompt(self, args: MORERewardConfig, data_collator: DataCollator | None) -> bool:
         """Whether batches use shared-prompt encoding (packed or not): asked for, and the model is a decoder."""
@@ -539,7 +545,8 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
     def _text_regularization_loss(self, inputs, chosen_start: torch.Tensor | None) -> torch.Tensor:
         """GRM's SFT loss: the mean token NLL of the batch's chosen responses under the language-model head, from the
-        hidden states of the same forward pass (`trl_more.losses.text_regularization`). Logged as `loss/text`."""
+        hidden states of the same forward pass (`trl_more.losses.text_regularization`), over the tokens of every
+        process (the processes hold different numbers of tokens). Logged as `loss/text`."""
         hidden, self._token_features = self._token_features, None
         if hidden is None or chosen_start is None or hidden.dim() != 3:
             raise RuntimeError(
@@ -560,8 +567,12 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
             mask = inputs["attention_mask"][:pairs].long()
             first = mask.argmax(-1)
             last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
-        loss, _ = chosen_response_nll(hidden, input_ids, first, chosen_start, last, self.text_head.weight)
-        logged = self.accelerator.gather_for_metrics(loss.detach()).mean().item()
+        loss, count = chosen_response_nll(hidden, input_ids, first, chosen_start, last, self.text_head.weight)
+        processes = self.accelerator.num_processes
+        if processes > 1:  # the token mean over every process's tokens, as one process on the whole batch computes it
+            counts = self.accelerator.gather(torch.tensor([count], device=loss.device))
+            loss = loss * (count * processes / counts.sum().clamp(min=1))  # DDP and ZeRO average over processes
+        logged = self.accelerator.gather(loss.detach()[None]).mean().item()
         trainer_metrics(self, "train")["loss/text"].append(logged)
         return loss
 
@@ -738,10 +749,14 @@ class MORERewardTrainer(CheckpointingMixin, RewardTrainer):
 
 class _SideParameterStep(TrainerCallback):
     """After every optimizer step of the reward model, a parameter trained on the side (SwAV's prototypes, GRM's
-    language-model head) takes its own."""
+    language-model head) takes its own, at the learning rate the schedule gave that step (warm-up and decay included)."""
 
     def __init__(self, trainer: MORERewardTrainer, parameter: SideParameter):
         self.trainer, self.parameter = trainer, parameter
 
     def on_optimizer_step(self, args, state, control, **kwargs):
-        self.parameter.step(self.trainer.accelerator)
+        scheduler = self.trainer.lr_scheduler  # not stepped yet: its last rate is the one this step used
+        scale = 1.0
+        if scheduler is not None and args.learning_rate > 0:
+            scale = scheduler.get_last_lr()[0] / args.learning_rate
+        self.parameter.step(self.trainer.accelerator, scale)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .world import world_tokenizer
+from .world import TRAINING_STYLE, ResponseStyle, world_tokenizer
 
 
 __all__ = ["REWARD_TRAINING", "predicted_margins", "train_reward_model", "train_sft_policy"]
@@ -63,10 +64,13 @@ def train_reward_model(train_dataset, seed: int, trainer_class=None, initial_mod
     return trainer.model.eval(), tokenizer
 
 
-def train_sft_policy(seed: int, max_steps: int, num_examples: int):
+def train_sft_policy(
+    seed: int, max_steps: int, num_examples: int, styles: Sequence[ResponseStyle] = (TRAINING_STYLE,)
+):
     """The world's tiny policy (`seed` draws its initialisation and its `sft_examples`) after `max_steps` steps of
-    TRL's `SFTTrainer` on `num_examples` examples of the world's response style (batch 32, learning rate 3e-3 with a
-    cosine schedule and 10 warm-up steps)."""
+    TRL's `SFTTrainer` on `num_examples` examples of the world's response style, or split evenly over `styles` (batch
+    32, learning rate 3e-3 with a cosine schedule and 10 warm-up steps)."""
+    from datasets import concatenate_datasets
     from trl import SFTConfig, SFTTrainer
 
     from ..testing import tiny_causal_lm
@@ -91,7 +95,10 @@ def train_sft_policy(seed: int, max_steps: int, num_examples: int):
             seed=seed,
             disable_tqdm=True,
         )
-        examples = sft_examples(num_examples, seed=seed)
+        share = num_examples // len(styles)
+        examples = concatenate_datasets(
+            [sft_examples(share, seed=seed + 100 * index, style=style) for index, style in enumerate(styles)]
+        )
         SFTTrainer(model=policy, args=args, train_dataset=examples, processing_class=tokenizer).train()
     return policy
 
