@@ -152,9 +152,11 @@ def minilm_reward_model(seed: int, frozen_layers: int):
     return model, tokenizer
 
 
-def train_reward_model(method: str, train, training: TrainingSettings, seed: int, output_dir):
+def train_reward_model(
+    method: str, train, training: TrainingSettings, seed: int, output_dir, initialisation_seed: int | None = None
+):
     """A MiniLM reward model trained on `train` for `training.steps` steps of `training.batch_size` pairs, and its
-    tokenizer.
+    tokenizer. `seed` draws the batch order (and dropout) and, unless `initialisation_seed` is given, the reward head.
 
     `method` is "multitask" (uniform weights), "more" (min-norm weights) or "single" (one source: plain
     `trl.RewardTrainer` behaviour, with MORE's truncation instead of dropping long pairs). With several sources in
@@ -165,7 +167,9 @@ def train_reward_model(method: str, train, training: TrainingSettings, seed: int
     num_sources = len(set(train["source"]))
     if method == "single" and num_sources != 1:
         raise ValueError(f"A single-source run needs one source, got {num_sources}.")
-    model, tokenizer = minilm_reward_model(seed, training.frozen_layers)
+    model, tokenizer = minilm_reward_model(
+        seed if initialisation_seed is None else initialisation_seed, training.frozen_layers
+    )
     args = MORERewardConfig(
         str(output_dir),
         per_device_train_batch_size=training.batch_size,

@@ -30,3 +30,17 @@ def _quiet_datasets():
 
     datasets.disable_progress_bars()
     yield
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parallel runs (pytest-xdist: `--numprocesses` and `--dist loadfile` in pyproject.toml's addopts, so that a module's
+# fixtures are built once; tests that launch processes give each launch its own port, `trl_more.testing.free_port`)
+# ---------------------------------------------------------------------------------------------------------------------
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one thread each (also for the processes the tests launch), since two threads
+    # per process on a shared core are several times slower than one.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)

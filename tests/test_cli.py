@@ -26,6 +26,7 @@ from trl_more.data import load_mixture
 from trl_more.metrics import evaluate_reward_model
 from trl_more.rejection_sampling import IterationStore
 from trl_more.testing import (
+    free_port,
     save_tiny_reward_model,
     tiny_causal_lm,
     tiny_reward_model,
@@ -105,7 +106,8 @@ def launch_cli(
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    command = [sys.executable, "-m", "accelerate.commands.launch", *launch_options]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port())]
+    command += launch_options
     command += ["-m", "trl_more.cli", subcommand, *arguments]
     return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cwd, timeout=timeout)
 

@@ -13,7 +13,7 @@ from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
 from trl_more.metrics import PreferenceMetrics, evaluate_reward_model, preference_metrics
-from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.testing import free_port, tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
 # 10 pairs per source with eval batches of 3: the last batch of every source holds a single pair.
@@ -159,6 +159,7 @@ def test_two_processes_with_a_padded_last_batch_give_the_single_process_numbers(
     script, output = tmp_path / "evaluate.py", tmp_path / "results.json"
     script.write_text(DISTRIBUTED_SCRIPT)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu"]
+    command += ["--main_process_port", str(free_port())]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     command += [str(script), str(tmp_path / "out"), str(output)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -14,6 +14,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from trl_more.testing import free_port
+
 
 pytestmark = pytest.mark.distributed
 
@@ -31,6 +33,8 @@ LAUNCH = [
     "no",
     "--dynamo_backend",
     "no",
+    "--main_process_port",
+    str(free_port()),  # not accelerate's default: another test file may launch processes at the same time
 ]
 
 

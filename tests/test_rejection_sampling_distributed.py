@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from trl_more.testing import free_port
+
 
 pytestmark = pytest.mark.distributed
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "scripts" / "rjs_distributed.py"
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch"]
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port())]
 NUM_PROMPTS, NUM_SAMPLES = 5, 3
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import random
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,7 @@ __all__ = [
     "DECODER_ARCHITECTURES",
     "ENCODER_ARCHITECTURES",
     "PREFERENCE_FORMATS",
+    "free_port",
     "preference_dataset_in_format",
     "save_tiny_backbone",
     "save_tiny_reward_model",
@@ -49,6 +51,17 @@ __all__ = [
 ]
 
 DECODER_ARCHITECTURES = ("qwen2", "llama", "gpt_neox")
+
+
+def free_port() -> int:
+    """A TCP port that is free on this machine now, for the rendezvous of a multi-process test run (`accelerate launch
+    --main_process_port`): test files running at the same time (pytest-xdist) must not meet on accelerate's default
+    port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 ENCODER_ARCHITECTURES = ("bert", "roberta")
 
 # A minimal chat template, enough for conversational datasets and generation prompts.
