@@ -92,8 +92,9 @@ def language_model_head_weight(model: nn.Module, revision: str | None = None, ga
         with gather([embeddings]) if gather is not None else contextlib.nullcontext():
             if embeddings.numel() == 0:
                 raise ValueError(
-                    "The token embeddings are partitioned (DeepSpeed ZeRO-3) and no way to gather them was given, so "
-                    "the language-model head tied to them cannot be copied."
+                    "The token embeddings are partitioned (DeepSpeed ZeRO-3), so the language-model head tied to them "
+                    "cannot be copied without gathering them: pass `gather=trl_more._compat.gather_parameters("
+                    "accelerator)`."
                 )
             return embeddings.detach().float().clone()
     source = model.config.name_or_path
