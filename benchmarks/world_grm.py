@@ -60,6 +60,7 @@ SMOKE = Settings(sft_steps=20, sft_examples=200, reward_steps=20)
 
 
 def method_names() -> list[str]:
+    """The report's rows, in order."""
     return [
         "random initialisation (one model)",
         "one member",
