@@ -34,7 +34,7 @@ def _quiet_datasets():
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Parallel runs (pytest-xdist: `--numprocesses` and `--dist loadfile` in pyproject.toml's addopts, so that a module's
-# fixtures are built once; tests that launch processes give each launch its own port, `trl_more.testing.free_port`)
+# fixtures are built once; tests that launch processes give each launch its own port, `trl_more.testing.accelerate_launch`)
 # ---------------------------------------------------------------------------------------------------------------------
 
 if os.environ.get("PYTEST_XDIST_WORKER"):

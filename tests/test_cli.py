@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from trl_more.data import load_mixture
 from trl_more.metrics import evaluate_reward_model
 from trl_more.rejection_sampling import IterationStore
 from trl_more.testing import (
-    free_port,
+    TWO_CPU_PROCESSES,
+    accelerate_launch,
     save_tiny_reward_model,
     tiny_causal_lm,
     tiny_reward_model,
@@ -106,9 +106,7 @@ def launch_cli(
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port())]
-    command += launch_options
-    command += ["-m", "trl_more.cli", subcommand, *arguments]
+    command = accelerate_launch(*launch_options, "-m", "trl_more.cli", subcommand, *arguments)
     return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=cwd, timeout=timeout)
 
 
@@ -175,8 +173,7 @@ def test_reward_under_zero3_evaluates_the_gathered_model(tmp_path):
     """Two CPU processes under DeepSpeed ZeRO-3 (tiny parameters really partitioned): after training, the main process
     scores the full saved copy instead of its empty shards, and writes the same numbers a fresh scoring gives."""
     config = reward_config(tmp_path, max_steps=2, ddp_backend="gloo", evaluate=True)
-    launch = ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["--use_deepspeed", "--deepspeed_config_file"]
+    launch = [*TWO_CPU_PROCESSES, "--use_deepspeed", "--deepspeed_config_file"]
     launch += [str(REPO / "recipes" / "accelerate_configs" / "zero3_cpu_test.json")]
     result = launch_cli(launch, "reward", ["--config", str(config)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -232,8 +229,7 @@ def test_armo_under_two_processes_saves_once_and_exits_cleanly(tmp_path, shared_
     """`accelerate launch --multi_gpu` (2 CPU processes over gloo): the main process writes the model while the other
     waits, and both leave the process group, so the launch succeeds and the saved model loads."""
     config = armo_regression_config(tmp_path, shared_data, use_cpu=True, ddp_backend="gloo")
-    launch = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    result = launch_cli([*launch, "--dynamo_backend", "no"], "armo", ["--config", str(config)], cwd=tmp_path)
+    result = launch_cli(["--multi_gpu", *TWO_CPU_PROCESSES], "armo", ["--config", str(config)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Model, tokenizer and model card saved to") == 1
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "stage1", trust_remote_code=True)

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,7 +12,13 @@ from trl import RewardConfig, RewardTrainer
 
 from trl_more import MORERewardConfig, MORERewardTrainer
 from trl_more.metrics import PreferenceMetrics, evaluate_reward_model, preference_metrics
-from trl_more.testing import free_port, tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.testing import (
+    TWO_CPU_PROCESSES,
+    accelerate_launch,
+    tiny_reward_model,
+    tiny_tokenizer,
+    toy_preference_sources,
+)
 
 
 # 10 pairs per source with eval batches of 3: the last batch of every source holds a single pair.
@@ -158,10 +163,7 @@ def test_two_processes_with_a_padded_last_batch_give_the_single_process_numbers(
     # 10 pairs, 2 processes x 3 pairs per step: the last step holds 4 real pairs and 2 duplicates that accelerate adds.
     script, output = tmp_path / "evaluate.py", tmp_path / "results.json"
     script.write_text(DISTRIBUTED_SCRIPT)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu"]
-    command += ["--main_process_port", str(free_port())]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += [str(script), str(tmp_path / "out"), str(output)]
+    command = accelerate_launch("--multi_gpu", *TWO_CPU_PROCESSES, str(script), str(tmp_path / "out"), str(output))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]

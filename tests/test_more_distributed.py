@@ -14,50 +14,43 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from trl_more.testing import free_port
+from trl_more.testing import TWO_CPU_PROCESSES, accelerate_launch
 
 
 pytestmark = pytest.mark.distributed
 
 SCRIPT = Path(__file__).parent / "scripts" / "more_distributed.py"
 ZERO3_CONFIG = Path(__file__).parents[1] / "recipes" / "accelerate_configs" / "zero3_cpu_test.json"
-LAUNCH = [
-    sys.executable,
-    "-m",
-    "accelerate.commands.launch",
-    "--num_processes",
-    "2",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-    "--main_process_port",
-    str(free_port()),  # not accelerate's default: another test file may launch processes at the same time
-]
+LAUNCH = accelerate_launch(*TWO_CPU_PROCESSES)
 
 
-def run(command, output_dir):
+ZERO3_LAUNCH = [*LAUNCH, "--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT)]
+
+
+def run(command, output_dir, processes=2):
+    """`command` (the script, or an `accelerate launch` of it) offline with one thread a process: every rank's
+    record."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return [json.loads((output_dir / f"lambda_rank{rank}.json").read_text()) for rank in range(2)]
+    return [json.loads((output_dir / f"lambda_rank{rank}.json").read_text()) for rank in range(processes)]
+
+
+def run_single_process(output_dir, *options):
+    """The script in one process (the reference run): its record."""
+    return run([sys.executable, str(SCRIPT), "--output_dir", str(output_dir), *options], output_dir, processes=1)[0]
+
+
+def run_zero3(output_dir, *options):
+    """The script on two processes under DeepSpeed ZeRO-3, asserting at every step that the reward head is
+    partitioned: every rank's record."""
+    return run([*ZERO3_LAUNCH, "--output_dir", str(output_dir), "--check_zero3", *options], output_dir)
 
 
 @pytest.fixture(scope="module")
 def single_process(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("single")
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--output_dir", str(output_dir), "--per_device_train_batch_size", "6"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    record = json.loads((output_dir / "lambda_rank0.json").read_text())
-    return record, output_dir
+    return run_single_process(output_dir, "--per_device_train_batch_size", "6"), output_dir
 
 
 def load_scores(model_dir):
@@ -87,42 +80,14 @@ def test_ddp_lambda_is_identical_on_both_ranks_and_equals_single_process(tmp_pat
 
 
 def test_zero3_with_partitioned_head_equals_single_process_and_saves(tmp_path, single_process):
-    ranks = run(
-        [
-            *LAUNCH,
-            "--use_deepspeed",
-            "--deepspeed_config_file",
-            str(ZERO3_CONFIG),
-            str(SCRIPT),
-            "--output_dir",
-            str(tmp_path),
-            "--check_zero3",
-        ],
-        tmp_path,
-    )
+    ranks = run_zero3(tmp_path)
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]  # the head weight had shape (0,) at every step
     assert_same_run(ranks, single_process, tmp_path)
 
 
 @pytest.mark.parametrize(("loss", "representation"), [("swav", "pair"), ("simcse", "difference")])
 def test_zero3_with_a_contrastive_loss_keeps_every_rank_identical(tmp_path, loss, representation):
-    ranks = run(
-        [
-            *LAUNCH,
-            "--use_deepspeed",
-            "--deepspeed_config_file",
-            str(ZERO3_CONFIG),
-            str(SCRIPT),
-            "--output_dir",
-            str(tmp_path),
-            "--check_zero3",
-            "--contrastive_loss",
-            loss,
-            "--contrastive_representation",
-            representation,
-        ],
-        tmp_path,
-    )
+    ranks = run_zero3(tmp_path, "--contrastive_loss", loss, "--contrastive_representation", representation)
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]
     assert ranks[0]["lambda"] == ranks[1]["lambda"]
     losses = ranks[0]["contrastive_losses"]
@@ -142,15 +107,7 @@ def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(t
     """The recipes' layout, 2 pairs of every source per rank with lambda solved on the all-reduced gradients: 2 ranks
     x 6 pairs (3 sources) solve the same lambda as 1 process x 12 pairs of the same data, step by step."""
     single_dir = tmp_path / "single"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--output_dir", str(single_dir), "--per_device_train_batch_size", "12"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    single = (json.loads((single_dir / "lambda_rank0.json").read_text()), single_dir)
+    single = (run_single_process(single_dir, "--per_device_train_batch_size", "12"), single_dir)
     ranks = run(
         [*LAUNCH, "--multi_gpu", str(SCRIPT), "--output_dir", str(tmp_path), "--per_device_train_batch_size", "6"],
         tmp_path,
@@ -159,21 +116,7 @@ def test_ddp_in_the_paper_recipes_shape_equals_one_process_on_the_global_batch(t
 
 
 def test_zero3_with_shared_prompt_encoding_equals_single_process_separate_encoding(tmp_path, single_process):
-    ranks = run(
-        [
-            *LAUNCH,
-            "--use_deepspeed",
-            "--deepspeed_config_file",
-            str(ZERO3_CONFIG),
-            str(SCRIPT),
-            "--output_dir",
-            str(tmp_path),
-            "--check_zero3",
-            "--pair_encoding",
-            "shared_prompt",
-        ],
-        tmp_path,
-    )
+    ranks = run_zero3(tmp_path, "--pair_encoding", "shared_prompt")
     assert [rank["partition_checks"] for rank in ranks] == [3, 3]
     assert_same_run(ranks, single_process, tmp_path)
 
@@ -190,18 +133,9 @@ def test_zero3_with_text_regularization_gathers_the_tied_head_and_equals_single_
     tokenizer.save_pretrained(base)
     options = ["--model_path", str(base), "--text_regularization_coefficient", "0.1"]
     single_dir = tmp_path / "single"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--output_dir", str(single_dir), "--per_device_train_batch_size", "6", *options],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    single = json.loads((single_dir / "lambda_rank0.json").read_text())
+    single = run_single_process(single_dir, "--per_device_train_batch_size", "6", *options)
     zero3_dir = tmp_path / "zero3"
-    launch = ["--use_deepspeed", "--deepspeed_config_file", str(ZERO3_CONFIG), str(SCRIPT)]
-    ranks = run([*LAUNCH, *launch, "--output_dir", str(zero3_dir), "--check_zero3", *options], zero3_dir)
+    ranks = run_zero3(zero3_dir, *options)
     assert [rank["embeddings_partitioned_at_init"] for rank in ranks] == [True, True]
     assert not single["embeddings_partitioned_at_init"]
     assert len(single["text_losses"]) == 3 and ranks[0]["text_losses"] == ranks[1]["text_losses"]

@@ -7,21 +7,20 @@ processes, 3 samples each) and checks the iteration files and every rank's repor
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 
-from trl_more.testing import free_port
+from trl_more.testing import TWO_CPU_PROCESSES, accelerate_launch
 
 
 pytestmark = pytest.mark.distributed
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "scripts" / "rjs_distributed.py"
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port())]
+LAUNCH = accelerate_launch()
 NUM_PROMPTS, NUM_SAMPLES = 5, 3
 
 
@@ -69,14 +68,7 @@ def test_two_processes_ddp_use_every_prompt_exactly_once(tmp_path):
     reports = launch(
         [
             "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *TWO_CPU_PROCESSES,
             str(SCRIPT),
             str(tmp_path),
             "--use_cpu",
@@ -123,14 +115,7 @@ def test_metarm_updates_under_ddp_keep_the_reward_model_identical_on_both_ranks(
     reports = launch(
         [
             "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *TWO_CPU_PROCESSES,
             str(SCRIPT),
             str(tmp_path),
             "--use_cpu",

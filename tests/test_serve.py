@@ -4,7 +4,6 @@ the token enforced, clear 4xx bodies for bad input, and a concurrent load answer
 import json
 import math
 import random
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,18 +18,12 @@ from trl_more.cli.serve import build_app
 from trl_more.metrics import evaluate_reward_model, set_reward_temperature
 from trl_more.multi_objective import MultiObjectiveRewardModel
 from trl_more.serve import ServeConfig
-from trl_more.testing import tiny_reward_model, tiny_tokenizer, toy_preference_sources
+from trl_more.testing import free_port, tiny_reward_model, tiny_tokenizer, toy_preference_sources
 
 
 TOKEN = "test-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 OBJECTIVES = ["helpfulness", "safety", "verbosity"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import random
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,8 @@ __all__ = [
     "DECODER_ARCHITECTURES",
     "ENCODER_ARCHITECTURES",
     "PREFERENCE_FORMATS",
+    "TWO_CPU_PROCESSES",
+    "accelerate_launch",
     "free_port",
     "preference_dataset_in_format",
     "save_tiny_backbone",
@@ -54,12 +57,29 @@ DECODER_ARCHITECTURES = ("qwen2", "llama", "gpt_neox")
 
 
 def free_port() -> int:
-    """A TCP port that is free on this machine now, for the rendezvous of a multi-process test run (`accelerate launch
-    --main_process_port`): test files running at the same time (pytest-xdist) must not meet on accelerate's default
-    port."""
+    """A TCP port that is free on this machine now (for a test server, or a multi-process run's rendezvous)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# `accelerate launch` options of the multi-process tests: two processes on one machine, full precision, no compiler.
+TWO_CPU_PROCESSES = (
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+)
+
+
+def accelerate_launch(*options: str) -> list[str]:
+    """The command `python -m accelerate.commands.launch <options>` on a free rendezvous port (`free_port`), so that
+    test files launching processes at the same time (pytest-xdist) do not meet on accelerate's default port."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--main_process_port", str(free_port()), *options]
 
 
 ENCODER_ARCHITECTURES = ("bert", "roberta")
