@@ -194,19 +194,13 @@ def train_reward_model(
     return trainer, tokenizer
 
 
-def train_and_score(method: str, train, held_out: dict, settings: Settings, seed: int, output_dir: Path) -> dict:
-    """Train one reward model and return its held-out reward margins, timings and logged lambdas."""
+def held_out_margins(model, tokenizer, held_out: dict, settings: TrainingSettings) -> dict[str, np.ndarray]:
+    """`{source: reward margins}` of `model` on the held-out pairs, read as the models were trained (the last
+    `settings.max_length` tokens)."""
     from trl_more.metrics import evaluate_reward_model
 
-    start, cpu_start = time.perf_counter(), time.process_time()
-    if method == "single":  # the same pairs of its source as a mixed run, in batches of the same size
-        settings = replace(settings, steps=round(settings.steps / len(SOURCE_FILES)))
-    trainer, tokenizer = train_reward_model(method, train, settings, seed, output_dir)
-    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-
-    start, cpu_start = time.perf_counter(), time.process_time()
     evaluation = evaluate_reward_model(
-        trainer.model,
+        model,
         tokenizer,
         held_out,
         batch_size=32,
@@ -214,10 +208,23 @@ def train_and_score(method: str, train, held_out: dict, settings: Settings, seed
         truncation_mode="keep_end",
         show_progress=False,
     )
+    return evaluation.margins
+
+
+def train_and_score(method: str, train, held_out: dict, settings: Settings, seed: int, output_dir: Path) -> dict:
+    """Train one reward model and return its held-out reward margins, timings and logged lambdas."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if method == "single":  # the same pairs of its source as a mixed run, in batches of the same size
+        settings = replace(settings, steps=round(settings.steps / len(SOURCE_FILES)))
+    trainer, tokenizer = train_reward_model(method, train, settings, seed, output_dir)
+    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    margins = held_out_margins(trainer.model, tokenizer, held_out, settings)
     eval_seconds, eval_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     history = trainer.state.log_history
     result = {
-        "margins": {source: values.tolist() for source, values in evaluation.margins.items()},
+        "margins": {source: values.tolist() for source, values in margins.items()},
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "cpu_seconds": train_cpu_seconds + eval_cpu_seconds,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibration import DATA_DIR, Settings, load_splits, train_reward_model
+from calibration import DATA_DIR, Settings, held_out_margins, load_splits, train_reward_model
 from run_all import machine_description
 from world_common import cell
 
@@ -59,21 +59,6 @@ def train_member(train, settings: Settings, replicate: int, member: int, work_di
     return folder
 
 
-def score(model, tokenizer, held_out: dict, settings: Settings) -> dict[str, np.ndarray]:
-    from trl_more.metrics import evaluate_reward_model
-
-    evaluation = evaluate_reward_model(
-        model,
-        tokenizer,
-        held_out,
-        batch_size=32,
-        max_length=settings.max_length,
-        truncation_mode="keep_end",
-        show_progress=False,
-    )
-    return evaluation.margins
-
-
 def replicate_margins(train, held_out: dict, settings: Settings, replicate: int, work_dir: Path) -> dict:
     """`{method: {source: margins}}` and the two scoring times of one replicate, cached as JSON."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -87,11 +72,11 @@ def replicate_margins(train, held_out: dict, settings: Settings, replicate: int,
     tokenizer = AutoTokenizer.from_pretrained(folders[0])
     members = [AutoModelForSequenceClassification.from_pretrained(folder).eval() for folder in folders]
     start = time.perf_counter()
-    member_margins = [score(model, tokenizer, held_out, settings) for model in members]
+    member_margins = [held_out_margins(model, tokenizer, held_out, settings) for model in members]
     ensemble_seconds = time.perf_counter() - start
     averaged = average_reward_models(members).eval()
     start = time.perf_counter()
-    average_margins = score(averaged, tokenizer, held_out, settings)
+    average_margins = held_out_margins(averaged, tokenizer, held_out, settings)
     average_seconds = time.perf_counter() - start
     result = {
         "margins": {

@@ -26,10 +26,9 @@ import dataclasses
 import itertools
 import tempfile
 
-import numpy as np
 from run_all import machine_description
 from world_common import cell, run_jobs, world_options, write_report
-from world_warm import evaluation_sets
+from world_warm import ensemble_margins, evaluation_sets, method_metrics
 
 
 BENCHMARK = "world_grm"
@@ -75,7 +74,7 @@ def grm_job(seed: int, base: str, regime: str, settings: dict) -> dict:
     per evaluation set and method: gold accuracy and ECE."""
     import torch
     from transformers import AutoModelForSequenceClassification
-    from world_common import gold_metrics, predicted_margins, train_reward_model
+    from world_common import predicted_margins, train_reward_model
 
     from trl_more.rewards import average_reward_models
     from trl_more.synthetic import HELD_OUT_STYLE, TRAINING_STYLE, preference_pairs, training_columns, world_tokenizer
@@ -113,14 +112,8 @@ def grm_job(seed: int, base: str, regime: str, settings: dict) -> dict:
         member_margins = [
             [predicted_margins(model, tokenizer, pairs) for pairs in (clean, labelled)] for model in members
         ]
-        margins["prediction ensemble"] = [np.mean([m[index] for m in member_margins], axis=0) for index in (0, 1)]
-        result[name] = {
-            method: {
-                "gold_accuracy": gold_metrics(values[0], clean)["gold_accuracy"],
-                "ece": gold_metrics(values[1], labelled)["ece"],
-            }
-            for method, values in margins.items()
-        }
+        margins["prediction ensemble"] = ensemble_margins(member_margins)
+        result[name] = method_metrics(margins, clean, labelled)
     return result
 
 

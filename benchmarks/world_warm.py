@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 from run_all import machine_description
-from world_common import cell, run_jobs, write_report
+from world_common import cell, gold_metrics, run_jobs, write_report
 
 
 BENCHMARK = "world_warm"
@@ -56,10 +56,27 @@ def evaluation_sets(seed: int) -> dict:
     return sets
 
 
+def ensemble_margins(member_margins: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """The prediction ensemble's [clean, relabelled] margins: the mean of the members' (each [clean, relabelled])."""
+    return [np.mean([margins[index] for margins in member_margins], axis=0) for index in (0, 1)]
+
+
+def method_metrics(margins: dict[str, list[np.ndarray]], clean, labelled) -> dict[str, dict[str, float]]:
+    """Per method, the gold accuracy of its margins on the clean pairs and the ECE of its margins on their
+    Bradley-Terry relabelling (`margins[method]` holds the two, in that order)."""
+    return {
+        method: {
+            "gold_accuracy": gold_metrics(values[0], clean)["gold_accuracy"],
+            "ece": gold_metrics(values[1], labelled)["ece"],
+        }
+        for method, values in margins.items()
+    }
+
+
 def warm_job(seed: int, initialisation: str) -> dict:
     """Train the M members from `initialisation` (one of `INITIALISATIONS`), then per evaluation set and method: gold
     accuracy and ECE; and the scoring times."""
-    from world_common import gold_metrics, predicted_margins, train_reward_model
+    from world_common import predicted_margins, train_reward_model
 
     from trl_more.rewards import average_reward_models
     from trl_more.synthetic import preference_pairs, training_columns, world_tokenizer
@@ -96,16 +113,10 @@ def warm_job(seed: int, initialisation: str) -> dict:
     for name, (clean, labelled) in sets.items():
         margins = {
             "one member": member_margins[name][0],
-            "prediction ensemble": [np.mean([m[index] for m in member_margins[name]], axis=0) for index in (0, 1)],
+            "prediction ensemble": ensemble_margins(member_margins[name]),
             "weight average": average_margins[name],
         }
-        result[name] = {
-            method: {
-                "gold_accuracy": gold_metrics(values[0], clean)["gold_accuracy"],
-                "ece": gold_metrics(values[1], labelled)["ece"],
-            }
-            for method, values in margins.items()
-        }
+        result[name] = method_metrics(margins, clean, labelled)
         result[name]["members_mean_accuracy"] = float(
             np.mean([gold_metrics(m[0], clean)["gold_accuracy"] for m in member_margins[name]])
         )
